@@ -1,0 +1,331 @@
+//! Configuration: TOML on disk, built-in defaults, environment overrides.
+//!
+//! Every key is documented in `ops/gateway.example.toml`. Unknown keys and bad values stop
+//! start-up with the dotted path of the key (`rtp.port_min`) and what was expected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Environment variables that override the file (and the defaults).
+pub const ENV_DATABASE_URL: &str = "GATEWAY_DATABASE_URL";
+pub const ENV_SIP_UDP: &str = "GATEWAY_SIP_UDP";
+pub const ENV_SIP_TCP: &str = "GATEWAY_SIP_TCP";
+pub const ENV_HTTP_LISTEN: &str = "GATEWAY_HTTP_LISTEN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub rtp: RtpConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP listeners.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listeners.
+    pub tcp: Vec<SocketAddr>,
+    /// Digest realm for desk phones; stored with each user's HA1, so changing it invalidates them.
+    pub realm: String,
+    /// Address put in Contact and SDP when the listeners are bound to a wildcard or sit behind NAT.
+    pub public_address: Option<IpAddr>,
+    /// Server and User-Agent header value.
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// REST API, health and metrics listener.
+    pub listen: SocketAddr,
+    /// Bearer token for mutating API calls. Without it, mutating calls are refused.
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// Address media sockets bind to.
+    pub address: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (embedded, the default) or `postgres://USER:PASS@HOST/DB`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `gateway=debug,sqlx=warn`, …
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            rtp: RtpConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        let any: SocketAddr = ([0, 0, 0, 0], 5060).into();
+        SipConfig {
+            udp: vec![any],
+            tcp: vec![any],
+            realm: "gateway".into(),
+            public_address: None,
+            user_agent: format!("gateway/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig { listen: ([127, 0, 0, 1], 8080).into(), api_token: None }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> RtpConfig {
+        RtpConfig { address: [0, 0, 0, 0].into(), port_min: 20000, port_max: 29999 }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> DatabaseConfig {
+        DatabaseConfig { url: "sqlite://gateway.db".into(), max_connections: 8 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads `path` if given (defaults otherwise), applies the environment, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                Config::parse(&text, path)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|var| std::env::var(var).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let message = first_line(&e.inner().message().to_string());
+            if key.is_empty() || key == "." {
+                ConfigError::Syntax { path: path.into(), message: e.inner().to_string() }
+            } else {
+                ConfigError::Key { key, message }
+            }
+        })
+    }
+
+    /// Applies overrides from the environment; `lookup` is `std::env::var` outside tests.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(url) = lookup(ENV_DATABASE_URL) {
+            self.database.url = url;
+        }
+        if let Some(list) = lookup(ENV_SIP_UDP) {
+            self.sip.udp = parse_addrs(ENV_SIP_UDP, &list)?;
+        }
+        if let Some(list) = lookup(ENV_SIP_TCP) {
+            self.sip.tcp = parse_addrs(ENV_SIP_TCP, &list)?;
+        }
+        if let Some(addr) = lookup(ENV_HTTP_LISTEN) {
+            self.http.listen = addr.trim().parse().map_err(|_| ConfigError::Env {
+                var: ENV_HTTP_LISTEN,
+                message: format!("`{addr}` is not an address:port"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let key = |key: &str, message: String| Err(ConfigError::Key { key: key.into(), message });
+        if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
+            return key("sip.udp", "no SIP listener: give at least one UDP or TCP address".into());
+        }
+        for (name, list) in [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp)] {
+            if let Some((i, _)) = list.iter().enumerate().find(|(_, a)| a.port() == 0) {
+                return key(&format!("{name}[{i}]"), "port must be 1-65535".into());
+            }
+        }
+        if self.http.listen.port() == 0 {
+            return key("http.listen", "port must be 1-65535".into());
+        }
+        if self.rtp.port_min == 0 || self.rtp.port_min % 2 == 1 {
+            return key("rtp.port_min", format!("expected an even port above 0, got {}", self.rtp.port_min));
+        }
+        if self.rtp.port_max <= self.rtp.port_min {
+            return key(
+                "rtp.port_max",
+                format!("expected a port above rtp.port_min ({}), got {}", self.rtp.port_min, self.rtp.port_max),
+            );
+        }
+        if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {
+            return key("sip.realm", "expected a non-empty realm without quotes".into());
+        }
+        if self.database.max_connections == 0 {
+            return key("database.max_connections", "expected at least 1".into());
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return key("database.url", format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return key("log.level", format!("`{}` is not a tracing filter", self.log.level));
+        }
+        if matches!(&self.http.api_token, Some(t) if t.len() < 16) {
+            return key("http.api_token", "expected at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_addrs(var: &'static str, list: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim().parse().map_err(|_| ConfigError::Env {
+                var,
+                message: format!("`{}` is not an address:port", s.trim()),
+            })
+        })
+        .collect()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config = Config::parse(text, Path::new("test.toml"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn key_error(text: &str) -> (String, String) {
+        match parse(text) {
+            Err(ConfigError::Key { key, message }) => (key, message),
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../ops/gateway.example.toml");
+        parse(text).expect("the example config is valid");
+    }
+
+    #[test]
+    fn typo_names_the_key() {
+        let (key, message) = key_error("[sip]\nrelam = \"x\"\n");
+        assert_eq!(key, "sip");
+        assert!(message.contains("unknown field `relam`"), "{message}");
+        let (key, _) = key_error("[databse]\nurl = \"x\"\n");
+        assert_eq!(key, ".");
+    }
+
+    #[test]
+    fn out_of_range_port_names_the_key() {
+        let (key, message) = key_error("[rtp]\nport_min = 70000\n");
+        assert_eq!(key, "rtp.port_min");
+        assert!(message.contains("70000"), "{message}");
+        let (key, _) = key_error("[sip]\nudp = [\"127.0.0.1:5060\", \"127.0.0.1:99999\"]\n");
+        assert_eq!(key, "sip.udp[1]");
+        let (key, _) = key_error("[rtp]\nport_min = 30000\nport_max = 20000\n");
+        assert_eq!(key, "rtp.port_max");
+        let (key, _) = key_error("[http]\nlisten = \"127.0.0.1:0\"\n");
+        assert_eq!(key, "http.listen");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let (key, message) = key_error("[database]\nmax_connections = \"many\"\n");
+        assert_eq!(key, "database.max_connections");
+        assert!(message.contains("expected"), "{message}");
+        let (key, _) = key_error("[log]\nformat = \"xml\"\n");
+        assert_eq!(key, "log.format");
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let mut config = Config::default();
+        config
+            .apply_env(|var| match var {
+                ENV_DATABASE_URL => Some("postgres://u@127.0.0.1/db".into()),
+                ENV_SIP_UDP => Some("127.0.0.1:5070, 127.0.0.2:5070".into()),
+                ENV_HTTP_LISTEN => Some("127.0.0.1:9000".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.database.url, "postgres://u@127.0.0.1/db");
+        assert_eq!(config.sip.udp.len(), 2);
+        assert_eq!(config.sip.tcp, SipConfig::default().tcp);
+        assert_eq!(config.http.listen.port(), 9000);
+        let err = Config::default().apply_env(|v| (v == ENV_SIP_TCP).then(|| "nope".into()));
+        assert!(matches!(err, Err(ConfigError::Env { var: ENV_SIP_TCP, .. })));
+    }
+}

@@ -1,0 +1,22 @@
+//! A sans-IO SIP stack.
+//!
+//! Nothing in this crate opens a socket, reads a clock or draws a random number: callers hand in
+//! bytes, source addresses and the time, and take out bytes to send. The gateway owns the sockets.
+//!
+//! - [`message`]: the parsing edge. Bytes from the network become a [`message::Inbound`] whose
+//!   transaction-identifying headers are already typed, or a [`message::ParseError`] from which
+//!   [`message::bad_request`] builds the `400` when enough of the request survived to route it.
+//! - [`digest`]: digest authentication hashes (RFC 7616).
+//! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
+//!   (RFC 5626 §4.4.1).
+//! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
+//! - [`via`]: `received`/`rport` (RFC 3581) and where a response goes (RFC 3261 §18.2.2).
+
+pub mod digest;
+pub mod framing;
+pub mod message;
+pub mod response;
+mod salvage;
+pub mod via;
+
+pub use rsip;

@@ -1,0 +1,371 @@
+//! The parsing edge: network bytes in, typed messages or a precise error out.
+//!
+//! rsip tokenizes the message and parses headers lazily. This module adds what a transaction layer
+//! needs to trust a message: folded lines joined (RFC 3261 §7.3.1), leading CRLFs skipped (§7.5),
+//! the body cut to Content-Length (§18.3), and the five transaction-identifying headers parsed
+//! into types. A message that passes is an [`Inbound`]; the rest get a [`ParseError`] naming what
+//! is wrong, which [`bad_request`] turns into a `400` when the request can still be answered.
+
+use std::fmt::Write as _;
+
+use rsip::prelude::*;
+use rsip::{typed, Method, Request, Response, SipMessage};
+
+use crate::salvage::{split_head, unfold, Known, RawHead};
+
+/// Largest SIP message accepted on any transport.
+pub const MAX_MESSAGE_SIZE: usize = 65_535;
+
+/// Why bytes from the network are not a usable SIP message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty message")]
+    Empty,
+    #[error("message of {size} bytes is larger than {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("no blank line ends the header section")]
+    NoHeaderEnd,
+    #[error("malformed message: {detail}")]
+    Malformed { detail: String },
+    #[error("missing {header} header")]
+    MissingHeader { header: &'static str },
+    #[error("malformed {header} header")]
+    BadHeader { header: &'static str },
+    #[error("CSeq method {cseq} does not match request method {method}")]
+    CSeqMethodMismatch { method: String, cseq: String },
+    #[error("Content-Length {declared} is larger than the body of {actual} bytes")]
+    BodyTooShort { declared: usize, actual: usize },
+}
+
+impl ParseError {
+    /// The reason phrase for the `400` that reports this error.
+    pub fn reason_phrase(&self) -> String {
+        match self {
+            ParseError::Empty | ParseError::NoHeaderEnd => "Bad Request".into(),
+            ParseError::TooLarge { .. } => "Message Too Large".into(),
+            ParseError::Malformed { .. } => "Malformed Message".into(),
+            ParseError::MissingHeader { header } => format!("Missing {header} Header"),
+            ParseError::BadHeader { header } => format!("Malformed {header} Header"),
+            ParseError::CSeqMethodMismatch { .. } => "CSeq Method Mismatch".into(),
+            ParseError::BodyTooShort { .. } => "Content-Length Mismatch".into(),
+        }
+    }
+}
+
+/// The headers every request and response must carry, typed (RFC 3261 §8.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The topmost Via: it names the transaction (branch) and where responses go.
+    pub top_via: typed::Via,
+    pub from: typed::From,
+    pub to: typed::To,
+    pub call_id: String,
+    pub cseq: typed::CSeq,
+}
+
+/// A request whose envelope has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRequest {
+    pub request: Request,
+    pub envelope: Envelope,
+}
+
+/// A response whose envelope has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundResponse {
+    pub response: Response,
+    pub envelope: Envelope,
+}
+
+/// A message from the network, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Request(InboundRequest),
+    Response(InboundResponse),
+}
+
+/// Parses one whole message (a UDP datagram, or a frame cut from a stream by
+/// [`crate::framing::StreamFramer`]).
+pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
+    if bytes.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge { size: bytes.len(), max: MAX_MESSAGE_SIZE });
+    }
+    let bytes = skip_leading_crlf(bytes);
+    if bytes.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let (head, body) = split_head(bytes).ok_or(ParseError::NoHeaderEnd)?;
+    let head = unfold(head);
+    let head_text = std::str::from_utf8(&head)
+        .map_err(|_| ParseError::Malformed { detail: "header section is not UTF-8".into() })?;
+    let body = cut_body(&RawHead::new(head_text), body)?;
+
+    let mut normalized = Vec::with_capacity(head.len() + 4 + body.len());
+    normalized.extend_from_slice(&head);
+    normalized.extend_from_slice(b"\r\n\r\n");
+    normalized.extend_from_slice(body);
+    let message = SipMessage::try_from(normalized.as_slice())
+        .map_err(|e| ParseError::Malformed { detail: short(&e.to_string()) })?;
+
+    match message {
+        SipMessage::Request(request) => {
+            let envelope = envelope(&request)?;
+            // RFC 3261 §8.1.1.5: the CSeq method matches the request's, ACK and CANCEL included.
+            if envelope.cseq.method != request.method {
+                return Err(ParseError::CSeqMethodMismatch {
+                    method: request.method.to_string(),
+                    cseq: envelope.cseq.method.to_string(),
+                });
+            }
+            Ok(Inbound::Request(InboundRequest { request, envelope }))
+        }
+        SipMessage::Response(response) => {
+            let envelope = envelope(&response)?;
+            Ok(Inbound::Response(InboundResponse { response, envelope }))
+        }
+    }
+}
+
+/// Builds the `400 Bad Request` for bytes that failed [`parse`], when the start line is a request
+/// line (other than ACK, which is never answered) and the Via, From, To, Call-ID and CSeq headers
+/// can be copied into a response. Returns `None` when the message cannot be answered: the caller
+/// drops it and counts it.
+///
+/// `to_tag` is added to the To header when the request has none (RFC 3261 §8.2.6.2).
+pub fn bad_request(bytes: &[u8], error: &ParseError, to_tag: &str, server: &str) -> Option<Vec<u8>> {
+    let bytes = skip_leading_crlf(bytes);
+    let head = match split_head(bytes) {
+        Some((head, _)) => head,
+        // A datagram cut short still has its headers; answer from what is there.
+        None => bytes,
+    };
+    let head = unfold(head);
+    let head = String::from_utf8_lossy(&head);
+    let raw = RawHead::new(&head);
+    let method = request_method(raw.start_line)?;
+    if method.eq_ignore_ascii_case("ACK") {
+        return None;
+    }
+    let vias: Vec<&str> = raw.values(Known::Via).collect();
+    let from = raw.first(Known::From)?;
+    let to = raw.first(Known::To)?;
+    let call_id = raw.first(Known::CallId)?;
+    let cseq = raw.first(Known::CSeq)?;
+    if vias.is_empty() || [from, to, call_id, cseq].iter().any(|v| v.contains(['\r', '\n'])) {
+        return None;
+    }
+
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 400 {}\r\n", error.reason_phrase());
+    for via in vias {
+        let _ = write!(out, "Via: {via}\r\n");
+    }
+    let _ = write!(out, "From: {from}\r\n");
+    if has_tag(to) {
+        let _ = write!(out, "To: {to}\r\n");
+    } else {
+        let _ = write!(out, "To: {to};tag={to_tag}\r\n");
+    }
+    let _ = write!(out, "Call-ID: {call_id}\r\nCSeq: {cseq}\r\n");
+    let _ = write!(out, "Server: {server}\r\nContent-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+fn skip_leading_crlf(mut bytes: &[u8]) -> &[u8] {
+    while let [b'\r', b'\n', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// Applies Content-Length to the body (RFC 3261 §18.3): extra bytes are discarded, missing ones
+/// make the message invalid. Without the header the body is whatever follows the head, which is
+/// right for datagrams; stream framing always supplies the length.
+fn cut_body<'a>(raw: &RawHead<'_>, body: &'a [u8]) -> Result<&'a [u8], ParseError> {
+    let Some(value) = raw.first(Known::ContentLength) else {
+        return Ok(body);
+    };
+    let declared: usize =
+        value.parse().map_err(|_| ParseError::BadHeader { header: "Content-Length" })?;
+    if declared > body.len() {
+        return Err(ParseError::BodyTooShort { declared, actual: body.len() });
+    }
+    Ok(&body[..declared])
+}
+
+fn envelope<M: HeadersExt>(message: &M) -> Result<Envelope, ParseError> {
+    let top_via = message
+        .via_header()
+        .map_err(|_| ParseError::MissingHeader { header: "Via" })?
+        .typed()
+        .map_err(|_| ParseError::BadHeader { header: "Via" })?;
+    let from = message
+        .from_header()
+        .map_err(|_| ParseError::MissingHeader { header: "From" })?
+        .typed()
+        .map_err(|_| ParseError::BadHeader { header: "From" })?;
+    let to = message
+        .to_header()
+        .map_err(|_| ParseError::MissingHeader { header: "To" })?
+        .typed()
+        .map_err(|_| ParseError::BadHeader { header: "To" })?;
+    let call_id = message
+        .call_id_header()
+        .map_err(|_| ParseError::MissingHeader { header: "Call-ID" })?
+        .value()
+        .trim()
+        .to_string();
+    if call_id.is_empty() || call_id.contains(char::is_whitespace) {
+        return Err(ParseError::BadHeader { header: "Call-ID" });
+    }
+    let cseq = message
+        .cseq_header()
+        .map_err(|_| ParseError::MissingHeader { header: "CSeq" })?
+        .typed()
+        .map_err(|_| ParseError::BadHeader { header: "CSeq" })?;
+    // RFC 3261 §8.1.1.5: the sequence number is a 32-bit unsigned integer below 2**31.
+    if cseq.seq >= 1 << 31 {
+        return Err(ParseError::BadHeader { header: "CSeq" });
+    }
+    Ok(Envelope { top_via, from, to, call_id, cseq })
+}
+
+/// The method of a request line `METHOD SP Request-URI SP SIP/2.0`, or `None` for anything else.
+fn request_method(start_line: &str) -> Option<&str> {
+    let mut parts = start_line.split(' ');
+    let method = parts.next()?;
+    let _uri = parts.next()?;
+    let version = parts.next()?;
+    let is_token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+    (is_token && version.starts_with("SIP/")).then_some(method)
+}
+
+fn has_tag(header_value: &str) -> bool {
+    // Parameters follow the closing '>' of a name-addr, or the URI of an addr-spec.
+    let params = header_value.rsplit_once('>').map_or(header_value, |(_, p)| p);
+    params.split(';').skip(1).any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+}
+
+fn short(detail: &str) -> String {
+    detail.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &str = "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n\
+        Max-Forwards: 70\r\n\
+        To: <sip:gw@127.0.0.1>\r\n\
+        From: <sip:probe@127.0.0.1>;tag=1928301774\r\n\
+        Call-ID: a84b4c76e66710\r\n\
+        CSeq: 63104 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn request(text: &str) -> InboundRequest {
+        match parse(text.as_bytes()).expect("parses") {
+            Inbound::Request(r) => r,
+            Inbound::Response(_) => panic!("expected a request"),
+        }
+    }
+
+    #[test]
+    fn parses_envelope() {
+        let r = request(OPTIONS);
+        assert_eq!(r.request.method, Method::Options);
+        assert_eq!(r.envelope.call_id, "a84b4c76e66710");
+        assert_eq!(r.envelope.cseq.seq, 63104);
+        assert_eq!(r.envelope.top_via.branch().unwrap().to_string(), "z9hG4bK776asdhds");
+    }
+
+    #[test]
+    fn folded_headers_and_leading_crlf_are_accepted() {
+        let folded = OPTIONS.replace("Call-ID: a84b4c76e66710", "Subject: a\r\n  b\r\nCall-ID: a84b4c76e66710");
+        let r = request(&format!("\r\n\r\n{folded}"));
+        assert_eq!(r.envelope.call_id, "a84b4c76e66710");
+    }
+
+    #[test]
+    fn body_is_cut_to_content_length() {
+        let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 3") + "abcdef";
+        assert_eq!(request(&text).request.body, b"abc");
+    }
+
+    #[test]
+    fn short_body_is_an_error() {
+        let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 30") + "abc";
+        assert_eq!(
+            parse(text.as_bytes()),
+            Err(ParseError::BodyTooShort { declared: 30, actual: 3 })
+        );
+    }
+
+    #[test]
+    fn each_missing_header_is_named() {
+        for (line, header) in [
+            ("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n", "Via"),
+            ("To: <sip:gw@127.0.0.1>\r\n", "To"),
+            ("From: <sip:probe@127.0.0.1>;tag=1928301774\r\n", "From"),
+            ("Call-ID: a84b4c76e66710\r\n", "Call-ID"),
+            ("CSeq: 63104 OPTIONS\r\n", "CSeq"),
+        ] {
+            let text = OPTIONS.replace(line, "");
+            assert_eq!(parse(text.as_bytes()), Err(ParseError::MissingHeader { header }), "{header}");
+        }
+    }
+
+    #[test]
+    fn bad_cseq_is_reported_and_answered() {
+        let text = OPTIONS.replace("CSeq: 63104 OPTIONS", "CSeq: seven OPTIONS");
+        let err = parse(text.as_bytes()).unwrap_err();
+        assert_eq!(err, ParseError::BadHeader { header: "CSeq" });
+        let reply = bad_request(text.as_bytes(), &err, "t1", "gw").expect("answerable");
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.starts_with("SIP/2.0 400 Malformed CSeq Header\r\n"), "{reply}");
+        assert!(reply.contains("To: <sip:gw@127.0.0.1>;tag=t1\r\n"));
+        assert!(reply.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n"));
+        assert!(reply.contains("CSeq: seven OPTIONS\r\n"), "the CSeq is echoed as received");
+    }
+
+    #[test]
+    fn bad_request_for_a_short_body_is_a_valid_response() {
+        let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 30");
+        let err = parse(text.as_bytes()).unwrap_err();
+        let reply = bad_request(text.as_bytes(), &err, "t1", "gw").expect("answerable");
+        assert!(reply.starts_with(b"SIP/2.0 400 Content-Length Mismatch\r\n"));
+        assert!(matches!(parse(&reply), Ok(Inbound::Response(_))));
+    }
+
+    #[test]
+    fn cseq_method_must_match() {
+        let text = OPTIONS.replace("CSeq: 63104 OPTIONS", "CSeq: 63104 INVITE");
+        assert!(matches!(parse(text.as_bytes()), Err(ParseError::CSeqMethodMismatch { .. })));
+    }
+
+    #[test]
+    fn unanswerable_input_gets_no_response() {
+        for junk in [&b""[..], b"\x00\x01\x02garbage", b"hello world\r\n\r\n", &[0xff; 300]] {
+            let err = parse(junk).unwrap_err();
+            assert_eq!(bad_request(junk, &err, "t", "gw"), None);
+        }
+        // ACK is never answered, even when broken.
+        let ack = OPTIONS.replace("OPTIONS sip", "ACK sip").replace("CSeq: 63104 OPTIONS", "CSeq: x ACK");
+        let err = parse(ack.as_bytes()).unwrap_err();
+        assert_eq!(bad_request(ack.as_bytes(), &err, "t", "gw"), None);
+    }
+
+    #[test]
+    fn oversized_message_is_refused() {
+        let big = vec![b'a'; MAX_MESSAGE_SIZE + 1];
+        assert!(matches!(parse(&big), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn tag_detection() {
+        assert!(has_tag("<sip:a@b>;tag=x"));
+        assert!(has_tag("sip:a@b;TAG=x"));
+        assert!(!has_tag("<sip:a@b;tag=x>"));
+        assert!(!has_tag("\"a;tag=x\" <sip:a@b>"));
+    }
+}
