@@ -16,8 +16,8 @@ pub const ENV_HTTP_LISTEN: &str = "GATEWAY_HTTP_LISTEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -147,7 +147,7 @@ impl Config {
         let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                    .map_err(|error| ConfigError::Read { path: path.into(), error })?;
                 Config::parse(&text, path)?
             }
             None => Config::default(),
@@ -161,12 +161,22 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let message = first_line(&e.inner().message().to_string());
-            if key.is_empty() || key == "." {
-                ConfigError::Syntax { path: path.into(), message: e.inner().to_string() }
-            } else {
-                ConfigError::Key { key, message }
+            let parent = e.path().to_string();
+            let message = first_line(e.inner().message());
+            // An unknown key at the top level has no path; name the key itself.
+            let unknown = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, _)| field.to_string());
+            match (unknown, parent.as_str()) {
+                (Some(field), "." | "") => ConfigError::Key { key: field, message },
+                (Some(field), parent) if !parent.ends_with(field.as_str()) => {
+                    ConfigError::Key { key: format!("{parent}.{field}"), message }
+                }
+                (None, "." | "") => {
+                    ConfigError::Syntax { path: path.into(), message: e.inner().to_string() }
+                }
+                (_, _) => ConfigError::Key { key: parent, message },
             }
         })
     }
@@ -282,10 +292,11 @@ mod tests {
     #[test]
     fn typo_names_the_key() {
         let (key, message) = key_error("[sip]\nrelam = \"x\"\n");
-        assert_eq!(key, "sip");
-        assert!(message.contains("unknown field `relam`"), "{message}");
+        assert_eq!(key, "sip.relam");
+        assert!(message.contains("unknown field `relam`, expected one of"), "{message}");
         let (key, _) = key_error("[databse]\nurl = \"x\"\n");
-        assert_eq!(key, ".");
+        assert_eq!(key, "databse");
+        assert!(matches!(parse("[sip\n"), Err(ConfigError::Syntax { .. })));
     }
 
     #[test]

@@ -1,1 +1,154 @@
-fn main(){}
+//! The gateway binary: SIP/MCU conferencing gateway.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use gateway::app;
+use gateway::cli::{Cli, Command, RoomCommand, UserCommand};
+use gateway::config::{Config, LogFormat};
+use gateway::storage::{Room, Storage};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config_path = match &cli.command {
+        Command::CheckConfig { file: Some(file) } => Some(file.clone()),
+        _ => cli.config.clone(),
+    };
+    let mut config = Config::load(config_path.as_deref())?;
+    if let Some(url) = &cli.database {
+        config.database.url = url.clone();
+        config.validate()?;
+    }
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
+    init_logging(&config);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Run => runtime.block_on(app::run(config)),
+        Command::CheckConfig { .. } => {
+            println!("configuration OK");
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Room(command) => runtime.block_on(room(&config, command)),
+        Command::User(command) => runtime.block_on(user(&config, command)),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log.format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<Storage> {
+    Ok(Storage::connect(&config.database.url, config.database.max_connections).await?)
+}
+
+async fn room(config: &Config, command: RoomCommand) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    match command {
+        RoomCommand::Add(add) => {
+            let room = Room {
+                number: add.number,
+                name: add.name,
+                pin: add.pin,
+                moderator_pin: add.moderator_pin,
+                max_participants: add.max_participants,
+                dids: add.dids,
+            };
+            db.add_room(&room, now_ms()).await?;
+            println!("room {} added", room.number);
+        }
+        RoomCommand::List { json } => {
+            let rooms = db.rooms().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rooms)?);
+            } else {
+                print!("{}", room_table(&rooms));
+            }
+        }
+        RoomCommand::Remove { number } => {
+            if !db.remove_room(&number).await? {
+                anyhow::bail!("room {number} not found");
+            }
+            println!("room {number} removed");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    match command {
+        UserCommand::Add { name, password, replace } => {
+            let user = db.add_user(&name, &password, &config.sip.realm, replace, now_ms()).await?;
+            println!("user {} added (realm {})", user.username, user.realm);
+        }
+        UserCommand::List => {
+            for user in db.users().await? {
+                println!("{}\t{}", user.username, user.realm);
+            }
+        }
+        UserCommand::Remove { name } => {
+            if !db.remove_user(&name).await? {
+                anyhow::bail!("user {name} not found");
+            }
+            println!("user {name} removed");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn room_table(rooms: &[Room]) -> String {
+    let mut out = format!(
+        "{:<12} {:<24} {:<8} {:<10} {:<5} {}\n",
+        "NUMBER", "NAME", "PIN", "MOD-PIN", "MAX", "DIDS"
+    );
+    for r in rooms {
+        out += &format!(
+            "{:<12} {:<24} {:<8} {:<10} {:<5} {}\n",
+            r.number,
+            r.name,
+            r.pin.as_deref().unwrap_or("-"),
+            r.moderator_pin.as_deref().unwrap_or("-"),
+            r.max_participants.map_or("-".to_string(), |m| m.to_string()),
+            r.dids.join(","),
+        );
+    }
+    out
+}
+
+/// Wall-clock time for stored timestamps.
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

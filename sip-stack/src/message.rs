@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use rsip::prelude::*;
-use rsip::{typed, Method, Request, Response, SipMessage};
+use rsip::{typed, Request, Response, SipMessage};
 
 use crate::salvage::{split_head, unfold, Known, RawHead};
 
@@ -253,6 +253,7 @@ fn short(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rsip::Method;
 
     const OPTIONS: &str = "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n\

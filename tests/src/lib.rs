@@ -1,1 +1,209 @@
+//! Helpers for end-to-end tests: run the real `gateway` binary on loopback ports and drive it
+//! with real peers.
+//!
+//! Nothing here sleeps to "give it time": every wait polls for an observable event and gives up
+//! at a deadline.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The `gateway` binary built next to this test (`cargo build -p gateway` puts it there), or
+/// `GATEWAY_BIN`.
+pub fn gateway_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("GATEWAY_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug/gateway
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("gateway");
+    assert!(bin.exists(), "{} missing: run `cargo build -p gateway` first", bin.display());
+    bin
+}
+
+/// A loopback port free for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = udp.local_addr().expect("local addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP after 100 tries");
+}
+
+/// Runs the CLI to completion.
+pub fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(gateway_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GATEWAY_DATABASE_URL")
+        .output()
+        .expect("run gateway")
+}
+
+/// A running gateway process in its own working directory; killed when dropped.
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts `gateway run` with SIP (UDP and TCP) and HTTP on free loopback ports, and the rest
+    /// of the configuration from `extra_toml`. Returns once `/healthz` answers.
+    pub fn start(extra_toml: &str) -> anyhow::Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let (sip, http) = Gateway::addresses();
+        let config = format!(
+            "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n[http]\nlisten = \"{http}\"\n{extra_toml}"
+        );
+        std::fs::write(dir.path().join("gateway.toml"), config)?;
+        let args = ["run", "--config", "gateway.toml"];
+        Gateway::spawn(dir, sip, http, &args, &[])
+    }
+
+    /// Starts `gateway run` with no config file at all: only the listen addresses come from the
+    /// environment, so parallel tests do not collide on the default ports.
+    pub fn start_defaults() -> anyhow::Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let (sip, http) = Gateway::addresses();
+        let env = [
+            ("GATEWAY_SIP_UDP", sip.to_string()),
+            ("GATEWAY_SIP_TCP", sip.to_string()),
+            ("GATEWAY_HTTP_LISTEN", http.to_string()),
+        ];
+        Gateway::spawn(dir, sip, http, &["run"], &env)
+    }
+
+    fn addresses() -> (SocketAddr, SocketAddr) {
+        let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        (sip, http)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        sip: SocketAddr,
+        http: SocketAddr,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Gateway> {
+        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
+        let child = Command::new(gateway_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("GATEWAY_DATABASE_URL")
+            .env("GATEWAY_LOG", "debug,sqlx=warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning gateway")?;
+        let mut gw = Gateway { dir, sip, http, child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = http_get(gw.http, "/healthz") {
+                return Ok(gw);
+            }
+            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("gateway exited with {status} during start-up:\n{}", gw.log());
+            }
+            if Instant::now() > deadline {
+                bail!("gateway not healthy after 20 s:\n{}", gw.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the gateway has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (at most 20 s) for the exit status.
+    pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("gateway still running 20 s after SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status line")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Sends one datagram from a fresh socket and returns the first reply within `wait`, if any.
+pub fn udp_exchange(to: SocketAddr, message: &[u8], wait: Duration) -> anyhow::Result<Option<String>> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(wait))?;
+    socket.send_to(message, to)?;
+    let mut buf = vec![0u8; 65_535];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fails with a clear message when a peer program the tests need is not installed
+/// (`ops/test.sh` installs them all).
+pub fn require_program(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(found, "`{name}` is not installed: run ops/test.sh, which installs the test peers");
+}
+
+/// The PostgreSQL server URL for tests (an admin database such as `postgres`), if one is
+/// configured. With `GATEWAY_REQUIRE_POSTGRES` set, its absence is a failure.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("GATEWAY_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("GATEWAY_REQUIRE_POSTGRES").is_ok() => {
+            panic!("GATEWAY_REQUIRE_POSTGRES is set but GATEWAY_TEST_POSTGRES_URL is not")
+        }
+        Err(_) => {
+            eprintln!("GATEWAY_TEST_POSTGRES_URL not set: PostgreSQL part skipped");
+            None
+        }
+    }
+}

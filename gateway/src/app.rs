@@ -1,0 +1,58 @@
+//! `gateway run`: start every listener, serve until SIGINT/SIGTERM, shut down cleanly.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::state::Shared;
+use crate::storage::Storage;
+use crate::{http, sip};
+
+/// How long shutdown waits for tasks to finish before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let storage = Storage::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the database")?;
+    tracing::info!(backend = ?storage.backend(), "database ready");
+
+    // Bind everything before serving anything: a port in use fails start-up, naming it.
+    let sip = sip::Listeners::bind(&config.sip.udp, &config.sip.tcp).await?;
+    let http_listener = http::bind(config.http.listen).await?;
+
+    let shared = Shared::new(config, storage);
+    let mut tasks = JoinSet::new();
+    sip.serve(&shared, &mut tasks);
+    tasks.spawn(http::serve(http_listener, shared.clone()));
+    tracing::info!("gateway ready");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: refusing new calls");
+    shared.begin_shutdown();
+    // Calls in progress are hung up and their records written by their own tasks as they see
+    // the shutdown signal; wait for them, bounded.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tasks still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    shared.storage.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    Ok(())
+}

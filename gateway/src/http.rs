@@ -1,0 +1,66 @@
+//! The HTTP server: health, metrics (and, as they arrive, the REST API and the join page).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for HTTP on {addr}: {error}")]
+pub struct BindError {
+    addr: SocketAddr,
+    error: std::io::Error,
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|error| BindError { addr, error })
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// Serves until shutdown begins.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP listening");
+    }
+    let shutdown = shared.shutdown_signal();
+    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// 200 when the gateway takes calls and its database answers; 503 otherwise.
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let database = match shared.storage.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    let healthy = database == "ok" && !shared.is_draining();
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if healthy { "ok" } else if shared.is_draining() { "draining" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": database,
+    });
+    (status, Json(body))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        shared.metrics.encode(),
+    )
+}

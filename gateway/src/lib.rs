@@ -1,0 +1,11 @@
+//! The gateway: SIP call control, conferences, storage and the HTTP API around the `sip-stack`
+//! and `mixer` crates. This is the only crate with sockets, tasks and clocks.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod sip;
+pub mod state;
+pub mod storage;

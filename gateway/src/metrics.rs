@@ -1,0 +1,133 @@
+//! Prometheus metrics, served at `GET /metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub transport: Transport,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub transport: Transport,
+    pub code: u16,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    pub sip_requests: Family<RequestLabels, Counter>,
+    pub sip_responses_sent: Family<ResponseLabels, Counter>,
+    pub sip_responses_received: Family<TransportLabels, Counter>,
+    /// Messages that did not parse and could not be answered with a `400`.
+    pub sip_dropped: Family<TransportLabels, Counter>,
+    pub sip_bad_requests: Family<TransportLabels, Counter>,
+    pub tcp_connections: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gateway");
+        let sip_requests = Family::<RequestLabels, Counter>::default();
+        let sip_responses_sent = Family::<ResponseLabels, Counter>::default();
+        let sip_responses_received = Family::<TransportLabels, Counter>::default();
+        let sip_dropped = Family::<TransportLabels, Counter>::default();
+        let sip_bad_requests = Family::<TransportLabels, Counter>::default();
+        let tcp_connections = Gauge::default();
+        registry.register("sip_requests", "SIP requests received", sip_requests.clone());
+        registry.register("sip_responses_sent", "SIP responses sent", sip_responses_sent.clone());
+        registry.register(
+            "sip_responses_received",
+            "SIP responses received",
+            sip_responses_received.clone(),
+        );
+        registry.register(
+            "sip_dropped",
+            "SIP messages dropped because they could not be parsed or answered",
+            sip_dropped.clone(),
+        );
+        registry.register(
+            "sip_bad_requests",
+            "SIP requests answered with 400 Bad Request",
+            sip_bad_requests.clone(),
+        );
+        registry.register("sip_tcp_connections", "Open SIP TCP connections", tcp_connections.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
+        registry.register("build_info", "Gateway version", build);
+        Metrics {
+            registry,
+            sip_requests,
+            sip_responses_sent,
+            sip_responses_received,
+            sip_dropped,
+            sip_bad_requests,
+            tcp_connections,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding into a String");
+        out
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_exposition() {
+        let m = Metrics::new();
+        m.sip_requests
+            .get_or_create(&RequestLabels { transport: Transport::Udp, method: "OPTIONS".into() })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains(r#"gateway_sip_requests_total{transport="udp",method="OPTIONS"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("gateway_build_info"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,161 @@
+//! SIP accounts for desk phones, stored as digest HA1 values.
+
+use serde::Serialize;
+use sip_stack::digest::{ha1, Algorithm};
+use sqlx::Row;
+
+use super::{duplicate, Storage, StorageError};
+
+/// A phone account. The password itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SipUser {
+    pub username: String,
+    pub realm: String,
+    #[serde(skip)]
+    pub ha1_md5: String,
+    #[serde(skip)]
+    pub ha1_sha256: String,
+}
+
+impl SipUser {
+    /// The stored HA1 for `algorithm`.
+    pub fn ha1(&self, algorithm: Algorithm) -> &str {
+        match algorithm {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
+fn validate(username: &str, password: &str) -> Result<(), StorageError> {
+    // RFC 3261 user part, minus escapes: what phones put in their digest username.
+    let user_ok = !username.is_empty()
+        && username.len() <= 64
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b));
+    if !user_ok {
+        return Err(StorageError::Invalid {
+            field: "username",
+            message: format!("`{username}` must be 1-64 unreserved characters"),
+        });
+    }
+    if password.len() < 4 || password.contains(['\r', '\n']) {
+        return Err(StorageError::Invalid {
+            field: "password",
+            message: "must be at least 4 characters on one line".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Storage {
+    /// Adds an account, or with `replace` sets a new password for an existing one.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+        realm: &str,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<SipUser, StorageError> {
+        validate(username, password)?;
+        let user = SipUser {
+            username: username.into(),
+            realm: realm.into(),
+            ha1_md5: ha1(Algorithm::Md5, username, realm, password),
+            ha1_sha256: ha1(Algorithm::Sha256, username, realm, password),
+        };
+        let sql = if replace {
+            "INSERT INTO sip_users (username, realm, ha1_md5, ha1_sha256, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (username) DO UPDATE SET realm = $2, ha1_md5 = $3, ha1_sha256 = $4"
+        } else {
+            "INSERT INTO sip_users (username, realm, ha1_md5, ha1_sha256, created_at)
+             VALUES ($1, $2, $3, $4, $5)"
+        };
+        sqlx::query(sql)
+            .bind(&user.username)
+            .bind(&user.realm)
+            .bind(&user.ha1_md5)
+            .bind(&user.ha1_sha256)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(duplicate("user", username))?;
+        Ok(user)
+    }
+
+    pub async fn user(&self, username: &str) -> Result<Option<SipUser>, StorageError> {
+        let row = sqlx::query(
+            "SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<SipUser>, StorageError> {
+        sqlx::query("SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// Removes an account and its registrations; `false` when there was none.
+    pub async fn remove_user(&self, username: &str) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM registrations WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM sip_users WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<SipUser, StorageError> {
+    Ok(SipUser {
+        username: row.try_get("username")?,
+        realm: row.try_get("realm")?,
+        ha1_md5: row.try_get("ha1_md5")?,
+        ha1_sha256: row.try_get("ha1_sha256")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::databases;
+    use super::*;
+
+    #[tokio::test]
+    async fn users_store_ha1_not_passwords() {
+        for (db, guard) in databases().await {
+            let user = db.add_user("alice", "s3cret!", "gateway", false, 1).await.unwrap();
+            assert_eq!(user.ha1(Algorithm::Md5), ha1(Algorithm::Md5, "alice", "gateway", "s3cret!"));
+            let stored = db.user("alice").await.unwrap().unwrap();
+            assert_eq!(stored, user);
+            assert!(!format!("{stored:?}").contains("s3cret!"));
+            assert!(matches!(
+                db.add_user("alice", "other1", "gateway", false, 2).await,
+                Err(StorageError::Duplicate { what: "user", .. })
+            ));
+            let changed = db.add_user("alice", "other1", "gateway", true, 2).await.unwrap();
+            assert_eq!(db.user("alice").await.unwrap().unwrap(), changed);
+            assert_ne!(changed.ha1_md5, user.ha1_md5);
+            assert!(matches!(
+                db.add_user("bad user", "password", "gateway", false, 1).await,
+                Err(StorageError::Invalid { field: "username", .. })
+            ));
+            assert_eq!(db.users().await.unwrap().len(), 1);
+            assert!(db.remove_user("alice").await.unwrap());
+            assert!(db.user("alice").await.unwrap().is_none());
+            guard.cleanup(db).await;
+        }
+    }
+}
