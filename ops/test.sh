@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs the test peers and a PostgreSQL
+# server, starts PostgreSQL on 127.0.0.1 in a temporary directory, builds once (dev profile) and
+# runs the whole workspace's tests against SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Test peers and servers, from Debian's packages.
+PACKAGES=(sipsak postgresql postgresql-client)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# A private PostgreSQL instance for the storage tests, stopped on exit.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PGPORT=${GATEWAY_TEST_PGPORT:-54329}
+PGDIR=$(mktemp -d /tmp/gateway-pg.XXXXXX)
+pg_as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+[ "$(id -u)" = 0 ] && chown postgres "$PGDIR"
+stop_pg() { pg_as_owner "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PGDIR"; }
+trap stop_pg EXIT
+log "starting PostgreSQL on 127.0.0.1:$PGPORT"
+pg_as_owner "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U postgres >/dev/null
+pg_as_owner "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+export GATEWAY_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export GATEWAY_REQUIRE_POSTGRES=1
+
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+log "testing"
+cargo test --workspace --doc --locked
+cargo nextest run --workspace --locked --no-fail-fast
