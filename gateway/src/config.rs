@@ -26,7 +26,7 @@ pub enum ConfigError {
     Env { var: &'static str, message: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
@@ -90,18 +90,6 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter: `info`, `gateway=debug,sqlx=warn`, …
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            sip: SipConfig::default(),
-            http: HttpConfig::default(),
-            rtp: RtpConfig::default(),
-            database: DatabaseConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for SipConfig {

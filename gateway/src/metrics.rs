@@ -56,6 +56,12 @@ pub struct Metrics {
     pub tcp_connections: Gauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("gateway");

@@ -10,6 +10,9 @@
 //! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
 //!   (RFC 5626 §4.4.1).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
+//! - [`transaction`]: client and server transactions with their timers (RFC 3261 §17,
+//!   RFC 6026).
+//! - [`transport`]: transports, peers and transmits.
 //! - [`via`]: `received`/`rport` (RFC 3581) and where a response goes (RFC 3261 §18.2.2).
 
 pub mod digest;
@@ -17,6 +20,8 @@ pub mod framing;
 pub mod message;
 pub mod response;
 mod salvage;
+pub mod transaction;
+pub mod transport;
 pub mod via;
 
 pub use rsip;

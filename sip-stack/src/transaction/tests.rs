@@ -1,0 +1,361 @@
+//! Transaction timer schedules and behaviour, in virtual time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::message::{parse, Inbound};
+use crate::transport::{ConnectionId, Transport};
+
+fn peer() -> Peer {
+    Peer::udp("127.0.0.1:5070".parse::<SocketAddr>().unwrap())
+}
+
+fn tcp_peer() -> Peer {
+    Peer {
+        transport: Transport::Tcp,
+        addr: "127.0.0.1:5070".parse().unwrap(),
+        connection: Some(ConnectionId(7)),
+    }
+}
+
+fn request_text(method: &str, branch: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:1000@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:1000@127.0.0.1>\r\n\
+         Call-ID: call-1\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn inbound_request(text: &str) -> InboundRequest {
+    match parse(text.as_bytes()).unwrap() {
+        Inbound::Request(r) => r,
+        Inbound::Response(_) => panic!("not a request"),
+    }
+}
+
+fn request(method: &str, branch: &str) -> Request {
+    inbound_request(&request_text(method, branch, 1)).request
+}
+
+fn response_text(code: u16, reason: &str, method: &str, branch: &str, to_tag: Option<&str>) -> String {
+    let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "SIP/2.0 {code} {reason}\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:1000@127.0.0.1>{tag}\r\n\
+         Call-ID: call-1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn inbound_response(code: u16, method: &str, branch: &str) -> InboundResponse {
+    let text = response_text(code, "Reason", method, branch, Some("b2"));
+    match parse(text.as_bytes()).unwrap() {
+        Inbound::Response(r) => r,
+        Inbound::Request(_) => panic!("not a response"),
+    }
+}
+
+/// Drives a layer through virtual time, recording when each transmit and event happened.
+struct Sim {
+    layer: TransactionLayer,
+    t0: Instant,
+    now: Instant,
+    sent: Vec<(Duration, String)>,
+    events: Vec<(Duration, TxEvent)>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        // The only clock read: the origin of virtual time.
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        Sim { layer: TransactionLayer::new(TimerConfig::default()), t0, now: t0, sent: vec![], events: vec![] }
+    }
+
+    fn at(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.sent.push((self.at(), String::from_utf8_lossy(&t.bytes).into_owned()));
+        }
+        while let Some(e) = self.layer.poll_event() {
+            self.events.push((self.at(), e));
+        }
+    }
+
+    /// Runs every timer up to `until` (seconds since t0), at its exact deadline.
+    fn run_until(&mut self, until: f64) {
+        let end = self.t0 + Duration::from_secs_f64(until);
+        while let Some(next) = self.layer.poll_timeout() {
+            if next > end {
+                break;
+            }
+            self.now = next;
+            self.layer.handle_timeout(next);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    /// Times (seconds) of transmits whose first line starts with `prefix`.
+    fn sent_times(&self, prefix: &str) -> Vec<f64> {
+        self.sent.iter().filter(|(_, m)| m.starts_with(prefix)).map(|(at, _)| at.as_secs_f64()).collect()
+    }
+}
+
+#[test]
+fn timer_a_doubles_and_timer_b_fires_at_64_t1() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("INVITE", "z9hG4bKa"), peer()).unwrap();
+    sim.drain();
+    sim.run_until(40.0);
+    // Sent at 0, retransmitted after 0.5, 1, 2, 4, 8, 16 s (§17.1.1.2).
+    assert_eq!(sim.sent_times("INVITE"), [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]);
+    assert_eq!(sim.events, [(Duration::from_secs(32), TxEvent::Timeout { tx })]);
+    assert!(sim.layer.is_empty());
+    assert_eq!(sim.layer.poll_timeout(), None);
+}
+
+#[test]
+fn timer_e_caps_at_t2_and_timer_f_fires_at_32s() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("OPTIONS", "z9hG4bKo"), peer()).unwrap();
+    sim.drain();
+    sim.run_until(40.0);
+    // 0.5, 1, 2, 4, then every T2 = 4 s (§17.1.2.2); F at 64·T1.
+    assert_eq!(
+        sim.sent_times("OPTIONS"),
+        [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    );
+    assert_eq!(sim.events, [(Duration::from_secs(32), TxEvent::Timeout { tx })]);
+}
+
+#[test]
+fn non_invite_in_proceeding_retransmits_every_t2() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("REGISTER", "z9hG4bKr"), peer()).unwrap();
+    sim.drain();
+    sim.run_until(0.7);
+    sim.layer.handle_response(sim.now, inbound_response(100, "REGISTER", "z9hG4bKr"));
+    sim.drain();
+    sim.run_until(14.0);
+    // 0, 0.5, then Timer E (armed for 1.5 before the 100) fires, then every T2.
+    assert_eq!(sim.sent_times("REGISTER"), [0.0, 0.5, 1.5, 5.5, 9.5, 13.5]);
+    sim.layer.handle_response(sim.now, inbound_response(200, "REGISTER", "z9hG4bKr"));
+    sim.drain();
+    let responses: Vec<u16> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            TxEvent::Response { tx: t, response } if *t == tx => Some(response.response.status_code.code()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(responses, [100, 200]);
+    // Completed: a retransmitted 200 is absorbed, Timer K (T4) ends the transaction.
+    sim.layer.handle_response(sim.now, inbound_response(200, "REGISTER", "z9hG4bKr"));
+    sim.drain();
+    assert_eq!(sim.events.len(), 2);
+    assert_eq!(sim.layer.poll_timeout(), Some(sim.now + Duration::from_secs(5)));
+    sim.run_until(20.0);
+    assert!(sim.layer.is_empty());
+}
+
+#[test]
+fn reliable_transports_do_not_retransmit() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("INVITE", "z9hG4bKt"), tcp_peer()).unwrap();
+    sim.drain();
+    sim.run_until(40.0);
+    assert_eq!(sim.sent_times("INVITE"), [0.0]);
+    assert_eq!(sim.events, [(Duration::from_secs(32), TxEvent::Timeout { tx })]);
+}
+
+#[test]
+fn non_2xx_final_is_acked_by_the_transaction() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("INVITE", "z9hG4bKb"), peer()).unwrap();
+    sim.drain();
+    sim.layer.handle_response(sim.now, inbound_response(180, "INVITE", "z9hG4bKb"));
+    sim.run_until(2.0);
+    // The 180 stopped Timer A: nothing was retransmitted.
+    sim.layer.handle_response(sim.now, inbound_response(486, "INVITE", "z9hG4bKb"));
+    sim.drain();
+    let acks: Vec<&String> = sim.sent.iter().filter(|(_, m)| m.starts_with("ACK")).map(|(_, m)| m).collect();
+    assert_eq!(acks.len(), 1);
+    let ack = acks[0];
+    assert!(ack.starts_with("ACK sip:1000@127.0.0.1 SIP/2.0\r\n"), "{ack}");
+    assert!(ack.contains("branch=z9hG4bKb") && ack.contains("CSeq: 1 ACK") && ack.contains("tag=b2"), "{ack}");
+    // The retransmitted 486 is ACKed again and not passed up.
+    sim.layer.handle_response(sim.now, inbound_response(486, "INVITE", "z9hG4bKb"));
+    sim.drain();
+    assert_eq!(sim.sent_times("ACK").len(), 2);
+    let codes: Vec<u16> = sim
+        .events
+        .iter()
+        .map(|(_, e)| match e {
+            TxEvent::Response { response, .. } => response.response.status_code.code(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(codes, [180, 486]);
+    // Timer D: 32 s after the final response.
+    assert_eq!(sim.layer.poll_timeout(), Some(sim.now + Duration::from_secs(32)));
+    sim.run_until(40.0);
+    assert!(sim.layer.client_request(tx).is_none());
+}
+
+#[test]
+fn retransmitted_2xx_reaches_the_tu_until_timer_m() {
+    let mut sim = Sim::new();
+    sim.layer.send_request(sim.now, request("INVITE", "z9hG4bKc"), peer()).unwrap();
+    sim.layer.handle_response(sim.now, inbound_response(200, "INVITE", "z9hG4bKc"));
+    sim.run_until(1.0);
+    sim.layer.handle_response(sim.now, inbound_response(200, "INVITE", "z9hG4bKc"));
+    sim.drain();
+    assert_eq!(sim.events.len(), 2, "both 200s go to the dialog, which ACKs each");
+    assert_eq!(sim.sent_times("ACK"), Vec::<f64>::new(), "2xx ACK is not the transaction's");
+    sim.run_until(40.0);
+    sim.layer.handle_response(sim.now, inbound_response(200, "INVITE", "z9hG4bKc"));
+    sim.drain();
+    assert_eq!(sim.events.len(), 2);
+    assert_eq!(sim.layer.stats().stray_responses, 1);
+}
+
+fn server_invite(sim: &mut Sim, branch: &str) -> (ServerTx, InboundRequest) {
+    let inbound = inbound_request(&request_text("INVITE", branch, 1));
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    let tx = match sim.events.last() {
+        Some((_, TxEvent::Request { tx: Some(tx), .. })) => *tx,
+        other => panic!("expected a request event, got {other:?}"),
+    };
+    (tx, inbound)
+}
+
+#[test]
+fn server_invite_sends_100_and_retransmits_final_until_ack() {
+    let mut sim = Sim::new();
+    let (tx, inbound) = server_invite(&mut sim, "z9hG4bKs");
+    assert_eq!(sim.sent_times("SIP/2.0 100 Trying"), [0.0]);
+    // A retransmitted INVITE gets the last provisional again and is not passed up.
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    assert_eq!(sim.sent_times("SIP/2.0 100"), [0.0, 0.0]);
+    assert_eq!(sim.events.len(), 1);
+
+    let busy = response_to(&inbound, StatusCode::BusyHere, Some("s1"), None);
+    sim.layer.send_response(sim.now, tx, busy).unwrap();
+    sim.drain();
+    sim.run_until(10.0);
+    // Timer G: 0.5, 1, 2, 4, 4 s (§17.2.1).
+    assert_eq!(sim.sent_times("SIP/2.0 486"), [0.0, 0.5, 1.5, 3.5, 7.5]);
+    let ack = request_text("ACK", "z9hG4bKs", 1);
+    sim.layer.handle_request(sim.now, inbound_request(&ack), peer());
+    sim.drain();
+    sim.run_until(20.0);
+    assert_eq!(sim.sent_times("SIP/2.0 486").len(), 5, "the ACK stopped Timer G");
+    assert_eq!(sim.events.len(), 1, "the ACK of a non-2xx is the transaction's");
+    assert!(sim.layer.is_empty(), "Timer I (T4) ended it");
+}
+
+#[test]
+fn timer_h_reports_a_missing_ack() {
+    let mut sim = Sim::new();
+    let (tx, inbound) = server_invite(&mut sim, "z9hG4bKh");
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::NotFound, Some("x"), None)).unwrap();
+    sim.run_until(40.0);
+    assert_eq!(sim.events.last(), Some(&(Duration::from_secs(32), TxEvent::AckTimeout { tx })));
+    assert!(sim.layer.is_empty());
+}
+
+#[test]
+fn server_invite_2xx_is_accepted_and_its_ack_goes_to_the_tu() {
+    let mut sim = Sim::new();
+    let (tx, inbound) = server_invite(&mut sim, "z9hG4bK2");
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, Some("x"), None)).unwrap();
+    // The TU may retransmit its 2xx through the Accepted transaction; INVITE retransmits are absorbed.
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, Some("x"), None)).unwrap();
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    assert_eq!(sim.sent_times("SIP/2.0 200").len(), 2);
+    // The 2xx ACK has its own branch: no transaction, delivered to the TU.
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("ACK", "z9hG4bKack", 1)), peer());
+    sim.drain();
+    assert!(matches!(sim.events.last(), Some((_, TxEvent::Request { tx: None, .. }))));
+    assert!(matches!(
+        sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::BusyHere, None, None)),
+        Err(TxError::InvalidState { status: 486 })
+    ));
+    sim.run_until(40.0);
+    assert!(sim.layer.is_empty(), "Timer L ended it");
+}
+
+#[test]
+fn cancel_gets_200_and_the_invite_is_flagged() {
+    let mut sim = Sim::new();
+    let (tx, _) = server_invite(&mut sim, "z9hG4bKcan");
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("CANCEL", "z9hG4bKcan", 1)), peer());
+    sim.drain();
+    let last = sim.sent.last().unwrap().1.clone();
+    assert!(last.starts_with("SIP/2.0 200 OK") && last.contains("CSeq: 1 CANCEL"), "{last}");
+    assert_eq!(sim.events.last().map(|(_, e)| e.clone()), Some(TxEvent::Cancelled { tx }));
+
+    // A CANCEL for nothing gets 481 (§9.2).
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("CANCEL", "z9hG4bKnone", 1)), peer());
+    sim.drain();
+    assert!(sim.sent.last().unwrap().1.starts_with("SIP/2.0 481"));
+}
+
+#[test]
+fn server_non_invite_absorbs_and_repeats_its_final() {
+    let mut sim = Sim::new();
+    let inbound = inbound_request(&request_text("OPTIONS", "z9hG4bKn", 1));
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    assert_eq!(sim.events.len(), 1);
+    assert!(sim.sent.is_empty(), "nothing to repeat while Trying");
+    let tx = ServerTx(1);
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, Some("x"), None)).unwrap();
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    assert_eq!(sim.sent_times("SIP/2.0 200").len(), 2);
+    assert_eq!(sim.layer.poll_timeout(), Some(sim.now + Duration::from_secs(32)), "Timer J");
+    sim.run_until(40.0);
+    assert!(sim.layer.is_empty());
+}
+
+#[test]
+fn rfc2543_requests_match_without_a_branch_cookie() {
+    let mut sim = Sim::new();
+    let text = request_text("INVITE", "old-style-1", 1);
+    sim.layer.handle_request(sim.now, inbound_request(&text), peer());
+    sim.layer.handle_request(sim.now, inbound_request(&text), peer());
+    sim.drain();
+    assert_eq!(sim.events.len(), 1, "the retransmission matched");
+    assert_eq!(sim.layer.len(), 1);
+}
+
+#[test]
+fn bad_client_requests_are_refused() {
+    let mut sim = Sim::new();
+    assert_eq!(sim.layer.send_request(sim.now, request("ACK", "z9hG4bKx"), peer()), Err(TxError::AckNotTransactional));
+    assert_eq!(sim.layer.send_request(sim.now, request("BYE", "nocookie"), peer()), Err(TxError::NoBranch));
+    sim.layer.send_request(sim.now, request("BYE", "z9hG4bKd"), peer()).unwrap();
+    assert_eq!(sim.layer.send_request(sim.now, request("BYE", "z9hG4bKd"), peer()), Err(TxError::DuplicateBranch));
+}
+
+#[test]
+fn transport_error_ends_the_transaction() {
+    let mut sim = Sim::new();
+    let tx = sim.layer.send_request(sim.now, request("INVITE", "z9hG4bKe"), tcp_peer()).unwrap();
+    sim.layer.transport_error(tx);
+    sim.drain();
+    assert_eq!(sim.events, [(Duration::ZERO, TxEvent::TransportError { tx })]);
+    assert!(sim.layer.is_empty());
+}
