@@ -9,6 +9,7 @@
 //! - [`digest`]: digest authentication hashes (RFC 7616).
 //! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
 //!   (RFC 5626 §4.4.1).
+//! - [`registrar`]: REGISTER processing against a binding store (RFC 3261 §10.3).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
 //! - [`transaction`]: client and server transactions with their timers (RFC 3261 §17,
 //!   RFC 6026).
@@ -18,6 +19,7 @@
 pub mod digest;
 pub mod framing;
 pub mod message;
+pub mod registrar;
 pub mod response;
 mod salvage;
 pub mod transaction;

@@ -1,0 +1,391 @@
+//! The registrar (RFC 3261 §10.3): bindings of contacts to an address of record, each with its
+//! own expiry and q-value, kept in a store the caller provides.
+//!
+//! [`plan`] turns a REGISTER into what it asks for, refusing what §10.3 refuses; [`Registrar::apply`]
+//! checks it against the stored bindings (Call-ID/CSeq ordering, step 7) and writes it.
+//! Authentication (step 3) and deciding who may register which AOR are the caller's.
+
+use std::future::Future;
+
+use rsip::prelude::*;
+use rsip::{typed, Header, Param, Response, StatusCode};
+
+use crate::message::InboundRequest;
+use crate::response::response_to;
+
+/// Expiry limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrarPolicy {
+    /// Shorter requested expiries get `423 Interval Too Brief` (§10.3 step 7, §20.23).
+    pub min_expires: u32,
+    /// Longer requested expiries are shortened to this.
+    pub max_expires: u32,
+    /// Used when neither the contact nor the request gives an expiry.
+    pub default_expires: u32,
+}
+
+impl Default for RegistrarPolicy {
+    fn default() -> RegistrarPolicy {
+        RegistrarPolicy { min_expires: 60, max_expires: 3600, default_expires: 3600 }
+    }
+}
+
+/// One contact a REGISTER asks to bind (expires > 0) or remove (expires = 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactChange {
+    /// The contact URI as the phone wrote it.
+    pub uri: String,
+    pub expires: u32,
+    /// q-value in thousandths.
+    pub q_milli: u16,
+}
+
+/// What a REGISTER asks for, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterPlan {
+    /// The user part of the To URI: the address of record.
+    pub aor: String,
+    /// `Contact: *` with `Expires: 0`: remove every binding.
+    pub remove_all: bool,
+    pub changes: Vec<ContactChange>,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+/// Why a REGISTER is refused, with the response it gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("expiry below the minimum of {min_expires} s")]
+    IntervalTooBrief { min_expires: u32 },
+    #[error("out-of-order REGISTER (Call-ID/CSeq not newer than the binding's)")]
+    OutOfOrder,
+    #[error("storage failed: {0}")]
+    Store(String),
+}
+
+impl RegisterError {
+    /// The response that reports this error.
+    pub fn response(&self, request: &InboundRequest, to_tag: &str, server: Option<&str>) -> Response {
+        let (status, extra) = match self {
+            RegisterError::BadRequest(reason) => (StatusCode::Other(400, (*reason).into()), None),
+            RegisterError::IntervalTooBrief { min_expires } => {
+                (StatusCode::IntervalTooBrief, Some(Header::MinExpires(min_expires.to_string().into())))
+            }
+            RegisterError::OutOfOrder => (StatusCode::Other(500, "Out Of Order Request".into()), None),
+            RegisterError::Store(_) => (StatusCode::ServerInternalError, None),
+        };
+        let mut response = response_to(request, status, Some(to_tag), server);
+        if let Some(h) = extra {
+            insert_before_length(&mut response, h);
+        }
+        response
+    }
+}
+
+/// Reads a REGISTER (§10.3 steps 5-7, without the store).
+pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<RegisterPlan, RegisterError> {
+    let env = &request.envelope;
+    let aor = env.to.uri.auth.as_ref().map(|a| a.user.clone()).unwrap_or_default();
+    if aor.is_empty() {
+        return Err(RegisterError::BadRequest("No User In To URI"));
+    }
+    let header_expires = match request.request.expires_header() {
+        Some(h) => Some(h.value().trim().parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Expires"))?),
+        None => None,
+    };
+    let values: Vec<&str> = request
+        .request
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Contact(c) => Some(c.value()),
+            _ => None,
+        })
+        .flat_map(split_list)
+        .collect();
+    let wildcard = values.iter().any(|v| v.trim() == "*");
+    if wildcard {
+        // §10.3 step 6: `*` only alone and only with Expires: 0.
+        if values.len() != 1 || header_expires != Some(0) {
+            return Err(RegisterError::BadRequest("Wildcard Contact Needs Expires 0"));
+        }
+        return Ok(RegisterPlan {
+            aor,
+            remove_all: true,
+            changes: Vec::new(),
+            call_id: env.call_id.clone(),
+            cseq: env.cseq.seq,
+        });
+    }
+    let mut changes = Vec::with_capacity(values.len());
+    for value in values {
+        let contact = rsip::headers::Contact::new(value.trim())
+            .typed()
+            .map_err(|_| RegisterError::BadRequest("Malformed Contact"))?;
+        let expires = match contact.expires() {
+            Some(e) => e.value().trim().parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Contact Expires"))?,
+            None => header_expires.unwrap_or(policy.default_expires),
+        };
+        if expires > 0 && expires < policy.min_expires {
+            return Err(RegisterError::IntervalTooBrief { min_expires: policy.min_expires });
+        }
+        changes.push(ContactChange {
+            uri: contact.uri.to_string(),
+            expires: expires.min(policy.max_expires),
+            q_milli: q_milli(&contact)?,
+        });
+    }
+    Ok(RegisterPlan { aor, remove_all: false, changes, call_id: env.call_id.clone(), cseq: env.cseq.seq })
+}
+
+fn q_milli(contact: &typed::Contact) -> Result<u16, RegisterError> {
+    let q = contact.params.iter().find_map(|p| match p {
+        Param::Q(q) => Some(q.value().to_string()),
+        _ => None,
+    });
+    let Some(q) = q else { return Ok(1000) };
+    let value: f64 = q.trim().parse().map_err(|_| RegisterError::BadRequest("Malformed q"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(RegisterError::BadRequest("Malformed q"));
+    }
+    Ok((value * 1000.0).round() as u16)
+}
+
+/// Splits a comma-separated header value, respecting quotes and `<…>`.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut in_quotes, mut in_angle, mut escaped) = (0, false, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_angle = true,
+            '>' if !in_quotes => in_angle = false,
+            ',' if !in_quotes && !in_angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// A binding as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBinding {
+    pub contact: String,
+    pub q_milli: u16,
+    pub expires_at_ms: i64,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+/// Where bindings live (the gateway implements it on its database).
+pub trait BindingStore {
+    type Error: std::fmt::Display;
+    /// Unexpired bindings of `aor` at `now_ms`.
+    fn bindings(&self, aor: &str, now_ms: i64) -> impl Future<Output = Result<Vec<StoredBinding>, Self::Error>> + Send;
+    /// Adds or replaces the binding of `binding.contact`.
+    fn upsert(&self, aor: &str, binding: &StoredBinding, now_ms: i64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn remove(&self, aor: &str, contact: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Applies plans to a store.
+#[derive(Debug, Clone, Default)]
+pub struct Registrar {
+    pub policy: RegistrarPolicy,
+}
+
+impl Registrar {
+    /// §10.3 step 7: checks Call-ID/CSeq ordering against each existing binding, then writes.
+    /// Returns the bindings in force afterwards, for the 200 response.
+    pub async fn apply<S: BindingStore>(&self, store: &S, plan: &RegisterPlan, now_ms: i64) -> Result<Vec<StoredBinding>, RegisterError> {
+        let store_err = |e: S::Error| RegisterError::Store(e.to_string());
+        let existing = store.bindings(&plan.aor, now_ms).await.map_err(store_err)?;
+        let stale = |b: &StoredBinding| b.call_id == plan.call_id && plan.cseq <= b.cseq;
+        if plan.remove_all {
+            if existing.iter().any(stale) {
+                return Err(RegisterError::OutOfOrder);
+            }
+            for b in &existing {
+                store.remove(&plan.aor, &b.contact).await.map_err(store_err)?;
+            }
+            return Ok(Vec::new());
+        }
+        for change in &plan.changes {
+            if existing.iter().any(|b| b.contact == change.uri && stale(b)) {
+                return Err(RegisterError::OutOfOrder);
+            }
+        }
+        for change in &plan.changes {
+            if change.expires == 0 {
+                store.remove(&plan.aor, &change.uri).await.map_err(store_err)?;
+            } else {
+                let binding = StoredBinding {
+                    contact: change.uri.clone(),
+                    q_milli: change.q_milli,
+                    expires_at_ms: now_ms + i64::from(change.expires) * 1000,
+                    call_id: plan.call_id.clone(),
+                    cseq: plan.cseq,
+                };
+                store.upsert(&plan.aor, &binding, now_ms).await.map_err(store_err)?;
+            }
+        }
+        store.bindings(&plan.aor, now_ms).await.map_err(store_err)
+    }
+}
+
+/// The `200 OK` listing every binding in force with its remaining expiry (§10.3 step 8).
+pub fn ok_response(request: &InboundRequest, bindings: &[StoredBinding], now_ms: i64, to_tag: &str, server: Option<&str>) -> Response {
+    let mut response = response_to(request, StatusCode::OK, Some(to_tag), server);
+    for b in bindings {
+        let remaining = ((b.expires_at_ms - now_ms).max(0) + 999) / 1000;
+        let value = if b.q_milli == 1000 {
+            format!("<{}>;expires={remaining}", b.contact)
+        } else {
+            format!("<{}>;expires={remaining};q={}", b.contact, format_q(b.q_milli))
+        };
+        insert_before_length(&mut response, Header::Contact(value.into()));
+    }
+    response
+}
+
+fn format_q(q_milli: u16) -> String {
+    let s = format!("{}.{:03}", q_milli / 1000, q_milli % 1000);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn insert_before_length(response: &mut Response, header: Header) {
+    let mut headers: Vec<Header> = response.headers.iter().cloned().collect();
+    let at = headers.iter().position(|h| matches!(h, Header::ContentLength(_))).unwrap_or(headers.len());
+    headers.insert(at, header);
+    response.headers = headers.into();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::message::{parse, Inbound};
+
+    fn register(contacts: &[&str], expires: Option<u32>, call_id: &str, cseq: u32) -> InboundRequest {
+        let mut text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{cseq}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=f\r\nTo: <sip:alice@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+        );
+        for c in contacts {
+            text += &format!("Contact: {c}\r\n");
+        }
+        if let Some(e) = expires {
+            text += &format!("Expires: {e}\r\n");
+        }
+        text += "Content-Length: 0\r\n\r\n";
+        match parse(text.as_bytes()).unwrap() {
+            Inbound::Request(r) => r,
+            Inbound::Response(_) => unreachable!("the text is a request"),
+        }
+    }
+
+    #[derive(Default)]
+    struct MemStore(Mutex<BTreeMap<(String, String), StoredBinding>>);
+
+    impl BindingStore for MemStore {
+        type Error = String;
+        async fn bindings(&self, aor: &str, now_ms: i64) -> Result<Vec<StoredBinding>, String> {
+            let map = self.0.lock().unwrap();
+            Ok(map.iter().filter(|((a, _), b)| a == aor && b.expires_at_ms > now_ms).map(|(_, b)| b.clone()).collect())
+        }
+        async fn upsert(&self, aor: &str, b: &StoredBinding, _: i64) -> Result<(), String> {
+            self.0.lock().unwrap().insert((aor.into(), b.contact.clone()), b.clone());
+            Ok(())
+        }
+        async fn remove(&self, aor: &str, contact: &str) -> Result<(), String> {
+            self.0.lock().unwrap().remove(&(aor.into(), contact.into()));
+            Ok(())
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        // The store above never waits, so one poll finishes each future.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the in-memory store never waits"),
+        }
+    }
+
+    #[test]
+    fn plan_reads_contacts_expiry_and_q() {
+        let policy = RegistrarPolicy::default();
+        let r = register(&["<sip:alice@10.0.0.1:5070>;q=0.5, <sip:alice@10.0.0.2>;expires=120"], Some(600), "c", 1);
+        let p = plan(&r, &policy).unwrap();
+        assert_eq!(p.aor, "alice");
+        assert_eq!(
+            p.changes,
+            [
+                ContactChange { uri: "sip:alice@10.0.0.1:5070".into(), expires: 600, q_milli: 500 },
+                ContactChange { uri: "sip:alice@10.0.0.2".into(), expires: 120, q_milli: 1000 },
+            ]
+        );
+        let long = plan(&register(&["<sip:a@h>"], Some(99999), "c", 1), &policy).unwrap();
+        assert_eq!(long.changes[0].expires, 3600);
+    }
+
+    #[test]
+    fn plan_refuses_what_10_3_refuses() {
+        let policy = RegistrarPolicy::default();
+        assert_eq!(
+            plan(&register(&["<sip:a@h>"], Some(30), "c", 1), &policy),
+            Err(RegisterError::IntervalTooBrief { min_expires: 60 })
+        );
+        assert!(matches!(plan(&register(&["*"], None, "c", 1), &policy), Err(RegisterError::BadRequest(_))));
+        assert!(matches!(plan(&register(&["*", "<sip:a@h>"], Some(0), "c", 1), &policy), Err(RegisterError::BadRequest(_))));
+        assert!(matches!(plan(&register(&["<sip:a@h>;q=2"], None, "c", 1), &policy), Err(RegisterError::BadRequest(_))));
+        let response = RegisterError::IntervalTooBrief { min_expires: 60 }.response(&register(&[], None, "c", 1), "t", None);
+        let text = response.to_string();
+        assert!(text.starts_with("SIP/2.0 423") && text.contains("Min-Expires: 60\r\n"), "{text}");
+    }
+
+    #[test]
+    fn apply_binds_refreshes_orders_and_removes() {
+        let store = MemStore::default();
+        let reg = Registrar::default();
+        let policy = RegistrarPolicy::default();
+        let first = plan(&register(&["<sip:alice@10.0.0.1>", "<sip:alice@10.0.0.2>;q=0.1"], Some(600), "c1", 1), &policy).unwrap();
+        let bound = block_on(reg.apply(&store, &first, 0)).unwrap();
+        assert_eq!(bound.len(), 2);
+        let ok = ok_response(&register(&[], None, "c1", 1), &bound, 1_500, "t", None).to_string();
+        assert!(ok.contains("Contact: <sip:alice@10.0.0.1>;expires=599\r\n"), "{ok}");
+        assert!(ok.contains("Contact: <sip:alice@10.0.0.2>;expires=599;q=0.1\r\n"), "{ok}");
+
+        // A replayed (same Call-ID, same CSeq) REGISTER is refused and changes nothing.
+        let replay = plan(&register(&["<sip:alice@10.0.0.1>"], Some(0), "c1", 1), &policy).unwrap();
+        assert_eq!(block_on(reg.apply(&store, &replay, 1)), Err(RegisterError::OutOfOrder));
+        // A later one removes a contact; another Call-ID may remove too.
+        let remove = plan(&register(&["<sip:alice@10.0.0.1>"], Some(0), "c1", 2), &policy).unwrap();
+        assert_eq!(block_on(reg.apply(&store, &remove, 2)).unwrap().len(), 1);
+        let all = plan(&register(&["*"], Some(0), "c2", 1), &policy).unwrap();
+        assert_eq!(block_on(reg.apply(&store, &all, 3)).unwrap(), []);
+        assert!(block_on(store.bindings("alice", 3)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn list_splitting_respects_quotes_and_brackets() {
+        assert_eq!(
+            split_list(r#""Doe, John" <sip:j@h;a=1,2>;q=1, <sip:k@h>"#),
+            [r#""Doe, John" <sip:j@h;a=1,2>;q=1"#, "<sip:k@h>"]
+        );
+        assert_eq!(split_list(" * "), ["*"]);
+    }
+}
