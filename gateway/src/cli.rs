@@ -33,6 +33,12 @@ pub enum Command {
     /// Manage SIP accounts for desk phones.
     #[command(subcommand)]
     User(UserCommand),
+    /// List the phones registered now.
+    Registrations {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and print the settings in effect.
     CheckConfig {
         /// The file to check (default: --config, or the built-in defaults).

@@ -49,6 +49,8 @@ pub struct SipConfig {
     pub public_address: Option<IpAddr>,
     /// Server and User-Agent header value.
     pub user_agent: String,
+    /// Digest algorithms offered to phones, most preferred first (`MD5`, `SHA-256`).
+    pub digest_algorithms: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -101,6 +103,7 @@ impl Default for SipConfig {
             realm: "gateway".into(),
             public_address: None,
             user_agent: format!("gateway/{}", env!("CARGO_PKG_VERSION")),
+            digest_algorithms: vec!["MD5".into()],
         }
     }
 }
@@ -215,6 +218,14 @@ impl Config {
         if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {
             return key("sip.realm", "expected a non-empty realm without quotes".into());
         }
+        if self.sip.digest_algorithms.is_empty() {
+            return key("sip.digest_algorithms", "expected at least one of MD5, SHA-256".into());
+        }
+        for (i, a) in self.sip.digest_algorithms.iter().enumerate() {
+            if sip_stack::digest::Algorithm::from_token(a).is_none() {
+                return key(&format!("sip.digest_algorithms[{i}]"), format!("expected MD5 or SHA-256, got `{a}`"));
+            }
+        }
         if self.database.max_connections == 0 {
             return key("database.max_connections", "expected at least 1".into());
         }
@@ -298,6 +309,8 @@ mod tests {
         assert_eq!(key, "rtp.port_max");
         let (key, _) = key_error("[http]\nlisten = \"127.0.0.1:0\"\n");
         assert_eq!(key, "http.listen");
+        let (key, _) = key_error("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-1\"]\n");
+        assert_eq!(key, "sip.digest_algorithms[1]");
     }
 
     #[test]

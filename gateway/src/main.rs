@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Room(command) => runtime.block_on(room(&config, command)),
         Command::User(command) => runtime.block_on(user(&config, command)),
+        Command::Registrations { json } => runtime.block_on(registrations(&config, json)),
     }
 }
 
@@ -122,6 +123,29 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                 anyhow::bail!("user {name} not found");
             }
             println!("user {name} removed");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn registrations(config: &Config, json: bool) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    let now = now_ms();
+    let bindings = db.all_bindings(now).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&bindings)?);
+    } else {
+        println!("{:<16} {:<40} {:>7} {:<24} USER-AGENT", "USER", "CONTACT", "EXPIRES", "SOURCE");
+        for b in bindings {
+            println!(
+                "{:<16} {:<40} {:>7} {:<24} {}",
+                b.username,
+                b.contact,
+                (b.expires_at_ms - now) / 1000,
+                b.source,
+                b.user_agent.as_deref().unwrap_or("-")
+            );
         }
     }
     db.close().await;

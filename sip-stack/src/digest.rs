@@ -32,7 +32,8 @@ impl Algorithm {
         }
     }
 
-    fn from_token(token: &str) -> Option<Algorithm> {
+    /// Parses an `algorithm=` token (case-insensitive).
+    pub fn from_token(token: &str) -> Option<Algorithm> {
         if token.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if token.eq_ignore_ascii_case("SHA-256") {
@@ -356,46 +357,72 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The server side: issues challenges and verifies credentials for one realm.
 ///
-/// A nonce is `<issue time, hex><HMAC-SHA256(secret, time ":" realm), 32 hex>`: the server
-/// recognises its own nonces and their age without storing them. Nonce counts seen are kept per
-/// nonce for the nonce's lifetime, to refuse replays.
+/// A nonce is `<issue time><serial><HMAC-SHA256(secret, time:serial:realm)>`, each part fixed-width
+/// hex (16, 16 and 32 digits): the server recognises its own nonces and their age without
+/// storing them, and every challenge carries a nonce never issued before (clients such as libre
+/// answer each nonce with `nc=00000001` only). Nonce counts seen are kept per nonce for the
+/// nonce's lifetime, to refuse replays.
 #[derive(Debug)]
 pub struct DigestServer {
     realm: String,
+    /// Offered in this order: one challenge header each (RFC 8760 §2.4).
+    algorithms: Vec<Algorithm>,
     secret: [u8; 32],
     lifetime_secs: u64,
+    /// Makes each nonce unique, even within one second.
+    serial: u64,
     /// nonce → (highest nc seen, issue time).
     seen: HashMap<String, (u32, u64)>,
 }
 
 impl DigestServer {
     /// `secret` must be random and private (the gateway draws it from the OS at start-up).
+    /// Challenges offer SHA-256, then MD5; see [`DigestServer::with_algorithms`].
     pub fn new(realm: impl Into<String>, secret: [u8; 32], lifetime_secs: u64) -> DigestServer {
-        DigestServer { realm: realm.into(), secret, lifetime_secs, seen: HashMap::new() }
+        DigestServer {
+            realm: realm.into(),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            secret,
+            lifetime_secs,
+            serial: 0,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The algorithms to offer, most preferred first. Some clients (libre before 2.x, so
+    /// baresip 1.0) give up on a first challenge they cannot answer instead of trying the next,
+    /// so a deployment with such phones puts MD5 first.
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> DigestServer {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+        self
     }
 
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
-    fn sign(&self, issued: u64) -> String {
+    fn sign(&self, issued: u64, serial: u64) -> String {
         // HMAC accepts a key of any length.
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        mac.update(format!("{issued:x}:{}", self.realm).as_bytes());
+        mac.update(format!("{issued:016x}:{serial:016x}:{}", self.realm).as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
-    pub fn nonce(&self, now_secs: u64) -> String {
-        format!("{now_secs:x}{}", self.sign(now_secs))
+    /// A nonce never issued before.
+    pub fn nonce(&mut self, now_secs: u64) -> String {
+        self.serial = self.serial.wrapping_add(1);
+        format!("{now_secs:016x}{:016x}{}", self.serial, self.sign(now_secs, self.serial))
     }
 
-    /// The challenge header values for a 401/407: SHA-256 first, then MD5 for older phones
-    /// (RFC 8760 §2.4).
-    pub fn challenges(&self, now_secs: u64, stale: bool) -> Vec<String> {
+    /// The challenge header values for a 401/407, one per offered algorithm, in order of
+    /// preference (RFC 8760 §2.4).
+    pub fn challenges(&mut self, now_secs: u64, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now_secs);
-        [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
-            .map(|algorithm| {
+        self.algorithms
+            .iter()
+            .map(|&algorithm| {
                 Challenge {
                     realm: self.realm.clone(),
                     nonce: nonce.clone(),
@@ -439,12 +466,12 @@ impl DigestServer {
     }
 
     fn issued_at(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() <= 32 || !nonce.is_ascii() {
+        if nonce.len() != 64 || !nonce.is_ascii() {
             return None;
         }
-        let (time_hex, mac) = nonce.split_at(nonce.len() - 32);
-        let issued = u64::from_str_radix(time_hex, 16).ok()?;
-        (self.sign(issued) == mac).then_some(issued)
+        let issued = u64::from_str_radix(&nonce[..16], 16).ok()?;
+        let serial = u64::from_str_radix(&nonce[16..32], 16).ok()?;
+        (self.sign(issued, serial) == nonce[32..]).then_some(issued)
     }
 
     fn prune(&mut self, now_secs: u64) {
@@ -509,7 +536,7 @@ mod tests {
         DigestServer::new("gateway", [7; 32], 300)
     }
 
-    fn sha_challenge(server: &DigestServer, now: u64) -> Challenge {
+    fn sha_challenge(server: &mut DigestServer, now: u64) -> Challenge {
         Challenge::parse(&server.challenges(now, false)[0]).unwrap()
     }
 
@@ -518,6 +545,8 @@ mod tests {
         let mut server = server();
         let challenges = server.challenges(1000, false);
         assert!(challenges[0].contains("SHA-256") && challenges[1].contains("MD5"));
+        let mut md5_first = DigestServer::new("gateway", [7; 32], 300).with_algorithms(vec![Algorithm::Md5]);
+        assert_eq!(md5_first.challenges(1000, false).len(), 1);
         let mut client = DigestClient::default();
         assert_eq!(client.on_challenges(challenges.iter().map(String::as_str)), Ok(ChallengeOutcome::Retry));
         let auth = client.authorization("alice", "pw", "REGISTER", "sip:gateway", "c1").unwrap();
@@ -535,14 +564,14 @@ mod tests {
     #[test]
     fn server_refuses_bad_foreign_and_stale() {
         let mut server = server();
-        let challenge = sha_challenge(&server, 1000);
+        let challenge = sha_challenge(&mut server, 1000);
         let stored = ha1(Algorithm::Sha256, "alice", "gateway", "pw");
 
         let wrong = DigestResponse::parse(&challenge.answer("alice", "nope", "REGISTER", "sip:g", 1, "c")).unwrap();
         assert_eq!(server.verify(1001, "REGISTER", &wrong, &stored), Err(VerifyError::BadResponse));
 
-        let other = DigestServer::new("gateway", [8; 32], 300);
-        let forged = sha_challenge(&other, 1000);
+        let mut other = DigestServer::new("gateway", [8; 32], 300);
+        let forged = sha_challenge(&mut other, 1000);
         let forged = DigestResponse::parse(&forged.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
         assert_eq!(server.verify(1001, "REGISTER", &forged, &stored), Err(VerifyError::ForeignNonce));
 
@@ -550,7 +579,7 @@ mod tests {
         assert_eq!(server.verify(1000 + 301, "REGISTER", &old, &stored), Err(VerifyError::Stale));
 
         let mut tampered = old.clone();
-        tampered.nonce = format!("{:x}{}", 5000, &old.nonce[old.nonce.len() - 32..]);
+        tampered.nonce = format!("{:016x}{}", 5000, &old.nonce[16..]);
         // A nonce whose issue time was moved no longer carries a valid HMAC.
         assert_eq!(server.verify(1001, "REGISTER", &tampered, &stored), Err(VerifyError::ForeignNonce));
         let method_changed = server.verify(1001, "INVITE", &old, &stored);
@@ -559,7 +588,7 @@ mod tests {
 
     #[test]
     fn client_tells_wrong_password_from_stale_nonce() {
-        let server = server();
+        let mut server = server();
         let mut client = DigestClient::default();
         let first = server.challenges(1000, false);
         assert_eq!(client.on_challenges(first.iter().map(String::as_str)), Ok(ChallengeOutcome::Retry));
@@ -572,6 +601,20 @@ mod tests {
         client.authorization("alice", "pw", "REGISTER", "sip:g", "c").unwrap();
         let fresh = server.challenges(1100, false);
         assert_eq!(client.on_challenges(fresh.iter().map(String::as_str)), Ok(ChallengeOutcome::Retry));
+    }
+
+    #[test]
+    fn every_challenge_has_a_fresh_nonce() {
+        let mut server = server();
+        let a = sha_challenge(&mut server, 1000);
+        let b = sha_challenge(&mut server, 1000);
+        assert_ne!(a.nonce, b.nonce, "same second, different nonces");
+        // A client that answers each nonce with nc=1 (libre) is accepted each time.
+        let stored = ha1(Algorithm::Sha256, "alice", "gateway", "pw");
+        for c in [a, b] {
+            let r = DigestResponse::parse(&c.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
+            assert_eq!(server.verify(1001, "REGISTER", &r, &stored), Ok(()));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rsip::prelude::*;
 use rsip::{typed, Header, Param, Response, StatusCode};
 
 use crate::message::InboundRequest;
-use crate::response::response_to;
+use crate::response::{push_header, response_to};
 
 /// Expiry limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl RegisterError {
         };
         let mut response = response_to(request, status, Some(to_tag), server);
         if let Some(h) = extra {
-            insert_before_length(&mut response, h);
+            push_header(&mut response, h);
         }
         response
     }
@@ -251,7 +251,7 @@ pub fn ok_response(request: &InboundRequest, bindings: &[StoredBinding], now_ms:
         } else {
             format!("<{}>;expires={remaining};q={}", b.contact, format_q(b.q_milli))
         };
-        insert_before_length(&mut response, Header::Contact(value.into()));
+        push_header(&mut response, Header::Contact(value.into()));
     }
     response
 }
@@ -261,12 +261,6 @@ fn format_q(q_milli: u16) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn insert_before_length(response: &mut Response, header: Header) {
-    let mut headers: Vec<Header> = response.headers.iter().cloned().collect();
-    let at = headers.iter().position(|h| matches!(h, Header::ContentLength(_))).unwrap_or(headers.len());
-    headers.insert(at, header);
-    response.headers = headers.into();
-}
 
 #[cfg(test)]
 mod tests {

@@ -36,6 +36,14 @@ pub fn response_to(
     Response { status_code: status, version: rsip::Version::V2, headers, body: Vec::new() }
 }
 
+/// Adds a header before Content-Length, which response_to puts last.
+pub fn push_header(response: &mut Response, header: Header) {
+    let mut headers: Vec<Header> = response.headers.iter().cloned().collect();
+    let at = headers.iter().position(|h| matches!(h, Header::ContentLength(_))).unwrap_or(headers.len());
+    headers.insert(at, header);
+    response.headers = headers.into();
+}
+
 /// Sets the body and its Content-Type, keeping Content-Length right.
 pub fn set_body(response: &mut Response, content_type: &str, body: Vec<u8>) {
     response

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod baresip;
+
 /// The `gateway` binary built next to this test (`cargo build -p gateway` puts it there), or
 /// `GATEWAY_BIN`.
 pub fn gateway_bin() -> PathBuf {
@@ -152,6 +154,20 @@ impl Drop for Gateway {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Polls `done` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

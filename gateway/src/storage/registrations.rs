@@ -62,6 +62,20 @@ impl Storage {
         .collect()
     }
 
+    /// Every unexpired binding, by user then q.
+    pub async fn all_bindings(&self, now_ms: i64) -> Result<Vec<Binding>, StorageError> {
+        sqlx::query(
+            "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent
+             FROM registrations WHERE expires_at > $1 ORDER BY username, q_milli DESC, contact",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(binding_from_row)
+        .collect()
+    }
+
     pub async fn remove_binding(&self, username: &str, contact: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM registrations WHERE username = $1 AND contact = $2")
             .bind(username)
@@ -132,6 +146,7 @@ mod tests {
             let got = db.bindings("alice", 5_000).await.unwrap();
             assert_eq!(got.iter().map(|b| b.contact.as_str()).collect::<Vec<_>>(), ["sip:a@2", "sip:a@1"]);
             assert_eq!(got[1], binding("sip:a@1", 500, 10_000));
+            assert_eq!(db.all_bindings(5_000).await.unwrap(), got);
 
             // Refresh extends one binding; the other lapses.
             let mut refreshed = binding("sip:a@1", 500, 30_000);

@@ -360,6 +360,11 @@ impl TransactionLayer {
         Ok(())
     }
 
+    /// Where a server transaction's responses go.
+    pub fn server_peer(&self, tx: ServerTx) -> Option<Peer> {
+        self.transactions.get(&tx.0).map(|t| t.peer)
+    }
+
     /// The request of a server transaction.
     pub fn server_request(&self, tx: ServerTx) -> Option<&Request> {
         self.transactions.get(&tx.0).map(|t| &t.request)

@@ -1,0 +1,225 @@
+//! The SIP core: one task owning the transaction layer. Socket tasks feed it messages; handlers
+//! that must wait (for the database) run as their own tasks and hand their responses back as
+//! [`Command`]s, so the core itself never waits on anything but its inputs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rsip::{Header, Method, StatusCode};
+use sip_stack::digest::{Algorithm, DigestServer};
+use sip_stack::message::{self, Inbound as Parsed, InboundRequest};
+use sip_stack::response::{push_header, response_to};
+use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
+use sip_stack::transport::{Peer, Transmit, Transport};
+use tokio::sync::mpsc;
+
+use super::register;
+use super::transport::{udp_peer, Inbound, Transports};
+use crate::metrics::{self, RequestLabels, ResponseLabels, TransportLabels};
+use crate::state::Shared;
+
+/// Methods the gateway accepts, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+
+/// How long a digest nonce is good for.
+const NONCE_LIFETIME_SECS: u64 = 300;
+
+/// Work handed back to the core by handler tasks.
+#[derive(Debug)]
+pub enum Command {
+    Respond { tx: ServerTx, response: rsip::Response },
+}
+
+/// What handler tasks get to do their work.
+#[derive(Clone)]
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// One lock around the digest server's whole state (its nonce counts).
+    pub digest: Arc<Mutex<DigestServer>>,
+    pub commands: mpsc::Sender<Command>,
+}
+
+impl Context {
+    pub fn server(&self) -> Option<&str> {
+        Some(&self.shared.config.sip.user_agent)
+    }
+
+    pub async fn respond(&self, tx: ServerTx, response: rsip::Response) {
+        // The core only goes away at shutdown, when the response no longer matters.
+        let _ = self.commands.send(Command::Respond { tx, response }).await;
+    }
+}
+
+struct Core {
+    ctx: Context,
+    layer: TransactionLayer,
+    transports: Transports,
+}
+
+pub async fn run(shared: Arc<Shared>, transports: Transports, mut inbound: mpsc::Receiver<Inbound>) {
+    let (commands, mut command_rx) = mpsc::channel(1024);
+    // Validated at start-up: every name is a known algorithm.
+    let algorithms = shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
+    let digest = DigestServer::new(shared.config.sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
+        .with_algorithms(algorithms);
+    let layer = TransactionLayer::new(TimerConfig::default()).with_server_name(shared.config.sip.user_agent.clone());
+    let mut core = Core {
+        ctx: Context { shared: shared.clone(), digest: Arc::new(Mutex::new(digest)), commands },
+        layer,
+        transports,
+    };
+    let shutdown = shared.shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = core.layer.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(message) = inbound.recv() => core.on_inbound(message),
+            Some(command) = command_rx.recv() => core.on_command(command),
+            _ = timer => core.layer.handle_timeout(Instant::now()),
+        }
+        core.flush();
+    }
+}
+
+impl Core {
+    fn on_inbound(&mut self, message: Inbound) {
+        let (peer, bytes) = match message {
+            Inbound::Datagram { socket, src, bytes } => (udp_peer(socket, src), bytes),
+            Inbound::Stream { conn, src, bytes } => {
+                (Peer { transport: Transport::Tcp, addr: src, connection: Some(conn) }, bytes)
+            }
+            Inbound::Ping { conn } => return self.transports.pong(conn),
+            Inbound::Connected { conn, writer } => return self.transports.connected(conn, writer),
+            Inbound::Closed { conn } => return self.transports.closed(conn),
+        };
+        let now = Instant::now();
+        let labels = TransportLabels { transport: metrics_transport(peer.transport) };
+        match message::parse(&bytes) {
+            Ok(Parsed::Request(request)) => self.layer.handle_request(now, request, peer),
+            Ok(Parsed::Response(response)) => {
+                self.ctx.shared.metrics.sip_responses_received.get_or_create(&labels).inc();
+                self.layer.handle_response(now, response);
+            }
+            Err(error) => self.reject_unparseable(peer, &bytes, &error, labels),
+        }
+    }
+
+    /// RFC 3261 §8.2: a 400 when the request can still be answered, otherwise a silent drop.
+    fn reject_unparseable(&mut self, peer: Peer, bytes: &[u8], error: &message::ParseError, labels: TransportLabels) {
+        let metrics = &self.ctx.shared.metrics;
+        let tag = new_tag();
+        match message::bad_request(bytes, error, &tag, &self.ctx.shared.config.sip.user_agent) {
+            Some(reply) => {
+                tracing::debug!(src = %peer.addr, %error, "400 Bad Request");
+                metrics.sip_bad_requests.get_or_create(&labels).inc();
+                metrics
+                    .sip_responses_sent
+                    .get_or_create(&ResponseLabels { transport: labels.transport, code: 400 })
+                    .inc();
+                self.transports.send(&Transmit { to: peer, bytes: Bytes::from(reply) });
+            }
+            None => {
+                tracing::debug!(src = %peer.addr, %error, "dropped unparseable message");
+                metrics.sip_dropped.get_or_create(&labels).inc();
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Respond { tx, response } => self.respond(tx, response),
+        }
+    }
+
+    /// Sends a response in a server transaction, counting it by transport and code.
+    fn respond(&mut self, tx: ServerTx, response: rsip::Response) {
+        let code = response.status_code.code();
+        let transport = self.layer.server_peer(tx).map(|p| metrics_transport(p.transport));
+        match self.layer.send_response(Instant::now(), tx, response) {
+            Ok(()) => {
+                if let Some(transport) = transport {
+                    let labels = ResponseLabels { transport, code };
+                    self.ctx.shared.metrics.sip_responses_sent.get_or_create(&labels).inc();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, code, "response not sent"),
+        }
+    }
+
+    /// Sends what the layer queued and acts on its events.
+    fn flush(&mut self) {
+        loop {
+            while let Some(t) = self.layer.poll_transmit() {
+                self.transports.send(&t);
+            }
+            let Some(event) = self.layer.poll_event() else { break };
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: TxEvent) {
+        match event {
+            TxEvent::Request { tx: Some(tx), request, from } => self.on_request(tx, request, from),
+            // The ACK of a 2xx and client-side events have no user until calls are handled.
+            other => tracing::trace!(?other, "transaction event without a handler"),
+        }
+    }
+
+    fn on_request(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        let shared = &self.ctx.shared;
+        let transport = metrics_transport(from.transport);
+        shared
+            .metrics
+            .sip_requests
+            .get_or_create(&RequestLabels { transport, method: request.request.method.to_string() })
+            .inc();
+        match request.request.method {
+            Method::Options => {
+                let response = options_response(&request, self.ctx.server());
+                self.respond(tx, response);
+            }
+            Method::Register => {
+                tokio::spawn(register::handle(self.ctx.clone(), tx, request, from));
+            }
+            _ if shared.is_draining() => {
+                let mut response = response_to(&request, StatusCode::ServiceUnavailable, Some(&new_tag()), self.ctx.server());
+                push_header(&mut response, Header::RetryAfter("30".into()));
+                self.respond(tx, response);
+            }
+            _ => {
+                let mut response = response_to(&request, StatusCode::NotImplemented, Some(&new_tag()), self.ctx.server());
+                push_header(&mut response, Header::Allow(ALLOW.into()));
+                self.respond(tx, response);
+            }
+        }
+    }
+}
+
+/// `OPTIONS` is how load balancers and trunks probe the gateway (RFC 3261 §11.2).
+fn options_response(request: &InboundRequest, server: Option<&str>) -> rsip::Response {
+    let mut response = response_to(request, StatusCode::OK, Some(&new_tag()), server);
+    push_header(&mut response, Header::Allow(ALLOW.into()));
+    push_header(&mut response, Header::Accept("application/sdp".into()));
+    push_header(&mut response, Header::Supported("replaces, timer".into()));
+    response
+}
+
+fn metrics_transport(transport: Transport) -> metrics::Transport {
+    match transport {
+        Transport::Udp => metrics::Transport::Udp,
+        Transport::Tcp | Transport::Tls => metrics::Transport::Tcp,
+    }
+}
+
+/// A To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32).
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
