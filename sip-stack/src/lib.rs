@@ -10,7 +10,9 @@
 //! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
 //!   (RFC 5626 §4.4.1).
 //! - [`registrar`]: REGISTER processing against a binding store (RFC 3261 §10.3).
+//! - [`registration`]: the registration client for trunks and MCUs (RFC 3261 §10.2).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
+//! - [`rng`]: the seeded generator for tags, branches and jitter.
 //! - [`transaction`]: client and server transactions with their timers (RFC 3261 §17,
 //!   RFC 6026).
 //! - [`transport`]: transports, peers and transmits.
@@ -20,7 +22,9 @@ pub mod digest;
 pub mod framing;
 pub mod message;
 pub mod registrar;
+pub mod registration;
 pub mod response;
+pub mod rng;
 mod salvage;
 pub mod transaction;
 pub mod transport;
