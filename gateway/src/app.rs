@@ -23,6 +23,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sip = sip::Listeners::bind(&config.sip.udp, &config.sip.tcp).await?;
     let http_listener = http::bind(config.http.listen).await?;
 
+    let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
+    storage.retain_trunks(&trunk_names).await.context("pruning trunk status")?;
     let shared = Shared::new(config, storage);
     let mut tasks = JoinSet::new();
     sip.serve(&shared, &mut tasks);

@@ -34,6 +34,61 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    /// Upstream SIP trunks and MCUs (`[[trunk]]` tables).
+    #[serde(rename = "trunk")]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+/// Transports a trunk can use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// A trunk to a carrier or an MCU.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Unique name, used in the API, metrics and logs.
+    pub name: String,
+    /// Registrar/proxy URI: `sip:host[:port]`.
+    pub proxy: String,
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// User part of our address of record (From/To), often the number.
+    pub username: String,
+    /// Digest username, when the carrier wants an account id rather than the number.
+    pub auth_username: Option<String>,
+    pub password: Option<String>,
+    /// Answer challenges only for this realm.
+    pub realm: Option<String>,
+    /// Host part of the address of record; the proxy's host when absent.
+    pub domain: Option<String>,
+    /// Register at all (IP-authenticated trunks don't).
+    #[serde(default = "default_true")]
+    pub register: bool,
+    /// Requested registration expiry, seconds.
+    #[serde(default = "default_trunk_expires")]
+    pub expires: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_trunk_expires() -> u32 {
+    300
+}
+
+impl TrunkConfig {
+    /// The digest username: `auth_username`, else `username`.
+    pub fn auth_user(&self) -> &str {
+        self.auth_username.as_deref().unwrap_or(&self.username)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,6 +106,10 @@ pub struct SipConfig {
     pub user_agent: String,
     /// Digest algorithms offered to phones, most preferred first (`MD5`, `SHA-256`).
     pub digest_algorithms: Vec<String>,
+    /// RFC 3261 timer T1 (round-trip estimate), T2 and T4, in milliseconds.
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -104,6 +163,9 @@ impl Default for SipConfig {
             public_address: None,
             user_agent: format!("gateway/{}", env!("CARGO_PKG_VERSION")),
             digest_algorithms: vec!["MD5".into()],
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
         }
     }
 }
@@ -218,6 +280,15 @@ impl Config {
         if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {
             return key("sip.realm", "expected a non-empty realm without quotes".into());
         }
+        if !(50..=5000).contains(&self.sip.t1_ms) {
+            return key("sip.t1_ms", format!("expected 50-5000, got {}", self.sip.t1_ms));
+        }
+        if self.sip.t2_ms < self.sip.t1_ms || self.sip.t2_ms > 60_000 {
+            return key("sip.t2_ms", format!("expected sip.t1_ms-60000, got {}", self.sip.t2_ms));
+        }
+        if !(100..=60_000).contains(&self.sip.t4_ms) {
+            return key("sip.t4_ms", format!("expected 100-60000, got {}", self.sip.t4_ms));
+        }
         if self.sip.digest_algorithms.is_empty() {
             return key("sip.digest_algorithms", "expected at least one of MD5, SHA-256".into());
         }
@@ -233,6 +304,28 @@ impl Config {
             || self.database.url.starts_with("postgresql://"))
         {
             return key("database.url", format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url));
+        }
+        for (i, trunk) in self.trunks.iter().enumerate() {
+            let k = |field: &str| format!("trunk[{i}].{field}");
+            if trunk.name.is_empty() || self.trunks[..i].iter().any(|t| t.name == trunk.name) {
+                return key(&k("name"), format!("expected a unique, non-empty name, got `{}`", trunk.name));
+            }
+            match rsip::Uri::try_from(trunk.proxy.as_str()) {
+                Ok(uri) if matches!(uri.scheme, Some(rsip::Scheme::Sip)) => {}
+                _ => return key(&k("proxy"), format!("expected sip:host[:port], got `{}`", trunk.proxy)),
+            }
+            if trunk.transport != TrunkTransport::Udp {
+                return key(&k("transport"), "only \"udp\" is available so far".into());
+            }
+            if trunk.username.is_empty() {
+                return key(&k("username"), "expected the user part of the address of record".into());
+            }
+            if trunk.register && trunk.password.as_deref().unwrap_or("").is_empty() {
+                return key(&k("password"), "a registering trunk needs a password".into());
+            }
+            if !(10..=86_400).contains(&trunk.expires) {
+                return key(&k("expires"), format!("expected 10-86400 seconds, got {}", trunk.expires));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return key("log.level", format!("`{}` is not a tracing filter", self.log.level));
@@ -311,6 +404,23 @@ mod tests {
         assert_eq!(key, "http.listen");
         let (key, _) = key_error("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-1\"]\n");
         assert_eq!(key, "sip.digest_algorithms[1]");
+    }
+
+    #[test]
+    fn trunks_are_checked() {
+        let good = "[[trunk]]\nname = \"carrier\"\nproxy = \"sip:127.0.0.1:5080\"\nusername = \"+1555\"\nauth_username = \"acct-42\"\npassword = \"s\"\n";
+        let config = parse(good).unwrap();
+        assert_eq!(config.trunks[0].auth_user(), "acct-42");
+        assert_eq!(config.trunks[0].expires, 300);
+        assert!(config.trunks[0].register);
+        let (key, _) = key_error(&good.replace("password = \"s\"\n", ""));
+        assert_eq!(key, "trunk[0].password");
+        let (key, _) = key_error(&good.replace("sip:127.0.0.1:5080", "http://x"));
+        assert_eq!(key, "trunk[0].proxy");
+        let (key, _) = key_error(&format!("{good}{good}"));
+        assert_eq!(key, "trunk[1].name");
+        let (key, _) = key_error(&good.replace("username = \"+1555\"", "usrname = \"+1555\""));
+        assert_eq!(key, "trunk[0].usrname");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/trunks", get(trunks))
         .with_state(shared)
 }
 
@@ -56,6 +57,11 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "database": database,
     });
     (status, Json(body))
+}
+
+/// Every registering trunk's state.
+async fn trunks(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(shared.trunk_views())
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -39,6 +39,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrunkLabels {
+    pub trunk: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResponseLabels {
     pub transport: Transport,
     pub code: u16,
@@ -54,6 +59,8 @@ pub struct Metrics {
     pub sip_dropped: Family<TransportLabels, Counter>,
     pub sip_bad_requests: Family<TransportLabels, Counter>,
     pub tcp_connections: Gauge,
+    /// 1 while a trunk is registered, 0 otherwise.
+    pub trunk_registered: Family<TrunkLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -71,6 +78,8 @@ impl Metrics {
         let sip_dropped = Family::<TransportLabels, Counter>::default();
         let sip_bad_requests = Family::<TransportLabels, Counter>::default();
         let tcp_connections = Gauge::default();
+        let trunk_registered = Family::<TrunkLabels, Gauge>::default();
+        registry.register("trunk_registered", "1 while the trunk is registered", trunk_registered.clone());
         registry.register("sip_requests", "SIP requests received", sip_requests.clone());
         registry.register("sip_responses_sent", "SIP responses sent", sip_responses_sent.clone());
         registry.register(
@@ -100,6 +109,7 @@ impl Metrics {
             sip_dropped,
             sip_bad_requests,
             tcp_connections,
+            trunk_registered,
         }
     }
 

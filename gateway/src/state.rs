@@ -1,12 +1,13 @@
 //! What every task of a running gateway shares.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::sip::trunks::TrunkView;
 use crate::storage::Storage;
 
 pub struct Shared {
@@ -15,6 +16,8 @@ pub struct Shared {
     pub storage: Storage,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
+    /// One lock around every trunk's published state.
+    trunks: Mutex<Vec<TrunkView>>,
 }
 
 impl Shared {
@@ -26,6 +29,7 @@ impl Shared {
             storage,
             draining: AtomicBool::new(false),
             shutdown,
+            trunks: Mutex::new(Vec::new()),
         })
     }
 
@@ -38,6 +42,19 @@ impl Shared {
     pub fn begin_shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.shutdown.send_replace(true);
+    }
+
+    /// Publishes a trunk's state.
+    pub fn set_trunk_view(&self, view: TrunkView) {
+        let mut trunks = self.trunks.lock().unwrap_or_else(|p| p.into_inner());
+        match trunks.iter_mut().find(|t| t.name == view.name) {
+            Some(t) => *t = view,
+            None => trunks.push(view),
+        }
+    }
+
+    pub fn trunk_views(&self) -> Vec<TrunkView> {
+        self.trunks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Resolves when shutdown begins.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod baresip;
+pub mod kamailio;
 
 /// The `gateway` binary built next to this test (`cargo build -p gateway` puts it there), or
 /// `GATEWAY_BIN`.
@@ -61,10 +62,15 @@ impl Gateway {
     /// Starts `gateway run` with SIP (UDP and TCP) and HTTP on free loopback ports, and the rest
     /// of the configuration from `extra_toml`. Returns once `/healthz` answers.
     pub fn start(extra_toml: &str) -> anyhow::Result<Gateway> {
+        Gateway::start_with("", extra_toml)
+    }
+
+    /// Like [`Gateway::start`], with `sip_keys` added to the `[sip]` table.
+    pub fn start_with(sip_keys: &str, extra_toml: &str) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir()?;
         let (sip, http) = Gateway::addresses();
         let config = format!(
-            "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n[http]\nlisten = \"{http}\"\n{extra_toml}"
+            "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n{sip_keys}\n[http]\nlisten = \"{http}\"\n{extra_toml}"
         );
         std::fs::write(dir.path().join("gateway.toml"), config)?;
         let args = ["run", "--config", "gateway.toml"];

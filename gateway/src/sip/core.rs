@@ -3,7 +3,7 @@
 //! [`Command`]s, so the core itself never waits on anything but its inputs.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rsip::{Header, Method, StatusCode};
@@ -12,9 +12,10 @@ use sip_stack::message::{self, Inbound as Parsed, InboundRequest};
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
 use sip_stack::transport::{Peer, Transmit, Transport};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::register;
+use super::trunks::Trunks;
 use super::transport::{udp_peer, Inbound, Transports};
 use crate::metrics::{self, RequestLabels, ResponseLabels, TransportLabels};
 use crate::state::Shared;
@@ -51,28 +52,56 @@ impl Context {
     }
 }
 
+/// How long shutdown waits for trunks to un-register.
+const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
+
 struct Core {
     ctx: Context,
     layer: TransactionLayer,
     transports: Transports,
+    trunks: Trunks,
 }
 
-pub async fn run(shared: Arc<Shared>, transports: Transports, mut inbound: mpsc::Receiver<Inbound>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    transports: Transports,
+    mut inbound: mpsc::Receiver<Inbound>,
+    close: watch::Sender<bool>,
+) {
     let (commands, mut command_rx) = mpsc::channel(1024);
     // Validated at start-up: every name is a known algorithm.
     let algorithms = shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
     let digest = DigestServer::new(shared.config.sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
         .with_algorithms(algorithms);
-    let layer = TransactionLayer::new(TimerConfig::default()).with_server_name(shared.config.sip.user_agent.clone());
+    let sip = &shared.config.sip;
+    let timers = TimerConfig {
+        t1: Duration::from_millis(sip.t1_ms),
+        t2: Duration::from_millis(sip.t2_ms),
+        t4: Duration::from_millis(sip.t4_ms),
+    };
+    let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
+    let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
+    let trunks = Trunks::new(&shared.config.trunks, local, sip.public_address, &sip.user_agent);
     let mut core = Core {
         ctx: Context { shared: shared.clone(), digest: Arc::new(Mutex::new(digest)), commands },
         layer,
         transports,
+        trunks,
     };
+    core.trunks.start(Instant::now(), &mut core.layer, &shared);
+    core.flush();
+
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);
+    // Set once shutdown begins: the core runs on until trunks are un-registered or this passes.
+    let mut stop_by: Option<Instant> = None;
     loop {
-        let deadline = core.layer.poll_timeout();
+        if let Some(stop_by) = stop_by {
+            if core.trunks.stopped() || Instant::now() >= stop_by {
+                break;
+            }
+        }
+        let deadline = [core.layer.poll_timeout(), core.trunks.poll_timeout(), stop_by].into_iter().flatten().min();
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -80,13 +109,22 @@ pub async fn run(shared: Arc<Shared>, transports: Transports, mut inbound: mpsc:
             }
         };
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if stop_by.is_none() => {
+                let now = Instant::now();
+                stop_by = Some(now + UNREGISTER_GRACE);
+                core.trunks.stop(now, &mut core.layer, &shared);
+            }
             Some(message) = inbound.recv() => core.on_inbound(message),
             Some(command) = command_rx.recv() => core.on_command(command),
-            _ = timer => core.layer.handle_timeout(Instant::now()),
+            _ = timer => {
+                let now = Instant::now();
+                core.layer.handle_timeout(now);
+                core.trunks.handle_timeout(now, &mut core.layer, &shared);
+            }
         }
         core.flush();
     }
+    close.send_replace(true);
 }
 
 impl Core {
@@ -161,7 +199,10 @@ impl Core {
                 self.transports.send(&t);
             }
             let Some(event) = self.layer.poll_event() else { break };
-            self.on_event(event);
+            let shared = self.ctx.shared.clone();
+            if let Some(event) = self.trunks.on_event(Instant::now(), event, &mut self.layer, &shared) {
+                self.on_event(event);
+            }
         }
     }
 

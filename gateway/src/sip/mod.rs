@@ -4,12 +4,13 @@
 mod core;
 mod register;
 pub mod transport;
+pub mod trunks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::state::Shared;
@@ -48,6 +49,9 @@ impl Listeners {
     /// Starts the socket tasks and the core; they stop when shutdown begins.
     pub fn serve(self, shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
         let (tx, rx) = mpsc::channel(4096);
+        // Sockets keep reading until the core is done (it un-registers trunks after the
+        // shutdown signal and needs their answers); the core closes them when it exits.
+        let (close, closing) = watch::channel(false);
         let mut sockets = Vec::new();
         for (index, socket) in self.udp.into_iter().enumerate() {
             if let Ok(addr) = socket.local_addr() {
@@ -55,14 +59,14 @@ impl Listeners {
             }
             let socket = Arc::new(socket);
             sockets.push(socket.clone());
-            tasks.spawn(transport::read_udp(index, socket, tx.clone(), shared.clone()));
+            tasks.spawn(transport::read_udp(index, socket, tx.clone(), closing.clone()));
         }
         for listener in self.tcp {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "SIP listening on TCP");
             }
-            tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone()));
+            tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone(), closing.clone()));
         }
-        tasks.spawn(core::run(shared.clone(), transport::Transports::new(sockets), rx));
+        tasks.spawn(core::run(shared.clone(), transport::Transports::new(sockets), rx, close));
     }
 }

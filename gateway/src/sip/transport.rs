@@ -11,7 +11,7 @@ use sip_stack::framing::{Frame, StreamFramer};
 use sip_stack::transport::{ConnectionId, Peer, Transmit, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::state::Shared;
 
@@ -37,6 +37,11 @@ pub struct Transports {
 impl Transports {
     pub fn new(udp: Vec<Arc<UdpSocket>>) -> Transports {
         Transports { udp, streams: HashMap::new() }
+    }
+
+    /// The address of the first UDP listener: where trunk REGISTERs are sent from.
+    pub fn udp_local_addr(&self) -> Option<SocketAddr> {
+        self.udp.first().and_then(|s| s.local_addr().ok())
     }
 
     pub fn connected(&mut self, conn: ConnectionId, writer: mpsc::Sender<Bytes>) {
@@ -88,13 +93,18 @@ pub fn udp_peer(socket: usize, src: SocketAddr) -> Peer {
     Peer { transport: Transport::Udp, addr: src, connection: Some(ConnectionId(socket as u64)) }
 }
 
-pub async fn read_udp(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, shared: Arc<Shared>) {
+/// Resolves when the core has closed the transports.
+async fn closed(mut closing: watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+pub async fn read_udp(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, closing: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65_535];
-    let shutdown = shared.shutdown_signal();
-    tokio::pin!(shutdown);
+    let done = closed(closing);
+    tokio::pin!(done);
     loop {
         let (len, src) = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut done => return,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(r) => r,
                 // ICMP port unreachable from an earlier send shows up here on some systems.
@@ -117,7 +127,8 @@ pub async fn read_udp(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Inb
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-pub async fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, shared: Arc<Shared>) {
+pub async fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, shared: Arc<Shared>, closing: watch::Receiver<bool>) {
+    // No new connections once shutdown begins.
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -132,11 +143,18 @@ pub async fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, shared
             },
         };
         let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
-        tokio::spawn(serve_connection(stream, src, conn, tx.clone(), shared.clone()));
+        tokio::spawn(serve_connection(stream, src, conn, tx.clone(), shared.clone(), closing.clone()));
     }
 }
 
-async fn serve_connection(stream: TcpStream, src: SocketAddr, conn: ConnectionId, tx: mpsc::Sender<Inbound>, shared: Arc<Shared>) {
+async fn serve_connection(
+    stream: TcpStream,
+    src: SocketAddr,
+    conn: ConnectionId,
+    tx: mpsc::Sender<Inbound>,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
+) {
     shared.metrics.tcp_connections.inc();
     let (mut reader, mut writer) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
@@ -148,7 +166,7 @@ async fn serve_connection(stream: TcpStream, src: SocketAddr, conn: ConnectionId
         }
     });
     if tx.send(Inbound::Connected { conn, writer: out_tx.clone() }).await.is_ok() {
-        read_frames(&mut reader, src, conn, &tx, &shared).await;
+        read_frames(&mut reader, src, conn, &tx, closing).await;
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
     drop(out_tx);
@@ -161,15 +179,15 @@ async fn read_frames(
     src: SocketAddr,
     conn: ConnectionId,
     tx: &mpsc::Sender<Inbound>,
-    shared: &Shared,
+    closing: watch::Receiver<bool>,
 ) {
-    let shutdown = shared.shutdown_signal();
-    tokio::pin!(shutdown);
+    let done = closed(closing);
+    tokio::pin!(done);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16_384];
     loop {
         let n = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut done => return,
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,

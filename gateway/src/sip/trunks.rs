@@ -1,0 +1,281 @@
+//! Trunks in the SIP core: one registration client per registering trunk, its REGISTERs sent
+//! through the core's transaction layer, its state published for the API, metrics, logs and the
+//! database.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sip_stack::registration::{RegEvent, RegFailure, RegState, RegistrationClient, RegistrationConfig};
+use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
+use sip_stack::transport::{ConnectionId, Peer, Transport};
+
+use crate::config::TrunkConfig;
+use crate::metrics::TrunkLabels;
+use crate::state::Shared;
+use crate::storage::TrunkStatus;
+
+/// A trunk's state as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrunkView {
+    pub name: String,
+    pub state: &'static str,
+    /// The last error, or why the credentials were refused.
+    pub detail: Option<String>,
+    pub registered_until_ms: Option<i64>,
+    pub next_refresh_ms: Option<i64>,
+    pub next_attempt_ms: Option<i64>,
+    /// Successful REGISTERs since start (the first one and every refresh).
+    pub registrations: u64,
+    pub contact: String,
+}
+
+struct Runner {
+    client: RegistrationClient,
+    proxy: rsip::Uri,
+    peer: Option<SocketAddr>,
+    view: TrunkView,
+}
+
+/// Every registering trunk.
+pub struct Trunks {
+    runners: Vec<Runner>,
+    by_tx: HashMap<ClientTx, usize>,
+}
+
+impl Trunks {
+    /// `local` is the UDP listener REGISTERs are sent from.
+    pub fn new(configs: &[TrunkConfig], local: SocketAddr, public: Option<IpAddr>, user_agent: &str) -> Trunks {
+        let runners = configs
+            .iter()
+            .filter(|t| t.register)
+            .map(|t| {
+                // Validated at start-up: the proxy is a sip: URI.
+                let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
+                let peer = resolve(&proxy);
+                let ip = public
+                    .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
+                    .or_else(|| peer.and_then(|p| route_source(p)))
+                    .unwrap_or(local.ip());
+                let local = SocketAddr::new(ip, local.port());
+                let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+                let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
+                let registrar = match &t.domain {
+                    Some(domain) => uri(format!("sip:{domain}")),
+                    None => uri(format!("sip:{}", proxy.host_with_port)),
+                };
+                let config = RegistrationConfig {
+                    registrar,
+                    aor: uri(format!("sip:{}@{host}", t.username)),
+                    contact: uri(format!("sip:{}@{local}", t.username)),
+                    auth_username: t.auth_user().to_string(),
+                    password: t.password.clone().unwrap_or_default(),
+                    realm: t.realm.clone(),
+                    expires: t.expires,
+                    transport: Transport::Udp,
+                    local,
+                    user_agent: Some(user_agent.to_string()),
+                    retry_base: Duration::from_secs(2),
+                    retry_max: Duration::from_secs(300),
+                    learn_public_address: public.is_none(),
+                };
+                let view = TrunkView {
+                    name: t.name.clone(),
+                    state: "idle",
+                    detail: None,
+                    registered_until_ms: None,
+                    next_refresh_ms: None,
+                    next_attempt_ms: None,
+                    registrations: 0,
+                    contact: config.contact.to_string(),
+                };
+                Runner { client: RegistrationClient::new(config, rand::random()), proxy, peer, view }
+            })
+            .collect();
+        Trunks { runners, by_tx: HashMap::new() }
+    }
+
+    pub fn start(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        for i in 0..self.runners.len() {
+            self.runners[i].client.start(now);
+            self.pump(i, now, layer, shared);
+        }
+    }
+
+    /// Un-registers every trunk.
+    pub fn stop(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        for i in 0..self.runners.len() {
+            self.runners[i].client.stop(now);
+            self.pump(i, now, layer, shared);
+        }
+    }
+
+    /// True when no trunk is still un-registering.
+    pub fn stopped(&self) -> bool {
+        self.runners.iter().all(|r| !matches!(r.client.state(), RegState::Unregistering))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.runners.iter().filter_map(|r| r.client.poll_timeout()).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        for i in 0..self.runners.len() {
+            if self.runners[i].client.poll_timeout().is_some_and(|t| t <= now) {
+                self.runners[i].client.handle_timeout(now);
+                self.pump(i, now, layer, shared);
+            }
+        }
+    }
+
+    /// Takes the transaction events that belong to a trunk; returns the others.
+    pub fn on_event(&mut self, now: Instant, event: TxEvent, layer: &mut TransactionLayer, shared: &Arc<Shared>) -> Option<TxEvent> {
+        let (tx, outcome) = match &event {
+            TxEvent::Response { tx, response } => (*tx, Ok(&response.response)),
+            TxEvent::Timeout { tx } => (*tx, Err(RegFailure::Timeout)),
+            TxEvent::TransportError { tx } => (*tx, Err(RegFailure::Transport)),
+            _ => return Some(event),
+        };
+        let Some(&i) = self.by_tx.get(&tx) else { return Some(event) };
+        match outcome {
+            Ok(response) => {
+                if response.status_code.code() >= 200 {
+                    self.by_tx.remove(&tx);
+                }
+                self.runners[i].client.handle_response(now, response);
+            }
+            Err(failure) => {
+                self.by_tx.remove(&tx);
+                self.runners[i].client.handle_failure(now, failure);
+            }
+        }
+        self.pump(i, now, layer, shared);
+        None
+    }
+
+    /// Sends what the client queued and publishes its state changes.
+    fn pump(&mut self, i: usize, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        let runner = &mut self.runners[i];
+        while let Some(request) = runner.client.poll_request() {
+            if runner.peer.is_none() {
+                runner.peer = resolve(&runner.proxy);
+            }
+            let Some(addr) = runner.peer else {
+                runner.view.detail = Some(format!("cannot resolve {}", runner.proxy.host_with_port));
+                runner.client.handle_failure(now, RegFailure::Transport);
+                continue;
+            };
+            let peer = Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) };
+            match layer.send_request(now, request, peer) {
+                Ok(tx) => {
+                    self.by_tx.insert(tx, i);
+                }
+                Err(e) => {
+                    tracing::error!(trunk = %runner.view.name, error = %e, "REGISTER not sent");
+                    runner.client.handle_failure(now, RegFailure::Transport);
+                }
+            }
+        }
+        let mut changed = false;
+        while let Some(event) = runner.client.poll_event() {
+            changed = true;
+            match event {
+                RegEvent::PublicAddress(addr) => {
+                    tracing::info!(trunk = %runner.view.name, %addr, "registrar sees us at another address; updating Contact");
+                    runner.view.contact = runner.client.config().contact.to_string();
+                }
+                RegEvent::StateChanged(state) => log_state(&runner.view.name, &state),
+            }
+        }
+        if changed {
+            publish(runner, now, shared);
+        }
+    }
+}
+
+fn log_state(name: &str, state: &RegState) {
+    match state {
+        RegState::Registered { expires, .. } => tracing::info!(trunk = %name, expires, "trunk registered"),
+        RegState::Retrying { failures, next_attempt, last_error } => {
+            let wait = next_attempt.saturating_duration_since(Instant::now());
+            tracing::warn!(trunk = %name, failures, retry_in = ?wait, error = %last_error, "trunk registration failed; retrying");
+        }
+        RegState::Rejected { reason } => {
+            tracing::error!(trunk = %name, %reason, "trunk credentials rejected; not retrying until the configuration changes");
+        }
+        other => tracing::info!(trunk = %name, state = other.name(), "trunk state"),
+    }
+}
+
+fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
+    let state = runner.client.state().clone();
+    let view = &mut runner.view;
+    view.state = state.name();
+    view.next_attempt_ms = None;
+    view.next_refresh_ms = None;
+    match &state {
+        RegState::Registered { expires_at, refresh_at, .. } => {
+            view.registrations += 1;
+            view.registered_until_ms = Some(unix_ms(*expires_at, now));
+            view.next_refresh_ms = Some(unix_ms(*refresh_at, now));
+            view.detail = None;
+        }
+        RegState::Retrying { next_attempt, last_error, .. } => {
+            view.next_attempt_ms = Some(unix_ms(*next_attempt, now));
+            view.detail = Some(last_error.clone());
+        }
+        RegState::Rejected { reason } => view.detail = Some(reason.clone()),
+        RegState::Unregistered => view.registered_until_ms = None,
+        _ => {}
+    }
+    let labels = TrunkLabels { trunk: view.name.clone() };
+    let up = matches!(state, RegState::Registered { .. });
+    shared.metrics.trunk_registered.get_or_create(&labels).set(i64::from(up));
+    shared.set_trunk_view(view.clone());
+    let status = TrunkStatus {
+        name: view.name.clone(),
+        state: view.state.to_string(),
+        detail: view.detail.clone(),
+        registered_until_ms: view.registered_until_ms,
+        next_attempt_at_ms: view.next_attempt_ms,
+        updated_at_ms: unix_ms(now, now),
+    };
+    let storage = shared.storage.clone();
+    tokio::spawn(async move {
+        if let Err(e) = storage.set_trunk_status(&status).await {
+            tracing::warn!(error = %e, "trunk status not stored");
+        }
+    });
+}
+
+/// `at` as Unix milliseconds, given that `now` is the present.
+fn unix_ms(at: Instant, now: Instant) -> i64 {
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    if at >= now {
+        wall + (at - now).as_millis() as i64
+    } else {
+        wall - (now - at).as_millis() as i64
+    }
+}
+
+/// The proxy's address: an IP literal, or the first IPv4 address its name resolves to.
+fn resolve(proxy: &rsip::Uri) -> Option<SocketAddr> {
+    let port = proxy.host_with_port.port.map_or(5060, |p| *p.value());
+    match &proxy.host_with_port.host {
+        rsip::Host::IpAddr(ip) => Some(SocketAddr::new(*ip, port)),
+        rsip::Host::Domain(name) => {
+            let addrs = (name.to_string(), port).to_socket_addrs().ok()?;
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied()
+        }
+    }
+}
+
+/// The local address the system would send from to reach `peer` (no packet is sent).
+fn route_source(peer: SocketAddr) -> Option<IpAddr> {
+    let probe = UdpSocket::bind(if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    probe.connect(peer).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
+}

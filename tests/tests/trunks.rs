@@ -1,0 +1,79 @@
+//! The gateway registering upstream: Kamailio as a carrier's registrar demanding digest auth
+//! with an auth username (acct-42) different from the number in From (+15551230000).
+
+use std::time::Duration;
+
+use e2e::kamailio::Kamailio;
+use e2e::{http_get, wait_until, Gateway};
+use serde_json::Value;
+
+fn trunk_config(kamailio: &Kamailio, password: &str, expires: u32) -> String {
+    format!(
+        "[[trunk]]\nname = \"carrier\"\nproxy = \"sip:{}\"\nusername = \"+15551230000\"\n\
+         auth_username = \"acct-42\"\npassword = \"{password}\"\nexpires = {expires}\n",
+        kamailio.addr
+    )
+}
+
+fn trunk(gw: &Gateway) -> Value {
+    let (status, body) = http_get(gw.http, "/api/v1/trunks").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let trunks: Value = serde_json::from_str(&body).unwrap();
+    trunks.as_array().and_then(|t| t.first()).cloned().unwrap_or(Value::Null)
+}
+
+fn wait_trunk(gw: &Gateway, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let ok = wait_until(timeout, || done(&trunk(gw)));
+    assert!(ok, "trunk never {what}: {}\n{}", trunk(gw), gw.log());
+    trunk(gw)
+}
+
+#[test]
+fn registers_to_kamailio_refreshes_and_recovers_after_an_outage() {
+    let mut kamailio = Kamailio::new("registrar", "carrier-secret").unwrap();
+    kamailio.start().unwrap();
+    // T1 = 100 ms: a REGISTER sent into the outage times out after 6.4 s instead of 32.
+    let gw = Gateway::start_with("t1_ms = 100", &trunk_config(&kamailio, "carrier-secret", 10)).unwrap();
+
+    let t = wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
+    assert!(t["registered_until_ms"].as_i64().is_some(), "{t}");
+    let dump = kamailio.bindings();
+    assert!(dump.contains("+15551230000"), "Kamailio has no binding for the number:\n{dump}");
+    assert!(dump.contains(&format!("sip:+15551230000@{}", gw.sip)), "contact not ours:\n{dump}");
+
+    // Granted 10 s: the refresh goes out 5 s in and succeeds.
+    wait_trunk(&gw, Duration::from_secs(15), "refreshed", |t| t["registrations"].as_u64() >= Some(2));
+    let (_, metrics) = http_get(gw.http, "/metrics").unwrap();
+    assert!(metrics.contains(r#"gateway_trunk_registered{trunk="carrier"} 1"#), "{metrics}");
+
+    // The registrar goes away for longer than the refresh interval: the trunk says so…
+    kamailio.stop();
+    let t = wait_trunk(&gw, Duration::from_secs(60), "retrying", |t| t["state"] == "retrying");
+    assert!(t["next_attempt_ms"].as_i64().is_some() && t["detail"].is_string(), "{t}");
+    // …and registers again by itself once it is back.
+    kamailio.start().unwrap();
+    wait_trunk(&gw, Duration::from_secs(60), "registered again", |t| t["state"] == "registered");
+    assert!(kamailio.bindings().contains("+15551230000"));
+
+    // On shutdown the gateway un-registers.
+    let status = gw.terminate().unwrap();
+    assert!(status.success());
+    let gone = wait_until(Duration::from_secs(5), || !kamailio.bindings().contains("+15551230000"));
+    assert!(gone, "binding left at the registrar:\n{}", kamailio.bindings());
+}
+
+#[test]
+fn wrong_password_is_rejected_without_hammering_the_registrar() {
+    let mut kamailio = Kamailio::new("registrar", "carrier-secret").unwrap();
+    kamailio.start().unwrap();
+    let gw = Gateway::start(&trunk_config(&kamailio, "not-the-password", 300)).unwrap();
+    let t = wait_trunk(&gw, Duration::from_secs(10), "rejected", |t| t["state"] == "rejected");
+    assert!(t["detail"].as_str().unwrap_or("").contains("credentials"), "{t}");
+    assert!(gw.log().contains("trunk credentials rejected"), "{}", gw.log());
+    // Exactly two REGISTERs reached Kamailio (the bare one and one answer), and no more come.
+    let challenges = || kamailio.log().matches("challenge for REGISTER").count();
+    assert_eq!(challenges(), 2, "{}", kamailio.log());
+    let more = wait_until(Duration::from_secs(3), || challenges() > 2);
+    assert!(!more, "the gateway kept retrying a rejected trunk");
+    assert_eq!(trunk(&gw)["state"], "rejected");
+}
