@@ -13,6 +13,7 @@
 //! - [`registration`]: the registration client for trunks and MCUs (RFC 3261 §10.2).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
 //! - [`rng`]: the seeded generator for tags, branches and jitter.
+//! - [`sim`]: a seeded lossy network for scenario tests in virtual time.
 //! - [`transaction`]: client and server transactions with their timers (RFC 3261 §17,
 //!   RFC 6026).
 //! - [`transport`]: transports, peers and transmits.
@@ -26,6 +27,7 @@ pub mod registration;
 pub mod response;
 pub mod rng;
 mod salvage;
+pub mod sim;
 pub mod transaction;
 pub mod transport;
 pub mod via;
