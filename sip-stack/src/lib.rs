@@ -6,6 +6,8 @@
 //! - [`message`]: the parsing edge. Bytes from the network become a [`message::Inbound`] whose
 //!   transaction-identifying headers are already typed, or a [`message::ParseError`] from which
 //!   [`message::bad_request`] builds the `400` when enough of the request survived to route it.
+//! - [`dialog`]: dialogs, 2xx retransmission, glare and session timers (RFC 3261 §12-14,
+//!   RFC 4028).
 //! - [`digest`]: digest authentication hashes (RFC 7616).
 //! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
 //!   (RFC 5626 §4.4.1).
@@ -19,6 +21,7 @@
 //! - [`transport`]: transports, peers and transmits.
 //! - [`via`]: `received`/`rport` (RFC 3581) and where a response goes (RFC 3261 §18.2.2).
 
+pub mod dialog;
 pub mod digest;
 pub mod framing;
 pub mod message;

@@ -22,11 +22,14 @@ pub struct Conditions {
     pub max_delay: Duration,
 }
 
+/// A datagram in flight: arrival time, send order (to break ties), from, to, bytes.
+type InFlight = Reverse<(Instant, u64, SocketAddr, SocketAddr, Bytes)>;
+
 /// Datagrams in flight, delivered in order of arrival time.
 pub struct Network {
     rng: Rng,
     conditions: Conditions,
-    in_flight: BinaryHeap<Reverse<(Instant, u64, SocketAddr, SocketAddr, Bytes)>>,
+    in_flight: BinaryHeap<InFlight>,
     sequence: u64,
     pub sent: u64,
     pub lost: u64,
