@@ -43,6 +43,9 @@ command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 log "building"
 cargo build --workspace --all-targets --locked
 
+log "linting (protocol and media cores may not read clocks or sleep: see */clippy.toml)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 log "testing"
 cargo test --workspace --doc --locked
 cargo nextest run --workspace --locked --no-fail-fast

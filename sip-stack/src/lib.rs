@@ -15,6 +15,7 @@
 //! - [`registration`]: the registration client for trunks and MCUs (RFC 3261 §10.2).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
 //! - [`rng`]: the seeded generator for tags, branches and jitter.
+//! - [`sdp`]: SDP offer/answer for audio (RFC 3264) on sdp-types.
 //! - [`sim`]: a seeded lossy network for scenario tests in virtual time.
 //! - [`transaction`]: client and server transactions with their timers (RFC 3261 §17,
 //!   RFC 6026).
@@ -30,6 +31,7 @@ pub mod registration;
 pub mod response;
 pub mod rng;
 mod salvage;
+pub mod sdp;
 pub mod sim;
 pub mod transaction;
 pub mod transport;

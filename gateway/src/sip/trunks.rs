@@ -57,7 +57,7 @@ impl Trunks {
                 let peer = resolve(&proxy);
                 let ip = public
                     .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
-                    .or_else(|| peer.and_then(|p| route_source(p)))
+                    .or_else(|| peer.and_then(route_source))
                     .unwrap_or(local.ip());
                 let local = SocketAddr::new(ip, local.port());
                 let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());

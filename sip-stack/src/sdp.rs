@@ -1,0 +1,361 @@
+//! SDP offer/answer (RFC 3264) for audio, on `sdp-types`.
+//!
+//! [`answer`] answers an offer with our codec preferences: the first of our codecs the offer
+//! has, under the offerer's payload type (§6.1), `telephone-event` when offered (RFC 4733),
+//! the direction mirrored (§6.1: sendonly ↔ recvonly), `rtcp-mux` echoed (RFC 5761), every other
+//! stream refused with port 0 (§6). [`offer`] builds our offer and [`read_answer`] reads what
+//! the peer chose. A stream held with `c=0.0.0.0` (RFC 2543 style) counts as sendonly.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
+
+/// An audio codec we can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    /// The rtpmap encoding name.
+    pub name: &'static str,
+    pub clock_rate: u32,
+    pub channels: u8,
+    /// The RFC 3551 static payload type, if it has one.
+    pub static_pt: Option<u8>,
+    /// The payload type we offer it with when it has no static one.
+    pub dynamic_pt: u8,
+}
+
+pub const PCMU: Codec = Codec { name: "PCMU", clock_rate: 8000, channels: 1, static_pt: Some(0), dynamic_pt: 0 };
+pub const PCMA: Codec = Codec { name: "PCMA", clock_rate: 8000, channels: 1, static_pt: Some(8), dynamic_pt: 8 };
+/// G.722: RTP clock 8000 although it samples at 16 kHz (RFC 3551 §4.5.2).
+pub const G722: Codec = Codec { name: "G722", clock_rate: 8000, channels: 1, static_pt: Some(9), dynamic_pt: 9 };
+pub const OPUS: Codec = Codec { name: "opus", clock_rate: 48000, channels: 2, static_pt: None, dynamic_pt: 111 };
+/// RFC 4733 DTMF events at 8 kHz.
+pub const TELEPHONE_EVENT: Codec =
+    Codec { name: "telephone-event", clock_rate: 8000, channels: 1, static_pt: None, dynamic_pt: 101 };
+
+impl Codec {
+    fn payload_type(&self) -> u8 {
+        self.static_pt.unwrap_or(self.dynamic_pt)
+    }
+
+    fn rtpmap(&self) -> String {
+        if self.channels > 1 {
+            format!("{} {}/{}/{}", self.payload_type(), self.name, self.clock_rate, self.channels)
+        } else {
+            format!("{} {}/{}", self.payload_type(), self.name, self.clock_rate)
+        }
+    }
+}
+
+/// Media direction from one side's point of view (RFC 3264 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn token(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The other side's view of the same stream.
+    pub fn reversed(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            other => other,
+        }
+    }
+
+    /// What both sides allow: `self` as we want it, `peer` as the peer wants it from our view.
+    fn intersect(self, peer: Direction) -> Direction {
+        let send = self.sends() && peer.sends();
+        let recv = self.receives() && peer.receives();
+        match (send, recv) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// Our side of the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAudio {
+    pub address: IpAddr,
+    pub port: u16,
+    /// In order of preference.
+    pub codecs: Vec<Codec>,
+    pub ptime: u32,
+    pub direction: Direction,
+}
+
+/// What offer/answer settled for the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioStream {
+    /// Index of the m-line.
+    pub mline: usize,
+    /// Where to send RTP; `None` while held with `c=0.0.0.0` or port 0.
+    pub remote: Option<SocketAddr>,
+    pub codec: Codec,
+    /// The payload type the codec travels under in this session.
+    pub payload_type: u8,
+    pub fmtp: Option<String>,
+    /// The payload type of telephone-event, when both sides have it.
+    pub telephone_event: Option<u8>,
+    /// From our point of view.
+    pub direction: Direction,
+    pub ptime: Option<u32>,
+    pub rtcp_mux: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("SDP does not parse: {0}")]
+    Parse(String),
+    #[error("no audio stream in the offer")]
+    NoAudio,
+    /// Answer with 488 Not Acceptable Here.
+    #[error("no codec in common on m-line {mline}")]
+    NoCommonCodec { mline: usize },
+    #[error("the answer has {got} m-lines for an offer of {expected}")]
+    MlineCount { expected: usize, got: usize },
+    #[error("bad connection address on m-line {mline}")]
+    BadConnection { mline: usize },
+}
+
+pub fn parse(body: &[u8]) -> Result<Session, SdpError> {
+    Session::parse(body).map_err(|e| SdpError::Parse(e.to_string()))
+}
+
+fn attr<'a>(media: &'a Media, name: &str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+    let name = name.to_string();
+    media.attributes.iter().filter(move |a| a.attribute.eq_ignore_ascii_case(&name)).map(|a| a.value.as_deref())
+}
+
+/// The payload types of an m-line with what they name: (pt, name, clock, channels, fmtp).
+fn formats(media: &Media) -> Vec<(u8, String, u32, u8, Option<String>)> {
+    media
+        .fmt
+        .split_whitespace()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|pt| {
+            let rtpmap = attr(media, "rtpmap").flatten().find_map(|v| {
+                let (p, rest) = v.split_once(' ')?;
+                (p.trim().parse::<u8>().ok()? == pt).then(|| rest.trim().to_string())
+            });
+            let fmtp = attr(media, "fmtp").flatten().find_map(|v| {
+                let (p, rest) = v.split_once(' ')?;
+                (p.trim().parse::<u8>().ok()? == pt).then(|| rest.trim().to_string())
+            });
+            let (name, clock, channels) = match rtpmap {
+                Some(map) => {
+                    let mut parts = map.split('/');
+                    let name = parts.next()?.to_string();
+                    let clock = parts.next()?.parse().ok()?;
+                    let channels = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+                    (name, clock, channels)
+                }
+                // RFC 3551 static types named without rtpmap.
+                None => match pt {
+                    0 => ("PCMU".into(), 8000, 1),
+                    8 => ("PCMA".into(), 8000, 1),
+                    9 => ("G722".into(), 8000, 1),
+                    _ => return None,
+                },
+            };
+            Some((pt, name, clock, channels, fmtp))
+        })
+        .collect()
+}
+
+fn codec_matches(codec: &Codec, name: &str, clock: u32, channels: u8) -> bool {
+    codec.name.eq_ignore_ascii_case(name) && codec.clock_rate == clock && (codec.channels == channels || codec.channels == 1 && channels == 1)
+}
+
+fn direction_of(media: &Media, session: &Session) -> Direction {
+    let pick = |attrs: &[Attribute]| {
+        attrs.iter().find_map(|a| match a.attribute.to_ascii_lowercase().as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        })
+    };
+    pick(&media.attributes).or_else(|| pick(&session.attributes)).unwrap_or(Direction::SendRecv)
+}
+
+/// The peer's RTP address for an m-line; `Ok(None)` when held (`c=0.0.0.0`) or refused (port 0).
+fn remote_address(media: &Media, session: &Session, mline: usize) -> Result<Option<SocketAddr>, SdpError> {
+    let connection = media.connections.first().or(session.connection.as_ref()).ok_or(SdpError::BadConnection { mline })?;
+    let address = connection.connection_address.split('/').next().unwrap_or("");
+    let ip: IpAddr = address.parse().map_err(|_| SdpError::BadConnection { mline })?;
+    if ip.is_unspecified() || media.port == 0 {
+        return Ok(None);
+    }
+    Ok(Some(SocketAddr::new(ip, media.port)))
+}
+
+fn new_session(local: &LocalAudio, session_id: u64, version: u64) -> Session {
+    // No username: sdp-types writes it as `-` (RFC 8866 §5.2).
+    let origin = Origin::with_ip_addr(session_id, version, local.address);
+    let mut session = Session::new(origin, "-");
+    session.connection = Some(Connection::from_ip_addr(local.address));
+    session.times.push(Time::new(0, 0));
+    session
+}
+
+/// Our offer: every codec in preference order, telephone-event, ptime, direction, rtcp-mux.
+pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
+    let mut session = new_session(local, session_id, version);
+    let mut codecs: Vec<Codec> = local.codecs.clone();
+    if !codecs.contains(&TELEPHONE_EVENT) {
+        codecs.push(TELEPHONE_EVENT);
+    }
+    let fmt = codecs.iter().map(|c| c.payload_type().to_string()).collect::<Vec<_>>().join(" ");
+    let mut media = Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, fmt);
+    for c in &codecs {
+        media.attributes.push(Attribute::with_value("rtpmap", c.rtpmap()));
+        if *c == TELEPHONE_EVENT {
+            media.attributes.push(Attribute::with_value("fmtp", format!("{} 0-16", c.payload_type())));
+        }
+        if *c == OPUS {
+            media.attributes.push(Attribute::with_value("fmtp", format!("{} useinbandfec=1", c.payload_type())));
+        }
+    }
+    media.attributes.push(Attribute::with_value("ptime", local.ptime));
+    media.attributes.push(Attribute::new(local.direction.token()));
+    media.attributes.push(Attribute::new("rtcp-mux"));
+    session.medias.push(media);
+    session
+}
+
+/// Answers `offer`: the negotiated audio stream and the answer to send, or why not (488).
+pub fn answer(offer: &Session, local: &LocalAudio, session_id: u64, version: u64) -> Result<(Session, AudioStream), SdpError> {
+    let mut answer = new_session(local, session_id, version);
+    let mut chosen: Option<AudioStream> = None;
+    let mut audio_seen = None;
+    for (mline, m) in offer.medias.iter().enumerate() {
+        let usable = chosen.is_none() && m.media.eq_ignore_ascii_case("audio") && m.proto.eq_ignore_ascii_case("RTP/AVP") && m.port != 0;
+        if m.media.eq_ignore_ascii_case("audio") {
+            audio_seen.get_or_insert(mline);
+        }
+        let negotiated = if usable { negotiate(offer, m, mline, local)? } else { None };
+        match negotiated {
+            Some(stream) => {
+                answer.medias.push(answer_media(local, &stream, m));
+                chosen = Some(stream);
+            }
+            None => {
+                // §6: a refused stream keeps its m-line with port 0.
+                let fmt = m.fmt.split_whitespace().next().unwrap_or("0").to_string();
+                answer.medias.push(Media { port: 0, fmt, attributes: Vec::new(), connections: Vec::new(), ..m.clone() });
+            }
+        }
+    }
+    match (chosen, audio_seen) {
+        (Some(stream), _) => Ok((answer, stream)),
+        (None, Some(mline)) => Err(SdpError::NoCommonCodec { mline }),
+        (None, None) => Err(SdpError::NoAudio),
+    }
+}
+
+/// Picks our first preferred codec the m-line offers; `Ok(None)` when there is none.
+fn negotiate(offer: &Session, m: &Media, mline: usize, local: &LocalAudio) -> Result<Option<AudioStream>, SdpError> {
+    let offered = formats(m);
+    let pick = local.codecs.iter().find_map(|codec| {
+        offered.iter().find(|(_, name, clock, ch, _)| codec_matches(codec, name, *clock, *ch)).map(|f| (*codec, f.clone()))
+    });
+    let Some((codec, (payload_type, _, _, _, fmtp))) = pick else {
+        return Err(SdpError::NoCommonCodec { mline });
+    };
+    let telephone_event = offered
+        .iter()
+        .filter(|(_, name, ..)| name.eq_ignore_ascii_case("telephone-event"))
+        .min_by_key(|(_, _, clock, ..)| clock.abs_diff(codec.clock_rate))
+        .map(|f| f.0);
+    let peer = direction_of(m, offer);
+    let held = remote_address(m, offer, mline)?.is_none();
+    // The peer's sendonly is our recvonly; c=0.0.0.0 is the old way of saying sendonly.
+    let peer_view = if held && peer == Direction::SendRecv { Direction::SendOnly } else { peer }.reversed();
+    Ok(Some(AudioStream {
+        mline,
+        remote: remote_address(m, offer, mline)?,
+        codec,
+        payload_type,
+        fmtp,
+        telephone_event,
+        direction: local.direction.intersect(peer_view),
+        ptime: attr(m, "ptime").flatten().find_map(|v| v.trim().parse().ok()),
+        rtcp_mux: attr(m, "rtcp-mux").next().is_some(),
+    }))
+}
+
+fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media) -> Media {
+    let mut fmt = vec![stream.payload_type.to_string()];
+    let mut media = Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, "");
+    let mut rtpmap = Codec { static_pt: Some(stream.payload_type), ..stream.codec }.rtpmap();
+    if stream.codec.channels > 1 {
+        rtpmap = format!("{} {}/{}/{}", stream.payload_type, stream.codec.name, stream.codec.clock_rate, stream.codec.channels);
+    }
+    media.attributes.push(Attribute::with_value("rtpmap", rtpmap));
+    if let Some(fmtp) = &stream.fmtp {
+        media.attributes.push(Attribute::with_value("fmtp", format!("{} {fmtp}", stream.payload_type)));
+    }
+    if let Some(te) = stream.telephone_event {
+        fmt.push(te.to_string());
+        let clock = formats(offered).iter().find(|f| f.0 == te).map_or(8000, |f| f.2);
+        media.attributes.push(Attribute::with_value("rtpmap", format!("{te} telephone-event/{clock}")));
+        media.attributes.push(Attribute::with_value("fmtp", format!("{te} 0-16")));
+    }
+    media.fmt = fmt.join(" ");
+    media.attributes.push(Attribute::with_value("ptime", stream.ptime.unwrap_or(local.ptime)));
+    media.attributes.push(Attribute::new(stream.direction.token()));
+    if stream.rtcp_mux {
+        media.attributes.push(Attribute::new("rtcp-mux"));
+    }
+    media
+}
+
+/// Reads the peer's answer to our `offer`.
+pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Result<AudioStream, SdpError> {
+    if answer.medias.len() != offer.medias.len() {
+        return Err(SdpError::MlineCount { expected: offer.medias.len(), got: answer.medias.len() });
+    }
+    let (mline, m) = answer
+        .medias
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+        .ok_or(SdpError::NoAudio)?;
+    let mut stream = negotiate(answer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })?;
+    // The answerer lists what it will send first; honour its order over ours.
+    if let Some((pt, name, clock, ch, fmtp)) = formats(m).into_iter().next() {
+        if let Some(codec) = local.codecs.iter().find(|c| codec_matches(c, &name, clock, ch)) {
+            stream.codec = *codec;
+            stream.payload_type = pt;
+            stream.fmtp = fmtp;
+        }
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests;

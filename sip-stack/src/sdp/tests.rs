@@ -1,0 +1,138 @@
+//! Offer/answer against offers shaped like real peers' (baresip, Chromium).
+
+use std::net::SocketAddr;
+
+use super::*;
+
+const BARESIP_OFFER: &str = "v=0\r\n\
+o=- 1285392563 3411431744 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 10000 RTP/AVP 0 8 9 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=rtcp-mux\r\n\
+a=ptime:20\r\n";
+
+const CHROME_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+m=audio 9 RTP/AVP 111 63 9 0 8 110 126\r\n\
+c=IN IP4 192.0.2.7\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n\
+a=sendrecv\r\n\
+m=video 9 RTP/AVP 96\r\n\
+c=IN IP4 192.0.2.7\r\n\
+a=rtpmap:96 VP8/90000\r\n";
+
+fn local(codecs: &[Codec]) -> LocalAudio {
+    LocalAudio {
+        address: "127.0.0.1".parse().unwrap(),
+        port: 20000,
+        codecs: codecs.to_vec(),
+        ptime: 20,
+        direction: Direction::SendRecv,
+    }
+}
+
+fn sdp(text: &str) -> Session {
+    parse(text.as_bytes()).unwrap()
+}
+
+#[test]
+fn answers_baresip_with_our_preferred_codec_and_dtmf() {
+    let (answer, stream) = answer(&sdp(BARESIP_OFFER), &local(&[G722, PCMU]), 1, 1).unwrap();
+    assert_eq!((stream.codec, stream.payload_type), (G722, 9));
+    assert_eq!(stream.telephone_event, Some(101));
+    assert_eq!(stream.remote, Some("127.0.0.1:10000".parse::<SocketAddr>().unwrap()));
+    assert_eq!((stream.direction, stream.ptime, stream.rtcp_mux), (Direction::SendRecv, Some(20), true));
+    let text = answer.to_string();
+    assert!(text.contains("m=audio 20000 RTP/AVP 9 101\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:9 G722/8000\r\n") && text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
+    assert!(text.contains("c=IN IP4 127.0.0.1\r\n") && text.contains("a=rtcp-mux\r\n"), "{text}");
+    // Our answer is valid SDP.
+    assert_eq!(parse(text.as_bytes()).unwrap(), answer);
+}
+
+#[test]
+fn answers_chrome_with_opus_under_its_payload_type_and_refuses_video() {
+    let (answer, stream) = answer(&sdp(CHROME_OFFER), &local(&[OPUS, G722, PCMU]), 1, 1).unwrap();
+    assert_eq!((stream.codec, stream.payload_type), (OPUS, 111));
+    assert_eq!(stream.fmtp.as_deref(), Some("minptime=10;useinbandfec=1"));
+    assert_eq!(stream.telephone_event, Some(110), "the telephone-event at the codec's clock");
+    assert_eq!(stream.remote, Some("192.0.2.7:9".parse::<SocketAddr>().unwrap()));
+    let text = answer.to_string();
+    assert!(text.contains("a=rtpmap:111 opus/48000/2\r\n"), "{text}");
+    assert_eq!(answer.medias.len(), 2, "one answer m-line per offered one");
+    assert_eq!((answer.medias[1].media.as_str(), answer.medias[1].port), ("video", 0));
+    // A phone-only gateway picks G.722 from the same offer.
+    let (_, narrow) = super::answer(&sdp(CHROME_OFFER), &local(&[G722, PCMU]), 1, 1).unwrap();
+    assert_eq!(narrow.codec, G722);
+}
+
+#[test]
+fn no_common_codec_names_the_mline() {
+    let gsm_only = BARESIP_OFFER.replace("RTP/AVP 0 8 9 101", "RTP/AVP 3").replace("a=rtpmap:0", "a=rtpmap:3 GSM/8000\r\na=x:0");
+    assert_eq!(answer(&sdp(&gsm_only), &local(&[PCMU]), 1, 1).unwrap_err(), SdpError::NoCommonCodec { mline: 0 });
+    let video_only = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    assert_eq!(answer(&sdp(video_only), &local(&[PCMU]), 1, 1).unwrap_err(), SdpError::NoAudio);
+    assert!(matches!(parse(b"this is not sdp"), Err(SdpError::Parse(_))));
+}
+
+#[test]
+fn hold_offers_are_mirrored() {
+    let sendonly = BARESIP_OFFER.replace("a=sendrecv", "a=sendonly");
+    let (answer, stream) = answer(&sdp(&sendonly), &local(&[PCMU]), 1, 2).unwrap();
+    assert_eq!(stream.direction, Direction::RecvOnly);
+    assert!(answer.to_string().contains("a=recvonly\r\n"));
+    // RFC 2543 hold: c=0.0.0.0 means the peer stopped receiving.
+    let old_hold = BARESIP_OFFER.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
+    let (_, stream) = super::answer(&sdp(&old_hold), &local(&[PCMU]), 1, 2).unwrap();
+    assert_eq!((stream.remote, stream.direction), (None, Direction::RecvOnly));
+    let inactive = BARESIP_OFFER.replace("a=sendrecv", "a=inactive");
+    assert_eq!(super::answer(&sdp(&inactive), &local(&[PCMU]), 1, 2).unwrap().1.direction, Direction::Inactive);
+    // Our own hold: we offer sendonly, the peer answers recvonly.
+    let mut holding = local(&[PCMU]);
+    holding.direction = Direction::SendOnly;
+    let (_, stream) = super::answer(&sdp(BARESIP_OFFER), &holding, 1, 2).unwrap();
+    assert_eq!(stream.direction, Direction::SendOnly);
+}
+
+#[test]
+fn dynamic_payload_types_are_followed() {
+    let offer = BARESIP_OFFER.replace("RTP/AVP 0 8 9 101", "RTP/AVP 96 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2");
+    let (answer, stream) = answer(&sdp(&offer), &local(&[OPUS]), 1, 1).unwrap();
+    assert_eq!(stream.payload_type, 96);
+    assert!(answer.to_string().contains("a=rtpmap:96 opus/48000/2\r\n"));
+}
+
+#[test]
+fn our_offer_round_trips_through_a_peer() {
+    let ours = local(&[OPUS, G722, PCMU]);
+    let offer = offer(&ours, 42, 1);
+    let text = offer.to_string();
+    assert!(text.contains("m=audio 20000 RTP/AVP 111 9 0 101\r\n"), "{text}");
+    assert!(text.contains("a=fmtp:101 0-16\r\n") && text.contains("a=rtcp-mux\r\n"), "{text}");
+    // A G.711-only peer answers; we read PCMU back.
+    let peer = LocalAudio { port: 30000, ..local(&[PCMU]) };
+    let (peer_answer, _) = answer(&parse(text.as_bytes()).unwrap(), &peer, 7, 1).unwrap();
+    let stream = read_answer(&offer, &peer_answer, &ours).unwrap();
+    assert_eq!((stream.codec, stream.payload_type, stream.telephone_event), (PCMU, 0, Some(101)));
+    assert_eq!(stream.remote, Some("127.0.0.1:30000".parse::<SocketAddr>().unwrap()));
+    let mut short = peer_answer.clone();
+    short.medias.push(short.medias[0].clone());
+    assert!(matches!(read_answer(&offer, &short, &ours), Err(SdpError::MlineCount { .. })));
+}
