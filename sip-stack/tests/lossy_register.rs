@@ -1,27 +1,18 @@
 //! REGISTER with digest auth between two sip-stack endpoints over a simulated network with 20 %
 //! loss, duplication and reordering, in virtual time: the registration completes for every seed.
 
-#![allow(clippy::disallowed_methods)] // Instant::now() once per run, as the origin of virtual time.
+mod common;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{addr, lossy, Harness, A, B};
 use rsip::prelude::*;
 use rsip::{Header, StatusCode};
 use sip_stack::digest::{ha1, Algorithm, DigestResponse, DigestServer};
-use sip_stack::message::{parse, Inbound};
 use sip_stack::registration::{RegFailure, RegState, RegistrationClient, RegistrationConfig};
 use sip_stack::response::{push_header, response_to};
-use sip_stack::sim::{Conditions, Network};
-use sip_stack::transaction::{TimerConfig, TransactionLayer, TxEvent};
+use sip_stack::transaction::TxEvent;
 use sip_stack::transport::{Peer, Transport};
-
-const CLIENT: &str = "10.0.0.1:5060";
-const SERVER: &str = "10.0.0.2:5060";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 struct Outcome {
     registered_after: Option<Duration>,
@@ -30,27 +21,21 @@ struct Outcome {
 }
 
 fn run(seed: u64) -> Outcome {
-    let t0 = Instant::now();
-    let mut now = t0;
-    let mut net = Network::new(
-        seed,
-        Conditions { loss: 0.2, duplication: 0.05, min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(150) },
-    );
-    let mut client_layer = TransactionLayer::new(TimerConfig::default());
-    let mut server_layer = TransactionLayer::new(TimerConfig::default());
+    let mut h = Harness::new(seed, lossy());
     let mut digest = DigestServer::new("sim", [9; 32], 300).with_algorithms(vec![Algorithm::Md5]);
     let stored = ha1(Algorithm::Md5, "acct", "sim", "pw");
+    let uri = |s: String| rsip::Uri::try_from(s.as_str()).unwrap();
     let mut client = RegistrationClient::new(
         RegistrationConfig {
-            registrar: rsip::Uri::try_from(format!("sip:{SERVER}").as_str()).unwrap(),
-            aor: rsip::Uri::try_from(format!("sip:100@{SERVER}").as_str()).unwrap(),
-            contact: rsip::Uri::try_from(format!("sip:100@{CLIENT}").as_str()).unwrap(),
+            registrar: uri(format!("sip:{B}")),
+            aor: uri(format!("sip:100@{B}")),
+            contact: uri(format!("sip:100@{A}")),
             auth_username: "acct".into(),
             password: "pw".into(),
             realm: None,
             expires: 600,
             transport: Transport::Udp,
-            local: addr(CLIENT),
+            local: addr(A),
             user_agent: None,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(60),
@@ -58,77 +43,52 @@ fn run(seed: u64) -> Outcome {
         },
         seed,
     );
-    client.start(now);
+    client.start(h.now);
     let mut in_flight = None;
-    let deadline = t0 + Duration::from_secs(300);
-    while now < deadline {
-        // Client side: requests out, responses in.
+    while h.elapsed() < Duration::from_secs(300) {
+        // A: the registration client on its transaction layer.
         while let Some(request) = client.poll_request() {
-            in_flight = client_layer.send_request(now, request, Peer::udp(addr(SERVER))).ok();
+            in_flight = h.a.send_request(h.now, request, Peer::udp(addr(B))).ok();
         }
-        while let Some(event) = client_layer.poll_event() {
+        while let Some(event) = h.a.poll_event() {
             match event {
-                TxEvent::Response { tx, response } if Some(tx) == in_flight => client.handle_response(now, &response.response),
+                TxEvent::Response { tx, response } if Some(tx) == in_flight => client.handle_response(h.now, &response.response),
                 TxEvent::Timeout { tx } | TxEvent::TransportError { tx } if Some(tx) == in_flight => {
-                    client.handle_failure(now, RegFailure::Timeout)
+                    client.handle_failure(h.now, RegFailure::Timeout)
                 }
                 _ => {}
             }
         }
         if let RegState::Registered { .. } = client.state() {
-            return Outcome { registered_after: Some(now - t0), lost: net.lost, sent: net.sent };
+            return Outcome { registered_after: Some(h.elapsed()), lost: h.net.lost, sent: h.net.sent };
         }
-        // Server side: a registrar that challenges, then accepts valid credentials.
-        while let Some(event) = server_layer.poll_event() {
+        // B: a registrar that challenges, then accepts valid credentials.
+        while let Some(event) = h.b.poll_event() {
             let TxEvent::Request { tx: Some(tx), request, .. } = event else { continue };
-            let tag = "srv";
             let creds = request.request.authorization_header().and_then(|h| DigestResponse::parse(h.value()).ok());
             let accepted = creds.is_some_and(|c| digest.verify(60, "REGISTER", &c, &stored).is_ok());
             let response = if accepted {
-                let mut ok = response_to(&request, StatusCode::OK, Some(tag), None);
-                push_header(&mut ok, Header::Contact(format!("<sip:100@{CLIENT}>;expires=600").into()));
+                let mut ok = response_to(&request, StatusCode::OK, Some("srv"), None);
+                push_header(&mut ok, Header::Contact(format!("<sip:100@{A}>;expires=600").into()));
                 ok
             } else {
-                let mut challenge = response_to(&request, StatusCode::Unauthorized, Some(tag), None);
+                let mut challenge = response_to(&request, StatusCode::Unauthorized, Some("srv"), None);
                 for c in digest.challenges(60, false) {
                     push_header(&mut challenge, Header::WwwAuthenticate(c.into()));
                 }
                 challenge
             };
-            server_layer.send_response(now, tx, response).unwrap();
+            h.b.send_response(h.now, tx, response).unwrap();
         }
-        // Wire both layers to the network.
-        while let Some(t) = client_layer.poll_transmit() {
-            net.send(now, addr(CLIENT), t.to.addr, t.bytes);
-        }
-        while let Some(t) = server_layer.poll_transmit() {
-            net.send(now, addr(SERVER), t.to.addr, t.bytes);
-        }
-        if let Some((from, to, bytes)) = net.deliver(now) {
-            let layer = if to == addr(SERVER) { &mut server_layer } else { &mut client_layer };
-            match parse(&bytes).expect("the stack sends valid SIP") {
-                Inbound::Request(r) => layer.handle_request(now, r, Peer::udp(from)),
-                Inbound::Response(r) => layer.handle_response(now, r),
-            }
+        if h.step_network() {
             continue;
         }
-        // Nothing due: jump to the next event.
-        let next = [
-            net.next_arrival(),
-            client_layer.poll_timeout(),
-            server_layer.poll_timeout(),
-            client.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(next) = next else { break };
-        now = next.max(now);
-        client_layer.handle_timeout(now);
-        server_layer.handle_timeout(now);
-        client.handle_timeout(now);
+        if !h.advance(&[client.poll_timeout()]) {
+            break;
+        }
+        client.handle_timeout(h.now);
     }
-    Outcome { registered_after: None, lost: net.lost, sent: net.sent }
+    Outcome { registered_after: None, lost: h.net.lost, sent: h.net.sent }
 }
 
 #[test]
