@@ -355,13 +355,17 @@ pub enum VerifyError {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// How many recent nonces the replay check remembers (4 MiB of counters).
+pub const NONCE_WINDOW: u64 = 1 << 20;
+
 /// The server side: issues challenges and verifies credentials for one realm.
 ///
 /// A nonce is `<issue time><serial><HMAC-SHA256(secret, time:serial:realm)>`, each part fixed-width
 /// hex (16, 16 and 32 digits): the server recognises its own nonces and their age without
 /// storing them, and every challenge carries a nonce never issued before (clients such as libre
-/// answer each nonce with `nc=00000001` only). Nonce counts seen are kept per nonce for the
-/// nonce's lifetime, to refuse replays.
+/// answer each nonce with `nc=00000001` only). Replays are refused with fixed memory: the serial
+/// indexes a ring holding the highest nonce count seen for each of the last [`NONCE_WINDOW`]
+/// nonces; an older nonce is answered as stale, and the client retries with a fresh one.
 #[derive(Debug)]
 pub struct DigestServer {
     realm: String,
@@ -369,10 +373,10 @@ pub struct DigestServer {
     algorithms: Vec<Algorithm>,
     secret: [u8; 32],
     lifetime_secs: u64,
-    /// Makes each nonce unique, even within one second.
+    /// Makes each nonce unique, even within one second; the last one issued.
     serial: u64,
-    /// nonce → (highest nc seen, issue time).
-    seen: HashMap<String, (u32, u64)>,
+    /// Highest nonce count seen, per nonce serial modulo the window.
+    counts: Vec<u32>,
 }
 
 impl DigestServer {
@@ -385,7 +389,7 @@ impl DigestServer {
             secret,
             lifetime_secs,
             serial: 0,
-            seen: HashMap::new(),
+            counts: vec![0; NONCE_WINDOW as usize],
         }
     }
 
@@ -412,7 +416,8 @@ impl DigestServer {
 
     /// A nonce never issued before.
     pub fn nonce(&mut self, now_secs: u64) -> String {
-        self.serial = self.serial.wrapping_add(1);
+        self.serial += 1;
+        self.counts[(self.serial % NONCE_WINDOW) as usize] = 0;
         format!("{now_secs:016x}{:016x}{}", self.serial, self.sign(now_secs, self.serial))
     }
 
@@ -442,13 +447,15 @@ impl DigestServer {
         if response.realm != self.realm {
             return Err(VerifyError::WrongRealm(response.realm.clone()));
         }
-        let issued = self.issued_at(&response.nonce).ok_or(VerifyError::ForeignNonce)?;
+        let (issued, serial) = self.issued_at(&response.nonce).ok_or(VerifyError::ForeignNonce)?;
         let qop = response.qop.as_ref().map(|(nc, cnonce)| (nc.as_str(), cnonce.as_str()));
         let expected = response_hash(response.algorithm, ha1, &response.nonce, method, &response.uri, qop);
         if expected != response.response {
             return Err(VerifyError::BadResponse);
         }
-        if now_secs.saturating_sub(issued) > self.lifetime_secs {
+        // Expired, or too old for the replay window: the credentials were right, so the client
+        // may retry at once with a fresh nonce.
+        if now_secs.saturating_sub(issued) > self.lifetime_secs || self.serial.saturating_sub(serial) >= NONCE_WINDOW {
             return Err(VerifyError::Stale);
         }
         // Without qop a nonce is good once; with it, each count once and rising.
@@ -456,29 +463,23 @@ impl DigestServer {
             Some((nc, _)) => u32::from_str_radix(nc, 16).map_err(|_| VerifyError::BadNonceCount)?,
             None => 1,
         };
-        self.prune(now_secs);
-        let entry = self.seen.entry(response.nonce.clone()).or_insert((0, issued));
-        if nc <= entry.0 {
+        let slot = &mut self.counts[(serial % NONCE_WINDOW) as usize];
+        if nc <= *slot {
             return Err(VerifyError::Replay(nc));
         }
-        entry.0 = nc;
+        *slot = nc;
         Ok(())
     }
 
-    fn issued_at(&self, nonce: &str) -> Option<u64> {
+    /// The issue time and serial of one of our nonces.
+    fn issued_at(&self, nonce: &str) -> Option<(u64, u64)> {
         if nonce.len() != 64 || !nonce.is_ascii() {
             return None;
         }
         let issued = u64::from_str_radix(&nonce[..16], 16).ok()?;
         let serial = u64::from_str_radix(&nonce[16..32], 16).ok()?;
-        (self.sign(issued, serial) == nonce[32..]).then_some(issued)
-    }
-
-    fn prune(&mut self, now_secs: u64) {
-        let lifetime = self.lifetime_secs;
-        if self.seen.len() > 1024 {
-            self.seen.retain(|_, (_, issued)| now_secs.saturating_sub(*issued) <= lifetime);
-        }
+        // A serial from the future was not issued by this server (instance).
+        (serial <= self.serial && self.sign(issued, serial) == nonce[32..]).then_some((issued, serial))
     }
 }
 
@@ -615,6 +616,19 @@ mod tests {
             let r = DigestResponse::parse(&c.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
             assert_eq!(server.verify(1001, "REGISTER", &r, &stored), Ok(()));
         }
+    }
+
+    #[test]
+    fn nonces_beyond_the_replay_window_are_stale() {
+        let mut server = server();
+        let old = sha_challenge(&mut server, 1000);
+        server.serial += NONCE_WINDOW; // as if a window's worth of nonces had been issued since
+        let r = DigestResponse::parse(&old.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
+        let stored = ha1(Algorithm::Sha256, "alice", "gateway", "pw");
+        assert_eq!(server.verify(1001, "REGISTER", &r, &stored), Err(VerifyError::Stale));
+        let fresh = sha_challenge(&mut server, 1001);
+        let r = DigestResponse::parse(&fresh.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
+        assert_eq!(server.verify(1002, "REGISTER", &r, &stored), Ok(()));
     }
 
     #[test]
