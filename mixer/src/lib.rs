@@ -1,1 +1,13 @@
-pub fn _x(){}
+//! The media engine: turns each participant's audio into PCM, mixes a conference, and turns the
+//! mix back into audio for each participant.
+//!
+//! Pure and deterministic: no sockets, clocks or threads; the gateway feeds packets and the time.
+//!
+//! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
+//! - [`mix`]: the N−1 conference mix: one i32 sum, each talker hears the total minus itself,
+//!   every silent listener the same shared mix; clipped once per output frame.
+//! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
+
+pub mod g711;
+pub mod mix;
+pub mod tone;
