@@ -6,8 +6,11 @@
 //! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
 //! - [`mix`]: the N−1 conference mix: one i32 sum, each talker hears the total minus itself,
 //!   every silent listener the same shared mix; clipped once per output frame.
+//! - [`resample`]: 8/16/48 kHz conversion by a polyphase Kaiser-windowed FIR (≥ 70 dB
+//!   stop-band).
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
 pub mod g711;
 pub mod mix;
+pub mod resample;
 pub mod tone;
