@@ -4,6 +4,7 @@
 //! Pure and deterministic: no sockets, clocks or threads; the gateway feeds packets and the time.
 //!
 //! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
+//! - [`g722`]: G.722 wideband ADPCM (ITU-T G.722, 64 kbit/s).
 //! - [`jitter`]: the adaptive jitter buffer of a leg.
 //! - [`mix`]: the N−1 conference mix: one i32 sum, each talker hears the total minus itself,
 //!   every silent listener the same shared mix; clipped once per output frame.
@@ -12,6 +13,7 @@
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
 pub mod g711;
+pub mod g722;
 pub mod jitter;
 pub mod mix;
 pub mod resample;
