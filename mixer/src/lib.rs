@@ -10,6 +10,7 @@
 //!   every silent listener the same shared mix; clipped once per output frame.
 //! - [`resample`]: 8/16/48 kHz conversion by a polyphase Kaiser-windowed FIR (≥ 70 dB
 //!   stop-band).
+//! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
 pub mod g711;
@@ -17,4 +18,5 @@ pub mod g722;
 pub mod jitter;
 pub mod mix;
 pub mod resample;
+pub mod rtp_stream;
 pub mod tone;
