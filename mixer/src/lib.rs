@@ -3,6 +3,7 @@
 //!
 //! Pure and deterministic: no sockets, clocks or threads; the gateway feeds packets and the time.
 //!
+//! - [`dtmf`]: RFC 4733 telephone-events in and out, in-band DTMF detection.
 //! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
 //! - [`g722`]: G.722 wideband ADPCM (ITU-T G.722, 64 kbit/s).
 //! - [`jitter`]: the adaptive jitter buffer of a leg.
@@ -13,6 +14,7 @@
 //! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
+pub mod dtmf;
 pub mod g711;
 pub mod g722;
 pub mod jitter;
