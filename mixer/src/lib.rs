@@ -3,6 +3,8 @@
 //!
 //! Pure and deterministic: no sockets, clocks or threads; the gateway feeds packets and the time.
 //!
+//! - [`codec`]: the audio codecs behind one encoder and decoder type.
+//! - [`conference`]: the 20 ms tick: legs in, one mix, shared encodes, packets out.
 //! - [`dtmf`]: RFC 4733 telephone-events in and out, in-band DTMF detection.
 //! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
 //! - [`g722`]: G.722 wideband ADPCM (ITU-T G.722, 64 kbit/s).
@@ -14,6 +16,8 @@
 //! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
+pub mod codec;
+pub mod conference;
 pub mod dtmf;
 pub mod g711;
 pub mod g722;

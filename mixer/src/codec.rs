@@ -1,0 +1,105 @@
+//! The audio codecs a leg can use, behind one encoder and one decoder type.
+
+use crate::{g711, g722};
+
+/// A leg's audio codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    Pcmu,
+    Pcma,
+    G722,
+}
+
+impl AudioCodec {
+    /// The rate of its PCM.
+    pub fn pcm_rate(self) -> u32 {
+        match self {
+            AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
+            AudioCodec::G722 => 16000,
+        }
+    }
+
+    /// The RTP clock rate (8000 for G.722 too, RFC 3551 §4.5.2).
+    pub fn rtp_clock(self) -> u32 {
+        8000
+    }
+
+    /// The RFC 3551 static payload type.
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            AudioCodec::Pcmu => 0,
+            AudioCodec::Pcma => 8,
+            AudioCodec::G722 => 9,
+        }
+    }
+
+    /// Payload bytes of one 20 ms frame.
+    pub fn frame_bytes(self) -> usize {
+        160
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Pcmu => "PCMU",
+            AudioCodec::Pcma => "PCMA",
+            AudioCodec::G722 => "G722",
+        }
+    }
+}
+
+/// An encoder with its state.
+#[derive(Debug, Clone)]
+pub enum Encoder {
+    G711(g711::Law),
+    /// Boxed: G.711 legs need not carry G.722's state.
+    G722(Box<g722::Encoder>),
+}
+
+impl Encoder {
+    pub fn new(codec: AudioCodec) -> Encoder {
+        match codec {
+            AudioCodec::Pcmu => Encoder::G711(g711::Law::Ulaw),
+            AudioCodec::Pcma => Encoder::G711(g711::Law::Alaw),
+            AudioCodec::G722 => Encoder::G722(Box::new(g722::Encoder::new())),
+        }
+    }
+
+    /// Encodes one frame at the codec's PCM rate; returns the bytes written.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {
+        match self {
+            Encoder::G711(law) => {
+                g711::encode(*law, pcm, out);
+                pcm.len().min(out.len())
+            }
+            Encoder::G722(e) => e.encode(pcm, out),
+        }
+    }
+}
+
+/// A decoder with its state.
+#[derive(Debug, Clone)]
+pub enum Decoder {
+    G711(g711::Law),
+    G722(Box<g722::Decoder>),
+}
+
+impl Decoder {
+    pub fn new(codec: AudioCodec) -> Decoder {
+        match codec {
+            AudioCodec::Pcmu => Decoder::G711(g711::Law::Ulaw),
+            AudioCodec::Pcma => Decoder::G711(g711::Law::Alaw),
+            AudioCodec::G722 => Decoder::G722(Box::new(g722::Decoder::new())),
+        }
+    }
+
+    /// Decodes one frame into PCM at the codec's rate; returns the samples written.
+    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> usize {
+        match self {
+            Decoder::G711(law) => {
+                g711::decode(*law, payload, out);
+                payload.len().min(out.len())
+            }
+            Decoder::G722(d) => d.decode(payload, out),
+        }
+    }
+}

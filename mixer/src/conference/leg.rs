@@ -1,0 +1,297 @@
+//! One participant's media inside a conference: RTP in, jitter buffer, decoding with
+//! concealment, voice activity and gain, and RTP out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{AudioCodec, Decoder, Encoder};
+use crate::dtmf::{EventReceiver, ToneDetector};
+use crate::jitter::{JitterBuffer, Playout};
+use crate::resample::Resampler;
+use crate::rtp_stream::{Received, RtpReceiver, RtpSender};
+use crate::tone::power;
+
+/// How a leg's RTP looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegConfig {
+    pub codec: AudioCodec,
+    /// The payload type the codec travels under (from SDP).
+    pub payload_type: u8,
+    /// The telephone-event payload type, when negotiated.
+    pub telephone_event: Option<u8>,
+    /// Listen for DTMF tones in the audio too (for networks that strip events).
+    pub inband_dtmf: bool,
+    /// Our sending SSRC, first sequence number and timestamp: random per RFC 3550 §5.1.
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub first_timestamp: u32,
+}
+
+/// Voice activity: energy above an adaptive noise floor, with a hangover so pauses between
+/// words do not end a talk spurt.
+#[derive(Debug, Clone)]
+pub(crate) struct Vad {
+    noise_floor_db: f64,
+    above: u32,
+    hangover: u32,
+    pub talking: bool,
+    pub level_db: f64,
+}
+
+/// Frames above the threshold before talking starts, and below it before it stops (300 ms).
+const ONSET_FRAMES: u32 = 2;
+const HANGOVER_FRAMES: u32 = 15;
+
+impl Vad {
+    fn new() -> Vad {
+        Vad { noise_floor_db: -60.0, above: 0, hangover: 0, talking: false, level_db: -96.0 }
+    }
+
+    /// Updates with one frame; returns Some(talking) when it changes.
+    fn update(&mut self, frame: &[i16]) -> Option<bool> {
+        let level = 10.0 * (power(frame) / (32768.0 * 32768.0)).max(1e-10).log10();
+        self.level_db = level;
+        let threshold = (self.noise_floor_db + 9.0).max(-50.0);
+        let before = self.talking;
+        if level > threshold {
+            self.above += 1;
+            if self.above >= ONSET_FRAMES {
+                self.talking = true;
+                self.hangover = HANGOVER_FRAMES;
+            }
+        } else {
+            self.above = 0;
+            self.hangover = self.hangover.saturating_sub(1);
+            if self.hangover == 0 {
+                self.talking = false;
+            }
+        }
+        // The floor drops at once to quieter frames and creeps up slowly outside speech.
+        if level < self.noise_floor_db {
+            self.noise_floor_db = level.max(-90.0);
+        } else if !self.talking {
+            self.noise_floor_db += 0.05;
+        }
+        (self.talking != before).then_some(self.talking)
+    }
+}
+
+/// Automatic gain: brings a talker's speech level toward the target, slowly, within bounds,
+/// so a quiet phone is not lost next to a loud one.
+#[derive(Debug, Clone)]
+pub(crate) struct Agc {
+    speech_db: Option<f64>,
+    gain_db: f64,
+}
+
+const AGC_TARGET_DB: f64 = -20.0;
+const AGC_MIN_DB: f64 = -6.0;
+const AGC_MAX_DB: f64 = 15.0;
+
+impl Agc {
+    fn new() -> Agc {
+        Agc { speech_db: None, gain_db: 0.0 }
+    }
+
+    /// Learns from a talking frame at `level_db` and applies the gain to `frame`.
+    fn apply(&mut self, level_db: f64, frame: &mut [i16]) {
+        let speech = self.speech_db.map_or(level_db, |s| s + 0.05 * (level_db - s));
+        self.speech_db = Some(speech);
+        let wanted = (AGC_TARGET_DB - speech).clamp(AGC_MIN_DB, AGC_MAX_DB);
+        self.gain_db += (wanted - self.gain_db).clamp(-0.5, 0.5);
+        if self.gain_db.abs() < 0.05 {
+            return;
+        }
+        let g = 10f64.powf(self.gain_db / 20.0) as f32;
+        for s in frame {
+            *s = (f32::from(*s) * g).round().clamp(-32768.0, 32767.0) as i16;
+        }
+    }
+
+    pub fn gain_db(&self) -> f64 {
+        self.gain_db
+    }
+}
+
+/// A clip being played, and how far.
+#[derive(Debug, Clone)]
+pub(crate) struct Prompt {
+    pub samples: Arc<[i16]>,
+    pub position: usize,
+}
+
+impl Prompt {
+    /// Adds the next `out.len()` samples into `out`; returns false once finished.
+    pub fn mix_into(&mut self, out: &mut [i16]) -> bool {
+        let rest = &self.samples[self.position.min(self.samples.len())..];
+        for (o, &s) in out.iter_mut().zip(rest) {
+            *o = (i32::from(*o) + i32::from(s)).clamp(-32768, 32767) as i16;
+        }
+        self.position += out.len();
+        self.position < self.samples.len()
+    }
+}
+
+/// What receiving a packet produced.
+pub(crate) enum Heard {
+    Nothing,
+    Digit(char),
+}
+
+pub(crate) struct Leg {
+    pub config: LegConfig,
+    receiver: RtpReceiver,
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    /// Its own encoder, used while it hears a mix of its own.
+    pub encoder: Encoder,
+    pub sender: RtpSender,
+    events: EventReceiver,
+    inband: Option<ToneDetector>,
+    up: Resampler,
+    pub down: Resampler,
+    codec_pcm: Vec<i16>,
+    /// This tick's frame at the conference rate, after gain (valid when it contributes).
+    pub pcm: Vec<i16>,
+    concealed: u32,
+    pub vad: Vad,
+    pub agc: Agc,
+    pub muted: bool,
+    pub deaf: bool,
+    pub prompt: Option<Prompt>,
+    /// Last tick it heard its own mix (not the shared one).
+    pub personal: bool,
+    /// It contributed to this tick's mix.
+    pub contributes: bool,
+    pub on_hold: bool,
+}
+
+impl Leg {
+    pub fn new(config: LegConfig, conference_rate: u32) -> Leg {
+        let codec = config.codec;
+        let rate = codec.pcm_rate();
+        Leg {
+            receiver: RtpReceiver::new(codec.rtp_clock()),
+            jitter: JitterBuffer::new(codec.rtp_clock(), Duration::from_millis(20)),
+            decoder: Decoder::new(codec),
+            encoder: Encoder::new(codec),
+            sender: RtpSender::new(config.ssrc, config.payload_type, config.first_seq, config.first_timestamp),
+            events: EventReceiver::default(),
+            inband: (config.inband_dtmf && rate == 8000).then(ToneDetector::new),
+            up: Resampler::new(rate, conference_rate),
+            down: Resampler::new(conference_rate, rate),
+            codec_pcm: vec![0; rate as usize / 50],
+            pcm: vec![0; conference_rate as usize / 50],
+            concealed: 0,
+            vad: Vad::new(),
+            agc: Agc::new(),
+            muted: false,
+            deaf: false,
+            prompt: None,
+            personal: false,
+            contributes: false,
+            on_hold: false,
+            config,
+        }
+    }
+
+    /// A packet from the network.
+    pub fn receive(&mut self, now: Instant, packet: &rtp::Packet) -> Heard {
+        let h = &packet.header;
+        match self.receiver.receive(now, h) {
+            Received::Accept { .. } => {}
+            Received::NewSource { .. } => self.jitter = JitterBuffer::new(self.config.codec.rtp_clock(), Duration::from_millis(20)),
+            Received::Probation | Received::Discard => return Heard::Nothing,
+        }
+        if Some(h.payload_type) == self.config.telephone_event {
+            return self.events.receive(h.timestamp, &packet.payload).map_or(Heard::Nothing, Heard::Digit);
+        }
+        // Empty payloads are keep-alives; other payload types (comfort noise, …) are not audio.
+        if h.payload_type == self.config.payload_type && !packet.payload.is_empty() {
+            self.jitter.push(now, h.timestamp, &packet.payload);
+        }
+        Heard::Nothing
+    }
+
+    /// Takes this tick's frame from the jitter buffer into `codec_pcm`, concealing a lost one.
+    /// Returns an in-band digit if one completed.
+    pub fn pull(&mut self) -> Option<char> {
+        match self.jitter.pop_due() {
+            Playout::Frame { payload, .. } => {
+                let n = self.decoder.decode(payload, &mut self.codec_pcm);
+                self.codec_pcm[n..].fill(0);
+                self.concealed = 0;
+            }
+            // Concealment: repeat the last frame, fading, for up to 60 ms; then silence.
+            Playout::Lost { .. } | Playout::Wait => {
+                self.concealed += 1;
+                if self.concealed > 3 {
+                    self.codec_pcm.fill(0);
+                } else {
+                    for s in &mut self.codec_pcm {
+                        *s /= 2;
+                    }
+                }
+            }
+        }
+        self.inband.as_mut().and_then(|d| d.process(&self.codec_pcm))
+    }
+
+    /// Voice activity on the frame just pulled: Some(talking) when it changes.
+    pub fn detect_voice(&mut self) -> Option<bool> {
+        self.vad.update(&self.codec_pcm)
+    }
+
+    /// Brings the frame to the conference rate and applies gain, ready to mix.
+    pub fn prepare_contribution(&mut self) {
+        let n = self.up.process(&self.codec_pcm, &mut self.pcm);
+        self.pcm[n..].fill(0);
+        self.agc.apply(self.vad.level_db, &mut self.pcm);
+    }
+
+    pub fn packet(&mut self, payload: Bytes) -> rtp::Packet {
+        self.sender.packet(payload, 160)
+    }
+
+    pub fn stats(&self) -> LegStats {
+        let r = self.receiver.stats();
+        let j = self.jitter.stats();
+        LegStats {
+            codec: self.config.codec,
+            received: r.received,
+            lost: r.lost,
+            jitter_ms: r.jitter_ms,
+            concealed: j.lost,
+            late: j.late,
+            buffer_ms: self.jitter.target_delay().as_millis() as u32,
+            sent: self.sender.packets,
+            talking: self.vad.talking,
+            level_db: self.vad.level_db,
+            gain_db: self.agc.gain_db(),
+            muted: self.muted,
+            deaf: self.deaf,
+            on_hold: self.on_hold,
+        }
+    }
+}
+
+/// A leg's figures for the API and metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LegStats {
+    pub codec: AudioCodec,
+    pub received: u64,
+    pub lost: u64,
+    pub jitter_ms: f64,
+    pub concealed: u64,
+    pub late: u64,
+    pub buffer_ms: u32,
+    pub sent: u64,
+    pub talking: bool,
+    pub level_db: f64,
+    pub gain_db: f64,
+    pub muted: bool,
+    pub deaf: bool,
+    pub on_hold: bool,
+}

@@ -1,0 +1,253 @@
+//! Conferences of simulated phones: each sends its own tone in its codec over RTP and decodes
+//! what it gets back; Goertzel filters say who hears whom.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::codec::{AudioCodec, Decoder, Encoder};
+use crate::dtmf::EventReport;
+use crate::rtp_stream::RtpSender;
+use crate::tone::{power, tone_share_db, Sine};
+
+struct Phone {
+    codec: AudioCodec,
+    leg: LegId,
+    sender: RtpSender,
+    encoder: Encoder,
+    decoder: Decoder,
+    tone: Option<Sine>,
+    heard: Vec<i16>,
+}
+
+struct Room {
+    conference: Conference,
+    phones: Vec<Phone>,
+    now: Instant,
+    events: Vec<ConferenceEvent>,
+}
+
+impl Room {
+    /// Phones with (codec, tone frequency or silence).
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    fn new(phones: &[(AudioCodec, Option<f64>)]) -> Room {
+        let mut conference = Conference::new(16000);
+        let phones = phones
+            .iter()
+            .enumerate()
+            .map(|(i, &(codec, freq))| {
+                let leg = conference.add_leg(LegConfig {
+                    codec,
+                    payload_type: codec.static_payload_type(),
+                    telephone_event: Some(101),
+                    inband_dtmf: false,
+                    ssrc: 1000 + i as u32,
+                    first_seq: 100,
+                    first_timestamp: 5000,
+                });
+                Phone {
+                    codec,
+                    leg,
+                    sender: RtpSender::new(7000 + i as u32, codec.static_payload_type(), 1, 0),
+                    encoder: Encoder::new(codec),
+                    decoder: Decoder::new(codec),
+                    tone: freq.map(|f| Sine::new(codec.pcm_rate(), f, 0.25)),
+                    heard: Vec::new(),
+                }
+            })
+            .collect();
+        Room { conference, phones, now: Instant::now(), events: Vec::new() }
+    }
+
+    /// `ticks` of 20 ms: every phone sends a frame, the conference ticks, phones decode.
+    fn run(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            for phone in &mut self.phones {
+                let rate = phone.codec.pcm_rate() as usize;
+                let mut pcm = vec![0i16; rate / 50];
+                if let Some(tone) = &mut phone.tone {
+                    tone.fill(&mut pcm);
+                }
+                let mut payload = vec![0u8; 160];
+                phone.encoder.encode(&pcm, &mut payload);
+                let packet = phone.sender.packet(Bytes::from(payload), 160);
+                self.conference.receive(self.now, phone.leg, &packet);
+            }
+            let mut out: Vec<(LegId, rtp::Packet)> = Vec::new();
+            self.conference.tick(|leg, packet| out.push((leg, packet)));
+            for (leg, packet) in out {
+                let phone = self.phones.iter_mut().find(|p| p.leg == leg).unwrap();
+                let mut pcm = vec![0i16; phone.codec.pcm_rate() as usize / 50];
+                phone.decoder.decode(&packet.payload, &mut pcm);
+                phone.heard.extend_from_slice(&pcm);
+            }
+            while let Some(e) = self.conference.poll_event() {
+                self.events.push(e);
+            }
+            self.now += Duration::from_millis(20);
+        }
+    }
+
+    /// How much of `phone`'s last second is at `freq`, dB of its total.
+    fn share(&self, phone: usize, freq: f64) -> f64 {
+        let p = &self.phones[phone];
+        let rate = p.codec.pcm_rate() as usize;
+        let last = &p.heard[p.heard.len() - rate..];
+        tone_share_db(last, rate as u32, freq)
+    }
+
+    fn last_second_power(&self, phone: usize) -> f64 {
+        let p = &self.phones[phone];
+        let rate = p.codec.pcm_rate() as usize;
+        power(&p.heard[p.heard.len() - rate..])
+    }
+}
+
+const FREQS: [f64; 3] = [440.0, 1100.0, 2300.0];
+
+#[test]
+fn each_phone_hears_the_others_tones_and_never_its_own() {
+    let mut room = Room::new(&[
+        (AudioCodec::Pcmu, Some(FREQS[0])),
+        (AudioCodec::G722, Some(FREQS[1])),
+        (AudioCodec::Pcma, Some(FREQS[2])),
+    ]);
+    room.run(150);
+    for me in 0..3 {
+        for (other, &f) in FREQS.iter().enumerate() {
+            let share = room.share(me, f);
+            if other == me {
+                assert!(share < -30.0, "phone {me} hears itself at {share:.1} dB");
+            } else {
+                assert!(share > -8.0, "phone {me} hears {f} Hz at only {share:.1} dB");
+            }
+        }
+    }
+    let stats = room.conference.tick_stats();
+    assert_eq!((stats.contributors, stats.personal_encodes, stats.shared_encodes), (3, 3, 0));
+    // G.711 and G.722 legs transcode through the 16 kHz mix.
+    let leg = room.conference.stats(room.phones[1].leg).unwrap();
+    assert!(leg.talking && leg.lost == 0 && leg.concealed <= 2, "{leg:?}");
+}
+
+#[test]
+fn silent_listeners_share_one_encode_per_codec() {
+    let mut phones = vec![
+        (AudioCodec::Pcmu, Some(FREQS[0])),
+        (AudioCodec::Pcmu, Some(FREQS[1])),
+        (AudioCodec::G722, Some(FREQS[2])),
+    ];
+    phones.extend([(AudioCodec::Pcmu, None); 5]);
+    phones.extend([(AudioCodec::G722, None); 2]);
+    let mut room = Room::new(&phones);
+    room.run(100);
+    let stats = room.conference.tick_stats();
+    // Three talkers with their own mixes; seven listeners served by two encodes.
+    assert_eq!((stats.personal_encodes, stats.shared_encodes), (3, 2), "{stats:?}");
+    for listener in 3..10 {
+        for &f in &FREQS {
+            assert!(room.share(listener, f) > -8.0, "listener {listener} misses {f} Hz");
+        }
+    }
+}
+
+#[test]
+fn a_talker_falling_silent_joins_the_shared_stream_seamlessly() {
+    let mut room = Room::new(&[(AudioCodec::G722, Some(FREQS[0])), (AudioCodec::G722, Some(FREQS[1])), (AudioCodec::G722, None)]);
+    room.run(60);
+    room.phones[1].tone = None;
+    room.run(60);
+    // Phone 1 now hears the shared stream (phone 0's tone), decoded without garbage.
+    assert!(room.share(1, FREQS[0]) > -3.0, "{}", room.share(1, FREQS[0]));
+    assert_eq!(room.conference.tick_stats().shared_encodes, 1);
+}
+
+#[test]
+fn mute_and_deaf() {
+    let mut room = Room::new(&[(AudioCodec::Pcmu, Some(FREQS[0])), (AudioCodec::Pcmu, Some(FREQS[1])), (AudioCodec::Pcmu, None)]);
+    room.run(50);
+    assert!(room.conference.set_muted(room.phones[0].leg, true));
+    assert!(room.conference.set_deaf(room.phones[2].leg, true));
+    room.run(60);
+    assert!(room.share(1, FREQS[0]) < -30.0, "the muted phone is still heard");
+    assert!(room.last_second_power(2) < 10.0, "the deaf phone hears {}", room.last_second_power(2));
+    let stats = room.conference.stats(room.phones[0].leg).unwrap();
+    assert!(stats.muted);
+}
+
+#[test]
+fn telephone_events_become_digits() {
+    let mut room = Room::new(&[(AudioCodec::Pcmu, None), (AudioCodec::Pcmu, None)]);
+    room.run(5);
+    let leg = room.phones[0].leg;
+    for (ts, end) in [(9000u32, false), (9000, true), (9000, true), (9800, true)] {
+        let payload = Bytes::copy_from_slice(&EventReport { event: 5, end, volume: 10, duration: 400 }.to_bytes());
+        let packet = room.phones[0].sender.event_packet(101, ts, false, payload);
+        room.conference.receive(room.now, leg, &packet);
+    }
+    room.run(1);
+    let digits: Vec<char> = room
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ConferenceEvent::Dtmf { leg: l, digit } if *l == leg => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, ['5', '5']);
+}
+
+#[test]
+fn prompts_reach_their_target_only() {
+    let mut room = Room::new(&[(AudioCodec::G722, None), (AudioCodec::G722, None)]);
+    room.run(10);
+    let mut clip = vec![0i16; 16000 * 3];
+    Sine::new(16000, 3000.0, 0.3).fill(&mut clip);
+    let clip: Arc<[i16]> = clip.into();
+    assert!(room.conference.play(PlayTarget::Leg(room.phones[0].leg), clip.clone()));
+    room.run(60);
+    assert!(room.share(0, 3000.0) > -3.0);
+    assert!(room.last_second_power(1) < 10.0, "the other phone heard the private prompt");
+    room.run(100);
+    assert!(room.events.contains(&ConferenceEvent::PromptFinished { leg: Some(room.phones[0].leg) }));
+    room.conference.play(PlayTarget::Everyone, clip);
+    room.run(60);
+    assert!(room.share(0, 3000.0) > -3.0 && room.share(1, 3000.0) > -3.0);
+}
+
+#[test]
+fn speaking_events_with_hangover() {
+    let mut room = Room::new(&[(AudioCodec::Pcmu, Some(FREQS[0])), (AudioCodec::Pcmu, None)]);
+    room.run(30);
+    let leg = room.phones[0].leg;
+    assert!(room.events.contains(&ConferenceEvent::SpeakingStarted { leg }));
+    room.phones[0].tone = None;
+    room.run(10);
+    assert!(!room.events.contains(&ConferenceEvent::SpeakingStopped { leg }), "200 ms pause is still the same spurt");
+    room.run(20);
+    assert!(room.events.contains(&ConferenceEvent::SpeakingStopped { leg }));
+}
+
+#[test]
+fn legs_come_and_go() {
+    let mut room = Room::new(&[(AudioCodec::Pcmu, Some(FREQS[0])), (AudioCodec::Pcmu, None)]);
+    room.run(20);
+    let gone = room.phones.remove(0).leg;
+    assert!(room.conference.remove_leg(gone));
+    assert!(!room.conference.remove_leg(gone));
+    assert_eq!(room.conference.len(), 1);
+    let reused = room.conference.add_leg(LegConfig {
+        codec: AudioCodec::Pcmu,
+        payload_type: 0,
+        telephone_event: None,
+        inband_dtmf: true,
+        ssrc: 1,
+        first_seq: 1,
+        first_timestamp: 1,
+    });
+    assert_ne!(reused, gone, "a reused slot gets a new generation");
+    assert!(room.conference.stats(gone).is_none());
+    assert!(!room.conference.set_muted(gone, true));
+}
