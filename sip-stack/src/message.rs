@@ -35,6 +35,10 @@ pub enum ParseError {
     CSeqMethodMismatch { method: String, cseq: String },
     #[error("Content-Length {declared} is larger than the body of {actual} bytes")]
     BodyTooShort { declared: usize, actual: usize },
+    #[error("malformed request line")]
+    BadRequestLine,
+    #[error("SIP version {version} is not supported")]
+    VersionNotSupported { version: String },
 }
 
 impl ParseError {
@@ -48,6 +52,17 @@ impl ParseError {
             ParseError::BadHeader { header } => format!("Malformed {header} Header"),
             ParseError::CSeqMethodMismatch { .. } => "CSeq Method Mismatch".into(),
             ParseError::BodyTooShort { .. } => "Content-Length Mismatch".into(),
+            ParseError::BadRequestLine => "Malformed Request Line".into(),
+            ParseError::VersionNotSupported { .. } => "Version Not Supported".into(),
+        }
+    }
+
+    /// The status code of the response that reports this error: 505 for an unknown version
+    /// (RFC 3261 §8.2.2.4 … §21.5.21), 400 otherwise.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            ParseError::VersionNotSupported { .. } => 505,
+            _ => 400,
         }
     }
 }
@@ -98,7 +113,11 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     let head = unfold(head);
     let head_text = std::str::from_utf8(&head)
         .map_err(|_| ParseError::Malformed { detail: "header section is not UTF-8".into() })?;
-    let body = cut_body(&RawHead::new(head_text), body)?;
+    let raw = RawHead::new(head_text);
+    check_start_line(raw.start_line)?;
+    check_quotes(&raw)?;
+    let body = cut_body(&raw, body)?;
+    let head = normalize_names(head_text);
 
     let mut normalized = Vec::with_capacity(head.len() + 4 + body.len());
     normalized.extend_from_slice(&head);
@@ -126,10 +145,10 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     }
 }
 
-/// Builds the `400 Bad Request` for bytes that failed [`parse`], when the start line is a request
-/// line (other than ACK, which is never answered) and the Via, From, To, Call-ID and CSeq headers
-/// can be copied into a response. Returns `None` when the message cannot be answered: the caller
-/// drops it and counts it.
+/// Builds the `400 Bad Request` (or `505`) for bytes that failed [`parse`], when the start line
+/// is a request line (other than ACK, which is never answered) and the Via, From, To, Call-ID and
+/// CSeq headers can be copied into a response. Returns `None` when the message cannot be
+/// answered: the caller drops it and counts it.
 ///
 /// `to_tag` is added to the To header when the request has none (RFC 3261 §8.2.6.2).
 pub fn bad_request(bytes: &[u8], error: &ParseError, to_tag: &str, server: &str) -> Option<Vec<u8>> {
@@ -156,7 +175,7 @@ pub fn bad_request(bytes: &[u8], error: &ParseError, to_tag: &str, server: &str)
     }
 
     let mut out = String::with_capacity(512);
-    let _ = write!(out, "SIP/2.0 400 {}\r\n", error.reason_phrase());
+    let _ = write!(out, "SIP/2.0 {} {}\r\n", error.status_code(), error.reason_phrase());
     for via in vias {
         let _ = write!(out, "Via: {via}\r\n");
     }
@@ -230,14 +249,108 @@ fn envelope<M: HeadersExt>(message: &M) -> Result<Envelope, ParseError> {
     Ok(Envelope { top_via, from, to, call_id, cseq })
 }
 
-/// The method of a request line `METHOD SP Request-URI SP SIP/2.0`, or `None` for anything else.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// The method of something shaped like a request line, however badly spaced, or `None` when it
+/// is not a request at all (a response, or not SIP).
 fn request_method(start_line: &str) -> Option<&str> {
-    let mut parts = start_line.split(' ');
+    let mut parts = start_line.split_whitespace();
     let method = parts.next()?;
-    let _uri = parts.next()?;
-    let version = parts.next()?;
-    let is_token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
-    (is_token && version.starts_with("SIP/")).then_some(method)
+    let version = parts.next_back()?;
+    parts.next()?; // something between them
+    (is_token(method) && version.starts_with("SIP/")).then_some(method)
+}
+
+/// RFC 3261 §7.1: `Method SP Request-URI SP SIP-Version`, single spaces, no brackets or white
+/// space in the URI; and only SIP/2.0 (§8.2.2.4 … answered 505 otherwise).
+fn check_start_line(start_line: &str) -> Result<(), ParseError> {
+    if start_line.starts_with("SIP/") {
+        return Ok(()); // a status line: rsip checks it
+    }
+    let parts: Vec<&str> = start_line.split(' ').collect();
+    let [method, uri, version] = parts[..] else { return Err(ParseError::BadRequestLine) };
+    if !is_token(method) || uri.is_empty() || uri.contains(['<', '>', '\t']) {
+        return Err(ParseError::BadRequestLine);
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return match version.strip_prefix("SIP/") {
+            Some(_) => Err(ParseError::VersionNotSupported { version: version.to_string() }),
+            None => Err(ParseError::BadRequestLine),
+        };
+    }
+    Ok(())
+}
+
+/// Quoted strings in name-addr headers must close (RFC 3261 §25.1).
+fn check_quotes(raw: &RawHead<'_>) -> Result<(), ParseError> {
+    for (which, header) in [(Known::From, "From"), (Known::To, "To")] {
+        for value in raw.values(which) {
+            let mut open = false;
+            let mut escaped = false;
+            for c in value.chars() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if open => escaped = true,
+                    '"' => open = !open,
+                    _ => {}
+                }
+            }
+            if open {
+                return Err(ParseError::BadHeader { header });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites header lines as `Name: value`: white space around the name dropped, compact forms
+/// (RFC 3261 §7.3.3 and later RFCs) spelled out, which rsip needs.
+fn normalize_names(head: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(head.len() + 64);
+    let mut lines = head.split("\r\n");
+    out.push_str(lines.next().unwrap_or(""));
+    for line in lines {
+        out.push_str("\r\n");
+        match line.split_once(':') {
+            Some((name, value)) => {
+                let name = name.trim();
+                out.push_str(expand_compact(name).unwrap_or(name));
+                out.push_str(": ");
+                out.push_str(value.trim());
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
+fn expand_compact(name: &str) -> Option<&'static str> {
+    let [c] = name.as_bytes() else { return None };
+    Some(match c.to_ascii_lowercase() {
+        b'a' => "Accept-Contact",
+        b'b' => "Referred-By",
+        b'c' => "Content-Type",
+        b'd' => "Request-Disposition",
+        b'e' => "Content-Encoding",
+        b'f' => "From",
+        b'i' => "Call-ID",
+        b'j' => "Reject-Contact",
+        b'k' => "Supported",
+        b'l' => "Content-Length",
+        b'm' => "Contact",
+        b'n' => "Identity-Info",
+        b'o' => "Event",
+        b'r' => "Refer-To",
+        b's' => "Subject",
+        b't' => "To",
+        b'u' => "Allow-Events",
+        b'v' => "Via",
+        b'x' => "Session-Expires",
+        b'y' => "Identity",
+        _ => return None,
+    })
 }
 
 fn has_tag(header_value: &str) -> bool {
