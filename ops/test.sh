@@ -46,6 +46,21 @@ cargo build --workspace --all-targets --locked
 log "linting (protocol and media cores may not read clocks or sleep: see */clippy.toml)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "fuzz targets: build, and a short run of each on the torture messages"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+CORPUS=$(mktemp -d /tmp/gateway-fuzz.XXXXXX)
+(
+    cd sip-stack
+    cargo fuzz build -s none
+    for target in sip_message stream_framing sdp digest; do
+        mkdir -p "$CORPUS/$target"
+        cp tests/torture/*.sip "$CORPUS/$target/"
+        cargo fuzz run -s none "$target" "$CORPUS/$target" -- -runs=20000 -max_len=4096 >"$CORPUS/$target.log" 2>&1 \
+            || { tail -40 "$CORPUS/$target.log"; exit 1; }
+    done
+)
+rm -rf "$CORPUS"
+
 log "testing"
 cargo test --workspace --doc --locked
 cargo nextest run --workspace --locked --no-fail-fast

@@ -113,6 +113,11 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     let head = unfold(head);
     let head_text = std::str::from_utf8(&head)
         .map_err(|_| ParseError::Malformed { detail: "header section is not UTF-8".into() })?;
+    // After unfolding, a CR or LF left inside a line is a stray line break: refused, since a
+    // value carrying one would print as an extra header (injection).
+    if head_text.split("\r\n").any(|line| line.contains(['\r', '\n'])) {
+        return Err(ParseError::Malformed { detail: "bare CR or LF inside a header line".into() });
+    }
     let raw = RawHead::new(head_text);
     check_start_line(raw.start_line)?;
     check_quotes(&raw)?;
@@ -142,6 +147,39 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
             let envelope = envelope(&response)?;
             Ok(Inbound::Response(InboundResponse { response, envelope }))
         }
+    }
+}
+
+/// The wire form of a request: rsip's `Display` passes the body through a lossy UTF-8
+/// conversion, which would corrupt binary bodies, so the body is appended as bytes.
+pub fn request_bytes(request: &Request) -> Vec<u8> {
+    let mut out = format!("{} {} {}\r\n", request.method, request.uri, request.version).into_bytes();
+    head_and_body(&mut out, &request.headers, &request.body);
+    out
+}
+
+/// The wire form of a response (see [`request_bytes`]).
+pub fn response_bytes(response: &Response) -> Vec<u8> {
+    let mut out = format!("{} {}\r\n", response.version, response.status_code).into_bytes();
+    head_and_body(&mut out, &response.headers, &response.body);
+    out
+}
+
+fn head_and_body(out: &mut Vec<u8>, headers: &rsip::Headers, body: &[u8]) {
+    for header in headers.iter() {
+        let _ = write!(FmtBytes(out), "{header}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Lets `write!` append to a byte vector.
+struct FmtBytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for FmtBytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -473,6 +511,25 @@ mod tests {
     fn oversized_message_is_refused() {
         let big = vec![b'a'; MAX_MESSAGE_SIZE + 1];
         assert!(matches!(parse(&big), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn binary_bodies_survive_printing() {
+        let body: Vec<u8> = (0..=255u8).collect();
+        let text = OPTIONS.replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(&body);
+        let Inbound::Request(r) = parse(&bytes).unwrap() else { panic!("a request") };
+        assert_eq!(r.request.body, body);
+        let wire = request_bytes(&r.request);
+        let Inbound::Request(again) = parse(&wire).unwrap() else { panic!("a request") };
+        assert_eq!(again.request.body, body, "the body came back byte for byte");
+    }
+
+    #[test]
+    fn stray_line_feeds_are_refused() {
+        let text = OPTIONS.replace("To: <sip:gw@127.0.0.1>", "To: <sip:gw@127.0.0.1>;x\nInjected: yes");
+        assert!(matches!(parse(text.as_bytes()), Err(ParseError::Malformed { .. })));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use key::MAGIC_COOKIE;
 use key::TxKey;
 pub use timers::{Timer, TimerConfig, TimerTable};
 
-use crate::message::{InboundRequest, InboundResponse};
+use crate::message::{request_bytes, response_bytes, InboundRequest, InboundResponse};
 use crate::response::response_to;
 use crate::transport::{Peer, Transmit};
 use crate::via;
@@ -264,7 +264,7 @@ impl TransactionLayer {
             return Err(TxError::DuplicateBranch);
         }
         let id = self.next_id();
-        let wire = Bytes::from(request.to_string());
+        let wire = Bytes::from(request_bytes(&request));
         let invite = request.method == Method::Invite;
         let state = if invite {
             State::InviteClient(ClientInvite::Calling { interval: self.config.t1 })
@@ -310,7 +310,7 @@ impl TransactionLayer {
         let id = tx.0;
         let t = self.transactions.get_mut(&id).ok_or(TxError::Unknown)?;
         let code = response.status_code.code();
-        let bytes = Bytes::from(response.to_string());
+        let bytes = Bytes::from(response_bytes(&response));
         let reliable = t.peer.transport.is_reliable();
         let peer = t.peer;
         let cfg = self.config;
@@ -408,7 +408,7 @@ impl TransactionLayer {
                 if invite {
                     // §17.2.1: answer at once with 100 Trying so the client stops retransmitting.
                     let trying = response_to(&inbound, StatusCode::Trying, None, self.server_name.as_deref());
-                    let bytes = Bytes::from(trying.to_string());
+                    let bytes = Bytes::from(response_bytes(&trying));
                     self.io.send(reply_to, bytes.clone());
                     t.state = State::InviteServer(ServerInvite::Proceeding { provisional: bytes });
                 }
@@ -451,7 +451,7 @@ impl TransactionLayer {
                 (ClientInvite::Accepted, 200..=299) => {}
                 (ClientInvite::Calling { .. } | ClientInvite::Proceeding, 300..=699) => {
                     // §17.1.1.3: the transaction ACKs a non-2xx final itself.
-                    let ack = Bytes::from(ack_for(&t.request, &inbound.response).to_string());
+                    let ack = Bytes::from(request_bytes(&ack_for(&t.request, &inbound.response)));
                     self.io.send(t.peer, ack.clone());
                     *state = ClientInvite::Completed { ack };
                     t.timers.clear_all();
