@@ -172,12 +172,12 @@ fn room_cli_on_postgres() {
         let out = Command::new("psql").args([&admin, "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     psql(&format!("CREATE DATABASE {name}"));
     let (base, _) = admin.rsplit_once('/').unwrap();
     let dir = tempfile::tempdir().unwrap();
     room_cli_round_trip(dir.path(), &format!("{base}/{name}"));
-    psql(&format!("DROP DATABASE {name}"));
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 
 #[test]

@@ -186,7 +186,8 @@ pub(crate) mod testing {
             storage.close().await;
             if let TestDb::Postgres { admin_url, name } = self {
                 let admin = sqlx::AnyPool::connect(&admin_url).await.expect("admin connection");
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                // FORCE: a backend of the just-closed pool may still be exiting (PostgreSQL 13+).
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&admin)
                     .await
                     .expect("drop test database");

@@ -48,26 +48,21 @@ impl Storage {
 
     /// A user's bindings that have not expired at `now_ms`, highest q first.
     pub async fn bindings(&self, username: &str, now_ms: i64) -> Result<Vec<Binding>, StorageError> {
-        sqlx::query(
-            "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent
-             FROM registrations WHERE username = $1 AND expires_at > $2
-             ORDER BY q_milli DESC, contact",
-        )
-        .bind(username)
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(binding_from_row)
-        .collect()
+        self.select_bindings(Some(username), now_ms).await
     }
 
     /// Every unexpired binding, by user then q.
     pub async fn all_bindings(&self, now_ms: i64) -> Result<Vec<Binding>, StorageError> {
+        self.select_bindings(None, now_ms).await
+    }
+
+    async fn select_bindings(&self, username: Option<&str>, now_ms: i64) -> Result<Vec<Binding>, StorageError> {
         sqlx::query(
             "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent
-             FROM registrations WHERE expires_at > $1 ORDER BY username, q_milli DESC, contact",
+             FROM registrations WHERE ($1 IS NULL OR username = $1) AND expires_at > $2
+             ORDER BY username, q_milli DESC, contact",
         )
+        .bind(username)
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?

@@ -88,14 +88,7 @@ impl Storage {
         .execute(&mut *tx)
         .await
         .map_err(duplicate("room", &room.number))?;
-        for did in &room.dids {
-            sqlx::query("INSERT INTO room_dids (did, room_number) VALUES ($1, $2)")
-                .bind(did)
-                .bind(&room.number)
-                .execute(&mut *tx)
-                .await
-                .map_err(duplicate("DID", did))?;
-        }
+        insert_dids(&mut tx, &room.number, &room.dids).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -197,14 +190,7 @@ impl Storage {
                 .bind(&room.number)
                 .execute(&mut *tx)
                 .await?;
-            for did in &room.dids {
-                sqlx::query("INSERT INTO room_dids (did, room_number) VALUES ($1, $2)")
-                    .bind(did)
-                    .bind(&room.number)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(duplicate("DID", did))?;
-            }
+            insert_dids(&mut tx, &room.number, &room.dids).await?;
         }
         tx.commit().await?;
         Ok(room)
@@ -225,6 +211,19 @@ impl Storage {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Adds a room's DIDs inside its transaction; a DID taken by another room is a Duplicate.
+async fn insert_dids(tx: &mut sqlx::Transaction<'_, sqlx::Any>, number: &str, dids: &[String]) -> Result<(), StorageError> {
+    for did in dids {
+        sqlx::query("INSERT INTO room_dids (did, room_number) VALUES ($1, $2)")
+            .bind(did)
+            .bind(number)
+            .execute(&mut **tx)
+            .await
+            .map_err(duplicate("DID", did))?;
+    }
+    Ok(())
 }
 
 fn room_from_row(row: &sqlx::any::AnyRow) -> Result<Room, StorageError> {
