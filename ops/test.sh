@@ -44,6 +44,7 @@ log "building"
 cargo build --workspace --all-targets --locked
 
 log "linting (protocol and media cores may not read clocks or sleep: see */clippy.toml)"
+cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "fuzz targets: build, and a short run of each on the torture messages"

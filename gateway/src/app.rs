@@ -36,10 +36,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shared.begin_shutdown();
     // Calls in progress are hung up and their records written by their own tasks as they see
     // the shutdown signal; wait for them, bounded.
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("tasks still running after {SHUTDOWN_GRACE:?}; exiting anyway");
     }

@@ -114,10 +114,20 @@ mod tests {
         let cli = Cli::try_parse_from(["gateway", "run", "--config", "x.toml"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
         let cli = Cli::try_parse_from([
-            "gateway", "room", "add", "--number", "1000", "--pin", "4321", "--database", "sqlite://a.db",
+            "gateway",
+            "room",
+            "add",
+            "--number",
+            "1000",
+            "--pin",
+            "4321",
+            "--database",
+            "sqlite://a.db",
         ])
         .unwrap();
         assert_eq!(cli.database.as_deref(), Some("sqlite://a.db"));
-        assert!(matches!(cli.command, Command::Room(RoomCommand::Add(RoomAdd { ref number, .. })) if number == "1000"));
+        assert!(
+            matches!(cli.command, Command::Room(RoomCommand::Add(RoomAdd { ref number, .. })) if number == "1000")
+        );
     }
 }

@@ -226,9 +226,7 @@ impl Config {
                 (Some(field), parent) if !parent.ends_with(field.as_str()) => {
                     ConfigError::Key { key: format!("{parent}.{field}"), message }
                 }
-                (None, "." | "") => {
-                    ConfigError::Syntax { path: path.into(), message: e.inner().to_string() }
-                }
+                (None, "." | "") => ConfigError::Syntax { path: path.into(), message: e.inner().to_string() },
                 (_, _) => ConfigError::Key { key: parent, message },
             }
         })
@@ -274,7 +272,10 @@ impl Config {
         if self.rtp.port_max <= self.rtp.port_min {
             return key(
                 "rtp.port_max",
-                format!("expected a port above rtp.port_min ({}), got {}", self.rtp.port_min, self.rtp.port_max),
+                format!(
+                    "expected a port above rtp.port_min ({}), got {}",
+                    self.rtp.port_min, self.rtp.port_max
+                ),
             );
         }
         if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {
@@ -294,16 +295,23 @@ impl Config {
         }
         for (i, a) in self.sip.digest_algorithms.iter().enumerate() {
             if sip_stack::digest::Algorithm::from_token(a).is_none() {
-                return key(&format!("sip.digest_algorithms[{i}]"), format!("expected MD5 or SHA-256, got `{a}`"));
+                return key(
+                    &format!("sip.digest_algorithms[{i}]"),
+                    format!("expected MD5 or SHA-256, got `{a}`"),
+                );
             }
         }
         if self.database.max_connections == 0 {
             return key("database.max_connections", "expected at least 1".into());
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres://")
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://"))
         {
-            return key("database.url", format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url));
+            return key(
+                "database.url",
+                format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url),
+            );
         }
         for (i, trunk) in self.trunks.iter().enumerate() {
             let k = |field: &str| format!("trunk[{i}].{field}");

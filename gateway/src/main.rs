@@ -153,10 +153,8 @@ async fn registrations(config: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 fn room_table(rooms: &[Room]) -> String {
-    let mut out = format!(
-        "{:<12} {:<24} {:<8} {:<10} {:<5} {}\n",
-        "NUMBER", "NAME", "PIN", "MOD-PIN", "MAX", "DIDS"
-    );
+    let mut out =
+        format!("{:<12} {:<24} {:<8} {:<10} {:<5} {}\n", "NUMBER", "NAME", "PIN", "MOD-PIN", "MAX", "DIDS");
     for r in rooms {
         out += &format!(
             "{:<12} {:<24} {:<8} {:<10} {:<5} {}\n",

@@ -82,11 +82,7 @@ impl Metrics {
         registry.register("trunk_registered", "1 while the trunk is registered", trunk_registered.clone());
         registry.register("sip_requests", "SIP requests received", sip_requests.clone());
         registry.register("sip_responses_sent", "SIP responses sent", sip_responses_sent.clone());
-        registry.register(
-            "sip_responses_received",
-            "SIP responses received",
-            sip_responses_received.clone(),
-        );
+        registry.register("sip_responses_received", "SIP responses received", sip_responses_received.clone());
         registry.register(
             "sip_dropped",
             "SIP messages dropped because they could not be parsed or answered",
@@ -117,8 +113,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("encoding into a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding into a String");
         out
     }
 }
@@ -139,10 +134,7 @@ mod tests {
             .get_or_create(&RequestLabels { transport: Transport::Udp, method: "OPTIONS".into() })
             .inc();
         let text = m.encode();
-        assert!(
-            text.contains(r#"gateway_sip_requests_total{transport="udp",method="OPTIONS"} 1"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"gateway_sip_requests_total{transport="udp",method="OPTIONS"} 1"#), "{text}");
         assert!(text.contains("gateway_build_info"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

@@ -35,7 +35,12 @@ pub struct EventReport {
 impl EventReport {
     pub fn parse(payload: &[u8]) -> Option<EventReport> {
         let b = payload.get(..4)?;
-        Some(EventReport { event: b[0], end: b[1] & 0x80 != 0, volume: b[1] & 0x3f, duration: u16::from_be_bytes([b[2], b[3]]) })
+        Some(EventReport {
+            event: b[0],
+            end: b[1] & 0x80 != 0,
+            volume: b[1] & 0x3f,
+            duration: u16::from_be_bytes([b[2], b[3]]),
+        })
     }
 
     pub fn to_bytes(self) -> [u8; 4] {
@@ -105,7 +110,8 @@ impl EventSender {
 
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLUMNS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-const KEYS: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+const KEYS: [[char; 4]; 4] =
+    [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
 
 /// In-band DTMF detection on 8 kHz audio, frame by frame (20 ms frames).
 #[derive(Debug, Clone, Default)]
@@ -138,7 +144,11 @@ impl ToneDetector {
         let col: Vec<f64> = COLUMNS.iter().map(|&f| goertzel_power(frame, 8000, f)).collect();
         let best = |p: &[f64]| -> Option<(usize, f64)> {
             let (i, &max) = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
-            let margin = p.iter().enumerate().filter(|(j, _)| *j != i).all(|(_, &o)| max > o * 10f64.powf(GROUP_MARGIN_DB / 10.0));
+            let margin = p
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(_, &o)| max > o * 10f64.powf(GROUP_MARGIN_DB / 10.0));
             (max >= MIN_TONE_POWER && margin).then_some((i, max))
         };
         let (r, rp) = best(&row)?;
@@ -237,9 +247,17 @@ mod tests {
         let mut rx = EventReceiver::default();
         let mut digits = String::new();
         // "4", "#", "4": updates, end packets three times, no marker on the second event.
-        for (ts, event, end) in [(1000, 4, false), (1000, 4, false), (1000, 4, true), (1000, 4, true), (1000, 4, true),
-                                 (2600, 11, false), (2600, 11, true), (2600, 11, true),
-                                 (4200, 4, true)] {
+        for (ts, event, end) in [
+            (1000, 4, false),
+            (1000, 4, false),
+            (1000, 4, true),
+            (1000, 4, true),
+            (1000, 4, true),
+            (2600, 11, false),
+            (2600, 11, true),
+            (2600, 11, true),
+            (4200, 4, true),
+        ] {
             let payload = EventReport { event, end, volume: 10, duration: 400 }.to_bytes();
             digits.extend(rx.receive(ts, &payload));
         }
@@ -255,7 +273,10 @@ mod tests {
         assert_eq!(packets.len(), 7);
         assert!(packets[0].2 && packets[1..].iter().all(|p| !p.2), "marker on the first only");
         let reports: Vec<EventReport> = packets.iter().map(|p| EventReport::parse(&p.0).unwrap()).collect();
-        assert_eq!(reports.iter().map(|r| r.duration).collect::<Vec<_>>(), [160, 320, 480, 640, 800, 800, 800]);
+        assert_eq!(
+            reports.iter().map(|r| r.duration).collect::<Vec<_>>(),
+            [160, 320, 480, 640, 800, 800, 800]
+        );
         assert_eq!(reports.iter().filter(|r| r.end).count(), 3);
         assert!(packets.iter().all(|p| p.1 == 5000));
         let mut rx = EventReceiver::default();

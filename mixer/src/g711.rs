@@ -56,11 +56,8 @@ const fn alaw_decode_const(byte: u8) -> i16 {
     let sign = b & 0x80;
     let exponent = ((b >> 4) & 0x07) as i32;
     let mantissa = (b & 0x0f) as i32;
-    let magnitude = if exponent == 0 {
-        (mantissa << 4) + 8
-    } else {
-        ((mantissa << 4) + 0x108) << (exponent - 1)
-    };
+    let magnitude =
+        if exponent == 0 { (mantissa << 4) + 8 } else { ((mantissa << 4) + 0x108) << (exponent - 1) };
     if sign != 0 {
         magnitude as i16
     } else {

@@ -100,7 +100,9 @@ impl JitterBuffer {
     /// The delay held now: media buffered ahead of the playout point.
     pub fn buffered(&self) -> Duration {
         match (self.next, self.highest) {
-            (Some(next), Some(highest)) if highest >= next => self.ts_to_duration(highest - next + self.frame_ts),
+            (Some(next), Some(highest)) if highest >= next => {
+                self.ts_to_duration(highest - next + self.frame_ts)
+            }
             _ => Duration::ZERO,
         }
     }
@@ -173,7 +175,8 @@ impl JitterBuffer {
             self.transits[self.transit_at] = transit;
         }
         self.transit_at = (self.transit_at + 1) % WINDOW;
-        let (min, max) = self.transits.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        let (min, max) =
+            self.transits.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
         let spread = Duration::from_micros((max - min).max(0) as u64);
         self.target = (spread + MARGIN).clamp(MIN_DELAY, MAX_DELAY);
     }
@@ -210,7 +213,8 @@ impl JitterBuffer {
         } else {
             self.stats.lost += 1;
             let j = self.index(next + self.frame_ts);
-            let following = (self.slots[j].timestamp == Some(next + self.frame_ts)).then(|| self.slots[j].payload.as_slice());
+            let following = (self.slots[j].timestamp == Some(next + self.frame_ts))
+                .then(|| self.slots[j].payload.as_slice());
             Playout::Lost { timestamp, next: following }
         }
     }

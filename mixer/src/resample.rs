@@ -157,7 +157,9 @@ mod tests {
 
     #[test]
     fn pass_band_tones_keep_their_level() {
-        for (from, to) in [(8000, 16000), (16000, 8000), (8000, 48000), (48000, 8000), (16000, 48000), (48000, 16000)] {
+        for (from, to) in
+            [(8000, 16000), (16000, 8000), (8000, 48000), (48000, 8000), (16000, 48000), (48000, 16000)]
+        {
             let out = convert(from, to, 1000.0);
             let input_power = 0.5f64.powi(2) * 32767f64.powi(2) / 2.0;
             let gain = db(goertzel_power(&out, to, 1000.0) / input_power);

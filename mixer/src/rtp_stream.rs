@@ -158,7 +158,8 @@ impl RtpReceiver {
 
     pub fn stats(&self) -> ReceptionStats {
         let highest = self.extended();
-        let expected = if self.ssrc.is_some() && self.probation == 0 { highest - self.base_seq + 1 } else { 0 };
+        let expected =
+            if self.ssrc.is_some() && self.probation == 0 { highest - self.base_seq + 1 } else { 0 };
         ReceptionStats {
             ssrc: self.ssrc.unwrap_or(0),
             highest_seq: highest,
@@ -187,7 +188,15 @@ pub struct RtpSender {
 impl RtpSender {
     /// `ssrc`, first sequence number and first timestamp should be random (RFC 3550 §5.1).
     pub fn new(ssrc: u32, payload_type: u8, first_seq: u16, first_timestamp: u32) -> RtpSender {
-        RtpSender { ssrc, payload_type, seq: first_seq, timestamp: first_timestamp, talking: false, packets: 0, octets: 0 }
+        RtpSender {
+            ssrc,
+            payload_type,
+            seq: first_seq,
+            timestamp: first_timestamp,
+            talking: false,
+            packets: 0,
+            octets: 0,
+        }
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -274,7 +283,10 @@ mod tests {
         assert!(matches!(second, Received::NewSource { ssrc: 7, .. }));
         let mut last = 0;
         for i in 2..20u16 {
-            match rx.receive(t0 + Duration::from_millis(20 * u64::from(i)), &header(7, start.wrapping_add(i), 160 * u32::from(i))) {
+            match rx.receive(
+                t0 + Duration::from_millis(20 * u64::from(i)),
+                &header(7, start.wrapping_add(i), 160 * u32::from(i)),
+            ) {
                 Received::Accept { extended_seq } => last = extended_seq,
                 other => panic!("{other:?}"),
             }
@@ -323,7 +335,10 @@ mod tests {
         let first = tx.packet(Bytes::from_static(&[0xff; 160]), 160);
         let second = tx.packet(Bytes::from_static(&[0xff; 160]), 160);
         assert!(first.header.marker && !second.header.marker);
-        assert_eq!((second.header.sequence_number, second.header.timestamp), (0, 4_294_967_200u32.wrapping_add(160)));
+        assert_eq!(
+            (second.header.sequence_number, second.header.timestamp),
+            (0, 4_294_967_200u32.wrapping_add(160))
+        );
         tx.skip(160 * 10);
         let after_silence = tx.packet(Bytes::from_static(&[0xff; 160]), 160);
         assert!(after_silence.header.marker);

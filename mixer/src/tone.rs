@@ -14,7 +14,11 @@ pub struct Sine {
 impl Sine {
     /// `amplitude` is a fraction of full scale (0.0-1.0).
     pub fn new(rate: u32, frequency: f64, amplitude: f64) -> Sine {
-        Sine { step: 2.0 * PI * frequency / f64::from(rate), phase: 0.0, amplitude: amplitude.clamp(0.0, 1.0) * 32_767.0 }
+        Sine {
+            step: 2.0 * PI * frequency / f64::from(rate),
+            phase: 0.0,
+            amplitude: amplitude.clamp(0.0, 1.0) * 32_767.0,
+        }
     }
 
     /// Writes the next `out.len()` samples.

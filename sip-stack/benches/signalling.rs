@@ -140,16 +140,21 @@ fn register(p: &mut Pair, server: &mut DigestServer, stored: &str, cseq: &mut u3
              Contact: <sip:alice@{A}>\r\nExpires: 600\r\n",
             p.rng.branch()
         );
-        if let Some(auth) = client.authorization("alice", "pw", "REGISTER", &format!("sip:{B}"), &p.rng.token()) {
+        if let Some(auth) =
+            client.authorization("alice", "pw", "REGISTER", &format!("sip:{B}"), &p.rng.token())
+        {
             text += &format!("Authorization: {auth}\r\n");
         }
         text += "Content-Length: 0\r\n\r\n";
         let tx = p.a.send_request(p.now, Request::try_from(text.as_str()).unwrap(), p.peer_b).unwrap();
         p.pump();
         while let Some(TxEvent::Request { tx: Some(stx), request, .. }) = p.b.poll_event() {
-            let creds = request.request.authorization_header().and_then(|h| DigestResponse::parse(h.value()).ok());
+            let creds =
+                request.request.authorization_header().and_then(|h| DigestResponse::parse(h.value()).ok());
             let response = match creds {
-                Some(c) if server.verify(100, "REGISTER", &c, stored).is_ok() => response_to(&request, StatusCode::OK, Some("s"), None),
+                Some(c) if server.verify(100, "REGISTER", &c, stored).is_ok() => {
+                    response_to(&request, StatusCode::OK, Some("s"), None)
+                }
                 _ => {
                     let mut r = response_to(&request, StatusCode::Unauthorized, Some("s"), None);
                     for c in server.challenges(100, false) {
@@ -187,7 +192,9 @@ fn benches(c: &mut Criterion) {
     let mut server = DigestServer::new("bench", [1; 32], 300).with_algorithms(vec![Algorithm::Md5]);
     let stored = ha1(Algorithm::Md5, "alice", "bench", "pw");
     let mut cseq = 0;
-    group.bench_function("register_with_digest", |b| b.iter(|| register(&mut pair, &mut server, &stored, &mut cseq)));
+    group.bench_function("register_with_digest", |b| {
+        b.iter(|| register(&mut pair, &mut server, &stored, &mut cseq))
+    });
     group.finish();
 }
 

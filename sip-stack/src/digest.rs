@@ -207,7 +207,15 @@ impl Challenge {
 
     /// The `Authorization` value answering this challenge. `nc` counts uses of this nonce from 1;
     /// `cnonce` is the client's fresh random value.
-    pub fn answer(&self, username: &str, password: &str, method: &str, uri: &str, nc: u32, cnonce: &str) -> String {
+    pub fn answer(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        nc: u32,
+        cnonce: &str,
+    ) -> String {
         let ha1 = ha1(self.algorithm, username, &self.realm, password);
         let nc_hex = format!("{nc:08x}");
         let qop = self.qop_auth.then_some((nc_hex.as_str(), cnonce));
@@ -253,7 +261,10 @@ impl DigestClient {
     /// Takes the challenges of a 401/407 (one per WWW-/Proxy-Authenticate header). Prefers
     /// SHA-256 over MD5 (RFC 8760 §2.4). A challenge repeating the nonce we already answered,
     /// without `stale=true`, means the credentials are wrong.
-    pub fn on_challenges<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> Result<ChallengeOutcome, AuthError> {
+    pub fn on_challenges<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<ChallengeOutcome, AuthError> {
         let mut best: Option<Challenge> = None;
         let mut last_error = AuthError::NotDigest;
         for value in values {
@@ -272,7 +283,10 @@ impl DigestClient {
         }
         let challenge = best.ok_or(last_error)?;
         let repeated = self.answered
-            && self.current.as_ref().is_some_and(|c| c.nonce == challenge.nonce && c.realm == challenge.realm);
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.nonce == challenge.nonce && c.realm == challenge.realm);
         if repeated && !challenge.stale {
             return Ok(ChallengeOutcome::Rejected);
         }
@@ -283,7 +297,14 @@ impl DigestClient {
     }
 
     /// Credentials for the next request, once a challenge is known.
-    pub fn authorization(&mut self, username: &str, password: &str, method: &str, uri: &str, cnonce: &str) -> Option<String> {
+    pub fn authorization(
+        &mut self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> Option<String> {
         let challenge = self.current.as_ref()?;
         self.nc += 1;
         self.answered = true;
@@ -443,7 +464,13 @@ impl DigestServer {
 
     /// Checks credentials for a request with `method`, given the stored HA1 of
     /// `response.username` for `response.algorithm`.
-    pub fn verify(&mut self, now_secs: u64, method: &str, response: &DigestResponse, ha1: &str) -> Result<(), VerifyError> {
+    pub fn verify(
+        &mut self,
+        now_secs: u64,
+        method: &str,
+        response: &DigestResponse,
+        ha1: &str,
+    ) -> Result<(), VerifyError> {
         if response.realm != self.realm {
             return Err(VerifyError::WrongRealm(response.realm.clone()));
         }
@@ -455,7 +482,9 @@ impl DigestServer {
         }
         // Expired, or too old for the replay window: the credentials were right, so the client
         // may retry at once with a fresh nonce.
-        if now_secs.saturating_sub(issued) > self.lifetime_secs || self.serial.saturating_sub(serial) >= NONCE_WINDOW {
+        if now_secs.saturating_sub(issued) > self.lifetime_secs
+            || self.serial.saturating_sub(serial) >= NONCE_WINDOW
+        {
             return Err(VerifyError::Stale);
         }
         // Without qop a nonce is good once; with it, each count once and rising.
@@ -568,15 +597,18 @@ mod tests {
         let challenge = sha_challenge(&mut server, 1000);
         let stored = ha1(Algorithm::Sha256, "alice", "gateway", "pw");
 
-        let wrong = DigestResponse::parse(&challenge.answer("alice", "nope", "REGISTER", "sip:g", 1, "c")).unwrap();
+        let wrong =
+            DigestResponse::parse(&challenge.answer("alice", "nope", "REGISTER", "sip:g", 1, "c")).unwrap();
         assert_eq!(server.verify(1001, "REGISTER", &wrong, &stored), Err(VerifyError::BadResponse));
 
         let mut other = DigestServer::new("gateway", [8; 32], 300);
         let forged = sha_challenge(&mut other, 1000);
-        let forged = DigestResponse::parse(&forged.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
+        let forged =
+            DigestResponse::parse(&forged.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
         assert_eq!(server.verify(1001, "REGISTER", &forged, &stored), Err(VerifyError::ForeignNonce));
 
-        let old = DigestResponse::parse(&challenge.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
+        let old =
+            DigestResponse::parse(&challenge.answer("alice", "pw", "REGISTER", "sip:g", 1, "c")).unwrap();
         assert_eq!(server.verify(1000 + 301, "REGISTER", &old, &stored), Err(VerifyError::Stale));
 
         let mut tampered = old.clone();

@@ -102,10 +102,7 @@ mod tests {
     use super::*;
 
     fn msg(body: &str) -> String {
-        format!(
-            "MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\nCall-ID: x\r\n\r\n{body}",
-            body.len()
-        )
+        format!("MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\nCall-ID: x\r\n\r\n{body}", body.len())
     }
 
     fn frames(framer: &mut StreamFramer) -> Vec<Frame> {
@@ -117,10 +114,7 @@ mod tests {
         let mut f = StreamFramer::new();
         let (a, b) = (msg("hello"), msg(""));
         f.push(format!("{a}{b}").as_bytes());
-        assert_eq!(
-            frames(&mut f),
-            [Frame::Message(Bytes::from(a)), Frame::Message(Bytes::from(b))]
-        );
+        assert_eq!(frames(&mut f), [Frame::Message(Bytes::from(a)), Frame::Message(Bytes::from(b))]);
         assert_eq!(f.pending(), 0);
     }
 

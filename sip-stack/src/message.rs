@@ -242,8 +242,7 @@ fn cut_body<'a>(raw: &RawHead<'_>, body: &'a [u8]) -> Result<&'a [u8], ParseErro
     let Some(value) = raw.first(Known::ContentLength) else {
         return Ok(body);
     };
-    let declared: usize =
-        value.parse().map_err(|_| ParseError::BadHeader { header: "Content-Length" })?;
+    let declared: usize = value.parse().map_err(|_| ParseError::BadHeader { header: "Content-Length" })?;
     if declared > body.len() {
         return Err(ParseError::BodyTooShort { declared, actual: body.len() });
     }
@@ -433,7 +432,8 @@ mod tests {
 
     #[test]
     fn folded_headers_and_leading_crlf_are_accepted() {
-        let folded = OPTIONS.replace("Call-ID: a84b4c76e66710", "Subject: a\r\n  b\r\nCall-ID: a84b4c76e66710");
+        let folded =
+            OPTIONS.replace("Call-ID: a84b4c76e66710", "Subject: a\r\n  b\r\nCall-ID: a84b4c76e66710");
         let r = request(&format!("\r\n\r\n{folded}"));
         assert_eq!(r.envelope.call_id, "a84b4c76e66710");
     }
@@ -447,10 +447,7 @@ mod tests {
     #[test]
     fn short_body_is_an_error() {
         let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 30") + "abc";
-        assert_eq!(
-            parse(text.as_bytes()),
-            Err(ParseError::BodyTooShort { declared: 30, actual: 3 })
-        );
+        assert_eq!(parse(text.as_bytes()), Err(ParseError::BodyTooShort { declared: 30, actual: 3 }));
     }
 
     #[test]

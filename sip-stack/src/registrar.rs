@@ -92,7 +92,9 @@ pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<Regist
         return Err(RegisterError::BadRequest("No User In To URI"));
     }
     let header_expires = match request.request.expires_header() {
-        Some(h) => Some(h.value().trim().parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Expires"))?),
+        Some(h) => Some(
+            h.value().trim().parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Expires"))?,
+        ),
         None => None,
     };
     let values: Vec<&str> = request
@@ -125,7 +127,11 @@ pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<Regist
             .typed()
             .map_err(|_| RegisterError::BadRequest("Malformed Contact"))?;
         let expires = match contact.expires() {
-            Some(e) => e.value().trim().parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Contact Expires"))?,
+            Some(e) => e
+                .value()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| RegisterError::BadRequest("Malformed Contact Expires"))?,
             None => header_expires.unwrap_or(policy.default_expires),
         };
         if expires > 0 && expires < policy.min_expires {
@@ -190,9 +196,18 @@ pub struct StoredBinding {
 pub trait BindingStore {
     type Error: std::fmt::Display;
     /// Unexpired bindings of `aor` at `now_ms`.
-    fn bindings(&self, aor: &str, now_ms: i64) -> impl Future<Output = Result<Vec<StoredBinding>, Self::Error>> + Send;
+    fn bindings(
+        &self,
+        aor: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<StoredBinding>, Self::Error>> + Send;
     /// Adds or replaces the binding of `binding.contact`.
-    fn upsert(&self, aor: &str, binding: &StoredBinding, now_ms: i64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn upsert(
+        &self,
+        aor: &str,
+        binding: &StoredBinding,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     fn remove(&self, aor: &str, contact: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
@@ -205,7 +220,12 @@ pub struct Registrar {
 impl Registrar {
     /// §10.3 step 7: checks Call-ID/CSeq ordering against each existing binding, then writes.
     /// Returns the bindings in force afterwards, for the 200 response.
-    pub async fn apply<S: BindingStore>(&self, store: &S, plan: &RegisterPlan, now_ms: i64) -> Result<Vec<StoredBinding>, RegisterError> {
+    pub async fn apply<S: BindingStore>(
+        &self,
+        store: &S,
+        plan: &RegisterPlan,
+        now_ms: i64,
+    ) -> Result<Vec<StoredBinding>, RegisterError> {
         let store_err = |e: S::Error| RegisterError::Store(e.to_string());
         let existing = store.bindings(&plan.aor, now_ms).await.map_err(store_err)?;
         let stale = |b: &StoredBinding| b.call_id == plan.call_id && plan.cseq <= b.cseq;
@@ -242,7 +262,13 @@ impl Registrar {
 }
 
 /// The `200 OK` listing every binding in force with its remaining expiry (§10.3 step 8).
-pub fn ok_response(request: &InboundRequest, bindings: &[StoredBinding], now_ms: i64, to_tag: &str, server: Option<&str>) -> Response {
+pub fn ok_response(
+    request: &InboundRequest,
+    bindings: &[StoredBinding],
+    now_ms: i64,
+    to_tag: &str,
+    server: Option<&str>,
+) -> Response {
     let mut response = response_to(request, StatusCode::OK, Some(to_tag), server);
     for b in bindings {
         let remaining = ((b.expires_at_ms - now_ms).max(0) + 999) / 1000;
@@ -260,7 +286,6 @@ fn format_q(q_milli: u16) -> String {
     let s = format!("{}.{:03}", q_milli / 1000, q_milli % 1000);
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -296,7 +321,11 @@ mod tests {
         type Error = String;
         async fn bindings(&self, aor: &str, now_ms: i64) -> Result<Vec<StoredBinding>, String> {
             let map = self.0.lock().unwrap();
-            Ok(map.iter().filter(|((a, _), b)| a == aor && b.expires_at_ms > now_ms).map(|(_, b)| b.clone()).collect())
+            Ok(map
+                .iter()
+                .filter(|((a, _), b)| a == aor && b.expires_at_ms > now_ms)
+                .map(|(_, b)| b.clone())
+                .collect())
         }
         async fn upsert(&self, aor: &str, b: &StoredBinding, _: i64) -> Result<(), String> {
             self.0.lock().unwrap().insert((aor.into(), b.contact.clone()), b.clone());
@@ -322,7 +351,12 @@ mod tests {
     #[test]
     fn plan_reads_contacts_expiry_and_q() {
         let policy = RegistrarPolicy::default();
-        let r = register(&["<sip:alice@10.0.0.1:5070>;q=0.5, <sip:alice@10.0.0.2>;expires=120"], Some(600), "c", 1);
+        let r = register(
+            &["<sip:alice@10.0.0.1:5070>;q=0.5, <sip:alice@10.0.0.2>;expires=120"],
+            Some(600),
+            "c",
+            1,
+        );
         let p = plan(&r, &policy).unwrap();
         assert_eq!(p.aor, "alice");
         assert_eq!(
@@ -344,9 +378,19 @@ mod tests {
             Err(RegisterError::IntervalTooBrief { min_expires: 60 })
         );
         assert!(matches!(plan(&register(&["*"], None, "c", 1), &policy), Err(RegisterError::BadRequest(_))));
-        assert!(matches!(plan(&register(&["*", "<sip:a@h>"], Some(0), "c", 1), &policy), Err(RegisterError::BadRequest(_))));
-        assert!(matches!(plan(&register(&["<sip:a@h>;q=2"], None, "c", 1), &policy), Err(RegisterError::BadRequest(_))));
-        let response = RegisterError::IntervalTooBrief { min_expires: 60 }.response(&register(&[], None, "c", 1), "t", None);
+        assert!(matches!(
+            plan(&register(&["*", "<sip:a@h>"], Some(0), "c", 1), &policy),
+            Err(RegisterError::BadRequest(_))
+        ));
+        assert!(matches!(
+            plan(&register(&["<sip:a@h>;q=2"], None, "c", 1), &policy),
+            Err(RegisterError::BadRequest(_))
+        ));
+        let response = RegisterError::IntervalTooBrief { min_expires: 60 }.response(
+            &register(&[], None, "c", 1),
+            "t",
+            None,
+        );
         let text = response.to_string();
         assert!(text.starts_with("SIP/2.0 423") && text.contains("Min-Expires: 60\r\n"), "{text}");
     }
@@ -356,7 +400,11 @@ mod tests {
         let store = MemStore::default();
         let reg = Registrar::default();
         let policy = RegistrarPolicy::default();
-        let first = plan(&register(&["<sip:alice@10.0.0.1>", "<sip:alice@10.0.0.2>;q=0.1"], Some(600), "c1", 1), &policy).unwrap();
+        let first = plan(
+            &register(&["<sip:alice@10.0.0.1>", "<sip:alice@10.0.0.2>;q=0.1"], Some(600), "c1", 1),
+            &policy,
+        )
+        .unwrap();
         let bound = block_on(reg.apply(&store, &first, 0)).unwrap();
         assert_eq!(bound.len(), 2);
         let ok = ok_response(&register(&[], None, "c1", 1), &bound, 1_500, "t", None).to_string();

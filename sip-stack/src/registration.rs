@@ -55,11 +55,21 @@ pub enum RegState {
     Idle,
     Registering,
     /// Bound until `expires_at`; the refresh goes out at `refresh_at`.
-    Registered { expires: u32, expires_at: Instant, refresh_at: Instant },
+    Registered {
+        expires: u32,
+        expires_at: Instant,
+        refresh_at: Instant,
+    },
     /// The last attempt failed; the next is at `next_attempt`.
-    Retrying { failures: u32, next_attempt: Instant, last_error: String },
+    Retrying {
+        failures: u32,
+        next_attempt: Instant,
+        last_error: String,
+    },
     /// The registrar refused the credentials; nothing more is sent until restarted.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     Unregistering,
     Unregistered,
 }
@@ -222,20 +232,19 @@ impl RegistrationClient {
         match code {
             200..=299 => self.on_success(now, response),
             401 | 407 => {
-                if !self.answer_challenge(response, now, self.expires) && !matches!(self.state, RegState::Rejected { .. }) {
+                if !self.answer_challenge(response, now, self.expires)
+                    && !matches!(self.state, RegState::Rejected { .. })
+                {
                     self.fail(now, format!("{code} with no usable challenge"), None);
                 }
             }
             403 => self.reject(format!("403 {}", reason(response))),
             423 => {
                 // §10.2.8: ask again with at least Min-Expires.
-                let min = response
-                    .headers
-                    .iter()
-                    .find_map(|h| match h {
-                        Header::MinExpires(m) => m.value().trim().parse::<u32>().ok(),
-                        _ => None,
-                    });
+                let min = response.headers.iter().find_map(|h| match h {
+                    Header::MinExpires(m) => m.value().trim().parse::<u32>().ok(),
+                    _ => None,
+                });
                 match min {
                     Some(min) if min > self.expires => {
                         self.expires = min;
@@ -306,7 +315,9 @@ impl RegistrationClient {
                 .into_iter()
                 .filter_map(|v| rsip::headers::Contact::new(v).typed().ok())
                 .find(|c| {
-                    contact_socket(&c.uri) == ours && c.uri.auth.as_ref().map(|a| &a.user) == self.config.contact.auth.as_ref().map(|a| &a.user)
+                    contact_socket(&c.uri) == ours
+                        && c.uri.auth.as_ref().map(|a| &a.user)
+                            == self.config.contact.auth.as_ref().map(|a| &a.user)
                 })
                 .and_then(|c| c.expires().and_then(|e| e.value().trim().parse::<u32>().ok())),
             _ => None,
@@ -338,7 +349,10 @@ impl RegistrationClient {
         // Credentials made for a challenge we had just received, challenged again without
         // `stale`: the username or password is wrong. Retrying would only hammer the server.
         if self.answering_fresh_challenge && !stale {
-            self.reject(format!("{} after answering a fresh challenge: credentials refused", response.status_code.code()));
+            self.reject(format!(
+                "{} after answering a fresh challenge: credentials refused",
+                response.status_code.code()
+            ));
             return false;
         }
         match self.digest.on_challenges(values) {
@@ -449,7 +463,8 @@ fn contact_socket(uri: &rsip::Uri) -> Option<SocketAddr> {
 }
 
 fn set_contact_address(uri: &mut rsip::Uri, addr: SocketAddr) {
-    uri.host_with_port = rsip::HostWithPort { host: rsip::Host::IpAddr(addr.ip()), port: Some(addr.port().into()) };
+    uri.host_with_port =
+        rsip::HostWithPort { host: rsip::Host::IpAddr(addr.ip()), port: Some(addr.port().into()) };
 }
 
 #[cfg(test)]

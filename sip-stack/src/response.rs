@@ -46,9 +46,7 @@ pub fn push_header(response: &mut Response, header: Header) {
 
 /// Sets the body and its Content-Type, keeping Content-Length right.
 pub fn set_body(response: &mut Response, content_type: &str, body: Vec<u8>) {
-    response
-        .headers
-        .retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
+    response.headers.retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
     response.headers.push(Header::ContentType(content_type.into()));
     response.headers.push(Header::ContentLength(body.len().to_string().into()));
     response.body = body;

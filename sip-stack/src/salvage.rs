@@ -100,10 +100,7 @@ mod tests {
     #[test]
     fn unfolds_continuation_lines() {
         let head = b"INVITE sip:a@b SIP/2.0\r\nSubject: one\r\n  two\r\n\tthree\r\nTo: x";
-        assert_eq!(
-            unfold(head),
-            b"INVITE sip:a@b SIP/2.0\r\nSubject: one two three\r\nTo: x".to_vec()
-        );
+        assert_eq!(unfold(head), b"INVITE sip:a@b SIP/2.0\r\nSubject: one two three\r\nTo: x".to_vec());
     }
 
     #[test]

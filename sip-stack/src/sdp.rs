@@ -23,11 +23,15 @@ pub struct Codec {
     pub dynamic_pt: u8,
 }
 
-pub const PCMU: Codec = Codec { name: "PCMU", clock_rate: 8000, channels: 1, static_pt: Some(0), dynamic_pt: 0 };
-pub const PCMA: Codec = Codec { name: "PCMA", clock_rate: 8000, channels: 1, static_pt: Some(8), dynamic_pt: 8 };
+pub const PCMU: Codec =
+    Codec { name: "PCMU", clock_rate: 8000, channels: 1, static_pt: Some(0), dynamic_pt: 0 };
+pub const PCMA: Codec =
+    Codec { name: "PCMA", clock_rate: 8000, channels: 1, static_pt: Some(8), dynamic_pt: 8 };
 /// G.722: RTP clock 8000 although it samples at 16 kHz (RFC 3551 §4.5.2).
-pub const G722: Codec = Codec { name: "G722", clock_rate: 8000, channels: 1, static_pt: Some(9), dynamic_pt: 9 };
-pub const OPUS: Codec = Codec { name: "opus", clock_rate: 48000, channels: 2, static_pt: None, dynamic_pt: 111 };
+pub const G722: Codec =
+    Codec { name: "G722", clock_rate: 8000, channels: 1, static_pt: Some(9), dynamic_pt: 9 };
+pub const OPUS: Codec =
+    Codec { name: "opus", clock_rate: 48000, channels: 2, static_pt: None, dynamic_pt: 111 };
 /// RFC 4733 DTMF events at 8 kHz.
 pub const TELEPHONE_EVENT: Codec =
     Codec { name: "telephone-event", clock_rate: 8000, channels: 1, static_pt: None, dynamic_pt: 101 };
@@ -146,7 +150,11 @@ pub fn parse(body: &[u8]) -> Result<Session, SdpError> {
 
 fn attr<'a>(media: &'a Media, name: &str) -> impl Iterator<Item = Option<&'a str>> + 'a {
     let name = name.to_string();
-    media.attributes.iter().filter(move |a| a.attribute.eq_ignore_ascii_case(&name)).map(|a| a.value.as_deref())
+    media
+        .attributes
+        .iter()
+        .filter(move |a| a.attribute.eq_ignore_ascii_case(&name))
+        .map(|a| a.value.as_deref())
 }
 
 /// The payload types of an m-line with what they name: (pt, name, clock, channels, fmtp).
@@ -186,7 +194,9 @@ fn formats(media: &Media) -> Vec<(u8, String, u32, u8, Option<String>)> {
 }
 
 fn codec_matches(codec: &Codec, name: &str, clock: u32, channels: u8) -> bool {
-    codec.name.eq_ignore_ascii_case(name) && codec.clock_rate == clock && (codec.channels == channels || codec.channels == 1 && channels == 1)
+    codec.name.eq_ignore_ascii_case(name)
+        && codec.clock_rate == clock
+        && (codec.channels == channels || codec.channels == 1 && channels == 1)
 }
 
 fn direction_of(media: &Media, session: &Session) -> Direction {
@@ -204,7 +214,8 @@ fn direction_of(media: &Media, session: &Session) -> Direction {
 
 /// The peer's RTP address for an m-line; `Ok(None)` when held (`c=0.0.0.0`) or refused (port 0).
 fn remote_address(media: &Media, session: &Session, mline: usize) -> Result<Option<SocketAddr>, SdpError> {
-    let connection = media.connections.first().or(session.connection.as_ref()).ok_or(SdpError::BadConnection { mline })?;
+    let connection =
+        media.connections.first().or(session.connection.as_ref()).ok_or(SdpError::BadConnection { mline })?;
     let address = connection.connection_address.split('/').next().unwrap_or("");
     let ip: IpAddr = address.parse().map_err(|_| SdpError::BadConnection { mline })?;
     if ip.is_unspecified() || media.port == 0 {
@@ -230,14 +241,17 @@ pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
         codecs.push(TELEPHONE_EVENT);
     }
     let fmt = codecs.iter().map(|c| c.payload_type().to_string()).collect::<Vec<_>>().join(" ");
-    let mut media = Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, fmt);
+    let mut media =
+        Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, fmt);
     for c in &codecs {
         media.attributes.push(Attribute::with_value("rtpmap", c.rtpmap()));
         if *c == TELEPHONE_EVENT {
             media.attributes.push(Attribute::with_value("fmtp", format!("{} 0-16", c.payload_type())));
         }
         if *c == OPUS {
-            media.attributes.push(Attribute::with_value("fmtp", format!("{} useinbandfec=1", c.payload_type())));
+            media
+                .attributes
+                .push(Attribute::with_value("fmtp", format!("{} useinbandfec=1", c.payload_type())));
         }
     }
     media.attributes.push(Attribute::with_value("ptime", local.ptime));
@@ -248,12 +262,20 @@ pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
 }
 
 /// Answers `offer`: the negotiated audio stream and the answer to send, or why not (488).
-pub fn answer(offer: &Session, local: &LocalAudio, session_id: u64, version: u64) -> Result<(Session, AudioStream), SdpError> {
+pub fn answer(
+    offer: &Session,
+    local: &LocalAudio,
+    session_id: u64,
+    version: u64,
+) -> Result<(Session, AudioStream), SdpError> {
     let mut answer = new_session(local, session_id, version);
     let mut chosen: Option<AudioStream> = None;
     let mut audio_seen = None;
     for (mline, m) in offer.medias.iter().enumerate() {
-        let usable = chosen.is_none() && m.media.eq_ignore_ascii_case("audio") && m.proto.eq_ignore_ascii_case("RTP/AVP") && m.port != 0;
+        let usable = chosen.is_none()
+            && m.media.eq_ignore_ascii_case("audio")
+            && m.proto.eq_ignore_ascii_case("RTP/AVP")
+            && m.port != 0;
         if m.media.eq_ignore_ascii_case("audio") {
             audio_seen.get_or_insert(mline);
         }
@@ -266,7 +288,13 @@ pub fn answer(offer: &Session, local: &LocalAudio, session_id: u64, version: u64
             None => {
                 // §6: a refused stream keeps its m-line with port 0.
                 let fmt = m.fmt.split_whitespace().next().unwrap_or("0").to_string();
-                answer.medias.push(Media { port: 0, fmt, attributes: Vec::new(), connections: Vec::new(), ..m.clone() });
+                answer.medias.push(Media {
+                    port: 0,
+                    fmt,
+                    attributes: Vec::new(),
+                    connections: Vec::new(),
+                    ..m.clone()
+                });
             }
         }
     }
@@ -278,10 +306,18 @@ pub fn answer(offer: &Session, local: &LocalAudio, session_id: u64, version: u64
 }
 
 /// Picks our first preferred codec the m-line offers; `Ok(None)` when there is none.
-fn negotiate(offer: &Session, m: &Media, mline: usize, local: &LocalAudio) -> Result<Option<AudioStream>, SdpError> {
+fn negotiate(
+    offer: &Session,
+    m: &Media,
+    mline: usize,
+    local: &LocalAudio,
+) -> Result<Option<AudioStream>, SdpError> {
     let offered = formats(m);
     let pick = local.codecs.iter().find_map(|codec| {
-        offered.iter().find(|(_, name, clock, ch, _)| codec_matches(codec, name, *clock, *ch)).map(|f| (*codec, f.clone()))
+        offered
+            .iter()
+            .find(|(_, name, clock, ch, _)| codec_matches(codec, name, *clock, *ch))
+            .map(|f| (*codec, f.clone()))
     });
     let Some((codec, (payload_type, _, _, _, fmtp))) = pick else {
         return Err(SdpError::NoCommonCodec { mline });
@@ -310,10 +346,14 @@ fn negotiate(offer: &Session, m: &Media, mline: usize, local: &LocalAudio) -> Re
 
 fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media) -> Media {
     let mut fmt = vec![stream.payload_type.to_string()];
-    let mut media = Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, "");
+    let mut media =
+        Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, "");
     let mut rtpmap = Codec { static_pt: Some(stream.payload_type), ..stream.codec }.rtpmap();
     if stream.codec.channels > 1 {
-        rtpmap = format!("{} {}/{}/{}", stream.payload_type, stream.codec.name, stream.codec.clock_rate, stream.codec.channels);
+        rtpmap = format!(
+            "{} {}/{}/{}",
+            stream.payload_type, stream.codec.name, stream.codec.clock_rate, stream.codec.channels
+        );
     }
     media.attributes.push(Attribute::with_value("rtpmap", rtpmap));
     if let Some(fmtp) = &stream.fmtp {

@@ -37,7 +37,14 @@ pub struct Network {
 
 impl Network {
     pub fn new(seed: u64, conditions: Conditions) -> Network {
-        Network { rng: Rng::new(seed), conditions, in_flight: BinaryHeap::new(), sequence: 0, sent: 0, lost: 0 }
+        Network {
+            rng: Rng::new(seed),
+            conditions,
+            in_flight: BinaryHeap::new(),
+            sequence: 0,
+            sent: 0,
+            lost: 0,
+        }
     }
 
     /// Sends a datagram from `from` to `to` at `now`.

@@ -41,13 +41,10 @@ pub fn response_target(top_via: &typed::Via, src: SocketAddr) -> SocketAddr {
         _ => None,
     });
     let sent_by_port = top_via.uri.host_with_port.port.map_or(5060, |p| *p.value());
-    let received = top_via
-        .params
-        .iter()
-        .find_map(|p| match p {
-            Param::Received(ip) => ip.value().parse::<IpAddr>().ok(),
-            _ => None,
-        });
+    let received = top_via.params.iter().find_map(|p| match p {
+        Param::Received(ip) => ip.value().parse::<IpAddr>().ok(),
+        _ => None,
+    });
     match (rport, received) {
         (Some(Some(port)), Some(ip)) => SocketAddr::new(ip, port),
         (Some(_), _) => src,

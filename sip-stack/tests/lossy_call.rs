@@ -56,7 +56,9 @@ fn run(seed: u64, conditions: Conditions) -> Outcome {
     while h.elapsed() < Duration::from_secs(120) {
         while let Some(event) = h.a.poll_event() {
             match event {
-                TxEvent::Response { tx, response } if tx == invite_tx && response.response.status_code.code() == 200 => {
+                TxEvent::Response { tx, response }
+                    if tx == invite_tx && response.response.status_code.code() == 200 =>
+                {
                     // The first 200 makes the dialog; every copy gets the same ACK again.
                     let (dialog, ack) = uac.get_or_insert_with(|| {
                         let dialog = Dialog::uac(&invite, &response, &format!("sip:alice@{A}")).unwrap();
@@ -70,7 +72,9 @@ fn run(seed: u64, conditions: Conditions) -> Outcome {
                         bye_tx = Some(h.a.send_request(h.now, bye, to_b).unwrap());
                     }
                 }
-                TxEvent::Response { tx, response } if Some(tx) == bye_tx && response.response.status_code.code() == 200 => {
+                TxEvent::Response { tx, response }
+                    if Some(tx) == bye_tx && response.response.status_code.code() == 200 =>
+                {
                     out.completed_after = Some(h.elapsed());
                     return out;
                 }
@@ -82,10 +86,21 @@ fn run(seed: u64, conditions: Conditions) -> Outcome {
             let TxEvent::Request { tx, request, .. } = event else { continue };
             match (request.request.method, tx) {
                 (Method::Invite, Some(tx)) => {
-                    h.b.send_response(h.now, tx, response_to(&request, StatusCode::Ringing, Some("b1"), None)).unwrap();
+                    h.b.send_response(
+                        h.now,
+                        tx,
+                        response_to(&request, StatusCode::Ringing, Some("b1"), None),
+                    )
+                    .unwrap();
                     let mut answer = response_to(&request, StatusCode::OK, Some("b1"), None);
-                    sip_stack::response::push_header(&mut answer, rsip::Header::Contact(format!("<sip:1000@{B}>").into()));
-                    ok = Some((Bytes::from(answer.to_string()), OkRetransmit::new(h.now, h.b.config().t1, h.b.config().t2)));
+                    sip_stack::response::push_header(
+                        &mut answer,
+                        rsip::Header::Contact(format!("<sip:1000@{B}>").into()),
+                    );
+                    ok = Some((
+                        Bytes::from(answer.to_string()),
+                        OkRetransmit::new(h.now, h.b.config().t1, h.b.config().t2),
+                    ));
                     h.b.send_response(h.now, tx, answer).unwrap();
                     uas = Some(Dialog::uas(&request, "b1", &format!("sip:1000@{B}"), 1).unwrap());
                 }
@@ -135,7 +150,9 @@ fn invite_ack_bye_completes_at_20_percent_loss() {
     let mut slowest = Duration::ZERO;
     for seed in 0..200 {
         let outcome = run(seed, lossy());
-        let took = outcome.completed_after.unwrap_or_else(|| panic!("seed {seed}: call did not complete: {outcome:?}"));
+        let took = outcome
+            .completed_after
+            .unwrap_or_else(|| panic!("seed {seed}: call did not complete: {outcome:?}"));
         slowest = slowest.max(took);
         resent += outcome.ok_resent;
         acks += outcome.acks_sent;

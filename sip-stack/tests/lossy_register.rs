@@ -52,7 +52,9 @@ fn run(seed: u64) -> Outcome {
         }
         while let Some(event) = h.a.poll_event() {
             match event {
-                TxEvent::Response { tx, response } if Some(tx) == in_flight => client.handle_response(h.now, &response.response),
+                TxEvent::Response { tx, response } if Some(tx) == in_flight => {
+                    client.handle_response(h.now, &response.response)
+                }
                 TxEvent::Timeout { tx } | TxEvent::TransportError { tx } if Some(tx) == in_flight => {
                     client.handle_failure(h.now, RegFailure::Timeout)
                 }
@@ -65,7 +67,8 @@ fn run(seed: u64) -> Outcome {
         // B: a registrar that challenges, then accepts valid credentials.
         while let Some(event) = h.b.poll_event() {
             let TxEvent::Request { tx: Some(tx), request, .. } = event else { continue };
-            let creds = request.request.authorization_header().and_then(|h| DigestResponse::parse(h.value()).ok());
+            let creds =
+                request.request.authorization_header().and_then(|h| DigestResponse::parse(h.value()).ok());
             let accepted = creds.is_some_and(|c| digest.verify(60, "REGISTER", &c, &stored).is_ok());
             let response = if accepted {
                 let mut ok = response_to(&request, StatusCode::OK, Some("srv"), None);

@@ -28,7 +28,9 @@ fn cases() -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "sip"))
-        .map(|e| (e.path().file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (e.path().file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
         .collect();
     cases.sort();
     cases

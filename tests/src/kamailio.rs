@@ -42,9 +42,19 @@ impl Kamailio {
             .replace("@@PASSWORD@@", &self.password);
         let cfg = self.dir.path().join("kamailio.cfg");
         std::fs::write(&cfg, config)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("kamailio.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kamailio.log"))?;
         let child = Command::new("kamailio")
-            .args(["-f", &cfg.display().to_string(), "-P", &self.pid_file().display().to_string(), "-Y", &run])
+            .args([
+                "-f",
+                &cfg.display().to_string(),
+                "-P",
+                &self.pid_file().display().to_string(),
+                "-Y",
+                &run,
+            ])
             .args(["-E", "-DD"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

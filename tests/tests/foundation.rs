@@ -65,7 +65,8 @@ fn malformed_requests_get_400_and_garbage_is_dropped() {
     assert!(reply.starts_with("SIP/2.0 400 Malformed CSeq Header\r\n"), "{reply}");
     assert!(reply.contains("Call-ID: bad-cseq-1\r\n"), "{reply}");
 
-    let truncated = BAD_CSEQ.replace("CSeq: seven", "CSeq: 7").replace("Content-Length: 0", "Content-Length: 50");
+    let truncated =
+        BAD_CSEQ.replace("CSeq: seven", "CSeq: 7").replace("Content-Length: 0", "Content-Length: 50");
     let reply = udp_exchange(gw.sip, truncated.as_bytes(), wait).unwrap().expect("a 400 reply");
     assert!(reply.starts_with("SIP/2.0 400 Content-Length Mismatch\r\n"), "{reply}");
 
@@ -127,7 +128,8 @@ fn room_cli_round_trip(dir: &std::path::Path, database: &str) {
     };
     let (ok, _, err) = run(&["room", "add", "--number", "1000", "--pin", "4321", "--name", "Weekly"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = run(&["room", "add", "--number", "2000", "--moderator-pin", "999", "--max-participants", "5"]);
+    let (ok, _, err) =
+        run(&["room", "add", "--number", "2000", "--moderator-pin", "999", "--max-participants", "5"]);
     assert!(ok, "{err}");
     let (ok, list, err) = run(&["room", "list"]);
     assert!(ok, "{err}");

@@ -29,7 +29,11 @@ fn baresip_registers_with_digest_auth_and_unregisters_on_quit() {
     assert_eq!(bindings.len(), 1, "{bindings:?}");
     assert_eq!(bindings[0]["username"], "alice");
     let contact = bindings[0]["contact"].as_str().unwrap();
-    assert!(contact.contains(&phone.sip.to_string()), "contact {contact} names the phone's address {}", phone.sip);
+    assert!(
+        contact.contains(&phone.sip.to_string()),
+        "contact {contact} names the phone's address {}",
+        phone.sip
+    );
     assert_eq!(bindings[0]["source"], format!("udp:{}", phone.sip));
     let expires_in = (bindings[0]["expires_at_ms"].as_i64().unwrap() - now_ms()) / 1000;
     assert!((590..=600).contains(&expires_in), "granted expiry {expires_in}");

@@ -15,8 +15,8 @@ use sip_stack::transport::{Peer, Transmit, Transport};
 use tokio::sync::{mpsc, watch};
 
 use super::register;
-use super::trunks::Trunks;
 use super::transport::{udp_peer, Inbound, Transports};
+use super::trunks::Trunks;
 use crate::metrics::{self, RequestLabels, ResponseLabels, TransportLabels};
 use crate::state::Shared;
 
@@ -70,7 +70,8 @@ pub async fn run(
 ) {
     let (commands, mut command_rx) = mpsc::channel(1024);
     // Validated at start-up: every name is a known algorithm.
-    let algorithms = shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
+    let algorithms =
+        shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
     let digest = DigestServer::new(shared.config.sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
         .with_algorithms(algorithms);
     let sip = &shared.config.sip;
@@ -101,7 +102,8 @@ pub async fn run(
                 break;
             }
         }
-        let deadline = [core.layer.poll_timeout(), core.trunks.poll_timeout(), stop_by].into_iter().flatten().min();
+        let deadline =
+            [core.layer.poll_timeout(), core.trunks.poll_timeout(), stop_by].into_iter().flatten().min();
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -151,7 +153,13 @@ impl Core {
     }
 
     /// RFC 3261 §8.2: a 400 when the request can still be answered, otherwise a silent drop.
-    fn reject_unparseable(&mut self, peer: Peer, bytes: &[u8], error: &message::ParseError, labels: TransportLabels) {
+    fn reject_unparseable(
+        &mut self,
+        peer: Peer,
+        bytes: &[u8],
+        error: &message::ParseError,
+        labels: TransportLabels,
+    ) {
         let metrics = &self.ctx.shared.metrics;
         let tag = new_tag();
         match message::bad_request(bytes, error, &tag, &self.ctx.shared.config.sip.user_agent) {
@@ -231,12 +239,18 @@ impl Core {
                 tokio::spawn(register::handle(self.ctx.clone(), tx, request, from));
             }
             _ if shared.is_draining() => {
-                let mut response = response_to(&request, StatusCode::ServiceUnavailable, Some(&new_tag()), self.ctx.server());
+                let mut response = response_to(
+                    &request,
+                    StatusCode::ServiceUnavailable,
+                    Some(&new_tag()),
+                    self.ctx.server(),
+                );
                 push_header(&mut response, Header::RetryAfter("30".into()));
                 self.respond(tx, response);
             }
             _ => {
-                let mut response = response_to(&request, StatusCode::NotImplemented, Some(&new_tag()), self.ctx.server());
+                let mut response =
+                    response_to(&request, StatusCode::NotImplemented, Some(&new_tag()), self.ctx.server());
                 push_header(&mut response, Header::Allow(ALLOW.into()));
                 self.respond(tx, response);
             }

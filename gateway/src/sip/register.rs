@@ -50,13 +50,20 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
     let verified = {
         // One lock around the nonce counts; held for a hash, never across an await.
         let mut digest = ctx.digest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        digest.verify(now_secs, request.request.method.to_string().as_str(), &credentials, user.ha1(credentials.algorithm))
+        digest.verify(
+            now_secs,
+            request.request.method.to_string().as_str(),
+            &credentials,
+            user.ha1(credentials.algorithm),
+        )
     };
     match verified {
         Ok(()) => {}
         // An old or unknown nonce (say, from before a restart): challenge again.
         Err(VerifyError::Stale) => return challenge(ctx, request, now_secs, true),
-        Err(VerifyError::ForeignNonce | VerifyError::Replay(_)) => return challenge(ctx, request, now_secs, false),
+        Err(VerifyError::ForeignNonce | VerifyError::Replay(_)) => {
+            return challenge(ctx, request, now_secs, false)
+        }
         Err(e) => {
             tracing::info!(username = %credentials.username, src = %from.addr, error = %e, "REGISTER refused");
             return reply(StatusCode::Forbidden);

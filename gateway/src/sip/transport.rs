@@ -19,13 +19,28 @@ use crate::state::Shared;
 #[derive(Debug)]
 pub enum Inbound {
     /// A datagram on UDP socket number `socket`.
-    Datagram { socket: usize, src: SocketAddr, bytes: Bytes },
+    Datagram {
+        socket: usize,
+        src: SocketAddr,
+        bytes: Bytes,
+    },
     /// A whole message framed from a stream.
-    Stream { conn: ConnectionId, src: SocketAddr, bytes: Bytes },
+    Stream {
+        conn: ConnectionId,
+        src: SocketAddr,
+        bytes: Bytes,
+    },
     /// A CRLFCRLF keep-alive (RFC 5626 §4.4.1), answered in order with what precedes it.
-    Ping { conn: ConnectionId },
-    Connected { conn: ConnectionId, writer: mpsc::Sender<Bytes> },
-    Closed { conn: ConnectionId },
+    Ping {
+        conn: ConnectionId,
+    },
+    Connected {
+        conn: ConnectionId,
+        writer: mpsc::Sender<Bytes>,
+    },
+    Closed {
+        conn: ConnectionId,
+    },
 }
 
 /// The core's way out: UDP sockets by index, TCP connections by id.
@@ -98,7 +113,12 @@ async fn closed(mut closing: watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await;
 }
 
-pub async fn read_udp(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, closing: watch::Receiver<bool>) {
+pub async fn read_udp(
+    index: usize,
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<Inbound>,
+    closing: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 65_535];
     let done = closed(closing);
     tokio::pin!(done);
@@ -127,7 +147,12 @@ pub async fn read_udp(index: usize, socket: Arc<UdpSocket>, tx: mpsc::Sender<Inb
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-pub async fn accept_tcp(listener: TcpListener, tx: mpsc::Sender<Inbound>, shared: Arc<Shared>, closing: watch::Receiver<bool>) {
+pub async fn accept_tcp(
+    listener: TcpListener,
+    tx: mpsc::Sender<Inbound>,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
+) {
     // No new connections once shutdown begins.
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);

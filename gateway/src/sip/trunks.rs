@@ -47,7 +47,12 @@ pub struct Trunks {
 
 impl Trunks {
     /// `local` is the UDP listener REGISTERs are sent from.
-    pub fn new(configs: &[TrunkConfig], local: SocketAddr, public: Option<IpAddr>, user_agent: &str) -> Trunks {
+    pub fn new(
+        configs: &[TrunkConfig],
+        local: SocketAddr,
+        public: Option<IpAddr>,
+        user_agent: &str,
+    ) -> Trunks {
         let runners = configs
             .iter()
             .filter(|t| t.register)
@@ -61,7 +66,8 @@ impl Trunks {
                     .unwrap_or(local.ip());
                 let local = SocketAddr::new(ip, local.port());
                 let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
-                let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
+                let uri =
+                    |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
                 let registrar = match &t.domain {
                     Some(domain) => uri(format!("sip:{domain}")),
                     None => uri(format!("sip:{}", proxy.host_with_port)),
@@ -131,7 +137,13 @@ impl Trunks {
     }
 
     /// Takes the transaction events that belong to a trunk; returns the others.
-    pub fn on_event(&mut self, now: Instant, event: TxEvent, layer: &mut TransactionLayer, shared: &Arc<Shared>) -> Option<TxEvent> {
+    pub fn on_event(
+        &mut self,
+        now: Instant,
+        event: TxEvent,
+        layer: &mut TransactionLayer,
+        shared: &Arc<Shared>,
+    ) -> Option<TxEvent> {
         let (tx, outcome) = match &event {
             TxEvent::Response { tx, response } => (*tx, Ok(&response.response)),
             TxEvent::Timeout { tx } => (*tx, Err(RegFailure::Timeout)),

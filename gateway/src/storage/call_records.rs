@@ -86,11 +86,7 @@ impl Storage {
                 Ok(CallRecord {
                     leg_id: row.try_get("leg_id")?,
                     call_id: row.try_get("call_id")?,
-                    direction: if direction == "outbound" {
-                        Direction::Outbound
-                    } else {
-                        Direction::Inbound
-                    },
+                    direction: if direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
                     from_uri: row.try_get("from_uri")?,
                     to_uri: row.try_get("to_uri")?,
                     room_number: row.try_get("room_number")?,

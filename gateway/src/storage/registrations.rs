@@ -56,7 +56,11 @@ impl Storage {
         self.select_bindings(None, now_ms).await
     }
 
-    async fn select_bindings(&self, username: Option<&str>, now_ms: i64) -> Result<Vec<Binding>, StorageError> {
+    async fn select_bindings(
+        &self,
+        username: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Binding>, StorageError> {
         sqlx::query(
             "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent
              FROM registrations WHERE ($1 IS NULL OR username = $1) AND expires_at > $2

@@ -100,9 +100,8 @@ impl Storage {
         )
         .fetch_all(&self.pool)
         .await?;
-        let dids = sqlx::query("SELECT did, room_number FROM room_dids ORDER BY did")
-            .fetch_all(&self.pool)
-            .await?;
+        let dids =
+            sqlx::query("SELECT did, room_number FROM room_dids ORDER BY did").fetch_all(&self.pool).await?;
         let mut rooms = rows.iter().map(room_from_row).collect::<Result<Vec<_>, _>>()?;
         for row in dids {
             let (did, number): (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -134,11 +133,10 @@ impl Storage {
 
     /// The room a trunk's called number (DID) leads to.
     pub async fn room_for_did(&self, did: &str) -> Result<Option<Room>, StorageError> {
-        let number: Option<String> =
-            sqlx::query_scalar("SELECT room_number FROM room_dids WHERE did = $1")
-                .bind(did)
-                .fetch_optional(&self.pool)
-                .await?;
+        let number: Option<String> = sqlx::query_scalar("SELECT room_number FROM room_dids WHERE did = $1")
+            .bind(did)
+            .fetch_optional(&self.pool)
+            .await?;
         match number {
             Some(number) => self.room(&number).await,
             None => Ok(None),
@@ -200,21 +198,19 @@ impl Storage {
     pub async fn remove_room(&self, number: &str) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         // Explicit, so it holds even on a connection without foreign key enforcement.
-        sqlx::query("DELETE FROM room_dids WHERE room_number = $1")
-            .bind(number)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM rooms WHERE number = $1")
-            .bind(number)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM room_dids WHERE room_number = $1").bind(number).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM rooms WHERE number = $1").bind(number).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 /// Adds a room's DIDs inside its transaction; a DID taken by another room is a Duplicate.
-async fn insert_dids(tx: &mut sqlx::Transaction<'_, sqlx::Any>, number: &str, dids: &[String]) -> Result<(), StorageError> {
+async fn insert_dids(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    number: &str,
+    dids: &[String],
+) -> Result<(), StorageError> {
     for did in dids {
         sqlx::query("INSERT INTO room_dids (did, room_number) VALUES ($1, $2)")
             .bind(did)

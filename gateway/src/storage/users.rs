@@ -85,12 +85,11 @@ impl Storage {
     }
 
     pub async fn user(&self, username: &str) -> Result<Option<SipUser>, StorageError> {
-        let row = sqlx::query(
-            "SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -106,14 +105,9 @@ impl Storage {
     /// Removes an account and its registrations; `false` when there was none.
     pub async fn remove_user(&self, username: &str) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM registrations WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM sip_users WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM registrations WHERE username = $1").bind(username).execute(&mut *tx).await?;
+        let done =
+            sqlx::query("DELETE FROM sip_users WHERE username = $1").bind(username).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

@@ -177,7 +177,12 @@ impl Leg {
             jitter: JitterBuffer::new(codec.rtp_clock(), Duration::from_millis(20)),
             decoder: Decoder::new(codec),
             encoder: Encoder::new(codec),
-            sender: RtpSender::new(config.ssrc, config.payload_type, config.first_seq, config.first_timestamp),
+            sender: RtpSender::new(
+                config.ssrc,
+                config.payload_type,
+                config.first_seq,
+                config.first_timestamp,
+            ),
             events: EventReceiver::default(),
             inband: (config.inband_dtmf && rate == 8000).then(ToneDetector::new),
             up: Resampler::new(rate, conference_rate),
@@ -202,7 +207,9 @@ impl Leg {
         let h = &packet.header;
         match self.receiver.receive(now, h) {
             Received::Accept { .. } => {}
-            Received::NewSource { .. } => self.jitter = JitterBuffer::new(self.config.codec.rtp_clock(), Duration::from_millis(20)),
+            Received::NewSource { .. } => {
+                self.jitter = JitterBuffer::new(self.config.codec.rtp_clock(), Duration::from_millis(20))
+            }
             Received::Probation | Received::Discard => return Heard::Nothing,
         }
         if Some(h.payload_type) == self.config.telephone_event {

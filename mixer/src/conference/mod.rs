@@ -18,8 +18,8 @@ use bytes::Bytes;
 use crate::codec::{AudioCodec, Encoder};
 use crate::mix::MixBus;
 use crate::resample::Resampler;
-pub use leg::{LegConfig, LegStats};
 use leg::{Heard, Leg, Prompt};
+pub use leg::{LegConfig, LegStats};
 
 /// A leg's handle within its conference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,11 +31,20 @@ pub struct LegId {
 /// What the owner of the conference should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConferenceEvent {
-    Dtmf { leg: LegId, digit: char },
-    SpeakingStarted { leg: LegId },
-    SpeakingStopped { leg: LegId },
+    Dtmf {
+        leg: LegId,
+        digit: char,
+    },
+    SpeakingStarted {
+        leg: LegId,
+    },
+    SpeakingStopped {
+        leg: LegId,
+    },
     /// A prompt finished: played to one leg, or to everyone (`None`).
-    PromptFinished { leg: Option<LegId> },
+    PromptFinished {
+        leg: Option<LegId>,
+    },
 }
 
 /// Who hears a prompt.
@@ -100,7 +109,11 @@ impl Conference {
             bus: MixBus::new(frame),
             shared: CODECS
                 .iter()
-                .map(|&c| SharedStream { encoder: Encoder::new(c), down: Resampler::new(rate, c.pcm_rate()), payload: None })
+                .map(|&c| SharedStream {
+                    encoder: Encoder::new(c),
+                    down: Resampler::new(rate, c.pcm_rate()),
+                    payload: None,
+                })
                 .collect(),
             prompt: None,
             events: VecDeque::new(),

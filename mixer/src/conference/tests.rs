@@ -155,7 +155,11 @@ fn silent_listeners_share_one_encode_per_codec() {
 
 #[test]
 fn a_talker_falling_silent_joins_the_shared_stream_seamlessly() {
-    let mut room = Room::new(&[(AudioCodec::G722, Some(FREQS[0])), (AudioCodec::G722, Some(FREQS[1])), (AudioCodec::G722, None)]);
+    let mut room = Room::new(&[
+        (AudioCodec::G722, Some(FREQS[0])),
+        (AudioCodec::G722, Some(FREQS[1])),
+        (AudioCodec::G722, None),
+    ]);
     room.run(60);
     room.phones[1].tone = None;
     room.run(60);
@@ -166,7 +170,11 @@ fn a_talker_falling_silent_joins_the_shared_stream_seamlessly() {
 
 #[test]
 fn mute_and_deaf() {
-    let mut room = Room::new(&[(AudioCodec::Pcmu, Some(FREQS[0])), (AudioCodec::Pcmu, Some(FREQS[1])), (AudioCodec::Pcmu, None)]);
+    let mut room = Room::new(&[
+        (AudioCodec::Pcmu, Some(FREQS[0])),
+        (AudioCodec::Pcmu, Some(FREQS[1])),
+        (AudioCodec::Pcmu, None),
+    ]);
     room.run(50);
     assert!(room.conference.set_muted(room.phones[0].leg, true));
     assert!(room.conference.set_deaf(room.phones[2].leg, true));
@@ -183,7 +191,8 @@ fn telephone_events_become_digits() {
     room.run(5);
     let leg = room.phones[0].leg;
     for (ts, end) in [(9000u32, false), (9000, true), (9000, true), (9800, true)] {
-        let payload = Bytes::copy_from_slice(&EventReport { event: 5, end, volume: 10, duration: 400 }.to_bytes());
+        let payload =
+            Bytes::copy_from_slice(&EventReport { event: 5, end, volume: 10, duration: 400 }.to_bytes());
         let packet = room.phones[0].sender.event_packet(101, ts, false, payload);
         room.conference.receive(room.now, leg, &packet);
     }
@@ -225,7 +234,10 @@ fn speaking_events_with_hangover() {
     assert!(room.events.contains(&ConferenceEvent::SpeakingStarted { leg }));
     room.phones[0].tone = None;
     room.run(10);
-    assert!(!room.events.contains(&ConferenceEvent::SpeakingStopped { leg }), "200 ms pause is still the same spurt");
+    assert!(
+        !room.events.contains(&ConferenceEvent::SpeakingStopped { leg }),
+        "200 ms pause is still the same spurt"
+    );
     room.run(20);
     assert!(room.events.contains(&ConferenceEvent::SpeakingStopped { leg }));
 }

@@ -1,7 +1,7 @@
 //! The jitter buffer under seeded network simulations.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -34,12 +34,20 @@ struct Run {
 /// 20 ms G.711 frames for `seconds`; each packet is lost with `loss`, delayed 20 ms plus
 /// uniform jitter up to `jitter` (so they reorder); the mixer ticks every 20 ms.
 fn simulate(seed: u64, seconds: u32, loss: f64, jitter: Duration, start_ts: u32) -> Run {
-    simulate_with(seed, seconds, loss, start_ts, |_, rng| Duration::from_millis(20) + jitter.mul_f64(rng.next()))
+    simulate_with(seed, seconds, loss, start_ts, |_, rng| {
+        Duration::from_millis(20) + jitter.mul_f64(rng.next())
+    })
 }
 
 /// As [`simulate`], with the one-way delay of the packet sent at each tick given by `delay`.
 #[allow(clippy::disallowed_methods)] // the origin of virtual time
-fn simulate_with(seed: u64, seconds: u32, loss: f64, start_ts: u32, delay: impl Fn(u32, &mut Rng) -> Duration) -> Run {
+fn simulate_with(
+    seed: u64,
+    seconds: u32,
+    loss: f64,
+    start_ts: u32,
+    delay: impl Fn(u32, &mut Rng) -> Duration,
+) -> Run {
     let mut rng = Rng(seed);
     let t0 = Instant::now();
     let frame = Duration::from_millis(20);
@@ -97,7 +105,10 @@ fn loss_jitter_and_reordering_cost_no_more_than_the_loss() {
         // After the first 10 s the target is steady, and covers the 60 ms of jitter.
         let steady = &run.targets[10..];
         let (lo, hi) = (steady.iter().min().unwrap(), steady.iter().max().unwrap());
-        assert!(*lo >= Duration::from_millis(60) && *hi <= Duration::from_millis(90), "seed {seed}: target {lo:?}..{hi:?}");
+        assert!(
+            *lo >= Duration::from_millis(60) && *hi <= Duration::from_millis(90),
+            "seed {seed}: target {lo:?}..{hi:?}"
+        );
         assert!(*hi - *lo <= Duration::from_millis(10), "seed {seed}: target wanders {lo:?}..{hi:?}");
         assert!(run.played.len() as u64 + s.stalls >= 2900, "seed {seed}: playout stopped");
     }

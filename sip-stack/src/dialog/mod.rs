@@ -84,17 +84,27 @@ pub struct Dialog {
 
 impl Dialog {
     /// §12.1.1: the UAS side, from the INVITE and the tag we put in our response's To.
-    pub fn uas(invite: &InboundRequest, local_tag: &str, local_contact: &str, initial_seq: u32) -> Result<Dialog, DialogError> {
+    pub fn uas(
+        invite: &InboundRequest,
+        local_tag: &str,
+        local_contact: &str,
+        initial_seq: u32,
+    ) -> Result<Dialog, DialogError> {
         let remote_tag = invite.envelope.from.tag().ok_or(DialogError::NoTag)?.to_string();
         let remote_target = contact_uri(&invite.request.headers).ok_or(DialogError::NoContact)?;
         let to = header_value(&invite.request.headers, |h| matches!(h, Header::To(_))).unwrap_or_default();
         Ok(Dialog {
-            id: DialogId { call_id: invite.envelope.call_id.clone(), local_tag: local_tag.into(), remote_tag },
+            id: DialogId {
+                call_id: invite.envelope.call_id.clone(),
+                local_tag: local_tag.into(),
+                remote_tag,
+            },
             state: DialogState::Confirmed,
             local_seq: initial_seq,
             remote_seq: Some(invite.envelope.cseq.seq),
             local_party: with_tag(&to, local_tag),
-            remote_party: header_value(&invite.request.headers, |h| matches!(h, Header::From(_))).unwrap_or_default(),
+            remote_party: header_value(&invite.request.headers, |h| matches!(h, Header::From(_)))
+                .unwrap_or_default(),
             remote_target,
             route_set: record_routes(&invite.request.headers),
             local_contact: local_contact.into(),
@@ -102,7 +112,11 @@ impl Dialog {
     }
 
     /// §12.1.2: the UAC side, from our INVITE and a 1xx (with To tag) or 2xx to it.
-    pub fn uac(invite: &Request, response: &InboundResponse, local_contact: &str) -> Result<Dialog, DialogError> {
+    pub fn uac(
+        invite: &Request,
+        response: &InboundResponse,
+        local_contact: &str,
+    ) -> Result<Dialog, DialogError> {
         let id = DialogId::of_response(response).ok_or(DialogError::NoTag)?;
         let remote_target = contact_uri(&response.response.headers).ok_or(DialogError::NoContact)?;
         let mut route_set = record_routes(&response.response.headers);
@@ -115,7 +129,8 @@ impl Dialog {
             local_seq,
             remote_seq: None,
             local_party: header_value(&invite.headers, |h| matches!(h, Header::From(_))).unwrap_or_default(),
-            remote_party: header_value(&response.response.headers, |h| matches!(h, Header::To(_))).unwrap_or_default(),
+            remote_party: header_value(&response.response.headers, |h| matches!(h, Header::To(_)))
+                .unwrap_or_default(),
             remote_target,
             route_set,
             local_contact: local_contact.into(),
@@ -229,7 +244,9 @@ fn record_routes(headers: &rsip::Headers) -> Vec<String> {
     headers
         .iter()
         .filter_map(|h| match h {
-            Header::RecordRoute(r) => Some(split_list(r.value()).into_iter().map(str::to_string).collect::<Vec<_>>()),
+            Header::RecordRoute(r) => {
+                Some(split_list(r.value()).into_iter().map(str::to_string).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .flatten()

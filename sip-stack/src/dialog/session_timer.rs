@@ -74,7 +74,9 @@ impl UasDecision {
 /// `Session-Expires` (or its compact form `x`): interval and refresher.
 fn session_expires(headers: &rsip::Headers) -> Option<(u32, Option<Refresher>)> {
     headers.iter().find_map(|h| match h {
-        Header::Other(name, value) if name.eq_ignore_ascii_case("Session-Expires") || name.eq_ignore_ascii_case("x") => {
+        Header::Other(name, value)
+            if name.eq_ignore_ascii_case("Session-Expires") || name.eq_ignore_ascii_case("x") =>
+        {
             let mut parts = value.split(';');
             let interval = parts.next()?.trim().parse().ok()?;
             let refresher = parts.find_map(|p| {
@@ -156,7 +158,12 @@ pub struct SessionTimer {
 
 impl SessionTimer {
     pub fn new(now: Instant, interval_secs: u32, we_refresh: bool) -> SessionTimer {
-        SessionTimer { interval: Duration::from_secs(u64::from(interval_secs)), we_refresh, last_refresh: now, refresh_sent: false }
+        SessionTimer {
+            interval: Duration::from_secs(u64::from(interval_secs)),
+            we_refresh,
+            last_refresh: now,
+            refresh_sent: false,
+        }
     }
 
     /// A refresh succeeded (sent or received), possibly with a new interval or refresher.
@@ -229,7 +236,8 @@ mod tests {
             negotiate_uas(&invite("Supported: timer\r\nSession-Expires: 300\r\nMin-SE: 400\r\n"), &policy),
             UasDecision::Use { interval: 400, refresher: Refresher::Uac, require_timer: true }
         );
-        let headers = UasDecision::Use { interval: 600, refresher: Refresher::Uas, require_timer: true }.response_headers();
+        let headers = UasDecision::Use { interval: 600, refresher: Refresher::Uas, require_timer: true }
+            .response_headers();
         let text: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
         assert_eq!(text, ["Session-Expires: 600;refresher=uas", "Require: timer"]);
     }
@@ -238,7 +246,10 @@ mod tests {
     fn uac_reads_the_2xx() {
         let ok = |se: &str| {
             Response::try_from(
-                format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n{se}Content-Length: 0\r\n\r\n").as_str(),
+                format!(
+                    "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n{se}Content-Length: 0\r\n\r\n"
+                )
+                .as_str(),
             )
             .unwrap()
         };

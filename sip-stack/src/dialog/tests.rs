@@ -68,11 +68,15 @@ fn cseq_order_and_target_refresh() {
                 .replace("sip:alice@10.0.0.5:5060>", &format!("{contact}>")),
         )
     };
-    assert_eq!(d.on_request(&reinvite(10, "sip:alice@10.0.0.6")), Err(DialogError::CSeqOutOfOrder { got: 10, expected: 11 }));
+    assert_eq!(
+        d.on_request(&reinvite(10, "sip:alice@10.0.0.6")),
+        Err(DialogError::CSeqOutOfOrder { got: 10, expected: 11 })
+    );
     d.on_request(&reinvite(11, "sip:alice@10.0.0.6")).unwrap();
     assert_eq!(d.remote_target().to_string(), "sip:alice@10.0.0.6");
     // ACK carries the INVITE's number and is not an ordering violation.
-    let ack = inbound_request(&INVITE.replace("INVITE sip", "ACK sip").replace("CSeq: 10 INVITE", "CSeq: 11 ACK"));
+    let ack =
+        inbound_request(&INVITE.replace("INVITE sip", "ACK sip").replace("CSeq: 10 INVITE", "CSeq: 11 ACK"));
     d.on_request(&ack).unwrap();
 }
 
@@ -97,7 +101,10 @@ fn uac_dialog_reverses_the_route_set_and_acks_2xx() {
 
 #[test]
 fn strict_router_takes_the_request_uri() {
-    let strict = INVITE.replace("Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr>\r\n", "Record-Route: <sip:strict.example>\r\n");
+    let strict = INVITE.replace(
+        "Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr>\r\n",
+        "Record-Route: <sip:strict.example>\r\n",
+    );
     let mut d = Dialog::uas(&inbound_request(&strict), "g1", "sip:1000@10.0.0.9", 1).unwrap();
     let bye = d.request(Method::Bye, "SIP/2.0/UDP 10.0.0.9:5060", "z9hG4bKs").to_string();
     assert!(bye.starts_with("BYE sip:strict.example SIP/2.0\r\n"), "{bye}");
@@ -109,7 +116,10 @@ fn dialogs_need_tags_and_contacts() {
     let no_tag = INVITE.replace(";tag=a1", "");
     assert_eq!(Dialog::uas(&inbound_request(&no_tag), "g", "sip:x", 1).unwrap_err(), DialogError::NoTag);
     let no_contact = INVITE.replace("Contact: <sip:alice@10.0.0.5:5060>\r\n", "");
-    assert_eq!(Dialog::uas(&inbound_request(&no_contact), "g", "sip:x", 1).unwrap_err(), DialogError::NoContact);
+    assert_eq!(
+        Dialog::uas(&inbound_request(&no_contact), "g", "sip:x", 1).unwrap_err(),
+        DialogError::NoContact
+    );
 }
 
 #[allow(clippy::disallowed_methods)] // the origin of virtual time

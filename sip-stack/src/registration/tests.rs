@@ -69,7 +69,10 @@ struct Registrar {
 
 impl Registrar {
     fn new(password: &str) -> Registrar {
-        Registrar { digest: DigestServer::new("carrier", [3; 32], 300).with_algorithms(vec![Algorithm::Md5]), password: password.into() }
+        Registrar {
+            digest: DigestServer::new("carrier", [3; 32], 300).with_algorithms(vec![Algorithm::Md5]),
+            password: password.into(),
+        }
     }
 
     /// 401 without valid credentials, 200 granting `grant` seconds with them.
@@ -83,8 +86,12 @@ impl Registrar {
             let contact = header(request, "Contact").unwrap();
             reply(request, 200, None, &[format!("Contact: {contact};expires={grant}")])
         } else {
-            let challenges: Vec<String> =
-                self.digest.challenges(now_secs, false).into_iter().map(|c| format!("WWW-Authenticate: {c}")).collect();
+            let challenges: Vec<String> = self
+                .digest
+                .challenges(now_secs, false)
+                .into_iter()
+                .map(|c| format!("WWW-Authenticate: {c}"))
+                .collect();
             reply(request, 401, None, &challenges)
         }
     }
@@ -171,8 +178,12 @@ fn stale_nonce_is_answered_again() {
     let first = client.poll_request().unwrap();
     client.handle_response(t0, &registrar.answer(&first, 0, 300));
     let second = client.poll_request().unwrap();
-    let stale: Vec<String> =
-        registrar.digest.challenges(400, true).into_iter().map(|c| format!("WWW-Authenticate: {c}")).collect();
+    let stale: Vec<String> = registrar
+        .digest
+        .challenges(400, true)
+        .into_iter()
+        .map(|c| format!("WWW-Authenticate: {c}"))
+        .collect();
     client.handle_response(t0, &reply(&second, 401, None, &stale));
     assert!(matches!(client.state(), RegState::Registering));
     let third = client.poll_request().unwrap();

@@ -61,7 +61,10 @@ fn answers_baresip_with_our_preferred_codec_and_dtmf() {
     assert_eq!((stream.direction, stream.ptime, stream.rtcp_mux), (Direction::SendRecv, Some(20), true));
     let text = answer.to_string();
     assert!(text.contains("m=audio 20000 RTP/AVP 9 101\r\n"), "{text}");
-    assert!(text.contains("a=rtpmap:9 G722/8000\r\n") && text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
+    assert!(
+        text.contains("a=rtpmap:9 G722/8000\r\n") && text.contains("a=rtpmap:101 telephone-event/8000\r\n"),
+        "{text}"
+    );
     assert!(text.contains("c=IN IP4 127.0.0.1\r\n") && text.contains("a=rtcp-mux\r\n"), "{text}");
     // Our answer is valid SDP.
     assert_eq!(parse(text.as_bytes()).unwrap(), answer);
@@ -85,8 +88,13 @@ fn answers_chrome_with_opus_under_its_payload_type_and_refuses_video() {
 
 #[test]
 fn no_common_codec_names_the_mline() {
-    let gsm_only = BARESIP_OFFER.replace("RTP/AVP 0 8 9 101", "RTP/AVP 3").replace("a=rtpmap:0", "a=rtpmap:3 GSM/8000\r\na=x:0");
-    assert_eq!(answer(&sdp(&gsm_only), &local(&[PCMU]), 1, 1).unwrap_err(), SdpError::NoCommonCodec { mline: 0 });
+    let gsm_only = BARESIP_OFFER
+        .replace("RTP/AVP 0 8 9 101", "RTP/AVP 3")
+        .replace("a=rtpmap:0", "a=rtpmap:3 GSM/8000\r\na=x:0");
+    assert_eq!(
+        answer(&sdp(&gsm_only), &local(&[PCMU]), 1, 1).unwrap_err(),
+        SdpError::NoCommonCodec { mline: 0 }
+    );
     let video_only = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
     assert_eq!(answer(&sdp(video_only), &local(&[PCMU]), 1, 1).unwrap_err(), SdpError::NoAudio);
     assert!(matches!(parse(b"this is not sdp"), Err(SdpError::Parse(_))));
@@ -103,7 +111,10 @@ fn hold_offers_are_mirrored() {
     let (_, stream) = super::answer(&sdp(&old_hold), &local(&[PCMU]), 1, 2).unwrap();
     assert_eq!((stream.remote, stream.direction), (None, Direction::RecvOnly));
     let inactive = BARESIP_OFFER.replace("a=sendrecv", "a=inactive");
-    assert_eq!(super::answer(&sdp(&inactive), &local(&[PCMU]), 1, 2).unwrap().1.direction, Direction::Inactive);
+    assert_eq!(
+        super::answer(&sdp(&inactive), &local(&[PCMU]), 1, 2).unwrap().1.direction,
+        Direction::Inactive
+    );
     // Our own hold: we offer sendonly, the peer answers recvonly.
     let mut holding = local(&[PCMU]);
     holding.direction = Direction::SendOnly;
@@ -113,7 +124,9 @@ fn hold_offers_are_mirrored() {
 
 #[test]
 fn dynamic_payload_types_are_followed() {
-    let offer = BARESIP_OFFER.replace("RTP/AVP 0 8 9 101", "RTP/AVP 96 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2");
+    let offer = BARESIP_OFFER
+        .replace("RTP/AVP 0 8 9 101", "RTP/AVP 96 101")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:96 opus/48000/2");
     let (answer, stream) = answer(&sdp(&offer), &local(&[OPUS]), 1, 1).unwrap();
     assert_eq!(stream.payload_type, 96);
     assert!(answer.to_string().contains("a=rtpmap:96 opus/48000/2\r\n"));

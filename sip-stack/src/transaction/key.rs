@@ -15,7 +15,14 @@ pub enum TxKey {
     /// Server side, RFC 3261: branch, sent-by and method, ACK counted as INVITE (§17.2.3).
     Server { branch: String, sent_by: String, method: String },
     /// Server side, RFC 2543 peers without the magic cookie: the request's identity (§17.2.3).
-    Server2543 { request_uri: String, from_tag: String, call_id: String, cseq: u32, method: String, via: String },
+    Server2543 {
+        request_uri: String,
+        from_tag: String,
+        call_id: String,
+        cseq: u32,
+        method: String,
+        via: String,
+    },
 }
 
 /// ACK and CANCEL belong to the INVITE they acknowledge or cancel; only ACK shares its
@@ -44,11 +51,9 @@ pub fn cancelled_invite_key(request_uri: &str, envelope: &Envelope) -> TxKey {
 fn server_key_for(method: String, request_uri: &str, envelope: &Envelope) -> TxKey {
     let via = &envelope.top_via;
     match branch(via) {
-        Some(branch) if branch.starts_with(MAGIC_COOKIE) => TxKey::Server {
-            branch,
-            sent_by: via.uri.host_with_port.to_string().to_ascii_lowercase(),
-            method,
-        },
+        Some(branch) if branch.starts_with(MAGIC_COOKIE) => {
+            TxKey::Server { branch, sent_by: via.uri.host_with_port.to_string().to_ascii_lowercase(), method }
+        }
         _ => TxKey::Server2543 {
             request_uri: request_uri.to_string(),
             from_tag: envelope.from.tag().map(|t| t.to_string()).unwrap_or_default(),

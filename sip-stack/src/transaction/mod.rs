@@ -20,8 +20,8 @@ use bytes::Bytes;
 use rsip::prelude::*;
 use rsip::{Header, Method, Request, Response, StatusCode};
 
-pub use key::MAGIC_COOKIE;
 use key::TxKey;
+pub use key::MAGIC_COOKIE;
 pub use timers::{Timer, TimerConfig, TimerTable};
 
 use crate::message::{request_bytes, response_bytes, InboundRequest, InboundResponse};
@@ -84,12 +84,16 @@ pub struct TxStats {
 
 #[derive(Debug)]
 enum ClientInvite {
-    Calling { interval: Duration },
+    Calling {
+        interval: Duration,
+    },
     Proceeding,
     /// RFC 6026 §8.4: a 2xx arrived; further 2xx go to the TU until Timer M.
     Accepted,
     /// A non-2xx final arrived and was ACKed; retransmissions of it get the ACK again.
-    Completed { ack: Bytes },
+    Completed {
+        ack: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -101,8 +105,13 @@ enum ClientNonInvite {
 
 #[derive(Debug)]
 enum ServerInvite {
-    Proceeding { provisional: Bytes },
-    Completed { response: Bytes, interval: Duration },
+    Proceeding {
+        provisional: Bytes,
+    },
+    Completed {
+        response: Bytes,
+        interval: Duration,
+    },
     Confirmed,
     /// RFC 6026 §8.7: a 2xx was sent; INVITE retransmissions are absorbed until Timer L.
     Accepted,
@@ -611,7 +620,10 @@ impl TransactionLayer {
                 self.io.stats.retransmissions += 1;
             }
             (State::InviteClient(ClientInvite::Calling { .. }), Timer::B)
-            | (State::NonInviteClient(ClientNonInvite::Trying { .. } | ClientNonInvite::Proceeding), Timer::F) => {
+            | (
+                State::NonInviteClient(ClientNonInvite::Trying { .. } | ClientNonInvite::Proceeding),
+                Timer::F,
+            ) => {
                 self.terminate(id);
                 self.io.stats.timeouts += 1;
                 self.io.events.push_back(TxEvent::Timeout { tx: ClientTx(id) });

@@ -71,7 +71,13 @@ impl Sim {
         // The only clock read: the origin of virtual time.
         #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
-        Sim { layer: TransactionLayer::new(TimerConfig::default()), t0, now: t0, sent: vec![], events: vec![] }
+        Sim {
+            layer: TransactionLayer::new(TimerConfig::default()),
+            t0,
+            now: t0,
+            sent: vec![],
+            events: vec![],
+        }
     }
 
     fn at(&self) -> Duration {
@@ -127,10 +133,7 @@ fn timer_e_caps_at_t2_and_timer_f_fires_at_32s() {
     sim.drain();
     sim.run_until(40.0);
     // 0.5, 1, 2, 4, then every T2 = 4 s (§17.1.2.2); F at 64·T1.
-    assert_eq!(
-        sim.sent_times("OPTIONS"),
-        [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
-    );
+    assert_eq!(sim.sent_times("OPTIONS"), [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]);
     assert_eq!(sim.events, [(Duration::from_secs(32), TxEvent::Timeout { tx })]);
 }
 
@@ -189,7 +192,10 @@ fn non_2xx_final_is_acked_by_the_transaction() {
     assert_eq!(acks.len(), 1);
     let ack = acks[0];
     assert!(ack.starts_with("ACK sip:1000@127.0.0.1 SIP/2.0\r\n"), "{ack}");
-    assert!(ack.contains("branch=z9hG4bKb") && ack.contains("CSeq: 1 ACK") && ack.contains("tag=b2"), "{ack}");
+    assert!(
+        ack.contains("branch=z9hG4bKb") && ack.contains("CSeq: 1 ACK") && ack.contains("tag=b2"),
+        "{ack}"
+    );
     // The retransmitted 486 is ACKed again and not passed up.
     sim.layer.handle_response(sim.now, inbound_response(486, "INVITE", "z9hG4bKb"));
     sim.drain();
@@ -267,7 +273,9 @@ fn server_invite_sends_100_and_retransmits_final_until_ack() {
 fn timer_h_reports_a_missing_ack() {
     let mut sim = Sim::new();
     let (tx, inbound) = server_invite(&mut sim, "z9hG4bKh");
-    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::NotFound, Some("x"), None)).unwrap();
+    sim.layer
+        .send_response(sim.now, tx, response_to(&inbound, StatusCode::NotFound, Some("x"), None))
+        .unwrap();
     sim.run_until(40.0);
     assert_eq!(sim.events.last(), Some(&(Duration::from_secs(32), TxEvent::AckTimeout { tx })));
     assert!(sim.layer.is_empty());
@@ -344,10 +352,16 @@ fn rfc2543_requests_match_without_a_branch_cookie() {
 #[test]
 fn bad_client_requests_are_refused() {
     let mut sim = Sim::new();
-    assert_eq!(sim.layer.send_request(sim.now, request("ACK", "z9hG4bKx"), peer()), Err(TxError::AckNotTransactional));
+    assert_eq!(
+        sim.layer.send_request(sim.now, request("ACK", "z9hG4bKx"), peer()),
+        Err(TxError::AckNotTransactional)
+    );
     assert_eq!(sim.layer.send_request(sim.now, request("BYE", "nocookie"), peer()), Err(TxError::NoBranch));
     sim.layer.send_request(sim.now, request("BYE", "z9hG4bKd"), peer()).unwrap();
-    assert_eq!(sim.layer.send_request(sim.now, request("BYE", "z9hG4bKd"), peer()), Err(TxError::DuplicateBranch));
+    assert_eq!(
+        sim.layer.send_request(sim.now, request("BYE", "z9hG4bKd"), peer()),
+        Err(TxError::DuplicateBranch)
+    );
 }
 
 #[test]

@@ -15,11 +15,7 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> TimerConfig {
-        TimerConfig {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        TimerConfig { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -107,10 +103,7 @@ impl TimerTable {
 
     /// The earliest armed timer.
     pub fn next(&self) -> Option<(Instant, Timer)> {
-        Timer::ALL
-            .iter()
-            .filter_map(|&t| self.slots[t.slot()].map(|at| (at, t)))
-            .min()
+        Timer::ALL.iter().filter_map(|&t| self.slots[t.slot()].map(|at| (at, t))).min()
     }
 
     /// Disarms and returns the earliest timer due at `now`.

@@ -20,7 +20,12 @@ pub fn addr(s: &str) -> SocketAddr {
 
 /// 20 % loss, 5 % duplication, 10-150 ms delay (so reordering).
 pub fn lossy() -> Conditions {
-    Conditions { loss: 0.2, duplication: 0.05, min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(150) }
+    Conditions {
+        loss: 0.2,
+        duplication: 0.05,
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(150),
+    }
 }
 
 pub struct Harness {
