@@ -13,6 +13,7 @@
 //!   every silent listener the same shared mix; clipped once per output frame.
 //! - [`resample`]: 8/16/48 kHz conversion by a polyphase Kaiser-windowed FIR (≥ 70 dB
 //!   stop-band).
+//! - [`rtcp_session`]: RTCP sender and receiver reports, loss and round-trip time (RFC 3550 §6.4).
 //! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
@@ -24,5 +25,6 @@ pub mod g722;
 pub mod jitter;
 pub mod mix;
 pub mod resample;
+pub mod rtcp_session;
 pub mod rtp_stream;
 pub mod tone;

@@ -10,6 +10,7 @@ use crate::codec::{AudioCodec, Decoder, Encoder};
 use crate::dtmf::{EventReceiver, ToneDetector};
 use crate::jitter::{JitterBuffer, Playout};
 use crate::resample::Resampler;
+use crate::rtcp_session::{self, RtcpSession, SendingStats};
 use crate::rtp_stream::{Received, RtpReceiver, RtpSender};
 use crate::tone::power;
 
@@ -166,6 +167,7 @@ pub(crate) struct Leg {
     /// It contributed to this tick's mix.
     pub contributes: bool,
     pub on_hold: bool,
+    rtcp: RtcpSession,
 }
 
 impl Leg {
@@ -198,6 +200,7 @@ impl Leg {
             personal: false,
             contributes: false,
             on_hold: false,
+            rtcp: RtcpSession::new(),
             config,
         }
     }
@@ -262,6 +265,31 @@ impl Leg {
         self.sender.packet(payload, 160)
     }
 
+    /// Our RTCP report (SR, or RR while on hold), as one datagram.
+    pub fn rtcp_report(&mut self, now: Instant, ntp: u64) -> Option<Bytes> {
+        let sending = SendingStats {
+            ssrc: self.sender.ssrc(),
+            packets: self.sender.packets,
+            octets: self.sender.octets,
+            rtp_time: self.sender.timestamp(),
+        };
+        let receiving = self.receiver.stats();
+        let receiving = (receiving.received > 0).then_some(receiving);
+        let report = self.rtcp.report(now, ntp, sending, receiving.as_ref());
+        rtcp_session::encode(&[report])
+    }
+
+    /// The peer's RTCP datagram; false when it is not RTCP.
+    pub fn receive_rtcp(&mut self, now: Instant, datagram: &[u8]) -> bool {
+        match rtcp_session::decode(datagram) {
+            Some(packets) => {
+                self.rtcp.receive(now, &packets, self.sender.ssrc());
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn stats(&self) -> LegStats {
         let r = self.receiver.stats();
         let j = self.jitter.stats();
@@ -280,6 +308,8 @@ impl Leg {
             muted: self.muted,
             deaf: self.deaf,
             on_hold: self.on_hold,
+            rtt_ms: self.rtcp.rtt.map(|r| r.as_secs_f64() * 1000.0),
+            remote_fraction_lost: self.rtcp.remote.map(|r| r.fraction_lost),
         }
     }
 }
@@ -301,4 +331,8 @@ pub struct LegStats {
     pub muted: bool,
     pub deaf: bool,
     pub on_hold: bool,
+    /// Round-trip time from RTCP (RFC 3550 §6.4.1), once measured.
+    pub rtt_ms: Option<f64>,
+    /// The share of our packets the peer reported lost in its last report.
+    pub remote_fraction_lost: Option<f64>,
 }

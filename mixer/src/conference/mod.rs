@@ -212,6 +212,17 @@ impl Conference {
         self.events.pop_front()
     }
 
+    /// The leg's RTCP report, to send every few seconds (RFC 3550 §6.2); `ntp` is the wall
+    /// clock as a 64-bit NTP timestamp.
+    pub fn rtcp_report(&mut self, id: LegId, now: Instant, ntp: u64) -> Option<Bytes> {
+        self.leg_mut(id)?.rtcp_report(now, ntp)
+    }
+
+    /// An RTCP datagram from a leg's peer; false when it is not RTCP (or no such leg).
+    pub fn receive_rtcp(&mut self, now: Instant, id: LegId, datagram: &[u8]) -> bool {
+        self.leg_mut(id).is_some_and(|leg| leg.receive_rtcp(now, datagram))
+    }
+
     /// An RTP packet from a leg, at its arrival time.
     pub fn receive(&mut self, now: Instant, id: LegId, packet: &rtp::Packet) {
         let Some(leg) = self.leg_mut(id) else { return };

@@ -263,3 +263,39 @@ fn legs_come_and_go() {
     assert!(room.conference.stats(gone).is_none());
     assert!(!room.conference.set_muted(gone, true));
 }
+
+#[test]
+fn rtcp_reports_carry_reception_and_feedback_comes_back() {
+    use crate::rtcp_session::{decode, encode, RtcpSession, SendingStats};
+    use crate::rtp_stream::RtpReceiver;
+    use rtcp::sender_report::SenderReport;
+
+    let mut room = Room::new(&[(AudioCodec::Pcmu, Some(FREQS[0])), (AudioCodec::Pcmu, None)]);
+    room.run(100);
+    let phone = &room.phones[0];
+    let leg = phone.leg;
+    // The leg sends RTP, so its report is an SR, with a block about the phone's stream.
+    let report = room.conference.rtcp_report(leg, room.now, 0xE000_0000_0000_0000).unwrap();
+    let packets = decode(&report).unwrap();
+    let sr = packets[0].as_any().downcast_ref::<SenderReport>().expect("an SR");
+    assert_eq!(sr.packet_count, 100);
+    assert_eq!(sr.reports[0].ssrc, phone.sender.ssrc());
+    assert_eq!((sr.reports[0].fraction_lost, sr.reports[0].total_lost), (0, 0));
+    // The phone's own RR about the leg's stream: 25 % lost in its view.
+    let mut phone_rx = RtpReceiver::new(8000);
+    let mut leg_tx = crate::rtp_stream::RtpSender::new(sr.ssrc, 0, 0, 0);
+    for i in 0..100 {
+        let p = leg_tx.packet(Bytes::from_static(&[0; 160]), 160);
+        if i % 4 != 1 {
+            phone_rx.receive(room.now, &p.header);
+        }
+    }
+    let mut phone_rtcp = RtcpSession::new();
+    let idle = SendingStats { ssrc: phone.sender.ssrc(), packets: 0, octets: 0, rtp_time: 0 };
+    let rr = encode(&[phone_rtcp.report(room.now, 0, idle, Some(&phone_rx.stats()))]).unwrap();
+    assert!(room.conference.receive_rtcp(room.now, leg, &rr));
+    let stats = room.conference.stats(leg).unwrap();
+    let lost = stats.remote_fraction_lost.unwrap();
+    assert!((lost - 0.25).abs() < 0.02, "{lost}");
+    assert!(!room.conference.receive_rtcp(room.now, leg, b"junk"));
+}
