@@ -8,6 +8,9 @@ use e2e::require_program;
 use mixer::g722;
 use mixer::tone::{snr_db, Sine};
 
+/// 16 kHz mono signed 16-bit little-endian PCM, as ffmpeg options.
+const RAW_PCM: &[&str] = &["-f", "s16le", "-ar", "16000", "-ac", "1"];
+
 fn ffmpeg(args: &[&str]) {
     require_program("ffmpeg");
     let out = Command::new("ffmpeg").args(["-loglevel", "error", "-y"]).args(args).output().unwrap();
@@ -44,21 +47,8 @@ fn g722_encoder_and_decoder_match_ffmpeg_bit_for_bit() {
 
     // ffmpeg encodes; we encode the same samples: the same bytes.
     let theirs_coded = dir.path().join("theirs.g722");
-    ffmpeg(&[
-        "-f",
-        "s16le",
-        "-ar",
-        "16000",
-        "-ac",
-        "1",
-        "-i",
-        raw.to_str().unwrap(),
-        "-c:a",
-        "g722",
-        "-f",
-        "g722",
-        theirs_coded.to_str().unwrap(),
-    ]);
+    let (raw, coded) = (raw.to_str().unwrap(), theirs_coded.to_str().unwrap());
+    ffmpeg(&[RAW_PCM, &["-i", raw, "-c:a", "g722", "-f", "g722", coded]].concat());
     let theirs = std::fs::read(&theirs_coded).unwrap();
     let mut ours = vec![0u8; pcm.len() / 2];
     let mut encoder = g722::Encoder::new();
@@ -71,19 +61,7 @@ fn g722_encoder_and_decoder_match_ffmpeg_bit_for_bit() {
 
     // ffmpeg decodes its bytes; we decode the same bytes: the same samples.
     let theirs_decoded = dir.path().join("theirs.raw");
-    ffmpeg(&[
-        "-f",
-        "g722",
-        "-i",
-        theirs_coded.to_str().unwrap(),
-        "-f",
-        "s16le",
-        "-ar",
-        "16000",
-        "-ac",
-        "1",
-        theirs_decoded.to_str().unwrap(),
-    ]);
+    ffmpeg(&[&["-f", "g722", "-i", coded][..], RAW_PCM, &[theirs_decoded.to_str().unwrap()]].concat());
     let theirs_pcm = read_s16(&theirs_decoded);
     let mut ours_pcm = vec![0i16; theirs.len() * 2];
     let mut decoder = g722::Decoder::new();
