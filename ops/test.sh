@@ -38,6 +38,10 @@ pg_as_owner "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
 export GATEWAY_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export GATEWAY_REQUIRE_POSTGRES=1
 
+# rustfmt and clippy come with the machine's toolchain (rustup components cannot be fetched here).
+for tool in rustfmt cargo-clippy; do
+    command -v "$tool" >/dev/null || { echo "the Rust toolchain lacks $tool" >&2; exit 1; }
+done
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 
 log "building"

@@ -2,13 +2,13 @@
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 
 use gateway::app;
 use gateway::cli::{Cli, Command, RoomCommand, UserCommand};
+use gateway::clock::unix_ms;
 use gateway::config::{Config, LogFormat};
 use gateway::storage::{Room, Storage};
 
@@ -84,7 +84,7 @@ async fn room(config: &Config, command: RoomCommand) -> anyhow::Result<()> {
                 max_participants: add.max_participants,
                 dids: add.dids,
             };
-            db.add_room(&room, now_ms()).await?;
+            db.add_room(&room, unix_ms()).await?;
             println!("room {} added", room.number);
         }
         RoomCommand::List { json } => {
@@ -110,7 +110,7 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let db = open(config).await?;
     match command {
         UserCommand::Add { name, password, replace } => {
-            let user = db.add_user(&name, &password, &config.sip.realm, replace, now_ms()).await?;
+            let user = db.add_user(&name, &password, &config.sip.realm, replace, unix_ms()).await?;
             println!("user {} added (realm {})", user.username, user.realm);
         }
         UserCommand::List => {
@@ -131,7 +131,7 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
 
 async fn registrations(config: &Config, json: bool) -> anyhow::Result<()> {
     let db = open(config).await?;
-    let now = now_ms();
+    let now = unix_ms();
     let bindings = db.all_bindings(now).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&bindings)?);
@@ -167,10 +167,4 @@ fn room_table(rooms: &[Room]) -> String {
         );
     }
     out
-}
-
-/// Wall-clock time for stored timestamps.
-fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

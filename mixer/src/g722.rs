@@ -47,6 +47,20 @@ const IHP: [i32; 3] = [0, 3, 2];
 const RH2: [i32; 4] = [2, 1, 2, 1];
 const WH: [i32; 3] = [0, -214, 798];
 
+/// One step of either quadrature mirror filter: shifts two samples into the 24-sample history
+/// and returns the sums over its even and odd positions.
+fn qmf(x: &mut [i32; 24], first: i32, second: i32) -> (i32, i32) {
+    x.copy_within(2.., 0);
+    x[22] = first;
+    x[23] = second;
+    let (mut even, mut odd) = (0i32, 0i32);
+    for i in 0..12 {
+        even += x[2 * i] * QMF[i];
+        odd += x[2 * i + 1] * QMF[11 - i];
+    }
+    (even, odd)
+}
+
 fn sat(v: i32) -> i32 {
     v.clamp(-32768, 32767)
 }
@@ -176,14 +190,7 @@ impl Encoder {
         let mut written = 0;
         for (pair, o) in pcm.chunks_exact(2).zip(out.iter_mut()) {
             // Transmit QMF.
-            self.x.copy_within(2.., 0);
-            self.x[22] = i32::from(pair[0]);
-            self.x[23] = i32::from(pair[1]);
-            let (mut sum_odd, mut sum_even) = (0i32, 0i32);
-            for i in 0..12 {
-                sum_odd += self.x[2 * i] * QMF[i];
-                sum_even += self.x[2 * i + 1] * QMF[11 - i];
-            }
+            let (sum_odd, sum_even) = qmf(&mut self.x, i32::from(pair[0]), i32::from(pair[1]));
             let xlow = (sum_even + sum_odd) >> 14;
             let xhigh = (sum_even - sum_odd) >> 14;
 
@@ -254,14 +261,7 @@ impl Decoder {
             self.high.adapt_high(ihigh);
             self.high.update(dhigh);
             // Receive QMF.
-            self.x.copy_within(2.., 0);
-            self.x[22] = rlow + rhigh;
-            self.x[23] = rlow - rhigh;
-            let (mut even, mut odd) = (0i32, 0i32);
-            for i in 0..12 {
-                even += self.x[2 * i] * QMF[i];
-                odd += self.x[2 * i + 1] * QMF[11 - i];
-            }
+            let (even, odd) = qmf(&mut self.x, rlow + rhigh, rlow - rhigh);
             // The odd-phase sum is the earlier of the two output samples.
             pair[0] = sat(odd >> 11) as i16;
             pair[1] = sat(even >> 11) as i16;

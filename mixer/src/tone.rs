@@ -24,24 +24,25 @@ impl Sine {
     /// Writes the next `out.len()` samples.
     pub fn fill(&mut self, out: &mut [i16]) {
         for s in out {
-            *s = (self.phase.sin() * self.amplitude).round() as i16;
-            self.phase += self.step;
-            if self.phase > 2.0 * PI {
-                self.phase -= 2.0 * PI;
-            }
+            *s = self.next_sample() as i16;
         }
     }
 
     /// Adds the next `out.len()` samples to `out`, saturating.
     pub fn add_to(&mut self, out: &mut [i16]) {
         for s in out {
-            let v = (self.phase.sin() * self.amplitude).round() as i32;
+            let v = self.next_sample();
             *s = (i32::from(*s) + v).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
-            self.phase += self.step;
-            if self.phase > 2.0 * PI {
-                self.phase -= 2.0 * PI;
-            }
         }
+    }
+
+    fn next_sample(&mut self) -> i32 {
+        let v = (self.phase.sin() * self.amplitude).round() as i32;
+        self.phase += self.step;
+        if self.phase > 2.0 * PI {
+            self.phase -= 2.0 * PI;
+        }
+        v
     }
 }
 

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use rsip::prelude::*;
 use rsip::{typed, Request, Response, SipMessage};
 
-use crate::salvage::{split_head, unfold, Known, RawHead};
+use crate::salvage::{expand_compact, split_head, unfold, Known, RawHead};
 
 /// Largest SIP message accepted on any transport.
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
@@ -122,10 +122,8 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     check_start_line(raw.start_line)?;
     check_quotes(&raw)?;
     let body = cut_body(&raw, body)?;
-    let head = normalize_names(head_text);
-
-    let mut normalized = Vec::with_capacity(head.len() + 4 + body.len());
-    normalized.extend_from_slice(&head);
+    let mut normalized = Vec::with_capacity(head_text.len() + 64 + body.len());
+    normalize_names(head_text, &mut normalized);
     normalized.extend_from_slice(b"\r\n\r\n");
     normalized.extend_from_slice(body);
     let message = SipMessage::try_from(normalized.as_slice())
@@ -342,52 +340,23 @@ fn check_quotes(raw: &RawHead<'_>) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Rewrites header lines as `Name: value`: white space around the name dropped, compact forms
-/// (RFC 3261 §7.3.3 and later RFCs) spelled out, which rsip needs.
-fn normalize_names(head: &str) -> Vec<u8> {
-    let mut out = String::with_capacity(head.len() + 64);
+/// Writes the head into `out` with header lines as `Name: value`: white space around the name
+/// dropped, compact forms (RFC 3261 §7.3.3 and later RFCs) spelled out, which rsip needs.
+fn normalize_names(head: &str, out: &mut Vec<u8>) {
     let mut lines = head.split("\r\n");
-    out.push_str(lines.next().unwrap_or(""));
+    out.extend_from_slice(lines.next().unwrap_or("").as_bytes());
     for line in lines {
-        out.push_str("\r\n");
+        out.extend_from_slice(b"\r\n");
         match line.split_once(':') {
             Some((name, value)) => {
                 let name = name.trim();
-                out.push_str(expand_compact(name).unwrap_or(name));
-                out.push_str(": ");
-                out.push_str(value.trim());
+                out.extend_from_slice(expand_compact(name).unwrap_or(name).as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.trim().as_bytes());
             }
-            None => out.push_str(line),
+            None => out.extend_from_slice(line.as_bytes()),
         }
     }
-    out.into_bytes()
-}
-
-fn expand_compact(name: &str) -> Option<&'static str> {
-    let [c] = name.as_bytes() else { return None };
-    Some(match c.to_ascii_lowercase() {
-        b'a' => "Accept-Contact",
-        b'b' => "Referred-By",
-        b'c' => "Content-Type",
-        b'd' => "Request-Disposition",
-        b'e' => "Content-Encoding",
-        b'f' => "From",
-        b'i' => "Call-ID",
-        b'j' => "Reject-Contact",
-        b'k' => "Supported",
-        b'l' => "Content-Length",
-        b'm' => "Contact",
-        b'n' => "Identity-Info",
-        b'o' => "Event",
-        b'r' => "Refer-To",
-        b's' => "Subject",
-        b't' => "To",
-        b'u' => "Allow-Events",
-        b'v' => "Via",
-        b'x' => "Session-Expires",
-        b'y' => "Identity",
-        _ => return None,
-    })
 }
 
 fn has_tag(header_value: &str) -> bool {

@@ -445,12 +445,7 @@ fn reason(response: &Response) -> String {
 fn seen_address(response: &Response) -> Option<SocketAddr> {
     let via = response.via_header().ok()?.typed().ok()?;
     let received: IpAddr = via.received().ok()??;
-    let rport = via.params.iter().find_map(|p| match p {
-        rsip::Param::Other(name, Some(value)) if name.value().eq_ignore_ascii_case("rport") => {
-            value.value().parse::<u16>().ok()
-        }
-        _ => None,
-    })?;
+    let rport = crate::via::rport(&via)??;
     Some(SocketAddr::new(received, rport))
 }
 

@@ -38,10 +38,12 @@ pub fn response_to(
 
 /// Adds a header before Content-Length, which response_to puts last.
 pub fn push_header(response: &mut Response, header: Header) {
-    let mut headers: Vec<Header> = response.headers.iter().cloned().collect();
-    let at = headers.iter().position(|h| matches!(h, Header::ContentLength(_))).unwrap_or(headers.len());
-    headers.insert(at, header);
-    response.headers = headers.into();
+    let length = response.headers.iter().find(|h| matches!(h, Header::ContentLength(_))).cloned();
+    if length.is_some() {
+        response.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+    }
+    response.headers.push(header);
+    response.headers.extend(length.into_iter().collect());
 }
 
 /// Sets the body and its Content-Type, keeping Content-Length right.

@@ -18,20 +18,45 @@ impl Known {
     /// Maps a header name, long or compact form (RFC 3261 §7.3.3), case-insensitively.
     fn from_name(name: &str) -> Option<Known> {
         let name = name.trim();
+        let name = expand_compact(name).unwrap_or(name);
         let known = [
-            ("via", "v", Known::Via),
-            ("from", "f", Known::From),
-            ("to", "t", Known::To),
-            ("call-id", "i", Known::CallId),
-            ("cseq", "", Known::CSeq),
-            ("content-length", "l", Known::ContentLength),
+            ("Via", Known::Via),
+            ("From", Known::From),
+            ("To", Known::To),
+            ("Call-ID", Known::CallId),
+            ("CSeq", Known::CSeq),
+            ("Content-Length", Known::ContentLength),
         ];
-        known.iter().find_map(|(long, compact, k)| {
-            let hit = name.eq_ignore_ascii_case(long)
-                || (!compact.is_empty() && name.eq_ignore_ascii_case(compact));
-            hit.then_some(*k)
-        })
+        known.iter().find_map(|(long, k)| name.eq_ignore_ascii_case(long).then_some(*k))
     }
+}
+
+/// The long form of a compact header name (RFC 3261 §7.3.3 and later RFCs).
+pub(crate) fn expand_compact(name: &str) -> Option<&'static str> {
+    let [c] = name.as_bytes() else { return None };
+    Some(match c.to_ascii_lowercase() {
+        b'a' => "Accept-Contact",
+        b'b' => "Referred-By",
+        b'c' => "Content-Type",
+        b'd' => "Request-Disposition",
+        b'e' => "Content-Encoding",
+        b'f' => "From",
+        b'i' => "Call-ID",
+        b'j' => "Reject-Contact",
+        b'k' => "Supported",
+        b'l' => "Content-Length",
+        b'm' => "Contact",
+        b'n' => "Identity-Info",
+        b'o' => "Event",
+        b'r' => "Refer-To",
+        b's' => "Subject",
+        b't' => "To",
+        b'u' => "Allow-Events",
+        b'v' => "Via",
+        b'x' => "Session-Expires",
+        b'y' => "Identity",
+        _ => return None,
+    })
 }
 
 /// The header section split into its start line and unfolded `(name, value)` lines.

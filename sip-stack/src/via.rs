@@ -34,12 +34,7 @@ pub fn stamp_received(request: &mut Request, top_via: &typed::Via, src: SocketAd
 /// the top Via as stamped by [`stamp_received`] and the request's source address. Over a stream
 /// the response goes back on the connection the request came in on.
 pub fn response_target(top_via: &typed::Via, src: SocketAddr) -> SocketAddr {
-    let rport = top_via.params.iter().find_map(|p| match p {
-        Param::Other(name, value) if name.value().eq_ignore_ascii_case("rport") => {
-            Some(value.as_ref().and_then(|v| v.value().parse::<u16>().ok()))
-        }
-        _ => None,
-    });
+    let rport = rport(top_via);
     let sent_by_port = top_via.uri.host_with_port.port.map_or(5060, |p| *p.value());
     let received = top_via.params.iter().find_map(|p| match p {
         Param::Received(ip) => ip.value().parse::<IpAddr>().ok(),
@@ -55,6 +50,17 @@ pub fn response_target(top_via: &typed::Via, src: SocketAddr) -> SocketAddr {
             Host::Domain(_) => src,
         },
     }
+}
+
+/// The `rport` parameter (RFC 3581): `None` when absent, `Some(None)` when asked for but empty,
+/// `Some(Some(port))` when filled in by the server.
+pub fn rport(via: &typed::Via) -> Option<Option<u16>> {
+    via.params.iter().find_map(|p| match p {
+        Param::Other(name, value) if name.value().eq_ignore_ascii_case("rport") => {
+            Some(value.as_ref().and_then(|v| v.value().parse::<u16>().ok()))
+        }
+        _ => None,
+    })
 }
 
 fn is_rport(p: &Param) -> bool {

@@ -1,8 +1,6 @@
 //! REGISTER from desk phones: digest authentication against the stored HA1 (RFC 3261 §22),
 //! then the registrar (§10.3) on the database.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rsip::prelude::*;
 use rsip::{Header, StatusCode};
 use sip_stack::digest::{DigestResponse, VerifyError};
@@ -21,8 +19,8 @@ pub async fn handle(ctx: Context, tx: ServerTx, request: InboundRequest, from: P
 }
 
 async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (now_secs, now_ms) = (now.as_secs(), i64::try_from(now.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = crate::clock::unix_ms();
+    let now_secs = (now_ms / 1000) as u64;
     let tag = new_tag();
     let reply = |status: StatusCode| response_to(request, status, Some(&tag), ctx.server());
 
@@ -70,8 +68,8 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
         }
     }
 
-    let policy = Registrar::default();
-    let plan = match registrar::plan(request, &policy.policy) {
+    let registrar = Registrar::default();
+    let plan = match registrar::plan(request, &registrar.policy) {
         Ok(plan) => plan,
         Err(e) => return e.response(request, &tag, ctx.server()),
     };
@@ -85,7 +83,7 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
         source: source(from),
         user_agent: request.request.user_agent_header().map(|h| h.value().to_string()),
     };
-    match policy.apply(&store, &plan, now_ms).await {
+    match registrar.apply(&store, &plan, now_ms).await {
         Ok(bindings) => {
             tracing::info!(user = %plan.aor, contacts = bindings.len(), src = %from.addr, "registered");
             registrar::ok_response(request, &bindings, now_ms, &tag, ctx.server())

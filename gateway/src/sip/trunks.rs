@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sip_stack::registration::{RegEvent, RegFailure, RegState, RegistrationClient, RegistrationConfig};
 use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
+use crate::clock::instant_to_unix_ms;
 use crate::config::TrunkConfig;
 use crate::metrics::TrunkLabels;
 use crate::state::Shared;
@@ -230,12 +231,12 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
     match &state {
         RegState::Registered { expires_at, refresh_at, .. } => {
             view.registrations += 1;
-            view.registered_until_ms = Some(unix_ms(*expires_at, now));
-            view.next_refresh_ms = Some(unix_ms(*refresh_at, now));
+            view.registered_until_ms = Some(instant_to_unix_ms(*expires_at, now));
+            view.next_refresh_ms = Some(instant_to_unix_ms(*refresh_at, now));
             view.detail = None;
         }
         RegState::Retrying { next_attempt, last_error, .. } => {
-            view.next_attempt_ms = Some(unix_ms(*next_attempt, now));
+            view.next_attempt_ms = Some(instant_to_unix_ms(*next_attempt, now));
             view.detail = Some(last_error.clone());
         }
         RegState::Rejected { reason } => view.detail = Some(reason.clone()),
@@ -252,7 +253,7 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
         detail: view.detail.clone(),
         registered_until_ms: view.registered_until_ms,
         next_attempt_at_ms: view.next_attempt_ms,
-        updated_at_ms: unix_ms(now, now),
+        updated_at_ms: instant_to_unix_ms(now, now),
     };
     let storage = shared.storage.clone();
     tokio::spawn(async move {
@@ -260,16 +261,6 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
             tracing::warn!(error = %e, "trunk status not stored");
         }
     });
-}
-
-/// `at` as Unix milliseconds, given that `now` is the present.
-fn unix_ms(at: Instant, now: Instant) -> i64 {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-    if at >= now {
-        wall + (at - now).as_millis() as i64
-    } else {
-        wall - (now - at).as_millis() as i64
-    }
 }
 
 /// The proxy's address: an IP literal, or the first IPv4 address its name resolves to.

@@ -160,18 +160,19 @@ impl Conference {
         found
     }
 
+    /// The slot of a live leg: the generation guards against a handle to a removed leg whose
+    /// slot was reused.
+    fn slot(&self, id: LegId) -> Option<usize> {
+        (self.generations.get(id.slot as usize) == Some(&id.generation)).then_some(id.slot as usize)
+    }
+
     fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
-        if self.generations.get(id.slot as usize) != Some(&id.generation) {
-            return None;
-        }
-        self.legs.get_mut(id.slot as usize)?.as_mut()
+        let slot = self.slot(id)?;
+        self.legs[slot].as_mut()
     }
 
     fn leg(&self, id: LegId) -> Option<&Leg> {
-        if self.generations.get(id.slot as usize) != Some(&id.generation) {
-            return None;
-        }
-        self.legs.get(id.slot as usize)?.as_ref()
+        self.legs[self.slot(id)?].as_ref()
     }
 
     pub fn set_muted(&mut self, id: LegId, muted: bool) -> bool {

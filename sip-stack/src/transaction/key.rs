@@ -39,22 +39,23 @@ pub fn branch(via: &typed::Via) -> Option<String> {
 }
 
 /// The key of the server transaction an inbound request belongs to.
-pub fn server_key(method: &Method, request_uri: &str, envelope: &Envelope) -> TxKey {
+pub fn server_key(method: &Method, request_uri: &rsip::Uri, envelope: &Envelope) -> TxKey {
     server_key_for(server_method(method), request_uri, envelope)
 }
 
 /// The key of the INVITE server transaction a CANCEL targets (§9.2: same key but the method).
-pub fn cancelled_invite_key(request_uri: &str, envelope: &Envelope) -> TxKey {
+pub fn cancelled_invite_key(request_uri: &rsip::Uri, envelope: &Envelope) -> TxKey {
     server_key_for(Method::Invite.to_string(), request_uri, envelope)
 }
 
-fn server_key_for(method: String, request_uri: &str, envelope: &Envelope) -> TxKey {
+fn server_key_for(method: String, request_uri: &rsip::Uri, envelope: &Envelope) -> TxKey {
     let via = &envelope.top_via;
     match branch(via) {
         Some(branch) if branch.starts_with(MAGIC_COOKIE) => {
             TxKey::Server { branch, sent_by: via.uri.host_with_port.to_string().to_ascii_lowercase(), method }
         }
         _ => TxKey::Server2543 {
+            // Only RFC 2543 peers pay for printing the URI.
             request_uri: request_uri.to_string(),
             from_tag: envelope.from.tag().map(|t| t.to_string()).unwrap_or_default(),
             call_id: envelope.call_id.clone(),

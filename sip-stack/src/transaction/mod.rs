@@ -390,8 +390,7 @@ impl TransactionLayer {
             Peer { addr: via::response_target(&inbound.envelope.top_via, from.addr), ..from }
         };
         let method = inbound.request.method;
-        let uri = inbound.request.uri.to_string();
-        let tx_key = key::server_key(&method, &uri, &inbound.envelope);
+        let tx_key = key::server_key(&method, &inbound.request.uri, &inbound.envelope);
 
         if let Some(&id) = self.keys.get(&tx_key) {
             self.on_server_retransmission(now, id, inbound, from);
@@ -561,7 +560,7 @@ impl TransactionLayer {
 
     /// §9.2: a CANCEL gets its own transaction and a 200 if it matches an INVITE, 481 if not.
     fn on_cancel(&mut self, now: Instant, cancel_key: TxKey, inbound: InboundRequest, reply_to: Peer) {
-        let invite_key = key::cancelled_invite_key(&inbound.request.uri.to_string(), &inbound.envelope);
+        let invite_key = key::cancelled_invite_key(&inbound.request.uri, &inbound.envelope);
         let invite = self.keys.get(&invite_key).copied();
         let id = self.next_id();
         let t = Transaction {
