@@ -6,6 +6,9 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::media::prompts::Prompts;
+use crate::media::Media;
+use crate::sip::core::MediaParts;
 use crate::state::Shared;
 use crate::storage::Storage;
 use crate::{http, sip};
@@ -25,9 +28,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
     storage.retain_trunks(&trunk_names).await.context("pruning trunk status")?;
+    let prompts = Prompts::load(&config.prompts).context("loading prompts")?;
     let shared = Shared::new(config, storage);
+    let rtp_timeout = Duration::from_secs(u64::from(shared.config.rtp.timeout_secs));
+    let (media, events) = Media::start(rtp_timeout, shared.metrics.mixer_tick_seconds.clone())
+        .context("starting the media worker")?;
     let mut tasks = JoinSet::new();
-    sip.serve(&shared, &mut tasks);
+    sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);
     tasks.spawn(http::serve(http_listener, shared.clone()));
     tracing::info!("gateway ready");
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub conference: ConferenceConfig,
+    pub prompts: PromptsConfig,
     /// Upstream SIP trunks and MCUs (`[[trunk]]` tables).
     #[serde(rename = "trunk")]
     pub trunks: Vec<TrunkConfig>,
@@ -128,6 +130,49 @@ pub struct RtpConfig {
     pub address: IpAddr,
     pub port_min: u16,
     pub port_max: u16,
+    /// A call whose peer sends no RTP for this long (and is not on hold) ends with BYE.
+    pub timeout_secs: u32,
+}
+
+/// How conferences and their IVR behave.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConferenceConfig {
+    /// Participants per room when the room sets no limit of its own.
+    pub max_participants: u32,
+    /// Wrong PINs before the goodbye prompt and BYE.
+    pub pin_attempts: u32,
+    /// Wrong PINs from one source address within `pin_block_secs` before its calls to rooms
+    /// with a PIN are refused (403) for that long.
+    pub pin_failures_per_source: u32,
+    pub pin_block_secs: u32,
+    /// Seconds to wait for a PIN digit before the attempt counts as wrong.
+    pub pin_digit_timeout_secs: u32,
+    /// Session-Expires asked of phones (RFC 4028), seconds; at least 90.
+    pub session_expires_secs: u32,
+}
+
+impl Default for ConferenceConfig {
+    fn default() -> ConferenceConfig {
+        ConferenceConfig {
+            max_participants: 100,
+            pin_attempts: 3,
+            pin_failures_per_source: 10,
+            pin_block_secs: 600,
+            pin_digit_timeout_secs: 15,
+            session_expires_secs: 1800,
+        }
+    }
+}
+
+/// WAV files replacing the built-in voice prompts (any rate, mono or stereo, 16-bit).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    pub enter_pin: Option<PathBuf>,
+    pub wrong_pin: Option<PathBuf>,
+    pub goodbye: Option<PathBuf>,
+    pub first_participant: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -178,7 +223,7 @@ impl Default for HttpConfig {
 
 impl Default for RtpConfig {
     fn default() -> RtpConfig {
-        RtpConfig { address: [0, 0, 0, 0].into(), port_min: 20000, port_max: 29999 }
+        RtpConfig { address: [0, 0, 0, 0].into(), port_min: 20000, port_max: 29999, timeout_secs: 30 }
     }
 }
 
@@ -276,6 +321,28 @@ impl Config {
                     "expected a port above rtp.port_min ({}), got {}",
                     self.rtp.port_min, self.rtp.port_max
                 ),
+            );
+        }
+        if self.rtp.timeout_secs == 0 {
+            return key("rtp.timeout_secs", "expected at least 1".into());
+        }
+        let c = &self.conference;
+        if c.max_participants == 0 {
+            return key("conference.max_participants", "expected at least 1".into());
+        }
+        if !(1..=10).contains(&c.pin_attempts) {
+            return key("conference.pin_attempts", format!("expected 1-10, got {}", c.pin_attempts));
+        }
+        if c.pin_failures_per_source == 0 {
+            return key("conference.pin_failures_per_source", "expected at least 1".into());
+        }
+        if c.pin_digit_timeout_secs == 0 {
+            return key("conference.pin_digit_timeout_secs", "expected at least 1".into());
+        }
+        if c.session_expires_secs < 90 {
+            return key(
+                "conference.session_expires_secs",
+                format!("expected at least 90 (RFC 4028), got {}", c.session_expires_secs),
             );
         }
         if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {

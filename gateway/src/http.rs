@@ -1,4 +1,4 @@
-//! The HTTP server: health, metrics (and, as they arrive, the REST API and the join page).
+//! The HTTP server: health, metrics and the REST API ([`crate::api`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/trunks", get(trunks))
+        .merge(crate::api::router())
         .with_state(shared)
 }
 

@@ -4,6 +4,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -49,6 +50,25 @@ pub struct ResponseLabels {
     pub code: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// How the call ended (`normal`, `rtp-timeout`, …) or the code it was refused with.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomCodecLabels {
+    pub room: String,
+    pub codec: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn jitter_histogram() -> Histogram {
+    // 1 ms to ~0.5 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 10))
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +81,13 @@ pub struct Metrics {
     pub tcp_connections: Gauge,
     /// 1 while a trunk is registered, 0 otherwise.
     pub trunk_registered: Family<TrunkLabels, Gauge>,
+    /// Calls by how they ended or were refused.
+    pub calls: Family<CallLabels, Counter>,
+    pub active_legs: Family<RoomCodecLabels, Gauge>,
+    pub rtp_lost_packets: Family<RoomCodecLabels, Counter>,
+    pub rtp_jitter_seconds: HistogramFamily<RoomCodecLabels>,
+    /// Time the media worker spends on one 20 ms tick of every conference.
+    pub mixer_tick_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -94,6 +121,34 @@ impl Metrics {
             sip_bad_requests.clone(),
         );
         registry.register("sip_tcp_connections", "Open SIP TCP connections", tcp_connections.clone());
+        let calls = Family::<CallLabels, Counter>::default();
+        let active_legs = Family::<RoomCodecLabels, Gauge>::default();
+        let rtp_lost_packets = Family::<RoomCodecLabels, Counter>::default();
+        let rtp_jitter_seconds: HistogramFamily<RoomCodecLabels> =
+            Family::new_with_constructor(jitter_histogram);
+        // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
+        let mixer_tick_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 13));
+        registry.register(
+            "calls",
+            "Calls by how they ended or the code they were refused with",
+            calls.clone(),
+        );
+        registry.register("active_legs", "Call legs in conferences, by room and codec", active_legs.clone());
+        registry.register(
+            "rtp_lost_packets",
+            "RTP packets lost on the way in, by room and codec",
+            rtp_lost_packets.clone(),
+        );
+        registry.register(
+            "rtp_jitter_seconds",
+            "Interarrival jitter of each leg, sampled every second",
+            rtp_jitter_seconds.clone(),
+        );
+        registry.register(
+            "mixer_tick_seconds",
+            "Duration of one media tick over every conference",
+            mixer_tick_seconds.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Gateway version", build);
@@ -106,6 +161,11 @@ impl Metrics {
             sip_bad_requests,
             tcp_connections,
             trunk_registered,
+            calls,
+            active_legs,
+            rtp_lost_packets,
+            rtp_jitter_seconds,
+            mixer_tick_seconds,
         }
     }
 

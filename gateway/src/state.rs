@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::calls::Control;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sip::trunks::TrunkView;
@@ -18,11 +19,16 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     /// One lock around every trunk's published state.
     trunks: Mutex<Vec<TrunkView>>,
+    /// Requests from the API to call control.
+    pub control: mpsc::Sender<Control>,
+    /// The receiving end, taken once by the SIP core.
+    control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
 }
 
 impl Shared {
     pub fn new(config: Config, storage: Storage) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
+        let (control, control_rx) = mpsc::channel(256);
         Arc::new(Shared {
             config,
             metrics: Metrics::new(),
@@ -30,6 +36,8 @@ impl Shared {
             draining: AtomicBool::new(false),
             shutdown,
             trunks: Mutex::new(Vec::new()),
+            control,
+            control_rx: Mutex::new(Some(control_rx)),
         })
     }
 
@@ -42,6 +50,11 @@ impl Shared {
     pub fn begin_shutdown(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.shutdown.send_replace(true);
+    }
+
+    /// The API's requests to call control; `None` after the first call.
+    pub fn take_control_receiver(&self) -> Option<mpsc::Receiver<Control>> {
+        self.control_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Publishes a trunk's state.

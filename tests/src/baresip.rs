@@ -19,6 +19,9 @@ pub struct PhoneOptions {
     pub audio_source: Option<std::path::PathBuf>,
     /// Extra config lines.
     pub extra_config: Vec<String>,
+    /// Record each call's audio with the `sndfile` module: what the phone sent (`*-enc.wav`)
+    /// and what it decoded from the network (`*-dec.wav`), in the phone's directory.
+    pub record: bool,
 }
 
 /// A running baresip instance with its control connection.
@@ -60,6 +63,10 @@ impl Baresip {
         if let Some(wav) = &options.audio_source {
             config.push("module aufile.so".into());
             config.push(format!("audio_source aufile,{}", wav.display()));
+        }
+        if options.record {
+            config.push("module sndfile.so".into());
+            config.push(format!("snd_path {}", dir.path().display()));
         }
         config.extend(options.extra_config.iter().cloned());
         std::fs::write(dir.path().join("config"), config.join("\n") + "\n")?;
@@ -145,6 +152,16 @@ impl Baresip {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The `sndfile` recordings whose names end with `suffix` (`dec.wav`, `enc.wav`).
+    pub fn recordings(&self, suffix: &str) -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix)));
+        found.sort();
+        found
     }
 
     /// Reads what is available (up to the read timeout) and returns complete messages; events

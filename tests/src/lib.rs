@@ -179,14 +179,61 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// A plain HTTP/1.1 GET; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "GET", path, None, None)
+}
+
+/// An HTTP/1.1 request with an optional bearer token and JSON body; returns the status code
+/// and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = json.unwrap_or("");
+    if json.is_some() {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    write!(stream, "{head}\r\n{body}")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// Writes `seconds` of a sine tone at `frequency` as a mono 16-bit WAV file at `rate`.
+pub fn write_tone_wav(path: &Path, rate: u32, frequency: f64, seconds: u32) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec)?;
+    let mut pcm = vec![0i16; (rate * seconds) as usize];
+    mixer::tone::Sine::new(rate, frequency, 0.3).fill(&mut pcm);
+    for s in pcm {
+        writer.write_sample(s)?;
+    }
+    writer.finalize()?;
+    Ok(())
+}
+
+/// A mono 16-bit WAV file: its rate and samples (the first channel of several).
+pub fn read_wav(path: &Path) -> anyhow::Result<(u32, Vec<i16>)> {
+    let mut reader = hound::WavReader::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels.max(1));
+    let samples: Vec<i16> = reader.samples::<i16>().step_by(channels).collect::<Result<_, _>>()?;
+    Ok((spec.sample_rate, samples))
 }
 
 /// Sends one datagram from a fresh socket and returns the first reply within `wait`, if any.

@@ -13,10 +13,17 @@ use sip_stack::response::{push_header, response_to};
 use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
 use sip_stack::transport::{Peer, Transmit, Transport};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
+use super::calls::Calls;
+use super::invite::Admission;
 use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::Trunks;
+use crate::calls::{Cause, Control, ControlError};
+use crate::media::ports::Ports;
+use crate::media::prompts::Prompts;
+use crate::media::{Media, MediaEvent};
 use crate::metrics::{self, RequestLabels, ResponseLabels, TransportLabels};
 use crate::state::Shared;
 
@@ -29,7 +36,12 @@ const NONCE_LIFETIME_SECS: u64 = 300;
 /// Work handed back to the core by handler tasks.
 #[derive(Debug)]
 pub enum Command {
-    Respond { tx: ServerTx, response: rsip::Response },
+    Respond {
+        tx: ServerTx,
+        response: rsip::Response,
+    },
+    /// An INVITE passed admission (caller authenticated, room found).
+    Admit(Box<Admission>),
 }
 
 /// What handler tasks get to do their work.
@@ -55,11 +67,24 @@ impl Context {
 /// How long shutdown waits for trunks to un-register.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
 
-struct Core {
-    ctx: Context,
-    layer: TransactionLayer,
-    transports: Transports,
+pub(super) struct Core {
+    pub(super) ctx: Context,
+    pub(super) layer: TransactionLayer,
+    pub(super) transports: Transports,
     trunks: Trunks,
+    pub(super) calls: Calls,
+    pub(super) media: Media,
+    pub(super) ports: Ports,
+    pub(super) prompts: Prompts,
+    /// Call records being written; shutdown waits for them.
+    pub(super) records: JoinSet<()>,
+}
+
+/// What the core needs besides the sockets: the media worker, its events, and the prompts.
+pub struct MediaParts {
+    pub media: Media,
+    pub events: mpsc::Receiver<MediaEvent>,
+    pub prompts: Prompts,
 }
 
 pub async fn run(
@@ -67,7 +92,10 @@ pub async fn run(
     transports: Transports,
     mut inbound: mpsc::Receiver<Inbound>,
     close: watch::Sender<bool>,
+    media: MediaParts,
 ) {
+    let MediaParts { media, events: mut media_events, prompts } = media;
+    let mut control = shared.take_control_receiver().unwrap_or_else(|| mpsc::channel(1).1);
     let (commands, mut command_rx) = mpsc::channel(1024);
     // Validated at start-up: every name is a known algorithm.
     let algorithms =
@@ -83,11 +111,23 @@ pub async fn run(
     let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
     let trunks = Trunks::new(&shared.config.trunks, local, sip.public_address, &sip.user_agent);
+    let conference = &shared.config.conference;
+    let calls = Calls::new(
+        conference.pin_failures_per_source,
+        Duration::from_secs(u64::from(conference.pin_block_secs)),
+    );
+    let rtp = &shared.config.rtp;
+    let ports = Ports::new(rtp.address, rtp.port_min, rtp.port_max);
     let mut core = Core {
         ctx: Context { shared: shared.clone(), digest: Arc::new(Mutex::new(digest)), commands },
         layer,
         transports,
         trunks,
+        calls,
+        media,
+        ports,
+        prompts,
+        records: JoinSet::new(),
     };
     core.trunks.start(Instant::now(), &mut core.layer, &shared);
     core.flush();
@@ -98,12 +138,16 @@ pub async fn run(
     let mut stop_by: Option<Instant> = None;
     loop {
         if let Some(stop_by) = stop_by {
-            if core.trunks.stopped() || Instant::now() >= stop_by {
+            let settled = core.trunks.stopped() && core.calls.byes_in_flight() == 0;
+            if settled || Instant::now() >= stop_by {
                 break;
             }
         }
         let deadline =
-            [core.layer.poll_timeout(), core.trunks.poll_timeout(), stop_by].into_iter().flatten().min();
+            [core.layer.poll_timeout(), core.trunks.poll_timeout(), core.calls.poll_timeout(), stop_by]
+                .into_iter()
+                .flatten()
+                .min();
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -115,18 +159,24 @@ pub async fn run(
                 let now = Instant::now();
                 stop_by = Some(now + UNREGISTER_GRACE);
                 core.trunks.stop(now, &mut core.layer, &shared);
+                core.end_all_calls(Cause::Shutdown);
             }
             Some(message) = inbound.recv() => core.on_inbound(message),
             Some(command) = command_rx.recv() => core.on_command(command),
+            Some(event) = media_events.recv() => core.on_media_event(event),
+            Some(request) = control.recv() => core.on_control(request),
             _ = timer => {
                 let now = Instant::now();
                 core.layer.handle_timeout(now);
                 core.trunks.handle_timeout(now, &mut core.layer, &shared);
+                core.handle_calls_timeout(now);
             }
         }
         core.flush();
     }
     close.send_replace(true);
+    // Every ended call's record is written before the gateway exits.
+    while core.records.join_next().await.is_some() {}
 }
 
 impl Core {
@@ -181,12 +231,32 @@ impl Core {
 
     fn on_command(&mut self, command: Command) {
         match command {
+            Command::Respond { tx, response } if self.layer.server_request(tx).is_some_and(is_invite) => {
+                self.on_admission_refused(tx, response)
+            }
             Command::Respond { tx, response } => self.respond(tx, response),
+            Command::Admit(admission) => self.on_admitted(*admission),
+        }
+    }
+
+    fn on_control(&mut self, request: Control) {
+        match request {
+            Control::Conferences(reply) => {
+                let _ = reply.send(self.calls.conferences());
+            }
+            Control::Participant { room, id, action, reply } => {
+                let result = if self.ctx.shared.is_draining() {
+                    Err(ControlError::Unavailable)
+                } else {
+                    self.participant_action(&room, id, action)
+                };
+                let _ = reply.send(result);
+            }
         }
     }
 
     /// Sends a response in a server transaction, counting it by transport and code.
-    fn respond(&mut self, tx: ServerTx, response: rsip::Response) {
+    pub(super) fn respond(&mut self, tx: ServerTx, response: rsip::Response) {
         let code = response.status_code.code();
         let transport = self.layer.server_peer(tx).map(|p| metrics_transport(p.transport));
         match self.layer.send_response(Instant::now(), tx, response) {
@@ -215,9 +285,15 @@ impl Core {
     }
 
     fn on_event(&mut self, event: TxEvent) {
+        if self.on_client_event(&event) {
+            return;
+        }
         match event {
             TxEvent::Request { tx: Some(tx), request, from } => self.on_request(tx, request, from),
-            // The ACK of a 2xx and client-side events have no user until calls are handled.
+            TxEvent::Request { tx: None, request, .. } if request.request.method == Method::Ack => {
+                self.on_ack(&request)
+            }
+            TxEvent::Cancelled { tx } => self.on_cancelled(tx),
             other => tracing::trace!(?other, "transaction event without a handler"),
         }
     }
@@ -238,6 +314,9 @@ impl Core {
             Method::Register => {
                 tokio::spawn(register::handle(self.ctx.clone(), tx, request, from));
             }
+            // In a dialog (or claiming to be): BYE, re-INVITE, UPDATE, INFO, OPTIONS.
+            _ if request.envelope.to.tag().is_some() => self.on_in_dialog(tx, request, from),
+            Method::Invite if !shared.is_draining() => self.on_new_invite(tx, request, from),
             _ if shared.is_draining() => {
                 let mut response = response_to(
                     &request,
@@ -256,6 +335,10 @@ impl Core {
             }
         }
     }
+}
+
+fn is_invite(request: &rsip::Request) -> bool {
+    request.method == Method::Invite
 }
 
 /// `OPTIONS` is how load balancers and trunks probe the gateway (RFC 3261 §11.2).

@@ -1,7 +1,10 @@
 //! SIP in the gateway: sockets ([`transport`]), the core task that owns the transaction layer
 //! ([`core`]), and the handlers it dispatches to.
 
-mod core;
+mod auth;
+mod calls;
+pub mod core;
+mod invite;
 mod register;
 pub mod transport;
 pub mod trunks;
@@ -47,7 +50,7 @@ impl Listeners {
     }
 
     /// Starts the socket tasks and the core; they stop when shutdown begins.
-    pub fn serve(self, shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
+    pub fn serve(self, shared: &Arc<Shared>, media: core::MediaParts, tasks: &mut JoinSet<()>) {
         let (tx, rx) = mpsc::channel(4096);
         // Sockets keep reading until the core is done (it un-registers trunks after the
         // shutdown signal and needs their answers); the core closes them when it exits.
@@ -67,6 +70,6 @@ impl Listeners {
             }
             tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone(), closing.clone()));
         }
-        tasks.spawn(core::run(shared.clone(), transport::Transports::new(sockets), rx, close));
+        tasks.spawn(core::run(shared.clone(), transport::Transports::new(sockets), rx, close, media));
     }
 }

@@ -2,14 +2,14 @@
 //! then the registrar (§10.3) on the database.
 
 use rsip::prelude::*;
-use rsip::{Header, StatusCode};
-use sip_stack::digest::{DigestResponse, VerifyError};
+use rsip::StatusCode;
 use sip_stack::message::InboundRequest;
 use sip_stack::registrar::{self, BindingStore, Registrar, StoredBinding};
-use sip_stack::response::{push_header, response_to};
+use sip_stack::response::response_to;
 use sip_stack::transaction::ServerTx;
 use sip_stack::transport::{Peer, Transport};
 
+use super::auth::authenticate;
 use super::core::{new_tag, Context};
 use crate::storage::{Binding, Storage, StorageError};
 
@@ -20,53 +20,13 @@ pub async fn handle(ctx: Context, tx: ServerTx, request: InboundRequest, from: P
 
 async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
     let now_ms = crate::clock::unix_ms();
-    let now_secs = (now_ms / 1000) as u64;
     let tag = new_tag();
     let reply = |status: StatusCode| response_to(request, status, Some(&tag), ctx.server());
 
-    let Some(authorization) = request.request.authorization_header() else {
-        return challenge(ctx, request, now_secs, false);
+    let user = match authenticate(ctx, request, from).await {
+        Ok(user) => user,
+        Err(response) => return response,
     };
-    let credentials = match DigestResponse::parse(authorization.value()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(error = %e, "malformed Authorization");
-            return reply(StatusCode::Other(400, "Malformed Authorization".into()));
-        }
-    };
-    let user = match ctx.shared.storage.user(&credentials.username).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            tracing::info!(username = %credentials.username, src = %from.addr, "REGISTER for an unknown user");
-            return reply(StatusCode::Forbidden);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return reply(StatusCode::ServerInternalError);
-        }
-    };
-    let verified = {
-        // One lock around the nonce counts; held for a hash, never across an await.
-        let mut digest = ctx.digest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        digest.verify(
-            now_secs,
-            request.request.method.to_string().as_str(),
-            &credentials,
-            user.ha1(credentials.algorithm),
-        )
-    };
-    match verified {
-        Ok(()) => {}
-        // An old or unknown nonce (say, from before a restart): challenge again.
-        Err(VerifyError::Stale) => return challenge(ctx, request, now_secs, true),
-        Err(VerifyError::ForeignNonce | VerifyError::Replay(_)) => {
-            return challenge(ctx, request, now_secs, false)
-        }
-        Err(e) => {
-            tracing::info!(username = %credentials.username, src = %from.addr, error = %e, "REGISTER refused");
-            return reply(StatusCode::Forbidden);
-        }
-    }
 
     let registrar = Registrar::default();
     let plan = match registrar::plan(request, &registrar.policy) {
@@ -93,15 +53,6 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
             e.response(request, &tag, ctx.server())
         }
     }
-}
-
-fn challenge(ctx: &Context, request: &InboundRequest, now_secs: u64, stale: bool) -> rsip::Response {
-    let mut response = response_to(request, StatusCode::Unauthorized, Some(&new_tag()), ctx.server());
-    let challenges = ctx.digest.lock().unwrap_or_else(|p| p.into_inner()).challenges(now_secs, stale);
-    for value in challenges {
-        push_header(&mut response, Header::WwwAuthenticate(value.into()));
-    }
-    response
 }
 
 /// Where requests to a phone's contact go: the address its REGISTER came from (symmetric

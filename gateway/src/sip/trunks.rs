@@ -277,7 +277,7 @@ fn resolve(proxy: &rsip::Uri) -> Option<SocketAddr> {
 }
 
 /// The local address the system would send from to reach `peer` (no packet is sent).
-fn route_source(peer: SocketAddr) -> Option<IpAddr> {
+pub(super) fn route_source(peer: SocketAddr) -> Option<IpAddr> {
     let probe = UdpSocket::bind(if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
     probe.connect(peer).ok()?;
     probe.local_addr().ok().map(|a| a.ip())

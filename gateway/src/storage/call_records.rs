@@ -34,8 +34,8 @@ pub struct CallRecord {
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     pub ended_at_ms: i64,
-    /// Why the leg ended: `normal`, `rtp-timeout`, `no-answer`, `wrong-pin`, `shutdown`, a SIP
-    /// status such as `486`, …
+    /// Why the leg ended: `normal` (the phone hung up), `rtp-timeout`, `wrong-pin`, `kicked`,
+    /// `session-expired`, `no-ack`, `shutdown`.
     pub cause: String,
     pub codec: Option<String>,
 }

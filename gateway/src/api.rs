@@ -1,0 +1,312 @@
+//! The REST API under `/api/v1`, described in `gateway/openapi.yaml` (served at
+//! `/api/v1/openapi.yaml`). Reads are open to whoever reaches the HTTP listener (it binds
+//! 127.0.0.1 by default); every mutating call needs `Authorization: Bearer <http.api_token>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use crate::calls::{ConferenceView, Control, ControlError, ParticipantAction};
+use crate::media::ParticipantId;
+use crate::state::Shared;
+use crate::storage::{Room, RoomUpdate, StorageError};
+
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v1/openapi.yaml", get(openapi))
+        .route("/api/v1/rooms", get(list_rooms).post(create_room))
+        .route("/api/v1/rooms/{number}", get(show_room).patch(update_room).delete(delete_room))
+        .route("/api/v1/conferences", get(list_conferences))
+        .route("/api/v1/conferences/{room}", get(show_conference))
+        .route("/api/v1/conferences/{room}/participants/{id}", axum::routing::delete(kick))
+        .route("/api/v1/conferences/{room}/participants/{id}/{action}", post(participant_action))
+        .route("/api/v1/call-records", get(call_records))
+}
+
+/// An API failure: a status and a message, as `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        let status = match &e {
+            StorageError::Duplicate { .. } => StatusCode::CONFLICT,
+            StorageError::NotFound { .. } => StatusCode::NOT_FOUND,
+            StorageError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            _ => {
+                tracing::error!(error = %e, "API storage failure");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let status = match e {
+            ControlError::NoSuchParticipant => StatusCode::NOT_FOUND,
+            ControlError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// Mutating calls need the configured bearer token, compared in constant time.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = shared.config.http.api_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mutating calls are disabled: set http.api_token in the config",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    }
+}
+
+/// A JSON body, with a clear message when it does not parse.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let message = if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], include_str!("../openapi.yaml"))
+}
+
+async fn list_rooms(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<Room>>, ApiError> {
+    Ok(Json(shared.storage.rooms().await?))
+}
+
+async fn show_room(
+    State(shared): State<Arc<Shared>>,
+    Path(number): Path<String>,
+) -> Result<Json<Room>, ApiError> {
+    match shared.storage.room(&number).await? {
+        Some(room) => Ok(Json(room)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    number: String,
+    #[serde(default)]
+    name: String,
+    pin: Option<String>,
+    moderator_pin: Option<String>,
+    max_participants: Option<u32>,
+    #[serde(default)]
+    dids: Vec<String>,
+}
+
+async fn create_room(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Room>), ApiError> {
+    authorize(&shared, &headers)?;
+    let new: NewRoom = body(&bytes)?;
+    let room = Room {
+        number: new.number,
+        name: new.name,
+        pin: new.pin,
+        moderator_pin: new.moderator_pin,
+        max_participants: new.max_participants,
+        dids: new.dids,
+    };
+    shared.storage.add_room(&room, crate::clock::unix_ms()).await?;
+    tracing::info!(room = %room.number, "room created through the API");
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+/// PATCH: a field left out is kept; `null` clears an optional one.
+async fn update_room(
+    State(shared): State<Arc<Shared>>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Room>, ApiError> {
+    authorize(&shared, &headers)?;
+    let fields: Map<String, Value> = body(&bytes)?;
+    let update = room_update(fields)?;
+    Ok(Json(shared.storage.update_room(&number, &update, crate::clock::unix_ms()).await?))
+}
+
+fn room_update(fields: Map<String, Value>) -> Result<RoomUpdate, ApiError> {
+    fn field<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<T, ApiError> {
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{key}: {e}")))
+    }
+    let mut update = RoomUpdate::default();
+    for (key, value) in fields {
+        match key.as_str() {
+            "name" => update.name = Some(field(&key, value)?),
+            "pin" => update.pin = Some(field(&key, value)?),
+            "moderator_pin" => update.moderator_pin = Some(field(&key, value)?),
+            "max_participants" => update.max_participants = Some(field(&key, value)?),
+            "dids" => update.dids = Some(field(&key, value)?),
+            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown field `{key}`"))),
+        }
+    }
+    Ok(update)
+}
+
+async fn delete_room(
+    State(shared): State<Arc<Shared>>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize(&shared, &headers)?;
+    if shared.storage.remove_room(&number).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found")))
+    }
+}
+
+async fn conferences(shared: &Shared) -> Result<Vec<ConferenceView>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || ApiError::from(ControlError::Unavailable);
+    shared.control.send(Control::Conferences(reply)).await.map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())
+}
+
+async fn list_conferences(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<ConferenceView>>, ApiError> {
+    Ok(Json(conferences(&shared).await?))
+}
+
+async fn show_conference(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+) -> Result<Json<ConferenceView>, ApiError> {
+    conferences(&shared)
+        .await?
+        .into_iter()
+        .find(|c| c.room == room)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no conference in room `{room}`")))
+}
+
+async fn control_participant(
+    shared: &Shared,
+    room: String,
+    id: u64,
+    action: ParticipantAction,
+) -> Result<Option<crate::calls::ParticipantView>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || ApiError::from(ControlError::Unavailable);
+    let request = Control::Participant { room, id: ParticipantId(id), action, reply };
+    shared.control.send(request).await.map_err(|_| unavailable())?;
+    Ok(answer.await.map_err(|_| unavailable())??)
+}
+
+async fn participant_action(
+    State(shared): State<Arc<Shared>>,
+    Path((room, id, action)): Path<(String, u64, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&shared, &headers)?;
+    let action = match action.as_str() {
+        "mute" => ParticipantAction::Mute(true),
+        "unmute" => ParticipantAction::Mute(false),
+        "deaf" => ParticipantAction::Deaf(true),
+        "undeaf" => ParticipantAction::Deaf(false),
+        "kick" => ParticipantAction::Kick,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`: mute, unmute, deaf, undeaf or kick"),
+            ))
+        }
+    };
+    Ok(match control_participant(&shared, room, id, action).await? {
+        Some(view) => Json(view).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+async fn kick(
+    State(shared): State<Arc<Shared>>,
+    Path((room, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize(&shared, &headers)?;
+    control_participant(&shared, room, id, ParticipantAction::Kick).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordQuery {
+    room: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn call_records(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<RecordQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(shared.storage.call_records(query.room.as_deref(), limit).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tells_absent_from_null() {
+        let fields: Map<String, Value> = serde_json::from_str(r#"{"pin": null, "name": "Board"}"#).unwrap();
+        let update = room_update(fields).unwrap();
+        assert_eq!(update.pin, Some(None));
+        assert_eq!(update.name.as_deref(), Some("Board"));
+        assert_eq!(update.moderator_pin, None);
+        let bad: Map<String, Value> = serde_json::from_str(r#"{"pni": "1"}"#).unwrap();
+        assert_eq!(room_update(bad).unwrap_err().message, "unknown field `pni`");
+        let wrong: Map<String, Value> = serde_json::from_str(r#"{"max_participants": "ten"}"#).unwrap();
+        assert!(room_update(wrong).unwrap_err().message.starts_with("max_participants:"));
+    }
+}

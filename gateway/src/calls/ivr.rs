@@ -1,0 +1,215 @@
+//! PIN entry: digits in, a decision out. Time is an input.
+//!
+//! [`PinEntry`] collects digits until `#` (or until the longest PIN is reached), compares them
+//! with the room's PIN and moderator PIN, and counts wrong attempts; silence longer than the
+//! digit timeout counts as a wrong attempt too. [`PinGuard`] remembers wrong PINs per source
+//! address, so guessing PINs from one place gets slow.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// What a digit (or the timeout) led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinStep {
+    /// Keep collecting.
+    More,
+    /// Wrong PIN; `left` attempts remain.
+    Wrong { left: u32 },
+    /// Wrong PIN and no attempts left: goodbye.
+    Failed,
+    /// The PIN (or the moderator PIN) is right.
+    Accepted { moderator: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct PinEntry {
+    pin: Option<String>,
+    moderator_pin: Option<String>,
+    digits: String,
+    attempts_left: u32,
+    digit_timeout: Duration,
+    deadline: Instant,
+}
+
+impl PinEntry {
+    pub fn new(
+        now: Instant,
+        pin: Option<String>,
+        moderator_pin: Option<String>,
+        attempts: u32,
+        digit_timeout: Duration,
+    ) -> PinEntry {
+        PinEntry {
+            pin,
+            moderator_pin,
+            digits: String::new(),
+            attempts_left: attempts,
+            digit_timeout,
+            deadline: now + digit_timeout,
+        }
+    }
+
+    fn longest(&self) -> usize {
+        self.pin.iter().chain(&self.moderator_pin).map(String::len).max().unwrap_or(0)
+    }
+
+    /// Restarts the digit timer, for instance when a prompt finished playing.
+    pub fn restart_timer(&mut self, now: Instant) {
+        self.deadline = now + self.digit_timeout;
+    }
+
+    pub fn digit(&mut self, now: Instant, digit: char) -> PinStep {
+        self.deadline = now + self.digit_timeout;
+        match digit {
+            '#' => self.complete(),
+            // `*` starts over, as on most bridges.
+            '*' => {
+                self.digits.clear();
+                PinStep::More
+            }
+            d if d.is_ascii_digit() => {
+                self.digits.push(d);
+                // Enough digits for the longest PIN and one of them matches: no `#` needed.
+                // Beyond the longest PIN, the attempt is wrong whatever follows.
+                if self.digits.len() > self.longest() {
+                    self.complete()
+                } else {
+                    PinStep::More
+                }
+            }
+            _ => PinStep::More,
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<PinStep> {
+        (now >= self.deadline).then(|| {
+            self.deadline = now + self.digit_timeout;
+            self.complete()
+        })
+    }
+
+    fn complete(&mut self) -> PinStep {
+        let entered = std::mem::take(&mut self.digits);
+        if self.moderator_pin.as_deref() == Some(entered.as_str()) {
+            return PinStep::Accepted { moderator: true };
+        }
+        if self.pin.as_deref() == Some(entered.as_str()) {
+            return PinStep::Accepted { moderator: false };
+        }
+        self.attempts_left = self.attempts_left.saturating_sub(1);
+        match self.attempts_left {
+            0 => PinStep::Failed,
+            left => PinStep::Wrong { left },
+        }
+    }
+}
+
+/// Wrong PINs per source address within a window.
+#[derive(Debug)]
+pub struct PinGuard {
+    limit: u32,
+    window: Duration,
+    sources: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl PinGuard {
+    pub fn new(limit: u32, window: Duration) -> PinGuard {
+        PinGuard { limit, window, sources: HashMap::new() }
+    }
+
+    /// True while `source` has used up its wrong PINs.
+    pub fn blocked(&mut self, now: Instant, source: IpAddr) -> bool {
+        self.forget_old(now);
+        self.sources.get(&source).is_some_and(|&(count, _)| count >= self.limit)
+    }
+
+    pub fn failure(&mut self, now: Instant, source: IpAddr) {
+        self.forget_old(now);
+        let entry = self.sources.entry(source).or_insert((0, now));
+        entry.0 += 1;
+        entry.1 = now;
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        let window = self.window;
+        self.sources.retain(|_, &mut (_, last)| now.duration_since(last) < window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn entry(t0: Instant) -> PinEntry {
+        PinEntry::new(t0, Some("4321".into()), Some("9999".into()), 3, Duration::from_secs(10))
+    }
+
+    fn enter(e: &mut PinEntry, now: Instant, digits: &str) -> PinStep {
+        let mut last = PinStep::More;
+        for d in digits.chars() {
+            last = e.digit(now, d);
+        }
+        last
+    }
+
+    #[test]
+    fn right_pin_joins_and_moderator_pin_marks_moderator() {
+        let t0 = t0();
+        assert_eq!(enter(&mut entry(t0), t0, "4321#"), PinStep::Accepted { moderator: false });
+        assert_eq!(enter(&mut entry(t0), t0, "9999#"), PinStep::Accepted { moderator: true });
+        assert_eq!(enter(&mut entry(t0), t0, "12*4321#"), PinStep::Accepted { moderator: false });
+    }
+
+    #[test]
+    fn three_wrong_attempts_fail_and_a_right_second_one_joins() {
+        let t0 = t0();
+        let mut e = entry(t0);
+        assert_eq!(enter(&mut e, t0, "1111#"), PinStep::Wrong { left: 2 });
+        assert_eq!(enter(&mut e, t0, "4321#"), PinStep::Accepted { moderator: false });
+
+        let mut e = entry(t0);
+        assert_eq!(enter(&mut e, t0, "1#"), PinStep::Wrong { left: 2 });
+        assert_eq!(enter(&mut e, t0, "12345"), PinStep::Wrong { left: 1 }, "longer than any PIN");
+        assert_eq!(enter(&mut e, t0, "#"), PinStep::Failed, "an empty PIN is wrong too");
+    }
+
+    #[test]
+    fn silence_counts_as_a_wrong_attempt_after_the_digit_timeout() {
+        let t0 = t0();
+        let mut e = entry(t0);
+        assert_eq!(e.poll_timeout(), t0 + Duration::from_secs(10));
+        assert_eq!(e.handle_timeout(t0 + Duration::from_secs(9)), None);
+        e.digit(t0 + Duration::from_secs(9), '4');
+        assert_eq!(e.handle_timeout(t0 + Duration::from_secs(18)), None, "a digit restarts the timer");
+        assert_eq!(e.handle_timeout(t0 + Duration::from_secs(19)), Some(PinStep::Wrong { left: 2 }));
+        assert_eq!(e.poll_timeout(), t0 + Duration::from_secs(29));
+    }
+
+    #[test]
+    fn a_source_is_blocked_after_the_limit_until_the_window_passes() {
+        let t0 = t0();
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let other: IpAddr = [192, 0, 2, 2].into();
+        let mut guard = PinGuard::new(3, Duration::from_secs(600));
+        for i in 0..3 {
+            assert!(!guard.blocked(t0, ip));
+            guard.failure(t0 + Duration::from_secs(i), ip);
+        }
+        assert!(guard.blocked(t0 + Duration::from_secs(10), ip));
+        assert!(!guard.blocked(t0 + Duration::from_secs(10), other));
+        assert!(
+            !guard.blocked(t0 + Duration::from_secs(602), ip),
+            "the window is counted from the last failure"
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! The media worker: one thread owning every conference's mixer and every leg's RTP sockets.
+//!
+//! Each 20 ms tick it takes the commands call control queued, drains every leg's sockets
+//! (no task wake-up or channel hop per packet), runs each conference's tick, and sends each
+//! leg its packet. Symmetric RTP: a leg sends to where its packets come from, so phones behind
+//! NAT are reached through the binding their own packets opened. What call control must know
+//! (digits, talk spurts, finished prompts, silent legs, statistics) goes back as
+//! [`MediaEvent`]s.
+
+pub mod ports;
+pub mod prompts;
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, LegStats, PlayTarget};
+use prometheus_client::metrics::histogram::Histogram;
+use rtc_shared::marshal::{Marshal, Unmarshal};
+use tokio::sync::mpsc;
+
+/// A participant: one leg of one conference, named by call control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub u64);
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The sample rate every conference mixes at.
+pub const CONFERENCE_RATE: u32 = 16000;
+
+const TICK: Duration = Duration::from_millis(20);
+/// How often each leg sends an RTCP report (RFC 3550 §6.2 suggests 5 s at the least).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often each leg's figures go to call control.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Ticks run late by more than this are skipped rather than caught up in a burst.
+const MAX_LATENESS: Duration = Duration::from_millis(200);
+
+/// A new leg: its sockets, where to send, and how its RTP looks.
+#[derive(Debug)]
+pub struct LegSetup {
+    pub id: ParticipantId,
+    pub room: String,
+    pub config: LegConfig,
+    pub rtp: UdpSocket,
+    /// None with `rtcp-mux`: RTCP shares the RTP socket.
+    pub rtcp: Option<UdpSocket>,
+    /// From the peer's SDP, until its packets show where it really is.
+    pub remote: Option<SocketAddr>,
+    pub remote_rtcp: Option<SocketAddr>,
+    /// False while in the IVR: not mixed in, hears only its prompts.
+    pub joined: bool,
+}
+
+/// Who hears a prompt.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    Leg(ParticipantId),
+    Room(String),
+}
+
+#[derive(Debug)]
+pub enum MediaCommand {
+    Add(Box<LegSetup>),
+    Remove(ParticipantId),
+    /// After a re-INVITE/UPDATE: a new codec (the leg restarts), a new remote, hold or resume.
+    Update {
+        id: ParticipantId,
+        config: LegConfig,
+        remote: Option<SocketAddr>,
+        on_hold: bool,
+    },
+    /// Out of the IVR into the mix.
+    Join(ParticipantId),
+    SetMuted(ParticipantId, bool),
+    SetDeaf(ParticipantId, bool),
+    Play(Audience, Arc<[i16]>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    Dtmf {
+        id: ParticipantId,
+        digit: char,
+    },
+    Talking {
+        id: ParticipantId,
+        talking: bool,
+    },
+    /// A prompt to one leg finished.
+    PromptFinished {
+        id: ParticipantId,
+    },
+    /// No RTP for the configured time from a leg that is not on hold.
+    RtpTimeout {
+        id: ParticipantId,
+    },
+    Stats {
+        id: ParticipantId,
+        stats: LegStats,
+    },
+}
+
+/// Call control's handle on the worker.
+#[derive(Clone)]
+pub struct Media {
+    commands: std_mpsc::Sender<MediaCommand>,
+}
+
+impl Media {
+    /// Starts the worker thread. It stops when every handle is dropped.
+    pub fn start(
+        rtp_timeout: Duration,
+        tick_seconds: Histogram,
+    ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
+        let (commands, command_rx) = std_mpsc::channel();
+        let (events, event_rx) = mpsc::channel(8192);
+        let worker = Worker {
+            commands: command_rx,
+            events,
+            rooms: HashMap::new(),
+            legs: HashMap::new(),
+            rtp_timeout,
+            tick_seconds,
+            buffer: vec![0; 2048],
+        };
+        std::thread::Builder::new().name("media".into()).spawn(move || worker.run())?;
+        Ok((Media { commands }, event_rx))
+    }
+
+    /// Queues a command for the next tick; false once the worker is gone.
+    pub fn send(&self, command: MediaCommand) -> bool {
+        self.commands.send(command).is_ok()
+    }
+}
+
+/// One conference and which participant each of its legs is.
+struct Room {
+    conference: Conference,
+    participants: HashMap<LegId, ParticipantId>,
+}
+
+struct WorkerLeg {
+    room: String,
+    leg: LegId,
+    config: LegConfig,
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+    remote: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    last_rtp: Instant,
+    timed_out: bool,
+    on_hold: bool,
+    next_rtcp: Instant,
+    next_stats: Instant,
+}
+
+struct Worker {
+    commands: std_mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+    rooms: HashMap<String, Room>,
+    legs: HashMap<ParticipantId, WorkerLeg>,
+    rtp_timeout: Duration,
+    tick_seconds: Histogram,
+    buffer: Vec<u8>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut next = Instant::now() + TICK;
+        loop {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            let now = Instant::now();
+            if now > next + MAX_LATENESS {
+                tracing::warn!(late_ms = (now - next).as_millis() as u64, "media ticks skipped");
+                next = now;
+            }
+            next += TICK;
+            if !self.take_commands(now) {
+                return;
+            }
+            self.receive(now);
+            self.tick_all();
+            self.housekeeping(now);
+            self.tick_seconds.observe(now.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Applies queued commands; false when call control is gone.
+    fn take_commands(&mut self, now: Instant) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(now, command),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, command: MediaCommand) {
+        match command {
+            MediaCommand::Add(setup) => self.add(now, *setup),
+            MediaCommand::Remove(id) => {
+                if let Some(leg) = self.legs.remove(&id) {
+                    if let Some(room) = self.rooms.get_mut(&leg.room) {
+                        room.conference.remove_leg(leg.leg);
+                        room.participants.remove(&leg.leg);
+                        if room.conference.is_empty() {
+                            self.rooms.remove(&leg.room);
+                        }
+                    }
+                }
+            }
+            MediaCommand::Update { id, config, remote, on_hold } => {
+                let Some(leg) = self.legs.get_mut(&id) else { return };
+                let Some(room) = self.rooms.get_mut(&leg.room) else { return };
+                // A new codec or payload type restarts the leg's codec state; keep its flags.
+                let changed = (config.codec, config.payload_type, config.telephone_event)
+                    != (leg.config.codec, leg.config.payload_type, leg.config.telephone_event);
+                if changed {
+                    let stats = room.conference.stats(leg.leg);
+                    let (muted, deaf) = stats.map_or((false, false), |s| (s.muted, s.deaf));
+                    room.conference.remove_leg(leg.leg);
+                    room.participants.remove(&leg.leg);
+                    leg.config = config.clone();
+                    leg.leg = room.conference.add_leg(config);
+                    room.conference.set_muted(leg.leg, muted);
+                    room.conference.set_deaf(leg.leg, deaf);
+                    room.participants.insert(leg.leg, id);
+                }
+                if remote.is_some() {
+                    leg.remote = remote;
+                }
+                leg.on_hold = on_hold;
+                leg.last_rtp = now;
+                leg.timed_out = false;
+                room.conference.set_on_hold(leg.leg, on_hold);
+            }
+            MediaCommand::Join(id) => {
+                self.with_leg(id, |c, leg| {
+                    c.set_muted(leg, false);
+                    c.set_deaf(leg, false);
+                });
+            }
+            MediaCommand::SetMuted(id, muted) => self.with_leg(id, |c, leg| {
+                c.set_muted(leg, muted);
+            }),
+            MediaCommand::SetDeaf(id, deaf) => self.with_leg(id, |c, leg| {
+                c.set_deaf(leg, deaf);
+            }),
+            MediaCommand::Play(Audience::Leg(id), samples) => self.with_leg(id, |c, leg| {
+                c.play(PlayTarget::Leg(leg), samples);
+            }),
+            MediaCommand::Play(Audience::Room(room), samples) => {
+                if let Some(room) = self.rooms.get_mut(&room) {
+                    room.conference.play(PlayTarget::Everyone, samples);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, now: Instant, setup: LegSetup) {
+        for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
+            if let Err(e) = socket.set_nonblocking(true) {
+                tracing::error!(error = %e, "RTP socket cannot be made non-blocking; leg not added");
+                return;
+            }
+        }
+        let room = self.rooms.entry(setup.room.clone()).or_insert_with(|| Room {
+            conference: Conference::new(CONFERENCE_RATE),
+            participants: HashMap::new(),
+        });
+        let leg = room.conference.add_leg(setup.config.clone());
+        if !setup.joined {
+            room.conference.set_muted(leg, true);
+            room.conference.set_deaf(leg, true);
+        }
+        room.participants.insert(leg, setup.id);
+        self.legs.insert(
+            setup.id,
+            WorkerLeg {
+                room: setup.room,
+                leg,
+                config: setup.config,
+                rtp: setup.rtp,
+                rtcp: setup.rtcp,
+                remote: setup.remote,
+                remote_rtcp: setup.remote_rtcp,
+                last_rtp: now,
+                timed_out: false,
+                on_hold: false,
+                next_rtcp: now + RTCP_INTERVAL,
+                next_stats: now + STATS_INTERVAL,
+            },
+        );
+    }
+
+    fn with_leg(&mut self, id: ParticipantId, f: impl FnOnce(&mut Conference, LegId)) {
+        if let Some(leg) = self.legs.get(&id) {
+            if let Some(room) = self.rooms.get_mut(&leg.room) {
+                f(&mut room.conference, leg.leg);
+            }
+        }
+    }
+
+    /// Drains every leg's sockets into its conference.
+    fn receive(&mut self, now: Instant) {
+        for leg in self.legs.values_mut() {
+            let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
+            loop {
+                let (n, src) = match leg.rtp.recv_from(&mut self.buffer) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    // ICMP port unreachable from an earlier send, and the like: keep reading.
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "RTP receive failed");
+                        break;
+                    }
+                };
+                let datagram = &self.buffer[..n];
+                if is_rtcp(datagram) {
+                    room.conference.receive_rtcp(now, leg.leg, datagram);
+                    continue;
+                }
+                let Ok(packet) = rtp::Packet::unmarshal(&mut &datagram[..]) else { continue };
+                if packet.header.version != 2 {
+                    continue;
+                }
+                // Symmetric RTP (RFC 4961): answer to where the packets come from.
+                if leg.remote != Some(src) {
+                    tracing::debug!(remote = %src, "RTP source learned");
+                    leg.remote = Some(src);
+                    if leg.rtcp.is_none() {
+                        leg.remote_rtcp = Some(src);
+                    }
+                }
+                leg.last_rtp = now;
+                room.conference.receive(now, leg.leg, &packet);
+            }
+            if let Some(rtcp) = &leg.rtcp {
+                while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
+                    leg.remote_rtcp = Some(src);
+                    room.conference.receive_rtcp(now, leg.leg, &self.buffer[..n]);
+                }
+            }
+        }
+    }
+
+    /// Every conference's tick; each leg's packet goes out on its socket.
+    fn tick_all(&mut self) {
+        for room in self.rooms.values_mut() {
+            let legs = &self.legs;
+            let participants = &room.participants;
+            room.conference.tick(|leg, packet| {
+                let Some(worker_leg) = participants.get(&leg).and_then(|id| legs.get(id)) else { return };
+                let Some(remote) = worker_leg.remote else { return };
+                match packet.marshal() {
+                    Ok(bytes) => {
+                        // A full send buffer or an unreachable peer loses this packet only.
+                        let _ = worker_leg.rtp.send_to(&bytes, remote);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "RTP packet does not marshal"),
+                }
+            });
+            while let Some(event) = room.conference.poll_event() {
+                let event = match event {
+                    ConferenceEvent::Dtmf { leg, digit } => {
+                        participants.get(&leg).map(|&id| MediaEvent::Dtmf { id, digit })
+                    }
+                    ConferenceEvent::SpeakingStarted { leg } => {
+                        participants.get(&leg).map(|&id| MediaEvent::Talking { id, talking: true })
+                    }
+                    ConferenceEvent::SpeakingStopped { leg } => {
+                        participants.get(&leg).map(|&id| MediaEvent::Talking { id, talking: false })
+                    }
+                    ConferenceEvent::PromptFinished { leg: Some(leg) } => {
+                        participants.get(&leg).map(|&id| MediaEvent::PromptFinished { id })
+                    }
+                    ConferenceEvent::PromptFinished { leg: None } => None,
+                };
+                if let Some(event) = event {
+                    emit(&self.events, event);
+                }
+            }
+        }
+    }
+
+    /// RTCP reports, statistics and RTP timeouts.
+    fn housekeeping(&mut self, now: Instant) {
+        for (&id, leg) in &mut self.legs {
+            let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
+            if now >= leg.next_rtcp {
+                leg.next_rtcp = now + RTCP_INTERVAL;
+                let target = leg.remote_rtcp.or(leg.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)));
+                if let (Some(report), Some(target)) =
+                    (room.conference.rtcp_report(leg.leg, now, ntp_now()), target)
+                {
+                    let socket = leg.rtcp.as_ref().unwrap_or(&leg.rtp);
+                    let _ = socket.send_to(&report, target);
+                }
+            }
+            if now >= leg.next_stats {
+                leg.next_stats = now + STATS_INTERVAL;
+                if let Some(stats) = room.conference.stats(leg.leg) {
+                    emit(&self.events, MediaEvent::Stats { id, stats });
+                }
+            }
+            if !leg.on_hold && !leg.timed_out && now.duration_since(leg.last_rtp) >= self.rtp_timeout {
+                leg.timed_out = true;
+                emit(&self.events, MediaEvent::RtpTimeout { id });
+            }
+        }
+    }
+}
+
+/// Events never block the media thread: when call control is that far behind, figures are
+/// dropped (the next ones follow within a second) and the loss is logged.
+fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
+    if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(event) {
+        tracing::warn!(?event, "media event dropped: call control is behind");
+    }
+}
+
+/// RFC 5761 §4: RTCP packet types 192–223 in the second byte tell RTCP from RTP on one port.
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 2 && (192..=223).contains(&datagram[1])
+}
+
+/// The wall clock as a 64-bit NTP timestamp (RFC 3550 §4).
+fn ntp_now() -> u64 {
+    const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() + UNIX_TO_NTP_SECS;
+    let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtcp_is_told_from_rtp_by_packet_type() {
+        assert!(is_rtcp(&[0x80, 200, 0, 6]), "SR");
+        assert!(is_rtcp(&[0x81, 201, 0, 7]), "RR");
+        assert!(!is_rtcp(&[0x80, 0, 0, 1]), "PCMU");
+        assert!(!is_rtcp(&[0x80, 0x80 | 101]), "telephone-event with marker");
+        assert!(!is_rtcp(&[0x80]));
+    }
+}

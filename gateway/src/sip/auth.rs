@@ -1,0 +1,72 @@
+//! Digest authentication of requests from desk phones (RFC 3261 §22, RFC 7616) against the
+//! HA1 values stored for each user.
+
+use rsip::prelude::*;
+use rsip::{Header, StatusCode};
+use sip_stack::digest::{DigestResponse, VerifyError};
+use sip_stack::message::InboundRequest;
+use sip_stack::response::{push_header, response_to};
+use sip_stack::transport::Peer;
+
+use super::core::{new_tag, Context};
+use crate::storage::SipUser;
+
+/// The user who sent `request`, or the response to send instead: a challenge (401) when it
+/// carries no usable credentials, 403 when they are wrong.
+pub async fn authenticate(
+    ctx: &Context,
+    request: &InboundRequest,
+    from: Peer,
+) -> Result<SipUser, rsip::Response> {
+    let now_secs = (crate::clock::unix_ms() / 1000) as u64;
+    let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
+    let method = request.request.method;
+
+    let Some(authorization) = request.request.authorization_header() else {
+        return Err(challenge(ctx, request, now_secs, false));
+    };
+    let credentials = match DigestResponse::parse(authorization.value()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed Authorization");
+            return Err(reply(StatusCode::Other(400, "Malformed Authorization".into())));
+        }
+    };
+    let user = match ctx.shared.storage.user(&credentials.username).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            tracing::info!(username = %credentials.username, src = %from.addr, %method, "{method} from an unknown user");
+            return Err(reply(StatusCode::Forbidden));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return Err(reply(StatusCode::ServerInternalError));
+        }
+    };
+    let verified = {
+        // One lock around the nonce counts; held for a hash, never across an await.
+        let mut digest = ctx.digest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        digest.verify(now_secs, method.to_string().as_str(), &credentials, user.ha1(credentials.algorithm))
+    };
+    match verified {
+        Ok(()) => Ok(user),
+        // An old or unknown nonce (say, from before a restart): challenge again.
+        Err(VerifyError::Stale) => Err(challenge(ctx, request, now_secs, true)),
+        Err(VerifyError::ForeignNonce | VerifyError::Replay(_)) => {
+            Err(challenge(ctx, request, now_secs, false))
+        }
+        Err(e) => {
+            tracing::info!(username = %credentials.username, src = %from.addr, error = %e, "{method} refused");
+            Err(reply(StatusCode::Forbidden))
+        }
+    }
+}
+
+fn challenge(ctx: &Context, request: &InboundRequest, now_secs: u64, stale: bool) -> rsip::Response {
+    let mut response = response_to(request, StatusCode::Unauthorized, Some(&new_tag()), ctx.server());
+    let challenges = ctx.digest.lock().unwrap_or_else(|p| p.into_inner()).challenges(now_secs, stale);
+    for value in challenges {
+        push_header(&mut response, Header::WwwAuthenticate(value.into()));
+    }
+    response
+}

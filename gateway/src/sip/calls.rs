@@ -1,0 +1,994 @@
+//! Calls into conferences, inside the SIP core: the answer to an admitted INVITE, the dialog
+//! and its in-dialog requests (ACK, BYE, re-INVITE, UPDATE, INFO), the IVR that asks for the
+//! PIN, session timers, and the end of each call with its record.
+//!
+//! Every call is a [`Call`] in [`Calls`]; its media is a leg of the room's conference in the
+//! media worker. A caller to a room with a PIN starts muted and deaf, hearing only the IVR's
+//! prompts; the right PIN joins it to the mix.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mixer::codec::AudioCodec;
+use mixer::conference::{LegConfig, LegStats};
+use rsip::prelude::*;
+use rsip::{Header, Method, StatusCode};
+use sip_stack::dialog::session_timer::{
+    self, Refresher, SessionTimer, SessionTimerPolicy, TimerAction, UasDecision,
+};
+use sip_stack::dialog::{Dialog, DialogId, OkAction, OkRetransmit};
+use sip_stack::message::{response_bytes, InboundRequest, InboundResponse};
+use sip_stack::response::{push_header, response_to, set_body};
+use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
+use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
+use sip_stack::transport::{Peer, Transport};
+
+use super::core::{new_tag, Core, ALLOW};
+use super::invite::{self, Admission};
+use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
+use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView};
+use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId};
+use crate::metrics::{CallLabels, RoomCodecLabels};
+use crate::storage::{CallRecord, Direction as RecordDirection, Room};
+
+/// Codecs we answer with, most preferred first: wideband before narrowband.
+const CODECS: [sdp::Codec; 3] = [sdp::G722, sdp::PCMU, sdp::PCMA];
+
+/// Where a call is in its life.
+#[derive(Debug)]
+enum Stage {
+    /// In the IVR, asked for the PIN.
+    Pin(PinEntry),
+    /// The last wrong PIN: the goodbye prompt plays, then BYE.
+    Goodbye,
+    Joined {
+        moderator: bool,
+    },
+}
+
+/// A 2xx to an INVITE being resent until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct PendingOk {
+    timer: OkRetransmit,
+    to: Peer,
+    bytes: Bytes,
+}
+
+/// One call: a dialog with a phone, and its leg in a conference.
+#[derive(Debug)]
+pub struct Call {
+    id: ParticipantId,
+    dialog: Dialog,
+    /// Where the INVITE came from: in-dialog requests go back there (phones behind NAT).
+    peer: Peer,
+    via_host: String,
+    room: Room,
+    stage: Stage,
+    ok: Option<PendingOk>,
+    session: Option<SessionTimer>,
+    session_interval: u32,
+    local: LocalAudio,
+    sdp_session: u64,
+    sdp_version: u64,
+    stream: AudioStream,
+    codec: AudioCodec,
+    peer_allows_update: bool,
+    user: String,
+    display_name: String,
+    from_uri: String,
+    to_uri: String,
+    started_ms: i64,
+    talking: bool,
+    muted: bool,
+    deaf: bool,
+    on_hold: bool,
+    stats: Option<LegStats>,
+    /// Lost packets already counted in the metrics.
+    lost_reported: u64,
+}
+
+impl Call {
+    fn joined(&self) -> bool {
+        matches!(self.stage, Stage::Joined { .. })
+    }
+
+    fn view(&self) -> ParticipantView {
+        let stats = self.stats.as_ref();
+        let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
+        ParticipantView {
+            id: self.id,
+            display_name: self.display_name.clone(),
+            user: self.user.clone(),
+            codec: self.codec.name(),
+            joined: self.joined(),
+            moderator: matches!(self.stage, Stage::Joined { moderator: true }),
+            talking: self.talking,
+            muted: self.muted,
+            deaf: self.deaf,
+            on_hold: self.on_hold,
+            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
+            jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
+            started_at_ms: self.started_ms,
+        }
+    }
+}
+
+/// Every call the core knows.
+pub struct Calls {
+    calls: HashMap<ParticipantId, Call>,
+    by_dialog: HashMap<DialogId, ParticipantId>,
+    /// INVITEs being admitted, and whether a CANCEL came meanwhile.
+    pending: HashMap<ServerTx, bool>,
+    /// Our in-dialog requests in flight: session refreshes and BYEs.
+    requests: HashMap<ClientTx, Outgoing>,
+    next_id: u64,
+    guard: PinGuard,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outgoing {
+    Refresh { id: ParticipantId, invite_seq: Option<u32> },
+    Bye,
+}
+
+impl Calls {
+    pub fn new(pin_failures: u32, pin_window: Duration) -> Calls {
+        Calls {
+            calls: HashMap::new(),
+            by_dialog: HashMap::new(),
+            pending: HashMap::new(),
+            requests: HashMap::new(),
+            next_id: 1,
+            guard: PinGuard::new(pin_failures, pin_window),
+        }
+    }
+
+    /// BYEs still waiting for their answer.
+    pub fn byes_in_flight(&self) -> usize {
+        self.requests.values().filter(|o| matches!(o, Outgoing::Bye)).count()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.calls
+            .values()
+            .flat_map(|c| {
+                let pin = match &c.stage {
+                    Stage::Pin(entry) => Some(entry.poll_timeout()),
+                    _ => None,
+                };
+                [
+                    c.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
+                    c.session.as_ref().map(|s| s.poll_timeout()),
+                    pin,
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    fn in_room<'a>(&'a self, room: &'a str) -> impl Iterator<Item = &'a Call> + 'a {
+        self.calls.values().filter(move |c| c.room.number == room)
+    }
+
+    pub fn conferences(&self) -> Vec<ConferenceView> {
+        let mut rooms: HashMap<&str, Vec<ParticipantView>> = HashMap::new();
+        for call in self.calls.values() {
+            rooms.entry(call.room.number.as_str()).or_default().push(call.view());
+        }
+        let mut views: Vec<ConferenceView> = rooms
+            .into_iter()
+            .map(|(room, mut participants)| {
+                participants.sort_by_key(|p| p.id);
+                ConferenceView { room: room.to_string(), participants }
+            })
+            .collect();
+        views.sort_by(|a, b| a.room.cmp(&b.room));
+        views
+    }
+}
+
+impl Core {
+    /// An INVITE outside any dialog: admission (auth, room) runs as a task.
+    pub(super) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        self.calls.pending.insert(tx, false);
+        tokio::spawn(invite::admit(self.ctx.clone(), tx, request, from));
+    }
+
+    /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.
+    pub(super) fn on_cancelled(&mut self, tx: ServerTx) {
+        if let Some(cancelled) = self.calls.pending.get_mut(&tx) {
+            *cancelled = true;
+            if let Some(request) = self.layer.server_request(tx).cloned() {
+                let response =
+                    response_to_request(&request, StatusCode::RequestTerminated, self.ctx.server());
+                self.respond(tx, response);
+                self.count_call("cancelled");
+            }
+        }
+    }
+
+    /// A refusal of an INVITE from admission, counted by its code.
+    pub(super) fn on_admission_refused(&mut self, tx: ServerTx, response: rsip::Response) {
+        if self.calls.pending.remove(&tx) == Some(true) {
+            return;
+        }
+        let code = response.status_code.code();
+        if code != 401 {
+            self.count_call(&code.to_string());
+        }
+        self.respond(tx, response);
+    }
+
+    pub(super) fn on_admitted(&mut self, admission: Admission) {
+        let Admission { tx, request, from, room, user } = admission;
+        match self.calls.pending.remove(&tx) {
+            Some(false) => {}
+            // Cancelled meanwhile (answered with 487), or the transaction is gone.
+            _ => return,
+        }
+        let now = Instant::now();
+        let refuse = |core: &mut Core, status: StatusCode, why: &str| {
+            tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
+            core.count_call(&status.code().to_string());
+            let response = response_to(&request, status, Some(&new_tag()), core.ctx.server());
+            core.respond(tx, response);
+        };
+        if self.ctx.shared.is_draining() {
+            return refuse(self, StatusCode::ServiceUnavailable, "shutting down");
+        }
+        let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
+        if self.calls.in_room(&room.number).count() >= limit as usize {
+            return refuse(self, StatusCode::BusyHere, "room full");
+        }
+        let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
+        if has_pin && self.calls.guard.blocked(now, from.addr.ip()) {
+            return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this address");
+        }
+        let offer = match sdp::parse(&request.request.body) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::info!(error = %e, "INVITE without a usable SDP offer");
+                return refuse(self, StatusCode::NotAcceptableHere, "no SDP offer");
+            }
+        };
+        let policy = SessionTimerPolicy {
+            min_se: 90,
+            session_expires: self.ctx.shared.config.conference.session_expires_secs,
+        };
+        let timer = session_timer::negotiate_uas(&request.request, &policy);
+        if let UasDecision::TooSmall { .. } = timer {
+            let mut response = response_to(
+                &request,
+                StatusCode::SessionIntervalTooSmall,
+                Some(&new_tag()),
+                self.ctx.server(),
+            );
+            for h in timer.response_headers() {
+                push_header(&mut response, h);
+            }
+            self.count_call("422");
+            return self.respond(tx, response);
+        }
+        let ports = match self.ports.allocate() {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port for a call");
+                return refuse(self, StatusCode::ServiceUnavailable, "no RTP port");
+            }
+        };
+        let advertised = self.advertised_ip(from.addr);
+        let local = LocalAudio {
+            address: advertised,
+            port: ports.port,
+            codecs: CODECS.to_vec(),
+            ptime: 20,
+            direction: Direction::SendRecv,
+        };
+        let sdp_session = rand::random::<u32>() as u64;
+        let (answer, stream) = match sdp::answer(&offer, &local, sdp_session, 1) {
+            Ok(answered) => answered,
+            Err(e) => {
+                tracing::info!(error = %e, "SDP offer refused");
+                return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+            }
+        };
+        let Some(codec) = audio_codec(&stream.codec) else {
+            return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+        };
+        let tag = new_tag();
+        let contact = self.contact(&room.number, advertised, from.transport);
+        let mut dialog = match Dialog::uas(&request, &tag, &contact, rand::random::<u16>() as u32) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                tracing::info!(error = %e, "INVITE cannot make a dialog");
+                return refuse(self, StatusCode::BadRequest, "no dialog");
+            }
+        };
+        dialog.state = sip_stack::dialog::DialogState::Confirmed;
+
+        let mut ok = response_to(&request, StatusCode::OK, Some(&tag), self.ctx.server());
+        push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
+        push_header(&mut ok, Header::Allow(ALLOW.into()));
+        push_header(&mut ok, Header::Supported("timer".into()));
+        let (session, session_interval) = match timer {
+            UasDecision::Use { interval, refresher, .. } => {
+                for h in timer.response_headers() {
+                    push_header(&mut ok, h);
+                }
+                (Some(SessionTimer::new(now, interval, refresher == Refresher::Uas)), interval)
+            }
+            UasDecision::TooSmall { .. } => (None, 0),
+        };
+        set_body(&mut ok, "application/sdp", answer.to_string().into_bytes());
+        let to = self.layer.server_peer(tx).unwrap_or(from);
+        let bytes = Bytes::from(response_bytes(&ok));
+        self.respond(tx, ok);
+
+        let id = ParticipantId(self.calls.next_id);
+        self.calls.next_id += 1;
+        let on_hold = !stream.direction.sends();
+        let leg = LegSetup {
+            id,
+            room: room.number.clone(),
+            config: leg_config(codec, &stream),
+            rtp: ports.rtp,
+            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+            remote: stream.remote,
+            remote_rtcp: stream.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
+            joined: !has_pin,
+        };
+        self.media.send(MediaCommand::Add(Box::new(leg)));
+        if on_hold {
+            self.media.send(MediaCommand::Update {
+                id,
+                config: leg_config(codec, &stream),
+                remote: stream.remote,
+                on_hold,
+            });
+        }
+        let started_ms = crate::clock::unix_ms();
+        let from_header = &request.envelope.from;
+        let call = Call {
+            id,
+            dialog,
+            peer: from,
+            via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
+            stage: if has_pin {
+                let c = &self.ctx.shared.config.conference;
+                Stage::Pin(PinEntry::new(
+                    now,
+                    room.pin.clone(),
+                    room.moderator_pin.clone(),
+                    c.pin_attempts,
+                    Duration::from_secs(u64::from(c.pin_digit_timeout_secs)),
+                ))
+            } else {
+                Stage::Joined { moderator: false }
+            },
+            room,
+            ok: Some(PendingOk {
+                timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
+                to,
+                bytes,
+            }),
+            session,
+            session_interval,
+            local,
+            sdp_session,
+            sdp_version: 1,
+            stream,
+            codec,
+            peer_allows_update: allows(&request.request.headers, "UPDATE"),
+            user,
+            display_name: from_header
+                .display_name
+                .clone()
+                .map(|d| d.trim_matches('"').to_string())
+                .unwrap_or_default(),
+            from_uri: from_header.uri.to_string(),
+            to_uri: request.envelope.to.uri.to_string(),
+            started_ms,
+            talking: false,
+            muted: false,
+            deaf: false,
+            on_hold,
+            stats: None,
+            lost_reported: 0,
+        };
+        tracing::info!(
+            participant = %id, room = %call.room.number, user = %call.user, codec = codec.name(),
+            pin = has_pin, "call answered"
+        );
+        self.calls.by_dialog.insert(call.dialog.id.clone(), id);
+        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: codec.name().into() };
+        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+        let joined = call.joined();
+        let room = call.room.number.clone();
+        self.calls.calls.insert(id, call);
+        if joined {
+            self.announce_join(id, &room);
+        } else {
+            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
+        }
+    }
+
+    /// Tones for the room, and the "first participant" prompt for a caller alone.
+    fn announce_join(&mut self, id: ParticipantId, room: &str) {
+        let others = self.calls.in_room(room).filter(|c| c.joined() && c.id != id).count();
+        if others == 0 {
+            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
+        } else {
+            self.media
+                .send(MediaCommand::Play(Audience::Room(room.to_string()), self.prompts.join_tone.clone()));
+        }
+    }
+
+    /// A request inside a dialog, or claiming to be (it has a To tag).
+    pub(super) fn on_in_dialog(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        let method = request.request.method;
+        let id = DialogId::of_request(&request).and_then(|d| self.calls.by_dialog.get(&d).copied());
+        let Some(id) = id else {
+            let response =
+                response_to(&request, StatusCode::CallTransactionDoesNotExist, None, self.ctx.server());
+            return self.respond(tx, response);
+        };
+        let now = Instant::now();
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        if let Err(e) = call.dialog.on_request(&request) {
+            tracing::debug!(participant = %id, error = %e, "in-dialog request refused");
+            let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
+            return self.respond(tx, response);
+        }
+        let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.ctx.server());
+        match method {
+            Method::Bye => {
+                self.respond(tx, ok(self));
+                self.end_call(id, Cause::Normal, false);
+            }
+            Method::Invite | Method::Update => self.on_offer(tx, id, &request, from, now),
+            Method::Info => {
+                let digit = info_digit(&request);
+                self.respond(tx, ok(self));
+                if let Some(digit) = digit {
+                    self.on_digit(id, digit, now);
+                }
+            }
+            Method::Options => {
+                let mut response = ok(self);
+                push_header(&mut response, Header::Allow(ALLOW.into()));
+                self.respond(tx, response);
+            }
+            _ => {
+                let mut response =
+                    response_to(&request, StatusCode::MethodNotAllowed, None, self.ctx.server());
+                push_header(&mut response, Header::Allow(ALLOW.into()));
+                self.respond(tx, response);
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE: a session refresh, and maybe a new offer (hold, resume, codec
+    /// change, new address).
+    fn on_offer(
+        &mut self,
+        tx: ServerTx,
+        id: ParticipantId,
+        request: &InboundRequest,
+        from: Peer,
+        now: Instant,
+    ) {
+        let server = self.ctx.server().map(str::to_string);
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let method = request.request.method;
+        let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
+        push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
+        push_header(&mut response, Header::Allow(ALLOW.into()));
+        if let Some(session) = &mut call.session {
+            let policy = SessionTimerPolicy { min_se: 90, session_expires: call.session_interval };
+            if let UasDecision::Use { interval, refresher, .. } =
+                session_timer::negotiate_uas(&request.request, &policy)
+            {
+                session.refreshed(now, interval, refresher == Refresher::Uas);
+                call.session_interval = interval;
+                for h in (UasDecision::Use { interval, refresher, require_timer: false }).response_headers() {
+                    push_header(&mut response, h);
+                }
+            }
+        }
+        let mut update = None;
+        if !request.request.body.is_empty() {
+            let answered = sdp::parse(&request.request.body).and_then(|offer| {
+                call.sdp_version += 1;
+                sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version)
+            });
+            let (answer, stream) = match answered {
+                Ok(answered) => answered,
+                Err(e) => {
+                    tracing::info!(participant = %id, error = %e, "re-offer refused");
+                    let response =
+                        response_to(request, StatusCode::NotAcceptableHere, None, server.as_deref());
+                    return self.respond(tx, response);
+                }
+            };
+            let Some(codec) = audio_codec(&stream.codec) else { return };
+            let on_hold = !stream.direction.sends();
+            if on_hold != call.on_hold {
+                tracing::info!(participant = %id, on_hold, "hold changed");
+            }
+            call.on_hold = on_hold;
+            call.codec = codec;
+            update = Some(MediaCommand::Update {
+                id,
+                config: leg_config(codec, &stream),
+                remote: stream.remote,
+                on_hold,
+            });
+            call.stream = stream;
+            set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
+        } else if method == Method::Invite {
+            // An offerless re-INVITE: we offer our current stream; its answer comes in the ACK.
+            call.sdp_version += 1;
+            let mut local = call.local.clone();
+            local.codecs = vec![*sdp_codec(call.codec)];
+            let offer = sdp::offer(&local, call.sdp_session, call.sdp_version);
+            set_body(&mut response, "application/sdp", offer.to_string().into_bytes());
+        }
+        if method == Method::Invite {
+            let to = self.layer.server_peer(tx).unwrap_or(from);
+            call.ok = Some(PendingOk {
+                timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
+                to,
+                bytes: Bytes::from(response_bytes(&response)),
+            });
+        }
+        self.respond(tx, response);
+        if let Some(update) = update {
+            self.media.send(update);
+        }
+    }
+
+    /// The ACK of our 2xx (it has no transaction of its own).
+    pub(super) fn on_ack(&mut self, request: &InboundRequest) {
+        let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
+        if let Some(call) = id.and_then(|id| self.calls.calls.get_mut(&id)) {
+            if let Some(ok) = &mut call.ok {
+                ok.timer.ack();
+            }
+            call.ok = None;
+        }
+    }
+
+    /// Answers to our BYEs and session refreshes; false when the event is not ours.
+    pub(super) fn on_client_event(&mut self, event: &TxEvent) -> bool {
+        let (tx, response) = match event {
+            TxEvent::Response { tx, response } => (*tx, Some(response)),
+            TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => (*tx, None),
+            _ => return false,
+        };
+        let Some(&outgoing) = self.calls.requests.get(&tx) else { return false };
+        let code = response.map(|r| r.response.status_code.code());
+        if code.is_none_or(|c| c >= 200) {
+            self.calls.requests.remove(&tx);
+        }
+        if let Outgoing::Refresh { id, invite_seq } = outgoing {
+            match (code, response) {
+                (Some(200..=299), Some(response)) => self.refreshed(id, invite_seq, response),
+                (Some(100..=199), _) => {}
+                // §10 of RFC 4028: a refresh answered 408 or 481 ends the session.
+                (Some(408 | 481) | None, _) => self.end_call(id, Cause::SessionExpired, true),
+                _ => tracing::info!(participant = %id, ?code, "session refresh refused"),
+            }
+        }
+        true
+    }
+
+    fn refreshed(&mut self, id: ParticipantId, invite_seq: Option<u32>, response: &InboundResponse) {
+        let now = Instant::now();
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let (interval, refresher) = session_timer::from_response(&response.response)
+            .unwrap_or((call.session_interval, Refresher::Uac));
+        if let Some(session) = &mut call.session {
+            // We sent the refresh, so we are the UAC of this transaction.
+            session.refreshed(now, interval, refresher == Refresher::Uac);
+        }
+        if let Some(seq) = invite_seq {
+            let branch = new_branch();
+            let via = call.via();
+            let ack = call.dialog.ack(seq, &via, &branch);
+            let bytes = Bytes::from(sip_stack::message::request_bytes(&ack));
+            self.layer.send_stateless(call.peer, bytes);
+        }
+    }
+
+    /// A digit from RFC 4733, SIP INFO or in-band detection.
+    fn on_digit(&mut self, id: ParticipantId, digit: char, now: Instant) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Stage::Pin(entry) = &mut call.stage else {
+            tracing::debug!(participant = %id, %digit, "digit outside the IVR");
+            return;
+        };
+        let step = entry.digit(now, digit);
+        self.pin_step(id, step, now);
+    }
+
+    fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let source = call.peer.addr.ip();
+        match step {
+            PinStep::More => {}
+            PinStep::Wrong { left } => {
+                tracing::info!(participant = %id, left, "wrong PIN");
+                self.calls.guard.failure(now, source);
+                self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.wrong_pin.clone()));
+            }
+            PinStep::Failed => {
+                tracing::info!(participant = %id, "wrong PIN, no attempts left: goodbye");
+                self.calls.guard.failure(now, source);
+                call.stage = Stage::Goodbye;
+                self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.goodbye.clone()));
+            }
+            PinStep::Accepted { moderator } => {
+                tracing::info!(participant = %id, moderator, room = %call.room.number, "PIN accepted: joined");
+                call.stage = Stage::Joined { moderator };
+                let room = call.room.number.clone();
+                self.media.send(MediaCommand::Join(id));
+                self.announce_join(id, &room);
+            }
+        }
+    }
+
+    pub(super) fn on_media_event(&mut self, event: MediaEvent) {
+        let now = Instant::now();
+        match event {
+            MediaEvent::Dtmf { id, digit } => self.on_digit(id, digit, now),
+            MediaEvent::Talking { id, talking } => {
+                if let Some(call) = self.calls.calls.get_mut(&id) {
+                    call.talking = talking;
+                }
+            }
+            MediaEvent::PromptFinished { id } => {
+                let Some(call) = self.calls.calls.get_mut(&id) else { return };
+                match &mut call.stage {
+                    Stage::Goodbye => self.end_call(id, Cause::PinFailed, true),
+                    Stage::Pin(entry) => entry.restart_timer(now),
+                    Stage::Joined { .. } => {}
+                }
+            }
+            MediaEvent::RtpTimeout { id } => {
+                tracing::info!(participant = %id, "no RTP: hanging up");
+                self.end_call(id, Cause::RtpTimeout, true);
+            }
+            MediaEvent::Stats { id, stats } => {
+                let Some(call) = self.calls.calls.get_mut(&id) else { return };
+                let labels =
+                    RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+                let metrics = &self.ctx.shared.metrics;
+                if stats.lost > call.lost_reported {
+                    metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - call.lost_reported);
+                    call.lost_reported = stats.lost;
+                }
+                metrics.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
+                call.talking = stats.talking;
+                call.stats = Some(stats);
+            }
+        }
+    }
+
+    pub(super) fn handle_calls_timeout(&mut self, now: Instant) {
+        let mut resend = Vec::new();
+        let mut end = Vec::new();
+        let mut refresh = Vec::new();
+        let mut pin = Vec::new();
+        for call in self.calls.calls.values_mut() {
+            if let Some(ok) = &mut call.ok {
+                match ok.timer.handle_timeout(now) {
+                    Some(OkAction::Resend) => resend.push((ok.to, ok.bytes.clone())),
+                    Some(OkAction::GiveUp) => end.push((call.id, Cause::NoAck)),
+                    None => {}
+                }
+            }
+            if let Some(session) = &mut call.session {
+                match session.handle_timeout(now) {
+                    Some(TimerAction::Refresh) => refresh.push(call.id),
+                    Some(TimerAction::Expired) => end.push((call.id, Cause::SessionExpired)),
+                    None => {}
+                }
+            }
+            if let Stage::Pin(entry) = &mut call.stage {
+                if let Some(step) = entry.handle_timeout(now) {
+                    pin.push((call.id, step));
+                }
+            }
+        }
+        for (to, bytes) in resend {
+            self.layer.send_stateless(to, bytes);
+        }
+        for id in refresh {
+            self.send_refresh(id, now);
+        }
+        for (id, step) in pin {
+            self.pin_step(id, step, now);
+        }
+        for (id, cause) in end {
+            self.end_call(id, cause, true);
+        }
+    }
+
+    /// RFC 4028 §7.4: we refresh with UPDATE where the phone allows it, else re-INVITE.
+    fn send_refresh(&mut self, id: ParticipantId, now: Instant) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let via = call.via();
+        let method = if call.peer_allows_update { Method::Update } else { Method::Invite };
+        let mut request = call.dialog.request(method, &via, &new_branch());
+        let seq = request.cseq_header().ok().and_then(|c| c.typed().ok()).map(|c| c.seq);
+        request.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        request.headers.push(Header::Other(
+            "Session-Expires".into(),
+            format!("{};refresher=uac", call.session_interval),
+        ));
+        request.headers.push(Header::Supported("timer".into()));
+        if method == Method::Invite {
+            call.sdp_version += 1;
+            let mut local = call.local.clone();
+            local.codecs = vec![*sdp_codec(call.codec)];
+            if call.on_hold {
+                local.direction = call.stream.direction;
+            }
+            let offer = sdp::offer(&local, call.sdp_session, call.sdp_version).to_string().into_bytes();
+            request.headers.push(Header::ContentType("application/sdp".into()));
+            request.headers.push(Header::ContentLength((offer.len() as u32).into()));
+            request.body = offer;
+        } else {
+            request.headers.push(Header::ContentLength(0.into()));
+        }
+        match self.layer.send_request(now, request, call.peer) {
+            Ok(tx) => {
+                let invite_seq = (method == Method::Invite).then_some(seq).flatten();
+                self.calls.requests.insert(tx, Outgoing::Refresh { id, invite_seq });
+            }
+            Err(e) => tracing::warn!(participant = %id, error = %e, "session refresh not sent"),
+        }
+    }
+
+    /// Ends a call: BYE to the phone when `send_bye`, the leg out of the mix, the record
+    /// written.
+    pub(super) fn end_call(&mut self, id: ParticipantId, cause: Cause, send_bye: bool) {
+        let Some(mut call) = self.calls.calls.remove(&id) else { return };
+        self.calls.by_dialog.remove(&call.dialog.id);
+        if send_bye {
+            let via = call.via();
+            let bye = call.dialog.request(Method::Bye, &via, &new_branch());
+            match self.layer.send_request(Instant::now(), bye, call.peer) {
+                Ok(tx) => {
+                    self.calls.requests.insert(tx, Outgoing::Bye);
+                }
+                Err(e) => tracing::warn!(participant = %id, error = %e, "BYE not sent"),
+            }
+        }
+        self.media.send(MediaCommand::Remove(id));
+        if call.joined() && self.calls.in_room(&call.room.number).any(Call::joined) {
+            self.media.send(MediaCommand::Play(
+                Audience::Room(call.room.number.clone()),
+                self.prompts.leave_tone.clone(),
+            ));
+        }
+        let metrics = &self.ctx.shared.metrics;
+        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+        metrics.active_legs.get_or_create(&labels).dec();
+        self.count_call(cause.as_str());
+        tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
+        let record = CallRecord {
+            leg_id: format!("{}-{}", call.dialog.id.call_id, call.dialog.id.local_tag),
+            call_id: call.dialog.id.call_id.clone(),
+            direction: RecordDirection::Inbound,
+            from_uri: call.from_uri.clone(),
+            to_uri: call.to_uri.clone(),
+            room_number: Some(call.room.number.clone()),
+            started_at_ms: call.started_ms,
+            answered_at_ms: Some(call.started_ms),
+            ended_at_ms: crate::clock::unix_ms(),
+            cause: cause.as_str().into(),
+            codec: Some(call.codec.name().into()),
+        };
+        let storage = self.ctx.shared.storage.clone();
+        self.records.spawn(async move {
+            if let Err(e) = storage.insert_call_record(&record).await {
+                tracing::error!(error = %e, leg = %record.leg_id, "call record not written");
+            }
+        });
+        call.ok = None;
+    }
+
+    /// Hangs up every call (shutdown).
+    pub(super) fn end_all_calls(&mut self, cause: Cause) {
+        let ids: Vec<ParticipantId> = self.calls.calls.keys().copied().collect();
+        for id in ids {
+            self.end_call(id, cause, true);
+        }
+    }
+
+    /// Mute, deafen, or kick a participant from the API.
+    pub(super) fn participant_action(
+        &mut self,
+        room: &str,
+        id: ParticipantId,
+        action: ParticipantAction,
+    ) -> Result<Option<ParticipantView>, ControlError> {
+        let Some(call) = self.calls.calls.get_mut(&id).filter(|c| c.room.number == room) else {
+            return Err(ControlError::NoSuchParticipant);
+        };
+        match action {
+            ParticipantAction::Mute(muted) => {
+                call.muted = muted;
+                self.media.send(MediaCommand::SetMuted(id, muted || !call.joined()));
+            }
+            ParticipantAction::Deaf(deaf) => {
+                call.deaf = deaf;
+                self.media.send(MediaCommand::SetDeaf(id, deaf || !call.joined()));
+            }
+            ParticipantAction::Kick => {
+                self.end_call(id, Cause::Kicked, true);
+                return Ok(None);
+            }
+        }
+        let call = &self.calls.calls[&id];
+        Ok(Some(call.view()))
+    }
+
+    fn count_call(&self, result: &str) {
+        self.ctx.shared.metrics.calls.get_or_create(&CallLabels { result: result.into() }).inc();
+    }
+
+    /// The address to put in SDP and Contact for a peer at `peer`.
+    fn advertised_ip(&self, peer: SocketAddr) -> IpAddr {
+        let config = &self.ctx.shared.config;
+        config
+            .sip
+            .public_address
+            .or((!config.rtp.address.is_unspecified()).then_some(config.rtp.address))
+            .or_else(|| super::trunks::route_source(peer))
+            .unwrap_or(config.rtp.address)
+    }
+
+    fn sip_port(&self, transport: Transport) -> u16 {
+        let config = &self.ctx.shared.config.sip;
+        match transport {
+            Transport::Udp => self.transports.udp_local_addr().map_or(5060, |a| a.port()),
+            Transport::Tcp | Transport::Tls => config.tcp.first().map_or(5060, |a| a.port()),
+        }
+    }
+
+    fn contact(&self, user: &str, ip: IpAddr, transport: Transport) -> String {
+        let host = SocketAddr::new(ip, self.sip_port(transport));
+        match transport {
+            Transport::Udp => format!("sip:{user}@{host}"),
+            Transport::Tcp => format!("sip:{user}@{host};transport=tcp"),
+            Transport::Tls => format!("sips:{user}@{host};transport=tls"),
+        }
+    }
+}
+
+impl Call {
+    fn via(&self) -> String {
+        let transport = match self.peer.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        };
+        format!("SIP/2.0/{transport} {};rport", self.via_host)
+    }
+
+    fn dialog_contact(&self) -> String {
+        let transport = match self.peer.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        };
+        format!("sip:{}@{}{transport}", self.room.number, self.via_host)
+    }
+}
+
+fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
+fn response_to_request(request: &rsip::Request, status: StatusCode, server: Option<&str>) -> rsip::Response {
+    // The layer keeps the request it checked; the envelope is rebuilt from it.
+    match sip_stack::message::parse(&sip_stack::message::request_bytes(request)) {
+        Ok(sip_stack::message::Inbound::Request(inbound)) => {
+            response_to(&inbound, status, Some(&new_tag()), server)
+        }
+        _ => rsip::Response { status_code: status, ..Default::default() },
+    }
+}
+
+fn allows(headers: &rsip::Headers, method: &str) -> bool {
+    headers.iter().any(|h| match h {
+        Header::Allow(a) => a.value().split(',').any(|m| m.trim().eq_ignore_ascii_case(method)),
+        _ => false,
+    })
+}
+
+fn audio_codec(codec: &sdp::Codec) -> Option<AudioCodec> {
+    match *codec {
+        c if c == sdp::PCMU => Some(AudioCodec::Pcmu),
+        c if c == sdp::PCMA => Some(AudioCodec::Pcma),
+        c if c == sdp::G722 => Some(AudioCodec::G722),
+        _ => None,
+    }
+}
+
+fn sdp_codec(codec: AudioCodec) -> &'static sdp::Codec {
+    match codec {
+        AudioCodec::Pcmu => &sdp::PCMU,
+        AudioCodec::Pcma => &sdp::PCMA,
+        AudioCodec::G722 => &sdp::G722,
+    }
+}
+
+fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
+    LegConfig {
+        codec,
+        payload_type: stream.payload_type,
+        telephone_event: stream.telephone_event,
+        // Without telephone-event, digits can only arrive as tones.
+        inband_dtmf: stream.telephone_event.is_none(),
+        ssrc: rand::random(),
+        first_seq: rand::random(),
+        first_timestamp: rand::random(),
+    }
+}
+
+/// The digit of a SIP INFO: `application/dtmf-relay` (`Signal=5`) or `application/dtmf` (`5`).
+fn info_digit(request: &InboundRequest) -> Option<char> {
+    let content_type = request.request.headers.iter().find_map(|h| match h {
+        Header::ContentType(c) => Some(c.value().to_ascii_lowercase()),
+        _ => None,
+    })?;
+    let body = std::str::from_utf8(&request.request.body).ok()?;
+    let signal = if content_type.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            key.trim().eq_ignore_ascii_case("signal").then(|| value.trim())
+        })?
+    } else if content_type.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    match signal {
+        "10" => Some('*'),
+        "11" => Some('#'),
+        s => s.chars().next().filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(content_type: &str, body: &str) -> InboundRequest {
+        let text = format!(
+            "INFO sip:1000@gw SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+             To: <sip:1000@gw>;tag=2\r\nCall-ID: c\r\nCSeq: 2 INFO\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match sip_stack::message::parse(text.as_bytes()).unwrap() {
+            sip_stack::message::Inbound::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn info_digits_in_both_content_types() {
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")), Some('5'));
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Signal= #\r\nDuration=160\r\n")), Some('#'));
+        assert_eq!(info_digit(&info("application/dtmf", "11")), Some('#'));
+        assert_eq!(info_digit(&info("application/dtmf", "7")), Some('7'));
+        assert_eq!(info_digit(&info("text/plain", "7")), None);
+        assert_eq!(info_digit(&info("application/dtmf-relay", "Duration=160")), None);
+    }
+}
