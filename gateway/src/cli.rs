@@ -39,6 +39,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List finished calls (call records), newest first.
+    Calls {
+        /// Only calls to this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and print the settings in effect.
     CheckConfig {
         /// The file to check (default: --config, or the built-in defaults).

@@ -52,6 +52,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Room(command) => runtime.block_on(room(&config, command)),
         Command::User(command) => runtime.block_on(user(&config, command)),
         Command::Registrations { json } => runtime.block_on(registrations(&config, json)),
+        Command::Calls { room, limit, json } => {
+            runtime.block_on(calls(&config, room.as_deref(), limit, json))
+        }
     }
 }
 
@@ -145,6 +148,29 @@ async fn registrations(config: &Config, json: bool) -> anyhow::Result<()> {
                 (b.expires_at_ms - now) / 1000,
                 b.source,
                 b.user_agent.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn calls(config: &Config, room: Option<&str>, limit: u32, json: bool) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    let records = db.call_records(room, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        println!("{:<8} {:>8} {:<6} {:<16} {:<32} LEG", "ROOM", "SECONDS", "CODEC", "CAUSE", "FROM");
+        for r in records {
+            println!(
+                "{:<8} {:>8.1} {:<6} {:<16} {:<32} {}",
+                r.room_number.as_deref().unwrap_or("-"),
+                (r.ended_at_ms - r.started_at_ms) as f64 / 1000.0,
+                r.codec.as_deref().unwrap_or("-"),
+                r.cause,
+                r.from_uri,
+                r.leg_id
             );
         }
     }

@@ -150,6 +150,11 @@ impl Baresip {
         bail!("baresip did not quit")
     }
 
+    /// The process id, to stop and continue it (a phone whose network disappears).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -136,7 +136,7 @@ impl Gateway {
     }
 
     /// Sends SIGTERM and waits (at most 20 s) for the exit status.
-    pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
-use e2e::{cli, http_get, read_wav, wait_until, write_tone_wav, Gateway};
+use e2e::{cli, http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
 use mixer::tone::tone_share_db;
 use serde_json::Value;
 
@@ -122,4 +122,174 @@ fn three_phones_with_pin_each_hear_the_other_two_and_never_themselves() {
             }
         }
     }
+}
+
+/// Finished calls, newest first, from the CLI.
+fn call_records(gw: &Gateway) -> Vec<Value> {
+    let out = cli(gw.dir.path(), &["--config", "gateway.toml", "calls", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn wait_for_record(gw: &Gateway, cause: &str) -> Value {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(10), || {
+        found = call_records(gw).into_iter().find(|r| r["cause"] == cause);
+        found.is_some()
+    });
+    assert!(ok, "no `{cause}` record: {:?}\n{}", call_records(gw), gw.log());
+    found.unwrap()
+}
+
+fn participant(gw: &Gateway, room: &str, user: &str) -> Value {
+    conference(gw, room)["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user"] == user)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn three_wrong_pins_get_goodbye_and_bye_and_a_right_second_try_joins() {
+    let gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "2000", "--pin", "4321"]);
+    let mut guesser = phone(&gw, "guesser", 500.0, "PCMU/8000/1");
+    let mut second = phone(&gw, "second", 1100.0, "PCMU/8000/1");
+
+    dial(&mut guesser, &gw, "2000");
+    let from = guesser.events.len();
+    guesser.command("sndcode", "1111#2222#3333#").unwrap();
+    // Three wrong PINs, the goodbye prompt, then our BYE.
+    guesser.wait_event("CALL_CLOSED", from, Duration::from_secs(20)).unwrap();
+    let record = wait_for_record(&gw, "wrong-pin");
+    assert_eq!(record["room_number"], "2000");
+    assert!(
+        guesser.log().contains("closed: Connection reset by user") || guesser.log().contains("terminated")
+    );
+
+    dial(&mut second, &gw, "2000");
+    second.command("sndcode", "9999#").unwrap();
+    second.command("sndcode", "4321#").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || participant(&gw, "2000", "second")["joined"] == true),
+        "second caller not joined: {}\n{}",
+        conference(&gw, "2000"),
+        gw.log()
+    );
+    assert!(gw.log().contains("wrong PIN"), "the first try was wrong");
+}
+
+#[test]
+fn api_mute_silences_a_phone_for_the_others_and_kick_ends_its_call() {
+    let gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "3000"]);
+    let mut talker = phone(&gw, "talker", 700.0, "PCMU/8000/1");
+    let mut listener = phone(&gw, "listener", 1300.0, "PCMU/8000/1");
+    dial(&mut talker, &gw, "3000");
+    dial(&mut listener, &gw, "3000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 2), "{}", gw.log());
+    let id = participant(&gw, "3000", "talker")["id"].as_u64().unwrap();
+
+    let path = format!("/api/v1/conferences/3000/participants/{id}/mute");
+    let (status, _) = http_request(gw.http, "POST", &path, None, None).unwrap();
+    assert_eq!(status, 401, "mutating calls need the token");
+    let (status, _) = http_request(gw.http, "POST", &path, Some("wrong-token-wrong-token"), None).unwrap();
+    assert_eq!(status, 401);
+    let (status, body) =
+        http_request(gw.http, "POST", "/api/v1/conferences/3000/participants/999/mute", Some(TOKEN), None)
+            .unwrap();
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = http_get(gw.http, "/api/v1/conferences/9999").unwrap();
+    assert_eq!(status, 404, "no conference in an empty room");
+
+    // Before muting, the listener hears the talker.
+    std::thread::sleep(Duration::from_millis(2000));
+    let (status, body) = http_request(gw.http, "POST", &path, Some(TOKEN), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["muted"], true);
+    std::thread::sleep(Duration::from_millis(2000));
+
+    // Kick the talker: its call ends with our BYE.
+    let from = talker.events.len();
+    let (status, body) = http_request(
+        gw.http,
+        "DELETE",
+        &format!("/api/v1/conferences/3000/participants/{id}"),
+        Some(TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+    talker.wait_event("CALL_CLOSED", from, Duration::from_secs(5)).unwrap();
+    wait_for_record(&gw, "kicked");
+    listener.command("hangup", "").unwrap();
+
+    let recording = &listener.recordings("dec.wav")[0];
+    let (rate, samples) = read_wav(recording).unwrap();
+    let second = rate as usize;
+    // The recording starts with the call (the talker's tone from 0.5 s to 1.5 s, before the
+    // mute at ~2 s) and ends at the hangup, ~2 s after the mute.
+    assert!(samples.len() > 3 * second, "{} samples", samples.len());
+    let before = &samples[second / 2..second + second / 2];
+    let muted = &samples[samples.len() - second - second / 2..samples.len() - second / 2];
+    let heard_before = tone_share_db(before, rate, 700.0);
+    let heard_after = tone_share_db(muted, rate, 700.0);
+    assert!(heard_before > -10.0, "talker heard before the mute: {heard_before:.1} dB");
+    assert!(
+        mixer::tone::power(muted) < 1e4 || heard_after < -30.0,
+        "talker still heard after the mute: {heard_after:.1} dB"
+    );
+}
+
+#[test]
+fn hold_and_resume_by_reinvite_and_rtp_timeout_ends_a_vanished_phone() {
+    let gw = start_gateway("timeout_secs = 2\n");
+    gw_cli(&gw, &["room", "add", "--number", "4000"]);
+    let mut holder = phone(&gw, "holder", 700.0, "PCMU/8000/1");
+    let mut vanishing = phone(&gw, "vanishing", 900.0, "PCMU/8000/1");
+    dial(&mut holder, &gw, "4000");
+    dial(&mut vanishing, &gw, "4000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "4000") == 2), "{}", gw.log());
+
+    holder.command("hold", "").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || participant(&gw, "4000", "holder")["on_hold"] == true),
+        "hold not seen: {}\n{}",
+        conference(&gw, "4000"),
+        holder.log()
+    );
+    holder.command("resume", "").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || participant(&gw, "4000", "holder")["on_hold"] == false),
+        "resume not seen: {}",
+        conference(&gw, "4000")
+    );
+
+    // The network under one phone disappears: it sends nothing and answers nothing.
+    let pid = vanishing.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let record = wait_for_record(&gw, "rtp-timeout");
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    assert_eq!(record["room_number"], "4000");
+    assert!(record["from_uri"].as_str().unwrap().contains("vanishing"), "{record}");
+    assert_eq!(joined(&gw, "4000"), 1, "the held-and-resumed phone stays");
+}
+
+#[test]
+fn shutdown_hangs_up_calls_and_writes_their_records() {
+    let mut gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "5000"]);
+    let mut caller = phone(&gw, "caller", 700.0, "PCMU/8000/1");
+    dial(&mut caller, &gw, "5000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "5000") == 1), "{}", gw.log());
+    let from = caller.events.len();
+    let dir = gw.dir.path().to_path_buf();
+    let status = gw.terminate().unwrap();
+    assert!(status.success(), "{status}");
+    caller.wait_event("CALL_CLOSED", from, Duration::from_secs(5)).unwrap();
+    let out = cli(&dir, &["--config", "gateway.toml", "calls", "--json"]);
+    let records: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(records[0]["cause"], "shutdown", "{records}");
 }
