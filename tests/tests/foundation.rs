@@ -111,7 +111,7 @@ fn read_until(stream: &mut TcpStream, needle: &str, wait: Duration) -> String {
 
 #[test]
 fn sigterm_stops_cleanly_with_exit_0() {
-    let gw = Gateway::start("").unwrap();
+    let mut gw = Gateway::start("").unwrap();
     sipsak_options(&gw, "tcp");
     let status = gw.terminate().unwrap();
     assert!(status.success(), "exit status {status}");

@@ -33,7 +33,7 @@ fn registers_to_kamailio_refreshes_and_recovers_after_an_outage() {
     let mut kamailio = Kamailio::new("registrar", "carrier-secret").unwrap();
     kamailio.start().unwrap();
     // T1 = 100 ms: a REGISTER sent into the outage times out after 6.4 s instead of 32.
-    let gw = Gateway::start_with("t1_ms = 100", &trunk_config(&kamailio, "carrier-secret", 10)).unwrap();
+    let mut gw = Gateway::start_with("t1_ms = 100", &trunk_config(&kamailio, "carrier-secret", 10)).unwrap();
 
     let t = wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
     assert!(t["registered_until_ms"].as_i64().is_some(), "{t}");
