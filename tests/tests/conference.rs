@@ -31,15 +31,22 @@ fn gw_cli(gw: &Gateway, args: &[&str]) {
 
 /// A registered phone sending a tone, recording what it hears.
 fn phone(gw: &Gateway, user: &str, frequency: f64, codec: &str) -> Baresip {
-    let wav_dir = tempfile::tempdir().unwrap().keep();
-    let wav = wav_dir.join(format!("{frequency}.wav"));
+    phone_with(gw, user, frequency, codec, &[])
+}
+
+fn phone_with(gw: &Gateway, user: &str, frequency: f64, codec: &str, extra: &[&str]) -> Baresip {
+    // In the gateway's directory, which goes away with the test.
+    let wav = gw.dir.path().join(format!("{user}-{frequency}.wav"));
     // The source runs at the codec's rate: baresip 1.0's own resampler dulls high tones.
     let rate = if codec.starts_with("G722") { 16000 } else { 8000 };
     write_tone_wav(&wav, rate, frequency, 120).unwrap();
     gw_cli(gw, &["user", "add", user, "--password", "secret-pass-1"]);
     let mut phone = Baresip::start(&PhoneOptions {
         audio_source: Some(wav),
-        extra_config: vec![format!("ausrc_srate {rate}"), "ausrc_channels 1".into()],
+        extra_config: [format!("ausrc_srate {rate}"), "ausrc_channels 1".into()]
+            .into_iter()
+            .chain(extra.iter().map(|l| l.to_string()))
+            .collect(),
         record: true,
     })
     .unwrap();
@@ -292,4 +299,79 @@ fn shutdown_hangs_up_calls_and_writes_their_records() {
     let out = cli(&dir, &["--config", "gateway.toml", "calls", "--json"]);
     let records: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(records[0]["cause"], "shutdown", "{records}");
+}
+
+/// Dials and waits for the call to be refused; returns baresip's reason.
+fn refused(phone: &mut Baresip, gw: &Gateway, number: &str) -> String {
+    let from = phone.events.len();
+    phone.command("dial", &format!("sip:{number}@{}", gw.sip)).unwrap();
+    let closed = phone.wait_event("CALL_CLOSED", from, Duration::from_secs(10)).unwrap();
+    closed["param"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn unknown_number_full_room_and_no_common_codec_are_refused() {
+    let gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "6000", "--max-participants", "1"]);
+    gw_cli(&gw, &["room", "add", "--number", "6001"]);
+    let mut first = phone(&gw, "first", 700.0, "PCMU/8000/1");
+    let mut second = phone(&gw, "second", 900.0, "PCMU/8000/1");
+    let mut g726_only = phone_with(&gw, "g726", 900.0, "G726-32/8000/1", &["module g726.so"]);
+
+    let reason = refused(&mut second, &gw, "6999");
+    assert!(reason.contains("404"), "unknown number: {reason}");
+    dial(&mut first, &gw, "6000");
+    let reason = refused(&mut second, &gw, "6000");
+    assert!(reason.contains("486"), "full room: {reason}");
+    let reason = refused(&mut g726_only, &gw, "6001");
+    assert!(reason.contains("488"), "no common codec: {reason}");
+
+    let (_, metrics) = http_get(gw.http, "/metrics").unwrap();
+    for line in [
+        r#"gateway_calls_total{result="404"} 1"#,
+        r#"gateway_calls_total{result="486"}"#,
+        r#"gateway_active_legs{room="6000",codec="PCMU"} 1"#,
+        "gateway_mixer_tick_seconds_count",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+#[test]
+fn rooms_api_creates_updates_and_deletes_with_the_token() {
+    let gw = start_gateway("");
+    let room = r#"{"number": "7000", "name": "Board", "pin": "1234", "dids": ["+15550007000"]}"#;
+    let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", None, Some(room)).unwrap();
+    assert_eq!(status, 401);
+    let (status, body) = http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(room)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(room)).unwrap();
+    assert_eq!(status, 409, "duplicate");
+    let (status, body) =
+        http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(r#"{"number": "7001", "pin": "12a"}"#)).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("pin"), "the error names the field: {body}");
+    let (status, body) =
+        http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(r#"{"numbr": "7001"}"#)).unwrap();
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) =
+        http_request(gw.http, "PATCH", "/api/v1/rooms/7000", Some(TOKEN), Some(r#"{"pin": null, "name": "Big board"}"#))
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let updated: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(updated["pin"], Value::Null);
+    assert_eq!(updated["name"], "Big board");
+    assert_eq!(updated["dids"][0], "+15550007000", "untouched fields stay");
+
+    let (status, body) = http_get(gw.http, "/api/v1/rooms").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 1);
+    let (status, _) = http_request(gw.http, "DELETE", "/api/v1/rooms/7000", Some(TOKEN), None).unwrap();
+    assert_eq!(status, 204);
+    let (status, _) = http_get(gw.http, "/api/v1/rooms/7000").unwrap();
+    assert_eq!(status, 404);
+    let (status, body) = http_get(gw.http, "/api/v1/openapi.yaml").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("openapi: 3"), "{body}");
 }
