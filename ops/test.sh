@@ -21,6 +21,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# pjsua2 (a pjsip phone from Python; it sends DTMF as SIP INFO, which baresip cannot), from
+# PyPI into the Python the tests run.
+if ! python3 -c "import pjsua2" 2>/dev/null; then
+    log "installing pjsua2-python"
+    python3 -m pip install --quiet --disable-pip-version-check pjsua2-python
+fi
+
 # A private PostgreSQL instance for the storage tests, stopped on exit.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGPORT=${GATEWAY_TEST_PGPORT:-54329}

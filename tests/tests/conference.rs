@@ -347,17 +347,28 @@ fn rooms_api_creates_updates_and_deletes_with_the_token() {
     assert_eq!(status, 201, "{body}");
     let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(room)).unwrap();
     assert_eq!(status, 409, "duplicate");
-    let (status, body) =
-        http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(r#"{"number": "7001", "pin": "12a"}"#)).unwrap();
+    let (status, body) = http_request(
+        gw.http,
+        "POST",
+        "/api/v1/rooms",
+        Some(TOKEN),
+        Some(r#"{"number": "7001", "pin": "12a"}"#),
+    )
+    .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("pin"), "the error names the field: {body}");
     let (status, body) =
         http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(r#"{"numbr": "7001"}"#)).unwrap();
     assert_eq!(status, 400, "{body}");
 
-    let (status, body) =
-        http_request(gw.http, "PATCH", "/api/v1/rooms/7000", Some(TOKEN), Some(r#"{"pin": null, "name": "Big board"}"#))
-            .unwrap();
+    let (status, body) = http_request(
+        gw.http,
+        "PATCH",
+        "/api/v1/rooms/7000",
+        Some(TOKEN),
+        Some(r#"{"pin": null, "name": "Big board"}"#),
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     let updated: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(updated["pin"], Value::Null);
@@ -374,4 +385,33 @@ fn rooms_api_creates_updates_and_deletes_with_the_token() {
     let (status, body) = http_get(gw.http, "/api/v1/openapi.yaml").unwrap();
     assert_eq!(status, 200);
     assert!(body.starts_with("openapi: 3"), "{body}");
+}
+
+#[test]
+fn pin_by_sip_info_from_pjsua2_joins() {
+    e2e::require_program("python3");
+    let gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "8000", "--pin", "2468"]);
+    gw_cli(&gw, &["user", "add", "pj", "--password", "secret-pass-1"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/info_pin.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .args([&gw.sip.to_string(), "pj", "secret-pass-1", "8000", "2468#", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let joined_by_info =
+        wait_until(Duration::from_secs(15), || participant(&gw, "8000", "pj")["joined"] == true);
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        joined_by_info,
+        "pjsua2 not joined: {}\n{}\n{}\n{}",
+        conference(&gw, "8000"),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        gw.log()
+    );
+    assert!(gw.log().contains("PIN accepted"), "{}", gw.log());
 }
