@@ -634,6 +634,13 @@ impl Core {
                 call.stage = Stage::Joined { moderator };
                 let room = call.room.number.clone();
                 self.media.send(MediaCommand::Join(id));
+                // A mute or deafening from the API while in the IVR still holds.
+                if call.muted {
+                    self.media.send(MediaCommand::SetMuted(id, true));
+                }
+                if call.deaf {
+                    self.media.send(MediaCommand::SetDeaf(id, true));
+                }
                 self.announce_join(id, &room);
             }
         }
@@ -793,6 +800,8 @@ impl Core {
             codec: Some(call.codec.name().into()),
         };
         let storage = self.ctx.shared.storage.clone();
+        // Reap the writes already done, so the set holds only those in flight.
+        while self.records.try_join_next().is_some() {}
         self.records.spawn(async move {
             if let Err(e) = storage.insert_call_record(&record).await {
                 tracing::error!(error = %e, leg = %record.leg_id, "call record not written");
