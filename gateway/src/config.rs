@@ -76,6 +76,41 @@ pub struct TrunkConfig {
     /// Requested registration expiry, seconds.
     #[serde(default = "default_trunk_expires")]
     pub expires: u32,
+    /// Where the trunk's calls come from: `IP` or `IP:PORT`. INVITEs from these skip digest
+    /// authentication; every other caller must authenticate as a user.
+    #[serde(default)]
+    pub inbound_sources: Vec<TrustedSource>,
+}
+
+/// A source address trusted for inbound calls: any port of an IP, or one IP and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TrustedSource {
+    Ip(IpAddr),
+    Addr(SocketAddr),
+}
+
+impl TrustedSource {
+    pub fn matches(self, src: SocketAddr) -> bool {
+        match self {
+            TrustedSource::Ip(ip) => src.ip() == ip,
+            TrustedSource::Addr(addr) => src == addr,
+        }
+    }
+}
+
+impl TryFrom<String> for TrustedSource {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<TrustedSource, String> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(TrustedSource::Addr(addr));
+        }
+        text.parse::<IpAddr>()
+            .map(TrustedSource::Ip)
+            .map_err(|_| format!("expected IP or IP:PORT, got `{text}`"))
+    }
 }
 
 fn default_true() -> bool {
@@ -87,6 +122,11 @@ fn default_trunk_expires() -> u32 {
 }
 
 impl TrunkConfig {
+    /// True when an INVITE from `src` comes from this trunk.
+    pub fn trusts(&self, src: SocketAddr) -> bool {
+        self.inbound_sources.iter().any(|s| s.matches(src))
+    }
+
     /// The digest username: `auth_username`, else `username`.
     pub fn auth_user(&self) -> &str {
         self.auth_username.as_deref().unwrap_or(&self.username)
@@ -496,6 +536,16 @@ mod tests {
         assert_eq!(key, "trunk[1].name");
         let (key, _) = key_error(&good.replace("username = \"+1555\"", "usrname = \"+1555\""));
         assert_eq!(key, "trunk[0].usrname");
+
+        let trusted = format!("{good}inbound_sources = [\"192.0.2.1\", \"192.0.2.2:5060\"]\n");
+        let trunk = &parse(&trusted).unwrap().trunks[0];
+        assert!(trunk.trusts("192.0.2.1:7000".parse().unwrap()), "any port of a bare IP");
+        assert!(trunk.trusts("192.0.2.2:5060".parse().unwrap()));
+        assert!(!trunk.trusts("192.0.2.2:5061".parse().unwrap()), "only that port");
+        assert!(!trunk.trusts("192.0.2.3:5060".parse().unwrap()));
+        let (key, message) = key_error(&format!("{good}inbound_sources = [\"192.0.2.1\", \"carrier\"]\n"));
+        assert_eq!(key, "trunk[0].inbound_sources[1]");
+        assert!(message.contains("expected IP or IP:PORT"), "{message}");
     }
 
     #[test]

@@ -415,3 +415,41 @@ fn pin_by_sip_info_from_pjsua2_joins() {
     );
     assert!(gw.log().contains("PIN accepted"), "{}", gw.log());
 }
+
+#[test]
+fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
+    // The carrier's side: a baresip instance at a fixed address, trusted by the gateway.
+    let wav_dir = tempfile::tempdir().unwrap();
+    let wav = wav_dir.path().join("carrier.wav");
+    write_tone_wav(&wav, 8000, 600.0, 60).unwrap();
+    let mut carrier = Baresip::start(&PhoneOptions {
+        audio_source: Some(wav),
+        extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
+        record: false,
+    })
+    .unwrap();
+    let trunk = format!(
+        "[[trunk]]\nname = \"carrier\"\nproxy = \"sip:{0}\"\nusername = \"gateway\"\nregister = false\n\
+         inbound_sources = [\"{0}\"]\n",
+        carrier.sip
+    );
+    let gw = start_gateway(&trunk);
+    gw_cli(&gw, &["room", "add", "--number", "1000", "--did", "+15550001000"]);
+
+    // No credentials: the trunk is known by its address.
+    carrier.add_account(&format!("<sip:carrier@{}>;regint=0", gw.sip)).unwrap();
+    dial(&mut carrier, &gw, "+15550001000");
+    assert!(
+        wait_until(Duration::from_secs(5), || participant(&gw, "1000", "trunk:carrier")["joined"] == true),
+        "{}\n{}",
+        conference(&gw, "1000"),
+        gw.log()
+    );
+
+    // Anyone else without credentials is challenged and gets nowhere.
+    let mut stranger = Baresip::start(&PhoneOptions::default()).unwrap();
+    stranger.add_account(&format!("<sip:stranger@{}>;regint=0", gw.sip)).unwrap();
+    let reason = refused(&mut stranger, &gw, "+15550001000");
+    assert!(reason.contains("401") || reason.contains("403"), "untrusted caller: {reason}");
+    assert_eq!(joined(&gw, "1000"), 1);
+}

@@ -36,27 +36,37 @@ async fn check(
     request: &InboundRequest,
     from: Peer,
 ) -> Result<(Room, String), rsip::Response> {
-    let user = authenticate(ctx, request, from).await?;
+    // A trunk's calls are known by where they come from; everyone else authenticates.
+    let trunk = ctx.shared.config.trunks.iter().find(|t| t.trusts(from.addr));
+    let caller = match trunk {
+        Some(trunk) => format!("trunk:{}", trunk.name),
+        None => authenticate(ctx, request, from).await?.username,
+    };
     let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let Some(number) = dialled_number(request) else {
         return Err(reply(StatusCode::NotFound));
     };
     let storage = &ctx.shared.storage;
-    let room = match storage.room(&number).await {
-        Ok(Some(room)) => Some(room),
-        Ok(None) => storage.room_for_did(&number).await.map_err(|e| {
-            tracing::error!(error = %e, "room lookup failed");
-            reply(StatusCode::ServerInternalError)
-        })?,
-        Err(e) => {
-            tracing::error!(error = %e, "room lookup failed");
-            return Err(reply(StatusCode::ServerInternalError));
+    let failed = |e: crate::storage::StorageError| {
+        tracing::error!(error = %e, "room lookup failed");
+        reply(StatusCode::ServerInternalError)
+    };
+    // Trunks dial DIDs; phones dial room numbers (or DIDs).
+    let room = if trunk.is_some() {
+        match storage.room_for_did(&number).await.map_err(failed)? {
+            Some(room) => Some(room),
+            None => storage.room(&number).await.map_err(failed)?,
+        }
+    } else {
+        match storage.room(&number).await.map_err(failed)? {
+            Some(room) => Some(room),
+            None => storage.room_for_did(&number).await.map_err(failed)?,
         }
     };
     match room {
-        Some(room) => Ok((room, user.username)),
+        Some(room) => Ok((room, caller)),
         None => {
-            tracing::info!(%number, user = %user.username, "call to an unknown number");
+            tracing::info!(%number, %caller, "call to an unknown number");
             Err(reply(StatusCode::NotFound))
         }
     }
