@@ -8,7 +8,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
+/// The SDP session type offers and answers are made of.
+pub use sdp_types::Session;
+use sdp_types::{Attribute, Connection, Media, Origin, Time};
 
 /// An audio codec we can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,8 @@ pub const TELEPHONE_EVENT: Codec =
     Codec { name: "telephone-event", clock_rate: 8000, channels: 1, static_pt: None, dynamic_pt: 101 };
 
 impl Codec {
-    fn payload_type(&self) -> u8 {
+    /// The payload type we offer it under: its static type, else its dynamic one.
+    pub fn payload_type(&self) -> u8 {
         self.static_pt.unwrap_or(self.dynamic_pt)
     }
 

@@ -1,6 +1,7 @@
 """A pjsua2 phone that dials a room and sends its PIN as SIP INFO (application/dtmf-relay).
 
-Usage: info_pin.py GATEWAY_HOST:PORT USER PASSWORD NUMBER DIGITS SECONDS
+Usage: info_pin.py GATEWAY_HOST:PORT USER PASSWORD NUMBER DIGITS SECONDS [late]
+With `late`, the INVITE carries no SDP (the gateway offers in its 200, pjsua answers in the ACK).
 Prints CONFIRMED once the call is up and DISCONNECTED <code> when it ends; stays in the call
 for SECONDS after sending the digits, then hangs up.
 """
@@ -29,6 +30,7 @@ class Call(pj.Call):
 
 def main():
     gateway, user, password, number, digits, seconds = sys.argv[1:7]
+    late = sys.argv[7:8] == ["late"]
     host = gateway.split(":")[0]
     ep = pj.Endpoint()
     ep.libCreate()
@@ -51,7 +53,10 @@ def main():
     account.create(account_config)
 
     call = Call(account)
-    call.makeCall(f"sip:{number}@{gateway}", pj.CallOpParam(True))
+    op = pj.CallOpParam(True)
+    if late:
+        op.opt.flag |= pj.PJSUA_CALL_NO_SDP_OFFER
+    call.makeCall(f"sip:{number}@{gateway}", op)
     deadline = time.time() + 10
     while not call.confirmed and call.disconnected is None and time.time() < deadline:
         ep.libHandleEvents(20)

@@ -389,14 +389,34 @@ fn rooms_api_creates_updates_and_deletes_with_the_token() {
 
 #[test]
 fn pin_by_sip_info_from_pjsua2_joins() {
+    pjsua2_joins_with_info_pin(false);
+}
+
+#[test]
+fn offerless_invite_from_pjsua2_gets_our_offer_and_joins() {
+    pjsua2_joins_with_info_pin(true);
+}
+
+fn pjsua2_joins_with_info_pin(late_offer: bool) {
     e2e::require_program("python3");
     let gw = start_gateway("");
     gw_cli(&gw, &["room", "add", "--number", "8000", "--pin", "2468"]);
     gw_cli(&gw, &["user", "add", "pj", "--password", "secret-pass-1"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/info_pin.py");
+    let mut args = vec![
+        gw.sip.to_string(),
+        "pj".into(),
+        "secret-pass-1".into(),
+        "8000".into(),
+        "2468#".into(),
+        "20".into(),
+    ];
+    if late_offer {
+        args.push("late".into());
+    }
     let mut child = std::process::Command::new("python3")
         .arg(&script)
-        .args([&gw.sip.to_string(), "pj", "secret-pass-1", "8000", "2468#", "20"])
+        .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -414,6 +434,10 @@ fn pin_by_sip_info_from_pjsua2_joins() {
         gw.log()
     );
     assert!(gw.log().contains("PIN accepted"), "{}", gw.log());
+    // pjsua2 prefers G.722 too; after a late offer, the codec comes from its answer.
+    let codec = participant(&gw, "8000", "pj")["codec"].clone();
+    assert_eq!(gw.log().contains("INVITE without SDP"), late_offer, "{}", gw.log());
+    assert!(codec == "G722" || codec == "PCMU", "{codec}");
 }
 
 #[test]

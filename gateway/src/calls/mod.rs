@@ -21,6 +21,8 @@ pub enum Cause {
     NoAck,
     Kicked,
     Shutdown,
+    /// The SDP answer in the ACK (after our offer) was missing or unusable.
+    BadSdp,
 }
 
 impl Cause {
@@ -33,6 +35,7 @@ impl Cause {
             Cause::NoAck => "no-ack",
             Cause::Kicked => "kicked",
             Cause::Shutdown => "shutdown",
+            Cause::BadSdp => "bad-sdp",
         }
     }
 }

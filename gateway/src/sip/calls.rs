@@ -29,6 +29,7 @@ use super::core::{new_tag, Core, ALLOW};
 use super::invite::{self, Admission};
 use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView};
+use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId};
 use crate::metrics::{CallLabels, RoomCodecLabels};
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
@@ -87,6 +88,18 @@ pub struct Call {
     stats: Option<LegStats>,
     /// Lost packets already counted in the metrics.
     lost_reported: u64,
+    media: Media,
+}
+
+/// Where the call's media stands.
+#[derive(Debug)]
+enum Media {
+    /// We offered in the 2xx (the INVITE had no SDP); the answer comes in the ACK.
+    AwaitingAnswer { offer: sdp::Session, ports: PortPair },
+    /// Negotiated; the sockets wait to go to the media worker.
+    Pending(PortPair),
+    /// The leg is in its conference.
+    Running,
 }
 
 impl Call {
@@ -246,11 +259,17 @@ impl Core {
         if has_pin && self.calls.guard.blocked(now, from.addr.ip()) {
             return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this address");
         }
-        let offer = match sdp::parse(&request.request.body) {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::info!(error = %e, "INVITE without a usable SDP offer");
-                return refuse(self, StatusCode::NotAcceptableHere, "no SDP offer");
+        // An INVITE without a body asks us to offer; the answer comes in the ACK (RFC 3261
+        // §13.2.1, "late offer", common with trunks and PBXes).
+        let offer = if request.request.body.is_empty() {
+            None
+        } else {
+            match sdp::parse(&request.request.body) {
+                Ok(offer) => Some(offer),
+                Err(e) => {
+                    tracing::info!(error = %e, "INVITE with a broken SDP offer");
+                    return refuse(self, StatusCode::NotAcceptableHere, "SDP does not parse");
+                }
             }
         };
         let policy = SessionTimerPolicy {
@@ -287,11 +306,30 @@ impl Core {
             direction: Direction::SendRecv,
         };
         let sdp_session = rand::random::<u32>() as u64;
-        let (answer, stream) = match sdp::answer(&offer, &local, sdp_session, 1) {
-            Ok(answered) => answered,
-            Err(e) => {
-                tracing::info!(error = %e, "SDP offer refused");
-                return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+        let (body, stream, pending_media) = match offer {
+            Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
+                Ok((answer, stream)) => (answer, stream, None),
+                Err(e) => {
+                    tracing::info!(error = %e, "SDP offer refused");
+                    return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+                }
+            },
+            None => {
+                tracing::debug!("INVITE without SDP: offering in the 200, the answer comes in the ACK");
+                let ours = sdp::offer(&local, sdp_session, 1);
+                // Until the answer: our first choice, not sending.
+                let stream = AudioStream {
+                    mline: 0,
+                    remote: None,
+                    codec: CODECS[0],
+                    payload_type: CODECS[0].payload_type(),
+                    fmtp: None,
+                    telephone_event: None,
+                    direction: Direction::Inactive,
+                    ptime: None,
+                    rtcp_mux: false,
+                };
+                (ours.clone(), stream, Some(ours))
             }
         };
         let Some(codec) = audio_codec(&stream.codec) else {
@@ -321,7 +359,7 @@ impl Core {
             }
             UasDecision::TooSmall { .. } => (None, 0),
         };
-        set_body(&mut ok, "application/sdp", answer.to_string().into_bytes());
+        set_body(&mut ok, "application/sdp", body.to_string().into_bytes());
         let to = self.layer.server_peer(tx).unwrap_or(from);
         let bytes = Bytes::from(response_bytes(&ok));
         self.respond(tx, ok);
@@ -329,25 +367,6 @@ impl Core {
         let id = ParticipantId(self.calls.next_id);
         self.calls.next_id += 1;
         let on_hold = !stream.direction.sends();
-        let leg = LegSetup {
-            id,
-            room: room.number.clone(),
-            config: leg_config(codec, &stream),
-            rtp: ports.rtp,
-            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
-            remote: stream.remote,
-            remote_rtcp: stream.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
-            joined: !has_pin,
-        };
-        self.media.send(MediaCommand::Add(Box::new(leg)));
-        if on_hold {
-            self.media.send(MediaCommand::Update {
-                id,
-                config: leg_config(codec, &stream),
-                remote: stream.remote,
-                on_hold,
-            });
-        }
         let started_ms = crate::clock::unix_ms();
         let from_header = &request.envelope.from;
         let call = Call {
@@ -396,18 +415,51 @@ impl Core {
             on_hold,
             stats: None,
             lost_reported: 0,
+            media: match pending_media {
+                Some(offer) => Media::AwaitingAnswer { offer, ports },
+                None => Media::Pending(ports),
+            },
         };
         tracing::info!(
             participant = %id, room = %call.room.number, user = %call.user, codec = codec.name(),
             pin = has_pin, "call answered"
         );
         self.calls.by_dialog.insert(call.dialog.id.clone(), id);
-        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: codec.name().into() };
-        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
-        let joined = call.joined();
-        let room = call.room.number.clone();
+        let awaiting = matches!(call.media, Media::AwaitingAnswer { .. });
         self.calls.calls.insert(id, call);
-        if joined {
+        if !awaiting {
+            self.start_media(id);
+        }
+    }
+
+    /// The leg joins its conference's media, and the caller hears the PIN prompt or the room.
+    fn start_media(&mut self, id: ParticipantId) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
+        let stream = &call.stream;
+        let leg = LegSetup {
+            id,
+            room: call.room.number.clone(),
+            config: leg_config(call.codec, stream),
+            rtp: ports.rtp,
+            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+            remote: stream.remote,
+            remote_rtcp: stream.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
+            joined: call.joined(),
+        };
+        self.media.send(MediaCommand::Add(Box::new(leg)));
+        if call.on_hold {
+            self.media.send(MediaCommand::Update {
+                id,
+                config: leg_config(call.codec, stream),
+                remote: stream.remote,
+                on_hold: true,
+            });
+        }
+        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+        let room = call.room.number.clone();
+        if call.joined() {
             self.announce_join(id, &room);
         } else {
             self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
@@ -549,14 +601,34 @@ impl Core {
         }
     }
 
-    /// The ACK of our 2xx (it has no transaction of its own).
+    /// The ACK of our 2xx (it has no transaction of its own); after a late offer, it carries
+    /// the answer.
     pub(super) fn on_ack(&mut self, request: &InboundRequest) {
         let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
-        if let Some(call) = id.and_then(|id| self.calls.calls.get_mut(&id)) {
-            if let Some(ok) = &mut call.ok {
-                ok.timer.ack();
+        let Some(id) = id else { return };
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        call.ok = None;
+        let Media::AwaitingAnswer { .. } = call.media else { return };
+        let Media::AwaitingAnswer { offer, ports } = std::mem::replace(&mut call.media, Media::Running)
+        else {
+            return;
+        };
+        let answered = sdp::parse(&request.request.body)
+            .and_then(|answer| sdp::read_answer(&offer, &answer, &call.local))
+            .ok()
+            .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
+        match answered {
+            Some((stream, codec)) => {
+                call.on_hold = !stream.direction.sends();
+                call.codec = codec;
+                call.stream = stream;
+                call.media = Media::Pending(ports);
+                self.start_media(id);
             }
-            call.ok = None;
+            None => {
+                tracing::info!(participant = %id, "no usable SDP answer in the ACK: hanging up");
+                self.end_call(id, Cause::BadSdp, true);
+            }
         }
     }
 
@@ -774,16 +846,18 @@ impl Core {
                 Err(e) => tracing::warn!(participant = %id, error = %e, "BYE not sent"),
             }
         }
-        self.media.send(MediaCommand::Remove(id));
+        let running = matches!(call.media, Media::Running);
+        if running {
+            self.media.send(MediaCommand::Remove(id));
+            let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+            self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
+        }
         if call.joined() && self.calls.in_room(&call.room.number).any(Call::joined) {
             self.media.send(MediaCommand::Play(
                 Audience::Room(call.room.number.clone()),
                 self.prompts.leave_tone.clone(),
             ));
         }
-        let metrics = &self.ctx.shared.metrics;
-        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
-        metrics.active_legs.get_or_create(&labels).dec();
         self.count_call(cause.as_str());
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
         let record = CallRecord {
