@@ -95,7 +95,7 @@ pub struct Call {
 #[derive(Debug)]
 enum Media {
     /// We offered in the 2xx (the INVITE had no SDP); the answer comes in the ACK.
-    AwaitingAnswer { offer: sdp::Session, ports: PortPair },
+    AwaitingAnswer { offer: Box<sdp::Session>, ports: PortPair },
     /// Negotiated; the sockets wait to go to the media worker.
     Pending(PortPair),
     /// The leg is in its conference.
@@ -416,7 +416,7 @@ impl Core {
             stats: None,
             lost_reported: 0,
             media: match pending_media {
-                Some(offer) => Media::AwaitingAnswer { offer, ports },
+                Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
                 None => Media::Pending(ports),
             },
         };
