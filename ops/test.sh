@@ -10,7 +10,7 @@ log() { printf '\n== %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Test peers and servers, from Debian's packages.
-PACKAGES=(sipsak baresip-core kamailio ffmpeg postgresql postgresql-client)
+PACKAGES=(libopus-dev pkg-config sipsak baresip-core kamailio ffmpeg postgresql postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,10 +28,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
     storage.retain_trunks(&trunk_names).await.context("pruning trunk status")?;
-    let prompts = Prompts::load(&config.prompts).context("loading prompts")?;
+    let rate = config.conference.mix_rate;
+    let prompts = Prompts::load(&config.prompts, rate).context("loading prompts")?;
     let shared = Shared::new(config, storage);
     let rtp_timeout = Duration::from_secs(u64::from(shared.config.rtp.timeout_secs));
-    let (media, events) = Media::start(rtp_timeout, shared.metrics.mixer_tick_seconds.clone())
+    let (media, events) = Media::start(rate, rtp_timeout, shared.metrics.mixer_tick_seconds.clone())
         .context("starting the media worker")?;
     let mut tasks = JoinSet::new();
     sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);

@@ -178,6 +178,9 @@ pub struct RtpConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConferenceConfig {
+    /// Sample rate of every conference's mix: 16000 (wideband, cheapest) or 48000 (fullband,
+    /// for Opus participants).
+    pub mix_rate: u32,
     /// Participants per room when the room sets no limit of its own.
     pub max_participants: u32,
     /// Wrong PINs before the goodbye prompt and BYE.
@@ -195,6 +198,7 @@ pub struct ConferenceConfig {
 impl Default for ConferenceConfig {
     fn default() -> ConferenceConfig {
         ConferenceConfig {
+            mix_rate: 16000,
             max_participants: 100,
             pin_attempts: 3,
             pin_failures_per_source: 10,
@@ -367,6 +371,9 @@ impl Config {
             return key("rtp.timeout_secs", "expected at least 1".into());
         }
         let c = &self.conference;
+        if !matches!(c.mix_rate, 16000 | 48000) {
+            return key("conference.mix_rate", format!("expected 16000 or 48000, got {}", c.mix_rate));
+        }
         if c.max_participants == 0 {
             return key("conference.max_participants", "expected at least 1".into());
         }

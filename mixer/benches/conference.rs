@@ -1,5 +1,6 @@
-//! The conference tick: N participants on G.711 with 3 talkers, everything a tick does (RTP
-//! in through the jitter buffer, decoding, voice activity, mixing, encoding, RTP out).
+//! The conference tick: N participants on G.711 (16 kHz mix) or Opus (48 kHz mix) with 3
+//! talkers, everything a tick does (RTP in through the jitter buffer, decoding, voice
+//! activity, mixing, encoding, RTP out).
 //! Reported as time per tick; participants per core = N × 20 ms / that time.
 //!
 //! `cargo bench -p mixer --bench conference`; also prints the memory one leg takes. Figures
@@ -42,41 +43,47 @@ static ALLOCATOR: Counting = Counting;
 struct Room {
     conference: Conference,
     legs: Vec<(LegId, RtpSender, Bytes)>,
+    ticks: u32,
     now: Instant,
 }
 
-fn room(participants: usize, talkers: usize) -> Room {
-    let mut conference = Conference::new(16000);
-    let tone = |f: f64| {
-        let mut pcm = vec![0i16; 160];
-        Sine::new(8000, f, 0.25).fill(&mut pcm);
-        let mut payload = vec![0u8; 160];
-        Encoder::new(AudioCodec::Pcmu).encode(&pcm, &mut payload);
+fn room(codec: AudioCodec, participants: usize, talkers: usize) -> Room {
+    let rate = if codec == AudioCodec::Opus { 48000 } else { 16000 };
+    let mut conference = Conference::new(rate);
+    let frame = codec.pcm_rate() as usize / 50;
+    let encode = |f: Option<f64>| {
+        let mut pcm = vec![0i16; frame];
+        if let Some(f) = f {
+            Sine::new(codec.pcm_rate(), f, 0.25).fill(&mut pcm);
+        }
+        let mut payload = vec![0u8; 1500];
+        let n = Encoder::new(codec).encode(&pcm, &mut payload);
+        payload.truncate(n);
         Bytes::from(payload)
     };
-    let silence = Bytes::from(vec![0xffu8; 160]);
+    let silence = encode(None);
     let legs = (0..participants)
         .map(|i| {
             let leg = conference.add_leg(LegConfig {
-                codec: AudioCodec::Pcmu,
-                payload_type: 0,
+                codec,
+                payload_type: codec.static_payload_type(),
                 telephone_event: Some(101),
                 inband_dtmf: false,
                 ssrc: i as u32,
                 first_seq: 0,
                 first_timestamp: 0,
             });
-            let payload = if i < talkers { tone(400.0 + 300.0 * i as f64) } else { silence.clone() };
-            (leg, RtpSender::new(10_000 + i as u32, 0, 0, 0), payload)
+            let payload = if i < talkers { encode(Some(400.0 + 300.0 * i as f64)) } else { silence.clone() };
+            (leg, RtpSender::new(10_000 + i as u32, codec.static_payload_type(), 0, 0), payload)
         })
         .collect();
-    Room { conference, legs, now: Instant::now() }
+    Room { conference, legs, ticks: codec.frame_ticks(), now: Instant::now() }
 }
 
 impl Room {
     fn tick(&mut self) -> usize {
         for (leg, sender, payload) in &mut self.legs {
-            let packet = sender.packet(payload.clone(), 160);
+            let packet = sender.packet(payload.clone(), self.ticks);
             self.conference.receive(self.now, *leg, &packet);
         }
         let mut sent = 0;
@@ -91,7 +98,7 @@ impl Room {
 
 fn memory_per_leg() {
     let before = LIVE.load(Ordering::Relaxed);
-    let mut r = room(1000, 3);
+    let mut r = room(AudioCodec::Pcmu, 1000, 3);
     for _ in 0..100 {
         r.tick();
     }
@@ -102,16 +109,28 @@ fn memory_per_leg() {
 
 fn benches(c: &mut Criterion) {
     memory_per_leg();
-    let mut group = c.benchmark_group("conference_tick_g711_3_talkers");
-    for n in [10usize, 100, 1000] {
-        let mut r = room(n, 3);
-        for _ in 0..50 {
-            r.tick(); // fill jitter buffers, settle voice activity
+    for (name, codec, sizes) in [
+        ("conference_tick_g711_3_talkers", AudioCodec::Pcmu, [10usize, 100, 1000]),
+        ("conference_tick_opus_3_talkers", AudioCodec::Opus, [10, 100, 500]),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for n in sizes {
+            let mut r = room(codec, n, 3);
+            for _ in 0..50 {
+                r.tick(); // fill jitter buffers, settle voice activity
+            }
+            let stats = r.conference.tick_stats();
+            println!(
+                "{name}/{n}: {} encodes per tick ({} personal, {} shared)",
+                stats.personal_encodes + stats.shared_encodes,
+                stats.personal_encodes,
+                stats.shared_encodes
+            );
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter(|| r.tick()));
         }
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter(|| r.tick()));
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(conference, benches);

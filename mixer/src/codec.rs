@@ -1,5 +1,6 @@
 //! The audio codecs a leg can use, behind one encoder and one decoder type.
 
+use crate::opus::{OpusDecoder, OpusEncoder};
 use crate::{g711, g722};
 
 /// A leg's audio codec.
@@ -8,6 +9,8 @@ pub enum AudioCodec {
     Pcmu,
     Pcma,
     G722,
+    /// Mono at 48 kHz (RFC 7587).
+    Opus,
 }
 
 impl AudioCodec {
@@ -16,26 +19,32 @@ impl AudioCodec {
         match self {
             AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
             AudioCodec::G722 => 16000,
+            AudioCodec::Opus => 48000,
         }
     }
 
-    /// The RTP clock rate (8000 for G.722 too, RFC 3551 §4.5.2).
+    /// The RTP clock rate (8000 for G.722 too, RFC 3551 §4.5.2; 48000 for Opus, RFC 7587).
     pub fn rtp_clock(self) -> u32 {
-        8000
+        match self {
+            AudioCodec::Opus => 48000,
+            _ => 8000,
+        }
     }
 
-    /// The RFC 3551 static payload type.
+    /// RTP timestamp units in a 20 ms packet.
+    pub fn frame_ticks(self) -> u32 {
+        self.rtp_clock() / 50
+    }
+
+    /// The RFC 3551 static payload type; Opus has none (a dynamic one, 96 here, by convention
+    /// of tests: the real one comes from SDP).
     pub fn static_payload_type(self) -> u8 {
         match self {
             AudioCodec::Pcmu => 0,
             AudioCodec::Pcma => 8,
             AudioCodec::G722 => 9,
+            AudioCodec::Opus => 96,
         }
-    }
-
-    /// Payload bytes of one 20 ms frame.
-    pub fn frame_bytes(self) -> usize {
-        160
     }
 
     pub fn name(self) -> &'static str {
@@ -43,6 +52,7 @@ impl AudioCodec {
             AudioCodec::Pcmu => "PCMU",
             AudioCodec::Pcma => "PCMA",
             AudioCodec::G722 => "G722",
+            AudioCodec::Opus => "opus",
         }
     }
 }
@@ -53,6 +63,7 @@ pub enum Encoder {
     G711(g711::Law),
     /// Boxed: G.711 legs need not carry G.722's state.
     G722(Box<g722::Encoder>),
+    Opus(OpusEncoder),
 }
 
 impl Encoder {
@@ -61,6 +72,7 @@ impl Encoder {
             AudioCodec::Pcmu => Encoder::G711(g711::Law::Ulaw),
             AudioCodec::Pcma => Encoder::G711(g711::Law::Alaw),
             AudioCodec::G722 => Encoder::G722(Box::new(g722::Encoder::new())),
+            AudioCodec::Opus => Encoder::Opus(OpusEncoder::new()),
         }
     }
 
@@ -72,6 +84,7 @@ impl Encoder {
                 pcm.len().min(out.len())
             }
             Encoder::G722(e) => e.encode(pcm, out),
+            Encoder::Opus(e) => e.encode(pcm, out),
         }
     }
 }
@@ -81,6 +94,7 @@ impl Encoder {
 pub enum Decoder {
     G711(g711::Law),
     G722(Box<g722::Decoder>),
+    Opus(OpusDecoder),
 }
 
 impl Decoder {
@@ -89,6 +103,7 @@ impl Decoder {
             AudioCodec::Pcmu => Decoder::G711(g711::Law::Ulaw),
             AudioCodec::Pcma => Decoder::G711(g711::Law::Alaw),
             AudioCodec::G722 => Decoder::G722(Box::new(g722::Decoder::new())),
+            AudioCodec::Opus => Decoder::Opus(OpusDecoder::new()),
         }
     }
 
@@ -100,6 +115,16 @@ impl Decoder {
                 payload.len().min(out.len())
             }
             Decoder::G722(d) => d.decode(payload, out),
+            Decoder::Opus(d) => d.decode(payload, out),
+        }
+    }
+
+    /// Fills `out` for a lost frame; true when the codec did it (Opus: FEC from `next`, or its
+    /// own concealment). Other codecs leave concealment to the caller.
+    pub fn conceal(&mut self, next: Option<&[u8]>, out: &mut [i16]) -> bool {
+        match self {
+            Decoder::Opus(d) => d.conceal(next, out) > 0,
+            _ => false,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`g711`]: G.711 µ-law and A-law (ITU-T G.711).
 //! - [`g722`]: G.722 wideband ADPCM (ITU-T G.722, 64 kbit/s).
 //! - [`jitter`]: the adaptive jitter buffer of a leg.
+//! - [`opus`]: Opus through libopus, with FEC, concealment and copyable states.
 //! - [`mix`]: the N−1 conference mix: one i32 sum, each talker hears the total minus itself,
 //!   every silent listener the same shared mix; clipped once per output frame.
 //! - [`resample`]: 8/16/48 kHz conversion by a polyphase Kaiser-windowed FIR (≥ 70 dB
@@ -24,6 +25,7 @@ pub mod g711;
 pub mod g722;
 pub mod jitter;
 pub mod mix;
+pub mod opus;
 pub mod resample;
 pub mod rtcp_session;
 pub mod rtp_stream;

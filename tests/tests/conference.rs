@@ -38,7 +38,11 @@ fn phone_with(gw: &Gateway, user: &str, frequency: f64, codec: &str, extra: &[&s
     // In the gateway's directory, which goes away with the test.
     let wav = gw.dir.path().join(format!("{user}-{frequency}.wav"));
     // The source runs at the codec's rate: baresip 1.0's own resampler dulls high tones.
-    let rate = if codec.starts_with("G722") { 16000 } else { 8000 };
+    let rate = match codec {
+        c if c.starts_with("G722") => 16000,
+        c if c.starts_with("opus") => 48000,
+        _ => 8000,
+    };
     write_tone_wav(&wav, rate, frequency, 120).unwrap();
     gw_cli(gw, &["user", "add", user, "--password", "secret-pass-1"]);
     let mut phone = Baresip::start(&PhoneOptions {
@@ -87,22 +91,34 @@ fn tones_heard(recording: &Path, frequencies: &[f64], seconds: f64) -> Vec<f64> 
     frequencies.iter().map(|&f| tone_share_db(&samples[start..end], rate, f)).collect()
 }
 
-/// Three phones, three codecs: the mixer transcodes between them.
-const CODECS: [&str; 3] = ["PCMU/8000/1", "G722/16000/1", "PCMA/8000/1"];
+/// Four phones, four codecs: the mixer transcodes between them.
+const CODECS: [&str; 4] = ["PCMU/8000/1", "G722/16000/1", "PCMA/8000/1", "opus/48000/2"];
 
 #[test]
-fn three_phones_with_pin_each_hear_the_other_two_and_never_themselves() {
-    let gw = start_gateway("");
+fn four_phones_with_pin_each_hear_the_other_three_and_never_themselves() {
+    four_phones_in_room_1000("");
+}
+
+#[test]
+fn four_phones_in_a_48k_mix() {
+    four_phones_in_room_1000("[conference]\nmix_rate = 48000\n");
+}
+
+fn four_phones_in_room_1000(extra_config: &str) {
+    let gw = start_gateway(extra_config);
     gw_cli(&gw, &["room", "add", "--number", "1000", "--pin", "4321"]);
-    let tones = [500.0, 1100.0, 1700.0];
-    let mut phones: Vec<Baresip> =
-        tones.iter().enumerate().map(|(i, &f)| phone(&gw, &format!("user{i}"), f, CODECS[i])).collect();
+    let tones = [500.0, 1100.0, 1700.0, 2300.0];
+    let mut phones: Vec<Baresip> = tones
+        .iter()
+        .enumerate()
+        .map(|(i, &f)| phone_with(&gw, &format!("user{i}"), f, CODECS[i], &["module opus.so"]))
+        .collect();
     for p in &mut phones {
         dial(p, &gw, "1000");
         p.command("sndcode", "4321#").unwrap();
     }
     assert!(
-        wait_until(Duration::from_secs(15), || joined(&gw, "1000") == 3),
+        wait_until(Duration::from_secs(15), || joined(&gw, "1000") == 4),
         "not all joined: {}\n{}",
         conference(&gw, "1000"),
         gw.log()

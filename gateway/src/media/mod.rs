@@ -33,9 +33,6 @@ impl std::fmt::Display for ParticipantId {
     }
 }
 
-/// The sample rate every conference mixes at.
-pub const CONFERENCE_RATE: u32 = 16000;
-
 const TICK: Duration = Duration::from_millis(20);
 /// How often each leg sends an RTCP report (RFC 3550 §6.2 suggests 5 s at the least).
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -117,13 +114,16 @@ pub struct Media {
 
 impl Media {
     /// Starts the worker thread. It stops when every handle is dropped.
+    /// Starts the worker thread; every conference mixes at `rate` (16000 or 48000).
     pub fn start(
+        rate: u32,
         rtp_timeout: Duration,
         tick_seconds: Histogram,
     ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
         let (commands, command_rx) = std_mpsc::channel();
         let (events, event_rx) = mpsc::channel(8192);
         let worker = Worker {
+            rate,
             commands: command_rx,
             events,
             rooms: HashMap::new(),
@@ -164,6 +164,7 @@ struct WorkerLeg {
 }
 
 struct Worker {
+    rate: u32,
     commands: std_mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
     rooms: HashMap<String, Room>,
@@ -277,10 +278,11 @@ impl Worker {
                 return;
             }
         }
-        let room = self.rooms.entry(setup.room.clone()).or_insert_with(|| Room {
-            conference: Conference::new(CONFERENCE_RATE),
-            participants: HashMap::new(),
-        });
+        let rate = self.rate;
+        let room = self
+            .rooms
+            .entry(setup.room.clone())
+            .or_insert_with(|| Room { conference: Conference::new(rate), participants: HashMap::new() });
         let leg = room.conference.add_leg(setup.config.clone());
         if !setup.joined {
             room.conference.set_muted(leg, true);

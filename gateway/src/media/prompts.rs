@@ -10,7 +10,6 @@ use std::sync::Arc;
 use mixer::resample::Resampler;
 use mixer::tone::Sine;
 
-use super::CONFERENCE_RATE;
 use crate::config::PromptsConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +35,13 @@ pub struct Prompts {
 }
 
 impl Prompts {
-    pub fn load(config: &PromptsConfig) -> Result<Prompts, PromptError> {
+    /// Loads every prompt, at the conference `rate`.
+    pub fn load(config: &PromptsConfig, rate: u32) -> Result<Prompts, PromptError> {
         let pick = |name: &'static str, path: &Option<PathBuf>, built_in: &'static [u8]| match path {
-            Some(path) => from_file(name, path),
-            None => decode(name, std::io::Cursor::new(built_in)).map_err(|error| into_built_in(name, error)),
+            Some(path) => from_file(name, path, rate),
+            None => {
+                decode(name, std::io::Cursor::new(built_in), rate).map_err(|error| into_built_in(name, error))
+            }
         };
         Ok(Prompts {
             enter_pin: pick("enter_pin", &config.enter_pin, include_bytes!("../../prompts/enter_pin.wav"))?,
@@ -50,8 +52,8 @@ impl Prompts {
                 &config.first_participant,
                 include_bytes!("../../prompts/first_participant.wav"),
             )?,
-            join_tone: chime(&[660.0, 880.0]),
-            leave_tone: chime(&[880.0, 660.0]),
+            join_tone: chime(&[660.0, 880.0], rate),
+            leave_tone: chime(&[880.0, 660.0], rate),
         })
     }
 }
@@ -63,20 +65,20 @@ fn into_built_in(name: &'static str, error: PromptError) -> PromptError {
     }
 }
 
-fn from_file(name: &'static str, path: &Path) -> Result<Arc<[i16]>, PromptError> {
+fn from_file(name: &'static str, path: &Path, rate: u32) -> Result<Arc<[i16]>, PromptError> {
     let file = std::fs::File::open(path).map_err(|e| PromptError::File {
         name,
         path: path.into(),
         error: hound::Error::IoError(e),
     })?;
-    decode(name, std::io::BufReader::new(file)).map_err(|error| match error {
+    decode(name, std::io::BufReader::new(file), rate).map_err(|error| match error {
         PromptError::File { error, .. } => PromptError::File { name, path: path.into(), error },
         other => other,
     })
 }
 
-/// A WAV file as mono samples at the conference rate.
-fn decode<R: std::io::Read>(name: &'static str, reader: R) -> Result<Arc<[i16]>, PromptError> {
+/// A WAV file as mono samples at `rate`.
+fn decode<R: std::io::Read>(name: &'static str, reader: R, rate: u32) -> Result<Arc<[i16]>, PromptError> {
     let file_error = |error| PromptError::File { name, path: PathBuf::new(), error };
     let mut wav = hound::WavReader::new(reader).map_err(file_error)?;
     let spec = wav.spec();
@@ -96,7 +98,7 @@ fn decode<R: std::io::Read>(name: &'static str, reader: R) -> Result<Arc<[i16]>,
         .chunks(channels)
         .map(|frame| (frame.iter().map(|&s| i32::from(s)).sum::<i32>() / frame.len() as i32) as i16)
         .collect();
-    let mut resampler = Resampler::new(spec.sample_rate, CONFERENCE_RATE);
+    let mut resampler = Resampler::new(spec.sample_rate, rate);
     let mut out = vec![0; resampler.output_len(mono.len()) + 1];
     let n = resampler.process(&mono, &mut out);
     out.truncate(n);
@@ -104,13 +106,13 @@ fn decode<R: std::io::Read>(name: &'static str, reader: R) -> Result<Arc<[i16]>,
 }
 
 /// Notes of 120 ms each with short fades, at a comfortable level.
-fn chime(notes: &[f64]) -> Arc<[i16]> {
-    let note_len = CONFERENCE_RATE as usize * 120 / 1000;
-    let fade = CONFERENCE_RATE as usize * 10 / 1000;
+fn chime(notes: &[f64], rate: u32) -> Arc<[i16]> {
+    let note_len = rate as usize * 120 / 1000;
+    let fade = rate as usize * 10 / 1000;
     let mut out = Vec::with_capacity(note_len * notes.len());
     for &frequency in notes {
         let mut note = vec![0i16; note_len];
-        Sine::new(CONFERENCE_RATE, frequency, 0.25).fill(&mut note);
+        Sine::new(rate, frequency, 0.25).fill(&mut note);
         for i in 0..fade {
             let g = i as f64 / fade as f64;
             note[i] = (f64::from(note[i]) * g) as i16;
@@ -125,15 +127,20 @@ fn chime(notes: &[f64]) -> Arc<[i16]> {
 mod tests {
     use super::*;
 
+    const RATE: u32 = 16000;
+
     #[test]
     fn built_in_prompts_load_as_speech_at_the_conference_rate() {
-        let prompts = Prompts::load(&PromptsConfig::default()).unwrap();
+        let prompts = Prompts::load(&PromptsConfig::default(), RATE).unwrap();
         for (name, samples) in [("enter_pin", &prompts.enter_pin), ("goodbye", &prompts.goodbye)] {
-            let seconds = samples.len() as f64 / f64::from(CONFERENCE_RATE);
+            let seconds = samples.len() as f64 / f64::from(RATE);
             assert!((1.0..10.0).contains(&seconds), "{name}: {seconds} s");
             assert!(mixer::tone::power(samples) > 1e5, "{name} is not silent");
         }
         assert_eq!(prompts.join_tone.len(), 2 * 1920);
+        let wideband = Prompts::load(&PromptsConfig::default(), 48000).unwrap();
+        let ratio = wideband.enter_pin.len() as f64 / prompts.enter_pin.len() as f64;
+        assert!((ratio - 3.0).abs() < 0.01, "48 kHz prompts are three times longer: {ratio}");
     }
 
     #[test]
@@ -154,15 +161,15 @@ mod tests {
         }
         writer.finalize().unwrap();
         let config = PromptsConfig { goodbye: Some(path), ..PromptsConfig::default() };
-        let prompts = Prompts::load(&config).unwrap();
+        let prompts = Prompts::load(&config, RATE).unwrap();
         let len = prompts.goodbye.len() as i64;
         assert!((len - 16000).abs() < 40, "one second at 16 kHz, got {len}");
-        let share = mixer::tone::tone_share_db(&prompts.goodbye[2000..14000], CONFERENCE_RATE, 400.0);
+        let share = mixer::tone::tone_share_db(&prompts.goodbye[2000..14000], RATE, 400.0);
         assert!(share > -1.0, "the 400 Hz tone survives: {share} dB");
 
         let missing =
             PromptsConfig { enter_pin: Some(dir.path().join("nope.wav")), ..PromptsConfig::default() };
-        let error = Prompts::load(&missing).unwrap_err().to_string();
+        let error = Prompts::load(&missing, RATE).unwrap_err().to_string();
         assert!(error.contains("enter_pin") && error.contains("nope.wav"), "{error}");
     }
 }

@@ -154,6 +154,8 @@ pub(crate) struct Leg {
     up: Resampler,
     pub down: Resampler,
     codec_pcm: Vec<i16>,
+    /// Room for the longest packet a decoder may produce (Opus: 120 ms at 48 kHz).
+    decoded: Vec<i16>,
     /// This tick's frame at the conference rate, after gain (valid when it contributes).
     pub pcm: Vec<i16>,
     concealed: u32,
@@ -190,6 +192,7 @@ impl Leg {
             up: Resampler::new(rate, conference_rate),
             down: Resampler::new(conference_rate, rate),
             codec_pcm: vec![0; rate as usize / 50],
+            decoded: vec![0; if codec == AudioCodec::Opus { 5760 } else { rate as usize / 50 }],
             pcm: vec![0; conference_rate as usize / 50],
             concealed: 0,
             vad: Vad::new(),
@@ -230,9 +233,15 @@ impl Leg {
     pub fn pull(&mut self) -> Option<char> {
         match self.jitter.pop_due() {
             Playout::Frame { payload, .. } => {
-                let n = self.decoder.decode(payload, &mut self.codec_pcm);
+                // A packet longer than the 20 ms frame keeps its first 20 ms.
+                let n = self.decoder.decode(payload, &mut self.decoded).min(self.codec_pcm.len());
+                self.codec_pcm[..n].copy_from_slice(&self.decoded[..n]);
                 self.codec_pcm[n..].fill(0);
                 self.concealed = 0;
+            }
+            // Opus rebuilds a lost frame from the next packet's FEC data, or conceals it itself.
+            Playout::Lost { next, .. } if self.decoder.conceal(next, &mut self.codec_pcm) => {
+                self.concealed += 1;
             }
             // Concealment: repeat the last frame, fading, for up to 60 ms; then silence.
             Playout::Lost { .. } | Playout::Wait => {
@@ -262,7 +271,7 @@ impl Leg {
     }
 
     pub fn packet(&mut self, payload: Bytes) -> rtp::Packet {
-        self.sender.packet(payload, 160)
+        self.sender.packet(payload, self.config.codec.frame_ticks())
     }
 
     /// Our RTCP report (SR, or RR while on hold), as one datagram.

@@ -65,13 +65,14 @@ pub struct TickStats {
 }
 
 /// The codecs a conference can serve, as an index for per-codec caches.
-const CODECS: [AudioCodec; 3] = [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::G722];
+const CODECS: [AudioCodec; 4] = [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::G722, AudioCodec::Opus];
 
 fn codec_index(codec: AudioCodec) -> usize {
     match codec {
         AudioCodec::Pcmu => 0,
         AudioCodec::Pcma => 1,
         AudioCodec::G722 => 2,
+        AudioCodec::Opus => 3,
     }
 }
 
@@ -290,7 +291,7 @@ impl Conference {
             let Some(leg) = leg else { continue };
             let id = LegId { slot: slot as u32, generation: self.generations[slot] };
             if leg.on_hold {
-                leg.sender.skip(160);
+                leg.sender.skip(leg.config.codec.frame_ticks());
                 continue;
             }
             let i = codec_index(leg.config.codec);

@@ -30,10 +30,14 @@ struct Room {
 }
 
 impl Room {
-    /// Phones with (codec, tone frequency or silence).
-    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    /// Phones with (codec, tone frequency or silence), in a 16 kHz conference.
     fn new(phones: &[(AudioCodec, Option<f64>)]) -> Room {
-        let mut conference = Conference::new(16000);
+        Room::with_rate(16000, phones)
+    }
+
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    fn with_rate(rate: u32, phones: &[(AudioCodec, Option<f64>)]) -> Room {
+        let mut conference = Conference::new(rate);
         let phones = phones
             .iter()
             .enumerate()
@@ -70,18 +74,20 @@ impl Room {
                 if let Some(tone) = &mut phone.tone {
                     tone.fill(&mut pcm);
                 }
-                let mut payload = vec![0u8; 160];
-                phone.encoder.encode(&pcm, &mut payload);
-                let packet = phone.sender.packet(Bytes::from(payload), 160);
+                let mut payload = vec![0u8; 1500];
+                let n = phone.encoder.encode(&pcm, &mut payload);
+                payload.truncate(n);
+                let packet = phone.sender.packet(Bytes::from(payload), phone.codec.frame_ticks());
                 self.conference.receive(self.now, phone.leg, &packet);
             }
             let mut out: Vec<(LegId, rtp::Packet)> = Vec::new();
             self.conference.tick(|leg, packet| out.push((leg, packet)));
             for (leg, packet) in out {
                 let phone = self.phones.iter_mut().find(|p| p.leg == leg).unwrap();
-                let mut pcm = vec![0i16; phone.codec.pcm_rate() as usize / 50];
+                let frame = phone.codec.pcm_rate() as usize / 50;
+                let mut pcm = vec![0i16; 5760];
                 phone.decoder.decode(&packet.payload, &mut pcm);
-                phone.heard.extend_from_slice(&pcm);
+                phone.heard.extend_from_slice(&pcm[..frame]);
             }
             while let Some(e) = self.conference.poll_event() {
                 self.events.push(e);
@@ -92,9 +98,13 @@ impl Room {
 
     /// How much of `phone`'s last second is at `freq`, dB of its total.
     fn share(&self, phone: usize, freq: f64) -> f64 {
+        self.share_over(phone, freq, 1.0)
+    }
+
+    fn share_over(&self, phone: usize, freq: f64, seconds: f64) -> f64 {
         let p = &self.phones[phone];
         let rate = p.codec.pcm_rate() as usize;
-        let last = &p.heard[p.heard.len() - rate..];
+        let last = &p.heard[p.heard.len() - (rate as f64 * seconds) as usize..];
         tone_share_db(last, rate as u32, freq)
     }
 
@@ -106,6 +116,52 @@ impl Room {
 }
 
 const FREQS: [f64; 3] = [440.0, 1100.0, 2300.0];
+
+#[test]
+fn a_48k_conference_mixes_opus_with_g711_and_g722() {
+    let mut room = Room::with_rate(
+        48000,
+        &[
+            (AudioCodec::Opus, Some(FREQS[0])),
+            (AudioCodec::Pcmu, Some(FREQS[1])),
+            (AudioCodec::G722, Some(FREQS[2])),
+        ],
+    );
+    room.run(150);
+    for me in 0..3 {
+        for (other, &f) in FREQS.iter().enumerate() {
+            let share = room.share(me, f);
+            if other == me {
+                assert!(share < -30.0, "phone {me} hears itself at {share:.1} dB");
+            } else {
+                assert!(share > -8.0, "phone {me} hears {f} Hz at only {share:.1} dB");
+            }
+        }
+    }
+    let opus = room.conference.stats(room.phones[0].leg).unwrap();
+    assert!(opus.talking && opus.lost == 0, "{opus:?}");
+}
+
+#[test]
+fn opus_conference_of_500_with_3_talkers_encodes_4_times_per_tick() {
+    let mut phones = vec![
+        (AudioCodec::Opus, Some(FREQS[0])),
+        (AudioCodec::Opus, Some(FREQS[1])),
+        (AudioCodec::Opus, Some(FREQS[2])),
+    ];
+    phones.extend([(AudioCodec::Opus, None); 497]);
+    let mut room = Room::with_rate(48000, &phones);
+    room.run(30);
+    let stats = room.conference.tick_stats();
+    assert_eq!(stats.contributors, 3);
+    assert_eq!(stats.personal_encodes + stats.shared_encodes, 4, "{stats:?}");
+    for listener in [3, 250, 499] {
+        for &f in &FREQS {
+            let share = room.share_over(listener, f, 0.3);
+            assert!(share > -8.0, "silent phone {listener} hears {f} Hz at only {share:.1} dB");
+        }
+    }
+}
 
 #[test]
 fn each_phone_hears_the_others_tones_and_never_its_own() {
