@@ -72,6 +72,7 @@ fn room(codec: AudioCodec, participants: usize, talkers: usize) -> Room {
                 ssrc: i as u32,
                 first_seq: 0,
                 first_timestamp: 0,
+                ptime: 20,
             });
             let payload = if i < talkers { encode(Some(400.0 + 300.0 * i as f64)) } else { silence.clone() };
             (leg, RtpSender::new(10_000 + i as u32, codec.static_payload_type(), 0, 0), payload)

@@ -36,6 +36,18 @@ impl AudioCodec {
         self.rtp_clock() / 50
     }
 
+    /// Sample codecs (G.711, G.722: a fixed 8 bits per RTP clock tick) can be cut and joined
+    /// at any 10 ms boundary, so their packets may carry 10, 20, 30 or 40 ms. Opus frames are
+    /// whole packets.
+    pub fn splits(self) -> bool {
+        !matches!(self, AudioCodec::Opus)
+    }
+
+    /// Payload bytes per 10 ms of a sample codec.
+    pub fn bytes_per_10ms(self) -> usize {
+        80
+    }
+
     /// The RFC 3551 static payload type; Opus has none (a dynamic one, 96 here, by convention
     /// of tests: the real one comes from SDP).
     pub fn static_payload_type(self) -> u8 {

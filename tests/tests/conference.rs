@@ -91,8 +91,9 @@ fn tones_heard(recording: &Path, frequencies: &[f64], seconds: f64) -> Vec<f64> 
     frequencies.iter().map(|&f| tone_share_db(&samples[start..end], rate, f)).collect()
 }
 
-/// Four phones, four codecs: the mixer transcodes between them.
-const CODECS: [&str; 4] = ["PCMU/8000/1", "G722/16000/1", "PCMA/8000/1", "opus/48000/2"];
+/// Four phones, four codecs (the PCMA one with 30 ms packets): the mixer transcodes between
+/// them.
+const CODECS: [&str; 4] = ["PCMU/8000/1", "G722/16000/1", "PCMA/8000/1;ptime=30", "opus/48000/2"];
 
 #[test]
 fn four_phones_with_pin_each_hear_the_other_three_and_never_themselves() {

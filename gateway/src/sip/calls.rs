@@ -1024,6 +1024,11 @@ fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
         ssrc: rand::random(),
         first_seq: rand::random(),
         first_timestamp: rand::random(),
+        // What the phone asked to receive; Opus stays at 20 ms.
+        ptime: match stream.ptime {
+            Some(p @ (10 | 30 | 40)) if codec.splits() => p,
+            _ => 20,
+        },
     }
 }
 

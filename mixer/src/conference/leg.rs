@@ -24,6 +24,10 @@ pub struct LegConfig {
     pub telephone_event: Option<u8>,
     /// Listen for DTMF tones in the audio too (for networks that strip events).
     pub inband_dtmf: bool,
+    /// Milliseconds of audio per packet we send (RFC 4566 `a=ptime` of the peer): 10, 20, 30
+    /// or 40 for G.711 and G.722; Opus always sends 20. What the peer sends may differ: any
+    /// multiple of 10 ms is taken.
+    pub ptime: u32,
     /// Our sending SSRC, first sequence number and timestamp: random per RFC 3550 §5.1.
     pub ssrc: u32,
     pub first_seq: u16,
@@ -135,6 +139,11 @@ impl Prompt {
     }
 }
 
+/// The jitter buffer's frame: 10 ms pieces for sample codecs, whole 20 ms packets for Opus.
+fn jitter_frame(codec: AudioCodec) -> Duration {
+    Duration::from_millis(if codec.splits() { 10 } else { 20 })
+}
+
 /// What receiving a packet produced.
 pub(crate) enum Heard {
     Nothing,
@@ -149,6 +158,8 @@ pub(crate) struct Leg {
     /// Its own encoder, used while it hears a mix of its own.
     pub encoder: Encoder,
     pub sender: RtpSender,
+    /// Encoded audio waiting to fill a packet longer than 20 ms.
+    outgoing: Vec<u8>,
     events: EventReceiver,
     inband: Option<ToneDetector>,
     up: Resampler,
@@ -178,7 +189,7 @@ impl Leg {
         let rate = codec.pcm_rate();
         Leg {
             receiver: RtpReceiver::new(codec.rtp_clock()),
-            jitter: JitterBuffer::new(codec.rtp_clock(), Duration::from_millis(20)),
+            jitter: JitterBuffer::new(codec.rtp_clock(), jitter_frame(codec)),
             decoder: Decoder::new(codec),
             encoder: Encoder::new(codec),
             sender: RtpSender::new(
@@ -187,6 +198,7 @@ impl Leg {
                 config.first_seq,
                 config.first_timestamp,
             ),
+            outgoing: Vec::with_capacity(640),
             events: EventReceiver::default(),
             inband: (config.inband_dtmf && rate == 8000).then(ToneDetector::new),
             up: Resampler::new(rate, conference_rate),
@@ -214,7 +226,8 @@ impl Leg {
         match self.receiver.receive(now, h) {
             Received::Accept { .. } => {}
             Received::NewSource { .. } => {
-                self.jitter = JitterBuffer::new(self.config.codec.rtp_clock(), Duration::from_millis(20))
+                self.jitter =
+                    JitterBuffer::new(self.config.codec.rtp_clock(), jitter_frame(self.config.codec))
             }
             Received::Probation | Received::Discard => return Heard::Nothing,
         }
@@ -223,39 +236,70 @@ impl Leg {
         }
         // Empty payloads are keep-alives; other payload types (comfort noise, …) are not audio.
         if h.payload_type == self.config.payload_type && !packet.payload.is_empty() {
-            self.jitter.push(now, h.timestamp, &packet.payload);
+            let codec = self.config.codec;
+            if codec.splits() {
+                // Into 10 ms pieces, whatever the packet's length.
+                let piece = codec.bytes_per_10ms();
+                let ticks = codec.rtp_clock() / 100;
+                for (i, chunk) in packet.payload.chunks(piece).enumerate() {
+                    let timestamp = h.timestamp.wrapping_add(i as u32 * ticks);
+                    self.jitter.push(now, timestamp, chunk);
+                }
+            } else {
+                self.jitter.push(now, h.timestamp, &packet.payload);
+            }
         }
         Heard::Nothing
     }
 
-    /// Takes this tick's frame from the jitter buffer into `codec_pcm`, concealing a lost one.
-    /// Returns an in-band digit if one completed.
+    /// Takes this tick's 20 ms from the jitter buffer into `codec_pcm` (two 10 ms pieces for
+    /// sample codecs), concealing what is lost. Returns an in-band digit if one completed.
     pub fn pull(&mut self) -> Option<char> {
-        match self.jitter.pop_due() {
-            Playout::Frame { payload, .. } => {
-                // A packet longer than the 20 ms frame keeps its first 20 ms.
-                let n = self.decoder.decode(payload, &mut self.decoded).min(self.codec_pcm.len());
-                self.codec_pcm[..n].copy_from_slice(&self.decoded[..n]);
-                self.codec_pcm[n..].fill(0);
-                self.concealed = 0;
-            }
-            // Opus rebuilds a lost frame from the next packet's FEC data, or conceals it itself.
-            Playout::Lost { next, .. } if self.decoder.conceal(next, &mut self.codec_pcm) => {
-                self.concealed += 1;
-            }
-            // Concealment: repeat the last frame, fading, for up to 60 ms; then silence.
-            Playout::Lost { .. } | Playout::Wait => {
-                self.concealed += 1;
-                if self.concealed > 3 {
-                    self.codec_pcm.fill(0);
-                } else {
-                    for s in &mut self.codec_pcm {
-                        *s /= 2;
-                    }
+        let pieces = if self.config.codec.splits() { 2 } else { 1 };
+        let len = self.codec_pcm.len() / pieces;
+        for piece in 0..pieces {
+            let out = piece * len..(piece + 1) * len;
+            match self.jitter.pop_due() {
+                Playout::Frame { payload, .. } => {
+                    // An Opus packet longer than 20 ms keeps its first 20 ms.
+                    let n = self.decoder.decode(payload, &mut self.decoded).min(len);
+                    self.codec_pcm[out.start..out.start + n].copy_from_slice(&self.decoded[..n]);
+                    self.codec_pcm[out.start + n..out.end].fill(0);
+                    self.concealed = 0;
                 }
+                // Opus rebuilds a lost frame from the next packet's FEC data, or conceals it.
+                Playout::Lost { next, .. }
+                    if self.decoder.conceal(next, &mut self.codec_pcm[out.clone()]) =>
+                {
+                    self.concealed += 1;
+                }
+                // Playout held back: the whole tick waits (nothing was consumed).
+                Playout::Wait if piece == 0 => {
+                    self.conceal_by_fading(0..self.codec_pcm.len());
+                    break;
+                }
+                Playout::Lost { .. } | Playout::Wait => self.conceal_by_fading(out),
             }
         }
         self.inband.as_mut().and_then(|d| d.process(&self.codec_pcm))
+    }
+
+    /// Concealment: the audio just before `range` again at half the level, for up to 60 ms;
+    /// then silence.
+    fn conceal_by_fading(&mut self, range: std::ops::Range<usize>) {
+        let whole = self.codec_pcm.len();
+        let len = range.len();
+        // Counted in 10 ms pieces.
+        self.concealed += (len * 2 / whole).max(1) as u32;
+        if self.concealed > 6 {
+            self.codec_pcm[range].fill(0);
+            return;
+        }
+        // The piece before: earlier in this frame, or the end of the last one (still here).
+        for i in range {
+            let source = (i + whole - len) % whole;
+            self.codec_pcm[i] = self.codec_pcm[source] / 2;
+        }
     }
 
     /// Voice activity on the frame just pulled: Some(talking) when it changes.
@@ -270,8 +314,32 @@ impl Leg {
         self.agc.apply(self.vad.level_db, &mut self.pcm);
     }
 
-    pub fn packet(&mut self, payload: Bytes) -> rtp::Packet {
-        self.sender.packet(payload, self.config.codec.frame_ticks())
+    /// Hands this tick's 20 ms payload to the packetizer; `send` gets the packets due by the
+    /// leg's ptime: two of 10 ms, one of 20, one of 30 at two ticks out of three, or one of 40
+    /// every second tick.
+    pub fn packetize(&mut self, payload: Bytes, mut send: impl FnMut(rtp::Packet)) {
+        let codec = self.config.codec;
+        let ptime = self.config.ptime;
+        if !codec.splits() || !matches!(ptime, 10 | 30 | 40) {
+            send(self.sender.packet(payload, codec.frame_ticks()));
+            return;
+        }
+        self.outgoing.extend_from_slice(&payload);
+        let bytes = codec.bytes_per_10ms() * ptime as usize / 10;
+        let ticks = codec.rtp_clock() / 100 * ptime / 10;
+        while self.outgoing.len() >= bytes {
+            let chunk = Bytes::copy_from_slice(&self.outgoing[..bytes]);
+            self.outgoing.drain(..bytes);
+            send(self.sender.packet(chunk, ticks));
+        }
+    }
+
+    /// A tick sent nothing (on hold): the clock runs on over it and anything not yet sent.
+    pub fn skip_tick(&mut self) {
+        let codec = self.config.codec;
+        let pending = (self.outgoing.len() / codec.bytes_per_10ms()) as u32 * (codec.rtp_clock() / 100);
+        self.outgoing.clear();
+        self.sender.skip(codec.frame_ticks() + pending);
     }
 
     /// Our RTCP report (SR, or RR while on hold), as one datagram.

@@ -291,7 +291,7 @@ impl Conference {
             let Some(leg) = leg else { continue };
             let id = LegId { slot: slot as u32, generation: self.generations[slot] };
             if leg.on_hold {
-                leg.sender.skip(leg.config.codec.frame_ticks());
+                leg.skip_tick();
                 continue;
             }
             let i = codec_index(leg.config.codec);
@@ -323,7 +323,7 @@ impl Conference {
                 self.shared[i].payload.clone().unwrap_or_default()
             };
             leg.personal = personal;
-            send(id, leg.packet(payload));
+            leg.packetize(payload, |packet| send(id, packet));
         }
     }
 }

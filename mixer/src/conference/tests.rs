@@ -50,6 +50,7 @@ impl Room {
                     ssrc: 1000 + i as u32,
                     first_seq: 100,
                     first_timestamp: 5000,
+                    ptime: 20,
                 });
                 Phone {
                     codec,
@@ -314,6 +315,7 @@ fn legs_come_and_go() {
         ssrc: 1,
         first_seq: 1,
         first_timestamp: 1,
+        ptime: 20,
     });
     assert_ne!(reused, gone, "a reused slot gets a new generation");
     assert!(room.conference.stats(gone).is_none());
@@ -354,4 +356,111 @@ fn rtcp_reports_carry_reception_and_feedback_comes_back() {
     let lost = stats.remote_fraction_lost.unwrap();
     assert!((lost - 0.25).abs() < 0.02, "{lost}");
     assert!(!room.conference.receive_rtcp(room.now, leg, b"junk"));
+}
+
+/// A phone whose packets carry `ptime` ms, sending a tone and collecting what it is sent.
+struct PtimePhone {
+    codec: AudioCodec,
+    ptime: u32,
+    leg: LegId,
+    sender: RtpSender,
+    encoder: Encoder,
+    tone: Sine,
+    pending: Vec<u8>,
+    received: Vec<rtp::Packet>,
+}
+
+impl PtimePhone {
+    fn new(conference: &mut Conference, codec: AudioCodec, ptime: u32, freq: f64, ssrc: u32) -> PtimePhone {
+        let leg = conference.add_leg(LegConfig {
+            codec,
+            payload_type: codec.static_payload_type(),
+            telephone_event: None,
+            inband_dtmf: false,
+            ssrc,
+            first_seq: 0,
+            first_timestamp: 0,
+            ptime,
+        });
+        PtimePhone {
+            codec,
+            ptime,
+            leg,
+            sender: RtpSender::new(ssrc + 100, codec.static_payload_type(), 0, 0),
+            encoder: Encoder::new(codec),
+            tone: Sine::new(codec.pcm_rate(), freq, 0.25),
+            pending: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// 20 ms of tone, sent as the packets of `ptime` now due.
+    fn send(&mut self, conference: &mut Conference, now: Instant) {
+        let mut pcm = vec![0i16; self.codec.pcm_rate() as usize / 50];
+        self.tone.fill(&mut pcm);
+        let mut payload = [0u8; 160];
+        let n = self.encoder.encode(&pcm, &mut payload);
+        self.pending.extend_from_slice(&payload[..n]);
+        let bytes = 8 * self.ptime as usize;
+        while self.pending.len() >= bytes {
+            let chunk: Vec<u8> = self.pending.drain(..bytes).collect();
+            let packet = self.sender.packet(Bytes::from(chunk), 8 * self.ptime);
+            conference.receive(now, self.leg, &packet);
+        }
+    }
+
+    /// Everything received, decoded in timestamp order.
+    fn heard(&self) -> Vec<i16> {
+        let mut decoder = Decoder::new(self.codec);
+        let mut pcm = Vec::new();
+        for p in &self.received {
+            let mut out = vec![0i16; p.payload.len() * 2];
+            let n = decoder.decode(&p.payload, &mut out);
+            pcm.extend_from_slice(&out[..n]);
+        }
+        pcm
+    }
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the origin of virtual time
+fn packets_of_10_30_and_40_ms_are_taken_and_sent_by_each_legs_ptime() {
+    let mut conference = Conference::new(16000);
+    let mut phones = [
+        PtimePhone::new(&mut conference, AudioCodec::Pcmu, 30, FREQS[0], 1),
+        PtimePhone::new(&mut conference, AudioCodec::G722, 10, FREQS[1], 2),
+        PtimePhone::new(&mut conference, AudioCodec::Pcma, 40, FREQS[2], 3),
+    ];
+    let mut now = Instant::now();
+    for _ in 0..150 {
+        for phone in &mut phones {
+            phone.send(&mut conference, now);
+        }
+        let mut out = Vec::new();
+        conference.tick(|leg, packet| out.push((leg, packet)));
+        for (leg, packet) in out {
+            phones.iter_mut().find(|p| p.leg == leg).unwrap().received.push(packet);
+        }
+        now += Duration::from_millis(20);
+    }
+    for (i, phone) in phones.iter().enumerate() {
+        // 150 ticks of 20 ms: 3 s, in packets of the leg's ptime, timestamps stepping by it.
+        assert_eq!(phone.received.len(), (3000 / phone.ptime) as usize, "phone {i}");
+        let step = 8 * phone.ptime;
+        for pair in phone.received.windows(2) {
+            assert_eq!(pair[1].header.timestamp.wrapping_sub(pair[0].header.timestamp), step, "phone {i}");
+            assert_eq!(pair[1].payload.len(), step as usize, "phone {i}");
+        }
+        let heard = phone.heard();
+        let rate = phone.codec.pcm_rate() as usize;
+        let last = &heard[heard.len() - rate..];
+        for (other, &f) in FREQS.iter().enumerate() {
+            let share = tone_share_db(last, rate as u32, f);
+            if other == i {
+                assert!(share < -30.0, "phone {i} hears itself at {share:.1} dB");
+            } else {
+                assert!(share > -8.0, "phone {i} hears {f} Hz at only {share:.1} dB");
+            }
+        }
+    }
 }
