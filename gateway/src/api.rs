@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
-use crate::calls::{ConferenceView, Control, ControlError, ParticipantAction};
+use crate::calls::{ConferenceView, Control, ControlError, DialRequest, ParticipantAction};
 use crate::media::ParticipantId;
 use crate::state::Shared;
 use crate::storage::{Room, RoomUpdate, StorageError};
@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/api/v1/rooms/{number}", get(show_room).patch(update_room).delete(delete_room))
         .route("/api/v1/conferences", get(list_conferences))
         .route("/api/v1/conferences/{room}", get(show_conference))
+        .route("/api/v1/conferences/{room}/dial", post(dial))
         .route("/api/v1/conferences/{room}/participants/{id}", axum::routing::delete(kick))
         .route("/api/v1/conferences/{room}/participants/{id}/{action}", post(participant_action))
         .route("/api/v1/call-records", get(call_records))
@@ -74,7 +75,8 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         let status = match e {
             ControlError::NoSuchParticipant => StatusCode::NOT_FOUND,
-            ControlError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::BadTarget(_) => StatusCode::BAD_REQUEST,
+            ControlError::NoPorts | ControlError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }
@@ -229,6 +231,26 @@ async fn show_conference(
         .find(|c| c.room == room)
         .map(Json)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no conference in room `{room}`")))
+}
+
+/// Calls out of a room: the answer is the new participant, `calling`; how the call goes shows
+/// in the conference (`ringing`, then `joined`) and, when it fails, in its call record.
+async fn dial(
+    State(shared): State<Arc<Shared>>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&shared, &headers)?;
+    let request: DialRequest = body(&bytes)?;
+    let Some(room) = shared.storage.room(&number).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found")));
+    };
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || ApiError::from(ControlError::Unavailable);
+    shared.control.send(Control::Dial { room, request, reply }).await.map_err(|_| unavailable())?;
+    let id = answer.await.map_err(|_| unavailable())??;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "room": number, "state": "calling" }))))
 }
 
 async fn control_participant(

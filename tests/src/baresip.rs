@@ -37,7 +37,20 @@ pub struct Baresip {
 }
 
 impl Baresip {
+    /// Starts a phone. Its ports are picked free but not reserved, so a parallel test can take
+    /// one first: a start that fails that way is retried with new ports.
     pub fn start(options: &PhoneOptions) -> anyhow::Result<Baresip> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Baresip::try_start(options) {
+                Ok(phone) => return Ok(phone),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    fn try_start(options: &PhoneOptions) -> anyhow::Result<Baresip> {
         require_program("baresip");
         let dir = tempfile::tempdir()?;
         // baresip takes SIP+1 for TLS: find a port whose neighbour is free too.
@@ -80,11 +93,19 @@ impl Baresip {
             .context("spawning baresip")?;
         let ctrl_addr = SocketAddr::from(([127, 0, 0, 1], ctrl_port));
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut child = child;
         let ctrl = loop {
             match TcpStream::connect(ctrl_addr) {
                 Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => bail!("baresip control port never opened: {e}"),
+                Err(_) if Instant::now() < deadline && child.try_wait()?.is_none() => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
+                    bail!("baresip control port never opened: {e}\n{log}");
+                }
             }
         };
         ctrl.set_read_timeout(Some(Duration::from_millis(200)))?;

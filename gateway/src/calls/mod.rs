@@ -4,10 +4,11 @@
 
 pub mod ivr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::media::ParticipantId;
+use crate::storage::Room;
 
 /// Why a call ended, as written in its record and counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,12 @@ pub struct ParticipantView {
     /// The authenticated SIP user.
     pub user: String,
     pub codec: &'static str,
-    /// False while still in the IVR.
+    /// `inbound` (the phone called) or `outbound` (dialled out from the API).
+    pub direction: &'static str,
+    /// `pin` (in the IVR), `joined`, or for calls out not yet answered: `calling`, `ringing`,
+    /// `cancelling`.
+    pub state: &'static str,
+    /// False while still in the IVR or not yet answered.
     pub joined: bool,
     pub moderator: bool,
     pub talking: bool,
@@ -74,10 +80,26 @@ pub enum ParticipantAction {
     Kick,
 }
 
+/// A call out of a room, from the API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    /// A SIP URI (`sip:2000@192.0.2.7:5060`), or a phone number when `trunk` is given.
+    pub to: String,
+    /// The `[[trunk]]` to call through (its proxy, its From user, its credentials).
+    pub trunk: Option<String>,
+    /// Seconds to ring before giving up with CANCEL (default 60).
+    pub ring_timeout_secs: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     #[error("no such participant in this room")]
     NoSuchParticipant,
+    #[error("{0}")]
+    BadTarget(String),
+    #[error("no free RTP port")]
+    NoPorts,
     #[error("the gateway is shutting down")]
     Unavailable,
 }
@@ -86,6 +108,12 @@ pub enum ControlError {
 #[derive(Debug)]
 pub enum Control {
     Conferences(oneshot::Sender<Vec<ConferenceView>>),
+    /// Call out of `room`; the reply is the new participant's id.
+    Dial {
+        room: Room,
+        request: DialRequest,
+        reply: oneshot::Sender<Result<ParticipantId, ControlError>>,
+    },
     Participant {
         room: String,
         id: ParticipantId,

@@ -26,6 +26,7 @@ use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
 use super::core::{new_tag, Core, ALLOW};
+use super::dialout::Dialing;
 use super::invite::{self, Admission};
 use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView};
@@ -36,7 +37,7 @@ use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
-const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
+pub(super) const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
 
 /// Where a call is in its life.
 #[derive(Debug)]
@@ -58,10 +59,14 @@ struct PendingOk {
     bytes: Bytes,
 }
 
-/// One call: a dialog with a phone, and its leg in a conference.
+/// One call: a dialog with a phone (or with the far end of a call out), and its leg in a
+/// conference.
 #[derive(Debug)]
 pub struct Call {
     id: ParticipantId,
+    direction: RecordDirection,
+    /// For a call out: the transaction of our INVITE, whose 2xx retransmissions get ACKs.
+    invite_tx: Option<ClientTx>,
     dialog: Dialog,
     /// Where the INVITE came from: in-dialog requests go back there (phones behind NAT).
     peer: Peer,
@@ -104,6 +109,10 @@ enum Media {
 }
 
 impl Call {
+    pub(super) fn id(&self) -> ParticipantId {
+        self.id
+    }
+
     fn joined(&self) -> bool {
         matches!(self.stage, Stage::Joined { .. })
     }
@@ -116,6 +125,8 @@ impl Call {
             display_name: self.display_name.clone(),
             user: self.user.clone(),
             codec: self.codec.name(),
+            direction: direction_name(self.direction),
+            state: if self.joined() { "joined" } else { "pin" },
             joined: self.joined(),
             moderator: matches!(self.stage, Stage::Joined { moderator: true }),
             talking: self.talking,
@@ -137,6 +148,10 @@ pub struct Calls {
     pending: HashMap<ServerTx, bool>,
     /// Our in-dialog requests in flight: session refreshes and BYEs.
     requests: HashMap<ClientTx, Outgoing>,
+    /// Calls out not yet answered, by the transaction of their INVITE.
+    pub(super) dialing: HashMap<ClientTx, Dialing>,
+    /// Answered calls out: where their ACK went, to send it again on a retransmitted 2xx.
+    pub(super) answered: HashMap<ClientTx, (Peer, Bytes)>,
     next_id: u64,
     guard: PinGuard,
 }
@@ -154,9 +169,22 @@ impl Calls {
             by_dialog: HashMap::new(),
             pending: HashMap::new(),
             requests: HashMap::new(),
+            dialing: HashMap::new(),
+            answered: HashMap::new(),
             next_id: 1,
             guard: PinGuard::new(pin_failures, pin_window),
         }
+    }
+
+    pub(super) fn new_id(&mut self) -> ParticipantId {
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    pub(super) fn insert(&mut self, call: Call) {
+        self.by_dialog.insert(call.dialog.id.clone(), call.id);
+        self.calls.insert(call.id, call);
     }
 
     /// BYEs still waiting for their answer.
@@ -179,6 +207,7 @@ impl Calls {
                 ]
             })
             .flatten()
+            .chain(self.dialing.values().filter_map(Dialing::poll_timeout))
             .min()
     }
 
@@ -190,6 +219,25 @@ impl Calls {
         let mut rooms: HashMap<&str, Vec<ParticipantView>> = HashMap::new();
         for call in self.calls.values() {
             rooms.entry(call.room.number.as_str()).or_default().push(call.view());
+        }
+        for d in self.dialing.values() {
+            rooms.entry(d.room.number.as_str()).or_default().push(ParticipantView {
+                id: d.id,
+                display_name: d.target.clone(),
+                user: d.trunk.clone().unwrap_or_default(),
+                codec: "",
+                direction: "outbound",
+                state: d.state.as_str(),
+                joined: false,
+                moderator: false,
+                talking: false,
+                muted: false,
+                deaf: false,
+                on_hold: false,
+                packet_loss: 0.0,
+                jitter_ms: 0.0,
+                started_at_ms: d.started_ms,
+            });
         }
         let mut views: Vec<ConferenceView> = rooms
             .into_iter()
@@ -365,13 +413,14 @@ impl Core {
         let bytes = Bytes::from(response_bytes(&ok));
         self.respond(tx, ok);
 
-        let id = ParticipantId(self.calls.next_id);
-        self.calls.next_id += 1;
+        let id = self.calls.new_id();
         let on_hold = !stream.direction.sends();
         let started_ms = crate::clock::unix_ms();
         let from_header = &request.envelope.from;
         let call = Call {
             id,
+            direction: RecordDirection::Inbound,
+            invite_tx: None,
             dialog,
             peer: from,
             via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
@@ -434,7 +483,7 @@ impl Core {
     }
 
     /// The leg joins its conference's media, and the caller hears the PIN prompt or the room.
-    fn start_media(&mut self, id: ParticipantId) {
+    pub(super) fn start_media(&mut self, id: ParticipantId) {
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
         let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
         let stream = &call.stream;
@@ -633,8 +682,11 @@ impl Core {
         }
     }
 
-    /// Answers to our BYEs and session refreshes; false when the event is not ours.
+    /// Answers to our INVITEs, BYEs and session refreshes; false when the event is not ours.
     pub(super) fn on_client_event(&mut self, event: &TxEvent) -> bool {
+        if self.on_dial_event(event) {
+            return true;
+        }
         let (tx, response) = match event {
             TxEvent::Response { tx, response } => (*tx, Some(response)),
             TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => (*tx, None),
@@ -794,6 +846,7 @@ impl Core {
         for (id, cause) in end {
             self.end_call(id, cause, true);
         }
+        self.handle_dial_timeouts(now);
     }
 
     /// RFC 4028 §7.4: we refresh with UPDATE where the phone allows it, else re-INVITE.
@@ -837,6 +890,9 @@ impl Core {
     pub(super) fn end_call(&mut self, id: ParticipantId, cause: Cause, send_bye: bool) {
         let Some(mut call) = self.calls.calls.remove(&id) else { return };
         self.calls.by_dialog.remove(&call.dialog.id);
+        if let Some(tx) = call.invite_tx {
+            self.calls.answered.remove(&tx);
+        }
         if send_bye {
             let via = call.via();
             let bye = call.dialog.request(Method::Bye, &via, &new_branch());
@@ -864,7 +920,7 @@ impl Core {
         let record = CallRecord {
             leg_id: format!("{}-{}", call.dialog.id.call_id, call.dialog.id.local_tag),
             call_id: call.dialog.id.call_id.clone(),
-            direction: RecordDirection::Inbound,
+            direction: call.direction,
             from_uri: call.from_uri.clone(),
             to_uri: call.to_uri.clone(),
             room_number: Some(call.room.number.clone()),
@@ -874,6 +930,12 @@ impl Core {
             cause: cause.as_str().into(),
             codec: Some(call.codec.name().into()),
         };
+        self.write_record(record);
+        call.ok = None;
+    }
+
+    /// Writes a call record in the background; shutdown waits for every write.
+    pub(super) fn write_record(&mut self, record: CallRecord) {
         let storage = self.ctx.shared.storage.clone();
         // Reap the writes already done, so the set holds only those in flight.
         while self.records.try_join_next().is_some() {}
@@ -882,11 +944,80 @@ impl Core {
                 tracing::error!(error = %e, leg = %record.leg_id, "call record not written");
             }
         });
-        call.ok = None;
     }
 
-    /// Hangs up every call (shutdown).
+    /// The call an answered call out becomes; `media` is the negotiated stream, or `None`
+    /// when the answer was unusable (the call is then hung up at once).
+    pub(super) fn outbound_call(
+        &mut self,
+        invite_tx: ClientTx,
+        d: Dialing,
+        dialog: Dialog,
+        response: &InboundResponse,
+        media: Option<(AudioStream, AudioCodec)>,
+    ) -> Call {
+        let now = Instant::now();
+        let (stream, codec) = media.unwrap_or_else(|| {
+            let placeholder = AudioStream {
+                mline: 0,
+                remote: None,
+                codec: CODECS[0],
+                payload_type: CODECS[0].payload_type(),
+                fmtp: None,
+                telephone_event: None,
+                direction: Direction::Inactive,
+                ptime: None,
+                rtcp_mux: false,
+            };
+            (placeholder, AudioCodec::G722)
+        });
+        // RFC 4028 §7.2: the 2xx says who refreshes; we asked to be the refresher.
+        let timer = session_timer::from_response(&response.response);
+        Call {
+            id: d.id,
+            direction: RecordDirection::Outbound,
+            invite_tx: Some(invite_tx),
+            peer: d.peer,
+            via_host: d.via_host,
+            stage: Stage::Joined { moderator: false },
+            ok: None,
+            session: timer
+                .map(|(interval, refresher)| SessionTimer::new(now, interval, refresher == Refresher::Uac)),
+            session_interval: timer.map_or(0, |(interval, _)| interval),
+            local: d.local,
+            sdp_session: d.sdp_session,
+            sdp_version: 1,
+            on_hold: !stream.direction.sends(),
+            stream,
+            codec,
+            peer_allows_update: allows(&response.response.headers, "UPDATE"),
+            user: d.trunk.unwrap_or_default(),
+            display_name: d.target,
+            from_uri: d
+                .invite
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    Header::From(f) => f.typed().ok().map(|f| f.uri.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            to_uri: d.invite.uri.to_string(),
+            started_ms: d.started_ms,
+            talking: false,
+            muted: false,
+            deaf: false,
+            stats: None,
+            lost_reported: 0,
+            media: Media::Pending(d.ports),
+            room: d.room,
+            dialog,
+        }
+    }
+
+    /// Hangs up every call, and cancels every call out (shutdown).
     pub(super) fn end_all_calls(&mut self, cause: Cause) {
+        self.cancel_all_dialing();
         let ids: Vec<ParticipantId> = self.calls.calls.keys().copied().collect();
         for id in ids {
             self.end_call(id, cause, true);
@@ -921,12 +1052,12 @@ impl Core {
         Ok(Some(call.view()))
     }
 
-    fn count_call(&self, result: &str) {
+    pub(super) fn count_call(&self, result: &str) {
         self.ctx.shared.metrics.calls.get_or_create(&CallLabels { result: result.into() }).inc();
     }
 
     /// The address to put in SDP and Contact for a peer at `peer`.
-    fn advertised_ip(&self, peer: SocketAddr) -> IpAddr {
+    pub(super) fn advertised_ip(&self, peer: SocketAddr) -> IpAddr {
         let config = &self.ctx.shared.config;
         config
             .sip
@@ -936,7 +1067,7 @@ impl Core {
             .unwrap_or(config.rtp.address)
     }
 
-    fn sip_port(&self, transport: Transport) -> u16 {
+    pub(super) fn sip_port(&self, transport: Transport) -> u16 {
         let config = &self.ctx.shared.config.sip;
         match transport {
             Transport::Udp => self.transports.udp_local_addr().map_or(5060, |a| a.port()),
@@ -974,7 +1105,7 @@ impl Call {
     }
 }
 
-fn new_branch() -> String {
+pub(super) fn new_branch() -> String {
     format!("z9hG4bK{:016x}", rand::random::<u64>())
 }
 
@@ -988,6 +1119,13 @@ fn response_to_request(request: &rsip::Request, status: StatusCode, server: Opti
     }
 }
 
+fn direction_name(direction: RecordDirection) -> &'static str {
+    match direction {
+        RecordDirection::Inbound => "inbound",
+        RecordDirection::Outbound => "outbound",
+    }
+}
+
 fn allows(headers: &rsip::Headers, method: &str) -> bool {
     headers.iter().any(|h| match h {
         Header::Allow(a) => a.value().split(',').any(|m| m.trim().eq_ignore_ascii_case(method)),
@@ -995,7 +1133,7 @@ fn allows(headers: &rsip::Headers, method: &str) -> bool {
     })
 }
 
-fn audio_codec(codec: &sdp::Codec) -> Option<AudioCodec> {
+pub(super) fn audio_codec(codec: &sdp::Codec) -> Option<AudioCodec> {
     match *codec {
         c if c == sdp::PCMU => Some(AudioCodec::Pcmu),
         c if c == sdp::PCMA => Some(AudioCodec::Pcma),

@@ -244,6 +244,14 @@ impl Core {
             Control::Conferences(reply) => {
                 let _ = reply.send(self.calls.conferences());
             }
+            Control::Dial { room, request, reply } => {
+                let result = if self.ctx.shared.is_draining() {
+                    Err(ControlError::Unavailable)
+                } else {
+                    self.dial(room, request)
+                };
+                let _ = reply.send(result);
+            }
             Control::Participant { room, id, action, reply } => {
                 let result = if self.ctx.shared.is_draining() {
                     Err(ControlError::Unavailable)

@@ -4,6 +4,7 @@
 mod auth;
 mod calls;
 pub mod core;
+mod dialout;
 mod invite;
 mod register;
 pub mod transport;

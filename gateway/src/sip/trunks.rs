@@ -264,7 +264,7 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
 }
 
 /// The proxy's address: an IP literal, or the first IPv4 address its name resolves to.
-fn resolve(proxy: &rsip::Uri) -> Option<SocketAddr> {
+pub(super) fn resolve(proxy: &rsip::Uri) -> Option<SocketAddr> {
     let port = proxy.host_with_port.port.map_or(5060, |p| *p.value());
     match &proxy.host_with_port.host {
         rsip::Host::IpAddr(ip) => Some(SocketAddr::new(*ip, port)),

@@ -1,0 +1,501 @@
+//! Calls out of a room, asked for by the API: to a phone number or SIP URI through a trunk, or
+//! straight to a SIP URI with an IP address — an MCU conference, or a room on another gateway,
+//! which makes the two conferences one (each is a leg of the other's mix, and N−1 mixing keeps
+//! each side's own audio from coming back to it).
+//!
+//! Only the API starts these: no SIP request from outside can make the gateway call out.
+//!
+//! The INVITE carries our offer; a 401/407 is answered with the trunk's credentials; 180/183
+//! show as ringing; a 2xx makes a dialog and a [`Call`](super::calls) like an inbound one,
+//! joined to the room without a PIN; a failure, or no answer before the ring timeout (CANCEL),
+//! ends in a call record with the cause.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rsip::prelude::*;
+use rsip::{Header, Method};
+use sip_stack::dialog::Dialog;
+use sip_stack::digest::{ChallengeOutcome, DigestClient};
+use sip_stack::message::{request_bytes, InboundResponse};
+use sip_stack::sdp::{self, Direction, LocalAudio};
+use sip_stack::transaction::{ClientTx, TxEvent};
+use sip_stack::transport::{Peer, Transport};
+
+use super::calls::{audio_codec, new_branch, CODECS};
+use super::core::{new_tag, Core, ALLOW};
+use crate::calls::{Cause, ControlError, DialRequest};
+use crate::media::ports::PortPair;
+use crate::media::ParticipantId;
+use crate::storage::{CallRecord, Direction as RecordDirection, Room};
+
+/// Where a call out stands before its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialState {
+    Calling,
+    Ringing,
+    /// CANCEL sent (ring timeout): waiting for the 487.
+    Cancelling,
+}
+
+impl DialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialState::Calling => "calling",
+            DialState::Ringing => "ringing",
+            DialState::Cancelling => "cancelling",
+        }
+    }
+}
+
+/// Credentials to answer challenges with.
+#[derive(Debug, Clone)]
+pub(super) struct Credentials {
+    username: String,
+    password: String,
+    realm: Option<String>,
+}
+
+/// A call out, before its answer.
+#[derive(Debug)]
+pub struct Dialing {
+    pub id: ParticipantId,
+    pub room: Room,
+    pub target: String,
+    pub trunk: Option<String>,
+    pub state: DialState,
+    pub started_ms: i64,
+    pub(super) invite: rsip::Request,
+    pub(super) peer: Peer,
+    pub(super) via_host: String,
+    pub(super) contact: String,
+    pub(super) credentials: Option<Credentials>,
+    pub(super) digest: DigestClient,
+    pub(super) local: LocalAudio,
+    pub(super) offer: sdp::Session,
+    pub(super) sdp_session: u64,
+    pub(super) ports: PortPair,
+    pub(super) ring_deadline: Instant,
+}
+
+impl Dialing {
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state != DialState::Cancelling).then_some(self.ring_deadline)
+    }
+}
+
+/// How a dial request was turned into a request-URI and a next hop.
+struct Route {
+    uri: rsip::Uri,
+    peer: SocketAddr,
+    from: String,
+    credentials: Option<Credentials>,
+}
+
+impl Core {
+    /// Starts a call out of `room`; the participant id names it in the API from now on.
+    pub(super) fn dial(&mut self, room: Room, request: DialRequest) -> Result<ParticipantId, ControlError> {
+        let route = self.route(&request)?;
+        let now = Instant::now();
+        let ports = self.ports.allocate().map_err(|_| ControlError::NoPorts)?;
+        let advertised = self.advertised_ip(route.peer);
+        let port = self.sip_port(Transport::Udp);
+        let via_host = format!("{advertised}:{port}");
+        let contact = format!("sip:{}@{via_host}", room.number);
+        let local = LocalAudio {
+            address: advertised,
+            port: ports.port,
+            codecs: CODECS.to_vec(),
+            ptime: 20,
+            direction: Direction::SendRecv,
+        };
+        let sdp_session = u64::from(rand::random::<u32>());
+        let offer = sdp::offer(&local, sdp_session, 1);
+        let body = offer.to_string();
+        let call_id = format!("{:016x}@{advertised}", rand::random::<u64>());
+        let session_expires = self.ctx.shared.config.conference.session_expires_secs;
+        let text = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};rport;branch={branch}\r\nMax-Forwards: 70\r\n\
+             From: <{from}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <{contact}>\r\nAllow: {ALLOW}\r\nSupported: timer\r\n\
+             Session-Expires: {session_expires};refresher=uac\r\nUser-Agent: {agent}\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}",
+            uri = route.uri,
+            branch = new_branch(),
+            from = route.from,
+            tag = new_tag(),
+            agent = self.ctx.shared.config.sip.user_agent,
+            length = body.len(),
+        );
+        let invite = rsip::Request::try_from(text.as_str()).map_err(|e| {
+            tracing::warn!(error = %e, "INVITE for a call out does not parse");
+            ControlError::BadTarget(format!("cannot build an INVITE to `{}`", route.uri))
+        })?;
+        let peer = Peer { transport: Transport::Udp, addr: route.peer, connection: None };
+        let tx = self.layer.send_request(now, invite.clone(), peer).map_err(|e| {
+            tracing::warn!(error = %e, "INVITE not sent");
+            ControlError::Unavailable
+        })?;
+        let id = self.calls.new_id();
+        let ring = Duration::from_secs(u64::from(request.ring_timeout_secs.unwrap_or(60).clamp(1, 600)));
+        tracing::info!(participant = %id, room = %room.number, to = %route.uri, trunk = ?request.trunk, "calling out");
+        self.calls.dialing.insert(
+            tx,
+            Dialing {
+                id,
+                room,
+                target: request.to,
+                trunk: request.trunk,
+                state: DialState::Calling,
+                started_ms: crate::clock::unix_ms(),
+                invite,
+                peer,
+                via_host,
+                contact,
+                credentials: route.credentials,
+                digest: DigestClient::default(),
+                local,
+                offer,
+                sdp_session,
+                ports,
+                ring_deadline: now + ring,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The request-URI, next hop, From and credentials for a dial request.
+    fn route(&self, request: &DialRequest) -> Result<Route, ControlError> {
+        let bad = |m: String| Err(ControlError::BadTarget(m));
+        let to = request.to.trim();
+        let trunk = match &request.trunk {
+            Some(name) => match self.ctx.shared.config.trunks.iter().find(|t| &t.name == name) {
+                Some(t) => Some(t),
+                None => return bad(format!("no trunk named `{name}`")),
+            },
+            None => None,
+        };
+        match trunk {
+            Some(trunk) => {
+                // Validated at start-up: the proxy is a sip: URI.
+                let proxy =
+                    rsip::Uri::try_from(trunk.proxy.as_str()).map_err(|_| ControlError::Unavailable)?;
+                let Some(peer) = super::trunks::resolve(&proxy) else {
+                    return bad(format!("trunk `{}` has no IP address to send to", trunk.name));
+                };
+                let host = trunk.domain.clone().unwrap_or_else(|| proxy.host_with_port.to_string());
+                let uri = if to.starts_with("sip:") {
+                    to.to_string()
+                } else if is_number(to) {
+                    format!("sip:{to}@{host}")
+                } else {
+                    return bad(format!("`{to}` is neither a SIP URI nor a phone number"));
+                };
+                let uri = rsip::Uri::try_from(uri.as_str())
+                    .map_err(|_| ControlError::BadTarget(format!("`{to}` does not parse")))?;
+                Ok(Route {
+                    uri,
+                    peer,
+                    from: format!("sip:{}@{host}", trunk.username),
+                    credentials: trunk.password.clone().map(|password| Credentials {
+                        username: trunk.auth_user().to_string(),
+                        password,
+                        realm: trunk.realm.clone(),
+                    }),
+                })
+            }
+            None => {
+                if !to.starts_with("sip:") {
+                    return bad(format!("`{to}` needs a trunk: only a SIP URI can be dialled directly"));
+                }
+                let uri = rsip::Uri::try_from(to)
+                    .map_err(|_| ControlError::BadTarget(format!("`{to}` does not parse")))?;
+                let Some(peer) = super::trunks::resolve(&uri) else {
+                    return bad(format!("`{to}` has no IP address (names are not resolved)"));
+                };
+                let from = format!("sip:gateway@{}", self.advertised_ip(peer));
+                Ok(Route { uri, peer, from, credentials: None })
+            }
+        }
+    }
+
+    /// Responses to our INVITEs; false when the event is not about one.
+    pub(super) fn on_dial_event(&mut self, event: &TxEvent) -> bool {
+        let (tx, response) = match event {
+            TxEvent::Response { tx, response } => (*tx, Some(response)),
+            TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => (*tx, None),
+            _ => return false,
+        };
+        // A 2xx retransmitted after we answered it: ACK again (RFC 3261 §13.2.2.4).
+        if let Some(ack) = self.calls.answered.get(&tx) {
+            if response.is_some_and(|r| r.response.status_code.code() / 100 == 2) {
+                let (peer, bytes) = ack.clone();
+                self.layer.send_stateless(peer, bytes);
+            }
+            return true;
+        }
+        if !self.calls.dialing.contains_key(&tx) {
+            return false;
+        }
+        let Some(response) = response else {
+            let code = if matches!(event, TxEvent::Timeout { .. }) { 408 } else { 503 };
+            self.dial_failed(tx, &code.to_string());
+            return true;
+        };
+        let code = response.response.status_code.code();
+        match code {
+            100 => {}
+            101..=199 => {
+                if let Some(d) = self.calls.dialing.get_mut(&tx) {
+                    if d.state == DialState::Calling {
+                        d.state = DialState::Ringing;
+                        tracing::info!(participant = %d.id, code, "ringing");
+                    }
+                }
+            }
+            200..=299 => self.dial_answered(tx, response),
+            401 | 407 => self.dial_challenged(tx, response),
+            _ => {
+                let cancelled = self.calls.dialing.get(&tx).is_some_and(|d| d.state == DialState::Cancelling);
+                let cause = if cancelled { "no-answer".to_string() } else { code.to_string() };
+                self.dial_failed(tx, &cause);
+            }
+        }
+        true
+    }
+
+    /// 401/407: the INVITE again, with credentials, a new branch and the next CSeq.
+    fn dial_challenged(&mut self, tx: ClientTx, response: &InboundResponse) {
+        let Some(mut d) = self.calls.dialing.remove(&tx) else { return };
+        let proxy = response.response.status_code.code() == 407;
+        let challenges: Vec<String> = response
+            .response
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_string()),
+                Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_string()),
+                _ => None,
+            })
+            .collect();
+        let Some(credentials) = d.credentials.clone() else {
+            self.calls.dialing.insert(tx, d);
+            return self.dial_failed(tx, &response.response.status_code.code().to_string());
+        };
+        let outcome = d.digest.on_challenges(challenges.iter().map(String::as_str));
+        // With a realm configured, only that realm's challenges are answered.
+        let realm_ok = credentials
+            .realm
+            .as_ref()
+            .is_none_or(|r| challenges.iter().any(|c| c.contains(&format!("\"{r}\""))));
+        if !matches!(outcome, Ok(ChallengeOutcome::Retry)) || !realm_ok {
+            tracing::warn!(participant = %d.id, ?outcome, "call out: credentials refused");
+            self.calls.dialing.insert(tx, d);
+            return self.dial_failed(tx, "auth-rejected");
+        }
+        let uri = d.invite.uri.to_string();
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let Some(value) =
+            d.digest.authorization(&credentials.username, &credentials.password, "INVITE", &uri, &cnonce)
+        else {
+            self.calls.dialing.insert(tx, d);
+            return self.dial_failed(tx, "auth-rejected");
+        };
+        let mut invite = d.invite.clone();
+        let seq = invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq) + 1;
+        let mut headers = rsip::Headers::default();
+        headers.push(Header::Via(format!("SIP/2.0/UDP {};rport;branch={}", d.via_host, new_branch()).into()));
+        for h in invite.headers.iter() {
+            let replaced = matches!(
+                h,
+                Header::Via(_) | Header::CSeq(_) | Header::Authorization(_) | Header::ProxyAuthorization(_)
+            );
+            if !replaced {
+                headers.push(h.clone());
+            }
+        }
+        headers.push(Header::CSeq(format!("{seq} INVITE").into()));
+        headers.push(if proxy {
+            Header::ProxyAuthorization(value.into())
+        } else {
+            Header::Authorization(value.into())
+        });
+        invite.headers = headers;
+        match self.layer.send_request(Instant::now(), invite.clone(), d.peer) {
+            Ok(new_tx) => {
+                d.invite = invite;
+                self.calls.dialing.insert(new_tx, d);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "authenticated INVITE not sent");
+                self.calls.dialing.insert(tx, d);
+                self.dial_failed(tx, "503");
+            }
+        }
+    }
+
+    /// A 2xx: ACK, the dialog, and the leg joins the room.
+    fn dial_answered(&mut self, tx: ClientTx, response: &InboundResponse) {
+        let Some(d) = self.calls.dialing.remove(&tx) else { return };
+        let seq = d.invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq);
+        let dialog = match Dialog::uac(&d.invite, response, &d.contact) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                tracing::warn!(participant = %d.id, error = %e, "2xx without a usable dialog");
+                self.calls.dialing.insert(tx, d);
+                return self.dial_failed(tx, "bad-answer");
+            }
+        };
+        let ack = dialog.ack(seq, &format!("SIP/2.0/UDP {};rport", d.via_host), &new_branch());
+        let ack = Bytes::from(request_bytes(&ack));
+        self.layer.send_stateless(d.peer, ack.clone());
+        self.calls.answered.insert(tx, (d.peer, ack));
+        let answered = sdp::parse(&response.response.body)
+            .and_then(|answer| sdp::read_answer(&d.offer, &answer, &d.local))
+            .ok()
+            .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
+        let Some((stream, codec)) = answered else {
+            tracing::info!(participant = %d.id, "2xx without a usable SDP answer: hanging up");
+            let call = self.outbound_call(tx, d, dialog, response, None);
+            let id = call.id();
+            self.calls.insert(call);
+            return self.end_call(id, Cause::BadSdp, true);
+        };
+        tracing::info!(participant = %d.id, room = %d.room.number, codec = codec.name(), "call out answered");
+        let call = self.outbound_call(tx, d, dialog, response, Some((stream, codec)));
+        let id = call.id();
+        self.calls.insert(call);
+        self.start_media(id);
+    }
+
+    fn dial_failed(&mut self, tx: ClientTx, cause: &str) {
+        let Some(d) = self.calls.dialing.remove(&tx) else { return };
+        tracing::info!(participant = %d.id, room = %d.room.number, to = %d.target, cause, "call out failed");
+        self.count_call(cause);
+        let record = CallRecord {
+            leg_id: format!("out-{}-{}", d.room.number, d.id),
+            call_id: d
+                .invite
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    Header::CallId(c) => Some(c.value().to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            direction: RecordDirection::Outbound,
+            from_uri: String::new(),
+            to_uri: d.invite.uri.to_string(),
+            room_number: Some(d.room.number.clone()),
+            started_at_ms: d.started_ms,
+            answered_at_ms: None,
+            ended_at_ms: crate::clock::unix_ms(),
+            cause: cause.to_string(),
+            codec: None,
+        };
+        self.write_record(record);
+    }
+
+    /// Ring timeouts: CANCEL (RFC 3261 §9.1) and wait for the 487.
+    pub(super) fn handle_dial_timeouts(&mut self, now: Instant) {
+        let due: Vec<ClientTx> = self
+            .calls
+            .dialing
+            .iter()
+            .filter(|(_, d)| d.poll_timeout().is_some_and(|at| at <= now))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in due {
+            let Some(d) = self.calls.dialing.get_mut(&tx) else { continue };
+            d.state = DialState::Cancelling;
+            tracing::info!(participant = %d.id, "no answer in time: CANCEL");
+            let cancel = cancel_for(&d.invite);
+            let peer = d.peer;
+            match cancel.map(|c| self.layer.send_request(now, c, peer)) {
+                Some(Ok(_)) => {}
+                _ => self.dial_failed(tx, "no-answer"),
+            }
+        }
+    }
+
+    /// Cancels every call out (shutdown).
+    pub(super) fn cancel_all_dialing(&mut self) {
+        let txs: Vec<ClientTx> = self.calls.dialing.keys().copied().collect();
+        for tx in txs {
+            let now = Instant::now();
+            if let Some(d) = self.calls.dialing.get(&tx) {
+                if let Some(cancel) = cancel_for(&d.invite) {
+                    let _ = self.layer.send_request(now, cancel, d.peer);
+                }
+            }
+            self.dial_failed(tx, "shutdown");
+        }
+    }
+}
+
+/// §9.1: a CANCEL matching the INVITE: same Request-URI, top Via, From, To, Call-ID, and
+/// CSeq number.
+fn cancel_for(invite: &rsip::Request) -> Option<rsip::Request> {
+    let mut headers = rsip::Headers::default();
+    let mut seq = None;
+    for h in invite.headers.iter() {
+        match h {
+            Header::Via(_) if headers.iter().all(|h| !matches!(h, Header::Via(_))) => headers.push(h.clone()),
+            Header::From(_) | Header::To(_) | Header::CallId(_) | Header::MaxForwards(_) => {
+                headers.push(h.clone())
+            }
+            Header::Route(_) => headers.push(h.clone()),
+            Header::CSeq(c) => seq = c.typed().ok().map(|c| c.seq),
+            _ => {}
+        }
+    }
+    headers.push(Header::CSeq(format!("{} CANCEL", seq?).into()));
+    headers.push(Header::ContentLength(0.into()));
+    Some(rsip::Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// Digits with an optional leading `+`: what a trunk dials.
+fn is_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty()
+        && digits.len() <= 32
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_copies_what_rfc3261_section_9_1_asks() {
+        let invite = rsip::Request::try_from(
+            "INVITE sip:2000@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;rport;branch=z9hG4bKabc\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.9>;tag=t1\r\nTo: <sip:2000@192.0.2.1>\r\n\
+             Call-ID: c1\r\nCSeq: 2 INVITE\r\nContact: <sip:1000@192.0.2.9>\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let cancel = cancel_for(&invite).unwrap();
+        let text = String::from_utf8(request_bytes(&cancel)).unwrap();
+        assert!(text.starts_with("CANCEL sip:2000@192.0.2.1 SIP/2.0\r\n"), "{text}");
+        assert!(text.contains("branch=z9hG4bKabc"), "{text}");
+        assert!(text.contains("CSeq: 2 CANCEL"), "{text}");
+        assert!(text.contains("From: <sip:a@192.0.2.9>;tag=t1"), "{text}");
+        assert!(!text.contains("Contact"), "{text}");
+    }
+
+    #[test]
+    fn numbers_are_digits_with_an_optional_plus() {
+        assert!(is_number("+15551230000"));
+        assert!(is_number("1000"));
+        assert!(!is_number("+"));
+        assert!(!is_number("sip:1000@x"));
+        assert!(!is_number("12a"));
+    }
+}

@@ -1,0 +1,245 @@
+//! Calls out of a room from the API: cascading two gateways into one conference, failures and
+//! ring timeouts in call records, and no way for a SIP request from outside to reach a trunk.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use e2e::baresip::{Baresip, PhoneOptions};
+use e2e::{cli, http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
+use mixer::tone::tone_share_db;
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A gateway with an API token, its own RTP ports, and `extra` config (trunks) at the end.
+fn gateway(extra: &str) -> Gateway {
+    let base = (e2e::free_port() & !1).min(60_000);
+    let config = format!(
+        "api_token = \"{TOKEN}\"\n[rtp]\naddress = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\n{extra}",
+        base + 199
+    );
+    Gateway::start_with("", &config).unwrap()
+}
+
+fn gw_cli(gw: &Gateway, args: &[&str]) {
+    let mut full = vec!["--config", "gateway.toml"];
+    full.extend_from_slice(args);
+    let out = cli(gw.dir.path(), &full);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A phone registered to `gw` sending a PCMU tone and recording what it hears.
+fn phone(gw: &Gateway, user: &str, frequency: f64) -> Baresip {
+    let wav = gw.dir.path().join(format!("{user}.wav"));
+    write_tone_wav(&wav, 8000, frequency, 120).unwrap();
+    gw_cli(gw, &["user", "add", user, "--password", "secret-pass-1"]);
+    let mut phone = Baresip::start(&PhoneOptions {
+        audio_source: Some(wav),
+        extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
+        record: true,
+    })
+    .unwrap();
+    phone
+        .add_account(&format!(
+            "<sip:{user}@{}>;auth_pass=secret-pass-1;regint=600;audio_codecs=PCMU/8000/1",
+            gw.sip
+        ))
+        .unwrap();
+    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
+    phone
+}
+
+fn dial(phone: &mut Baresip, gw: &Gateway, number: &str) {
+    let from = phone.events.len();
+    phone.command("dial", &format!("sip:{number}@{}", gw.sip)).unwrap();
+    phone.wait_event("CALL_ESTABLISHED", from, Duration::from_secs(10)).unwrap();
+}
+
+fn participants(gw: &Gateway, room: &str) -> Vec<Value> {
+    match http_get(gw.http, &format!("/api/v1/conferences/{room}")).unwrap() {
+        (200, body) => {
+            serde_json::from_str::<Value>(&body).unwrap()["participants"].as_array().unwrap().clone()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn joined(gw: &Gateway, room: &str) -> usize {
+    participants(gw, room).iter().filter(|p| p["joined"] == true).count()
+}
+
+fn records(gw: &Gateway) -> Vec<Value> {
+    let out = cli(gw.dir.path(), &["--config", "gateway.toml", "calls", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn wait_for_record(gw: &Gateway, cause: &str) -> Value {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(15), || {
+        found = records(gw).into_iter().find(|r| r["cause"] == cause);
+        found.is_some()
+    });
+    assert!(ok, "no `{cause}` record: {:?}\n{}", records(gw), gw.log());
+    found.unwrap()
+}
+
+fn dial_out(gw: &Gateway, room: &str, body: &str) -> (u16, String) {
+    http_request(gw.http, "POST", &format!("/api/v1/conferences/{room}/dial"), Some(TOKEN), Some(body))
+        .unwrap()
+}
+
+/// The tone shares (dB) of `frequencies` over the last 1.5 s of a recording, skipping the
+/// final half second.
+fn tones_heard(phone: &Baresip, frequencies: &[f64]) -> Vec<f64> {
+    let recording = &phone.recordings("dec.wav")[0];
+    let (rate, samples) = read_wav(recording).unwrap();
+    let end = samples.len() - rate as usize / 2;
+    let start = end - rate as usize * 3 / 2;
+    frequencies.iter().map(|&f| tone_share_db(&samples[start..end], rate, f)).collect()
+}
+
+#[test]
+fn room_on_one_gateway_dials_a_room_on_another_and_the_two_become_one() {
+    // B: room 2000, and an account for gateway A.
+    let b = gateway("");
+    gw_cli(&b, &["room", "add", "--number", "2000"]);
+    gw_cli(&b, &["user", "add", "gateway-a", "--password", "cascade-secret"]);
+    // A: room 1000 and a trunk to B with that account.
+    let a = gateway(&format!(
+        "[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\npassword = \"cascade-secret\"\n\
+         register = false\n",
+        b.sip
+    ));
+    gw_cli(&a, &["room", "add", "--number", "1000"]);
+
+    let mut on_a = phone(&a, "alice", 700.0);
+    let mut on_b = phone(&b, "bob", 1300.0);
+    dial(&mut on_a, &a, "1000");
+    dial(&mut on_b, &b, "2000");
+
+    let (status, body) = dial_out(&a, "1000", &format!(r#"{{"to": "sip:2000@{}", "trunk": "b"}}"#, b.sip));
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_u64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || joined(&a, "1000") == 2 && joined(&b, "2000") == 2),
+        "not cascaded: A {:?}\nB {:?}\n{}\n{}",
+        participants(&a, "1000"),
+        participants(&b, "2000"),
+        a.log(),
+        b.log()
+    );
+    let leg = participants(&a, "1000").into_iter().find(|p| p["id"] == id).unwrap();
+    assert_eq!(leg["direction"], "outbound");
+    assert_eq!(leg["state"], "joined");
+    let b_side = participants(&b, "2000").into_iter().find(|p| p["user"] == "gateway-a");
+    assert!(b_side.is_some(), "B sees A as its authenticated user");
+
+    std::thread::sleep(Duration::from_secs(3));
+    on_a.command("hangup", "").unwrap();
+    on_b.command("hangup", "").unwrap();
+    let heard_on_a = tones_heard(&on_a, &[700.0, 1300.0]);
+    let heard_on_b = tones_heard(&on_b, &[700.0, 1300.0]);
+    assert!(heard_on_a[1] > -10.0, "alice hears bob across the cascade: {heard_on_a:?}");
+    assert!(heard_on_a[0] < -30.0, "alice does not hear herself back: {heard_on_a:?}");
+    assert!(heard_on_b[0] > -10.0, "bob hears alice across the cascade: {heard_on_b:?}");
+    assert!(heard_on_b[1] < -30.0, "bob does not hear himself back: {heard_on_b:?}");
+
+    // Kicking the cascade leg on A ends B's side of it too.
+    let (status, _) = http_request(
+        a.http,
+        "DELETE",
+        &format!("/api/v1/conferences/1000/participants/{id}"),
+        Some(TOKEN),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 204);
+    assert!(
+        wait_until(Duration::from_secs(5), || participants(&b, "2000")
+            .iter()
+            .all(|p| p["user"] != "gateway-a")),
+        "{:?}",
+        participants(&b, "2000")
+    );
+}
+
+#[test]
+fn failures_and_ring_timeouts_end_in_records_and_bad_requests_are_refused() {
+    let b = gateway("");
+    gw_cli(&b, &["user", "add", "gateway-a", "--password", "cascade-secret"]);
+    let a = gateway(&format!(
+        "[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\npassword = \"cascade-secret\"\n\
+         register = false\n",
+        b.sip
+    ));
+    gw_cli(&a, &["room", "add", "--number", "1000"]);
+
+    // B has no room 9999: 404 comes back, after digest auth.
+    let (status, body) = dial_out(&a, "1000", &format!(r#"{{"to": "sip:9999@{}", "trunk": "b"}}"#, b.sip));
+    assert_eq!(status, 202, "{body}");
+    let record = wait_for_record(&a, "404");
+    assert_eq!(record["direction"], "outbound");
+    assert_eq!(record["answered_at_ms"], Value::Null);
+
+    // A phone that rings and never answers: CANCEL after the ring timeout.
+    let mut ringing = Baresip::start(&PhoneOptions::default()).unwrap();
+    ringing.add_account(&format!("<sip:ringing@{}>;regint=0", ringing.sip)).unwrap();
+    let to = format!(r#"{{"to": "sip:ringing@{}", "ring_timeout_secs": 2}}"#, ringing.sip);
+    let (status, body) = dial_out(&a, "1000", &to);
+    assert_eq!(status, 202, "{body}");
+    ringing.wait_event("CALL_INCOMING", 0, Duration::from_secs(5)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || participants(&a, "1000")
+            .iter()
+            .any(|p| p["state"] == "ringing")),
+        "{:?}",
+        participants(&a, "1000")
+    );
+    wait_for_record(&a, "no-answer");
+    ringing.wait_event("CALL_CLOSED", 0, Duration::from_secs(5)).unwrap();
+
+    for (body, expected) in [
+        (r#"{"to": "+15551234567"}"#, 400),
+        (r#"{"to": "+15551234567", "trunk": "nope"}"#, 400),
+        (r#"{"to": "sip:x@example.com"}"#, 400),
+        (r#"{"too": "sip:1@127.0.0.1"}"#, 400),
+    ] {
+        let (status, text) = dial_out(&a, "1000", body);
+        assert_eq!(status, expected, "{body}: {text}");
+    }
+    let (status, _) = dial_out(&a, "4040", r#"{"to": "sip:1@127.0.0.1"}"#);
+    assert_eq!(status, 404, "unknown room");
+    let (status, _) = http_request(
+        a.http,
+        "POST",
+        "/api/v1/conferences/1000/dial",
+        None,
+        Some(r#"{"to": "sip:1@127.0.0.1"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 401, "dialling out needs the token");
+}
+
+#[test]
+fn no_sip_request_from_outside_reaches_a_trunk() {
+    // The "carrier": a socket that records whatever the gateway sends it.
+    let carrier = UdpSocket::bind("127.0.0.1:0").unwrap();
+    carrier.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let gw = gateway(&format!(
+        "[[trunk]]\nname = \"carrier\"\nproxy = \"sip:{}\"\nusername = \"+15550000000\"\npassword = \"p\"\n\
+         register = false\n",
+        carrier.local_addr().unwrap()
+    ));
+    // A stranger (no account) dials an outside number through the gateway.
+    let mut stranger = Baresip::start(&PhoneOptions::default()).unwrap();
+    stranger.add_account(&format!("<sip:stranger@{}>;regint=0", gw.sip)).unwrap();
+    let from = stranger.events.len();
+    stranger.command("dial", &format!("sip:+15559876543@{}", gw.sip)).unwrap();
+    let closed = stranger.wait_event("CALL_CLOSED", from, Duration::from_secs(10)).unwrap();
+    let reason = closed["param"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("401") || reason.contains("403") || reason.contains("404"), "{reason}");
+    let mut buf = [0u8; 2048];
+    let sent = carrier.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned());
+    assert_eq!(sent, None, "the gateway sent something to the trunk");
+}
