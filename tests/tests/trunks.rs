@@ -1,10 +1,12 @@
 //! The gateway registering upstream: Kamailio as a carrier's registrar demanding digest auth
-//! with an auth username (acct-42) different from the number in From (+15551230000).
+//! with an auth username (acct-42) different from the number in From (+15551230000), and as
+//! the carrier routing a subscriber's call to the gateway's number.
 
 use std::time::Duration;
 
+use e2e::baresip::{Baresip, PhoneOptions};
 use e2e::kamailio::Kamailio;
-use e2e::{http_get, wait_until, Gateway};
+use e2e::{cli, http_get, wait_until, Gateway};
 use serde_json::Value;
 
 fn trunk_config(kamailio: &Kamailio, password: &str, expires: u32) -> String {
@@ -76,4 +78,45 @@ fn wrong_password_is_rejected_without_hammering_the_registrar() {
     let more = wait_until(Duration::from_secs(3), || challenges() > 2);
     assert!(!more, "the gateway kept retrying a rejected trunk");
     assert_eq!(trunk(&gw)["state"], "rejected");
+}
+
+#[test]
+fn a_phone_at_the_carrier_calls_the_gateways_did_and_joins_the_room() {
+    let mut kamailio = Kamailio::new("carrier", "carrier-secret").unwrap();
+    kamailio.start().unwrap();
+    // Calls relayed by the carrier come from its address: trusted, no digest auth asked.
+    let trunk = format!(
+        "{}inbound_sources = [\"{}\"]\n",
+        trunk_config(&kamailio, "carrier-secret", 60),
+        kamailio.addr
+    );
+    let gw = Gateway::start(&trunk).unwrap();
+    let out = cli(
+        gw.dir.path(),
+        &["--config", "gateway.toml", "room", "add", "--number", "3000", "--did", "+15551230000"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
+
+    // A subscriber of the carrier calls the gateway's number.
+    let mut phone = Baresip::start(&PhoneOptions::default()).unwrap();
+    phone.add_account(&format!("<sip:alice@{}>;auth_pass=alice-pass;regint=600", kamailio.addr)).unwrap();
+    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
+    let from = phone.events.len();
+    phone.command("dial", &format!("sip:+15551230000@{}", kamailio.addr)).unwrap();
+    phone.wait_event("CALL_ESTABLISHED", from, Duration::from_secs(10)).unwrap();
+    let in_room = wait_until(Duration::from_secs(5), || {
+        let (status, body) = http_get(gw.http, "/api/v1/conferences/3000").unwrap();
+        status == 200 && body.contains(r#""user":"trunk:carrier""#) && body.contains(r#""joined":true"#)
+    });
+    assert!(in_room, "{}\n{}", gw.log(), kamailio.log());
+
+    // The phone hangs up: the BYE comes through the carrier (record-routed) and ends the call.
+    let from = phone.events.len();
+    phone.command("hangup", "").unwrap();
+    phone.wait_event("CALL_CLOSED", from, Duration::from_secs(5)).unwrap();
+    let ended = wait_until(Duration::from_secs(5), || {
+        gw.log().contains("cause=\"normal\"") || gw.log().contains("cause=normal")
+    });
+    assert!(ended, "{}", gw.log());
 }
