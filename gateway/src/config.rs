@@ -76,10 +76,30 @@ pub struct TrunkConfig {
     /// Requested registration expiry, seconds.
     #[serde(default = "default_trunk_expires")]
     pub expires: u32,
+    /// Seconds between OPTIONS pings to the proxy (0: none). The trunk shows as reachable or
+    /// not in the API and metrics.
+    #[serde(default)]
+    pub options_interval_secs: u32,
+    /// The From user of calls out through this trunk (default: `username`).
+    pub caller_id: Option<String>,
+    /// Also assert the caller-ID in a header the carrier trusts: `pai`
+    /// (P-Asserted-Identity, RFC 3325) or `ppi` (P-Preferred-Identity).
+    #[serde(default)]
+    pub identity_header: IdentityHeader,
     /// Where the trunk's calls come from: `IP` or `IP:PORT`. INVITEs from these skip digest
     /// authentication; every other caller must authenticate as a user.
     #[serde(default)]
     pub inbound_sources: Vec<TrustedSource>,
+}
+
+/// The network-asserted identity header sent on calls out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityHeader {
+    #[default]
+    None,
+    Pai,
+    Ppi,
 }
 
 /// A source address trusted for inbound calls: any port of an IP, or one IP and port.
@@ -439,6 +459,12 @@ impl Config {
             if trunk.transport != TrunkTransport::Udp {
                 return key(&k("transport"), "only \"udp\" is available so far".into());
             }
+            if trunk.options_interval_secs != 0 && !(5..=3600).contains(&trunk.options_interval_secs) {
+                return key(&k("options_interval_secs"), "expected 0 (off) or 5-3600".into());
+            }
+            if trunk.caller_id.as_deref().is_some_and(|c| c.is_empty() || c.contains(['@', '<', '>', ' '])) {
+                return key(&k("caller_id"), "expected a number or user part (no @, <, > or spaces)".into());
+            }
             if trunk.username.is_empty() {
                 return key(&k("username"), "expected the user part of the address of record".into());
             }
@@ -550,6 +576,15 @@ mod tests {
         assert!(trunk.trusts("192.0.2.2:5060".parse().unwrap()));
         assert!(!trunk.trusts("192.0.2.2:5061".parse().unwrap()), "only that port");
         assert!(!trunk.trusts("192.0.2.3:5060".parse().unwrap()));
+        let presented =
+            parse(&format!("{good}caller_id = \"+15550001111\"\nidentity_header = \"ppi\"\n")).unwrap();
+        assert_eq!(presented.trunks[0].identity_header, IdentityHeader::Ppi);
+        let (key, _) = key_error(&format!("{good}identity_header = \"x-identity\"\n"));
+        assert_eq!(key, "trunk[0].identity_header");
+        let (key, _) = key_error(&format!("{good}options_interval_secs = 2\n"));
+        assert_eq!(key, "trunk[0].options_interval_secs");
+        let (key, _) = key_error(&format!("{good}caller_id = \"a@b\"\n"));
+        assert_eq!(key, "trunk[0].caller_id");
         let (key, message) = key_error(&format!("{good}inbound_sources = [\"192.0.2.1\", \"carrier\"]\n"));
         assert_eq!(key, "trunk[0].inbound_sources[1]");
         assert!(message.contains("expected IP or IP:PORT"), "{message}");

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub tcp_connections: Gauge,
     /// 1 while a trunk is registered, 0 otherwise.
     pub trunk_registered: Family<TrunkLabels, Gauge>,
+    /// 1 while a trunk answers its OPTIONS pings, 0 when it stopped answering.
+    pub trunk_reachable: Family<TrunkLabels, Gauge>,
     /// Calls by how they ended or were refused.
     pub calls: Family<CallLabels, Counter>,
     pub active_legs: Family<RoomCodecLabels, Gauge>,
@@ -106,6 +108,12 @@ impl Metrics {
         let sip_bad_requests = Family::<TransportLabels, Counter>::default();
         let tcp_connections = Gauge::default();
         let trunk_registered = Family::<TrunkLabels, Gauge>::default();
+        let trunk_reachable = Family::<TrunkLabels, Gauge>::default();
+        registry.register(
+            "trunk_reachable",
+            "1 while the trunk answers OPTIONS pings",
+            trunk_reachable.clone(),
+        );
         registry.register("trunk_registered", "1 while the trunk is registered", trunk_registered.clone());
         registry.register("sip_requests", "SIP requests received", sip_requests.clone());
         registry.register("sip_responses_sent", "SIP responses sent", sip_responses_sent.clone());
@@ -161,6 +169,7 @@ impl Metrics {
             sip_bad_requests,
             tcp_connections,
             trunk_registered,
+            trunk_reachable,
             calls,
             active_legs,
             rtp_lost_packets,

@@ -243,3 +243,27 @@ fn no_sip_request_from_outside_reaches_a_trunk() {
     let sent = carrier.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned());
     assert_eq!(sent, None, "the gateway sent something to the trunk");
 }
+
+#[test]
+fn calls_out_through_a_trunk_present_its_caller_id() {
+    // The "carrier": a socket that reads the INVITE the gateway sends it.
+    let carrier = UdpSocket::bind("127.0.0.1:0").unwrap();
+    carrier.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let gw = gateway(&format!(
+        "[[trunk]]\nname = \"carrier\"\nproxy = \"sip:{}\"\nusername = \"acct-9\"\ncaller_id = \"+15550001111\"\n\
+         identity_header = \"pai\"\nregister = false\n",
+        carrier.local_addr().unwrap()
+    ));
+    gw_cli(&gw, &["room", "add", "--number", "1000"]);
+    let (status, body) =
+        dial_out(&gw, "1000", r#"{"to": "+15557654321", "trunk": "carrier", "ring_timeout_secs": 1}"#);
+    assert_eq!(status, 202, "{body}");
+    let mut buf = [0u8; 4096];
+    let (n, _) = carrier.recv_from(&mut buf).expect("an INVITE at the carrier");
+    let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let expected_uri = format!("INVITE sip:+15557654321@{} SIP/2.0\r\n", carrier.local_addr().unwrap());
+    assert!(invite.starts_with(&expected_uri), "{invite}");
+    assert!(invite.contains("From: <sip:+15550001111@127.0.0.1"), "{invite}");
+    assert!(invite.contains("P-Asserted-Identity: <sip:+15550001111@127.0.0.1"), "{invite}");
+    assert!(invite.contains("m=audio "), "the INVITE carries our offer: {invite}");
+}

@@ -35,9 +35,12 @@ fn registers_to_kamailio_refreshes_and_recovers_after_an_outage() {
     let mut kamailio = Kamailio::new("registrar", "carrier-secret").unwrap();
     kamailio.start().unwrap();
     // T1 = 100 ms: a REGISTER sent into the outage times out after 6.4 s instead of 32.
-    let mut gw = Gateway::start_with("t1_ms = 100", &trunk_config(&kamailio, "carrier-secret", 10)).unwrap();
+    // OPTIONS pings every 5 s tell whether the trunk answers, registered or not.
+    let config = format!("{}options_interval_secs = 5\n", trunk_config(&kamailio, "carrier-secret", 10));
+    let mut gw = Gateway::start_with("t1_ms = 100", &config).unwrap();
 
     let t = wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
+    wait_trunk(&gw, Duration::from_secs(5), "reachable", |t| t["reachable"] == true);
     assert!(t["registered_until_ms"].as_i64().is_some(), "{t}");
     let dump = kamailio.bindings();
     assert!(dump.contains("+15551230000"), "Kamailio has no binding for the number:\n{dump}");
@@ -52,9 +55,13 @@ fn registers_to_kamailio_refreshes_and_recovers_after_an_outage() {
     kamailio.stop();
     let t = wait_trunk(&gw, Duration::from_secs(60), "retrying", |t| t["state"] == "retrying");
     assert!(t["next_attempt_ms"].as_i64().is_some() && t["detail"].is_string(), "{t}");
+    wait_trunk(&gw, Duration::from_secs(20), "unreachable", |t| t["reachable"] == false);
+    let (_, metrics) = http_get(gw.http, "/metrics").unwrap();
+    assert!(metrics.contains(r#"gateway_trunk_reachable{trunk="carrier"} 0"#), "{metrics}");
     // …and registers again by itself once it is back.
     kamailio.start().unwrap();
     wait_trunk(&gw, Duration::from_secs(60), "registered again", |t| t["state"] == "registered");
+    wait_trunk(&gw, Duration::from_secs(20), "reachable again", |t| t["reachable"] == true);
     assert!(kamailio.bindings().contains("+15551230000"));
 
     // On shutdown the gateway un-registers.

@@ -26,6 +26,7 @@ use sip_stack::transport::{Peer, Transport};
 use super::calls::{audio_codec, new_branch, CODECS};
 use super::core::{new_tag, Core, ALLOW};
 use crate::calls::{Cause, ControlError, DialRequest};
+use crate::config::IdentityHeader;
 use crate::media::ports::PortPair;
 use crate::media::ParticipantId;
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
@@ -90,6 +91,8 @@ struct Route {
     uri: rsip::Uri,
     peer: SocketAddr,
     from: String,
+    /// A P-Asserted-Identity or P-Preferred-Identity header line.
+    identity: Option<String>,
     credentials: Option<Credentials>,
 }
 
@@ -118,13 +121,14 @@ impl Core {
         let text = format!(
             "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};rport;branch={branch}\r\nMax-Forwards: 70\r\n\
              From: <{from}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <{contact}>\r\nAllow: {ALLOW}\r\nSupported: timer\r\n\
+             Contact: <{contact}>\r\n{identity}Allow: {ALLOW}\r\nSupported: timer\r\n\
              Session-Expires: {session_expires};refresher=uac\r\nUser-Agent: {agent}\r\n\
              Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}",
             uri = route.uri,
             branch = new_branch(),
             from = route.from,
             tag = new_tag(),
+            identity = route.identity.as_deref().map(|h| format!("{h}\r\n")).unwrap_or_default(),
             agent = self.ctx.shared.config.sip.user_agent,
             length = body.len(),
         );
@@ -194,10 +198,17 @@ impl Core {
                 };
                 let uri = rsip::Uri::try_from(uri.as_str())
                     .map_err(|_| ControlError::BadTarget(format!("`{to}` does not parse")))?;
+                let caller = trunk.caller_id.as_deref().unwrap_or(&trunk.username);
+                let identity = match trunk.identity_header {
+                    IdentityHeader::None => None,
+                    IdentityHeader::Pai => Some(format!("P-Asserted-Identity: <sip:{caller}@{host}>")),
+                    IdentityHeader::Ppi => Some(format!("P-Preferred-Identity: <sip:{caller}@{host}>")),
+                };
                 Ok(Route {
                     uri,
                     peer,
-                    from: format!("sip:{}@{host}", trunk.username),
+                    identity,
+                    from: format!("sip:{caller}@{host}"),
                     credentials: trunk.password.clone().map(|password| Credentials {
                         username: trunk.auth_user().to_string(),
                         password,
@@ -215,7 +226,7 @@ impl Core {
                     return bad(format!("`{to}` has no IP address (names are not resolved)"));
                 };
                 let from = format!("sip:gateway@{}", self.advertised_ip(peer));
-                Ok(Route { uri, peer, from, credentials: None })
+                Ok(Route { uri, peer, from, identity: None, credentials: None })
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Trunks in the SIP core: one registration client per registering trunk, its REGISTERs sent
 //! through the core's transaction layer, its state published for the API, metrics, logs and the
-//! database.
+//! database; and OPTIONS pings to each trunk that asks for them, which tell whether it answers.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -31,6 +31,24 @@ pub struct TrunkView {
     /// Successful REGISTERs since start (the first one and every refresh).
     pub registrations: u64,
     pub contact: String,
+    /// Whether the last OPTIONS ping was answered (`None` without pings, or before the first).
+    pub reachable: Option<bool>,
+    /// Round trip of the last answered ping.
+    pub options_rtt_ms: Option<u64>,
+}
+
+/// OPTIONS pings to one trunk (RFC 3261 §11): any response means it is there.
+struct KeepAlive {
+    /// The registering trunk whose view this shares; `None` for a trunk that does not register.
+    runner: Option<usize>,
+    peer: Option<SocketAddr>,
+    proxy: rsip::Uri,
+    from: String,
+    local: SocketAddr,
+    interval: Duration,
+    next: Instant,
+    sent_at: Option<Instant>,
+    view: TrunkView,
 }
 
 struct Runner {
@@ -44,6 +62,10 @@ struct Runner {
 pub struct Trunks {
     runners: Vec<Runner>,
     by_tx: HashMap<ClientTx, usize>,
+    keepalives: Vec<KeepAlive>,
+    pings: HashMap<ClientTx, usize>,
+    stopping: bool,
+    user_agent: String,
 }
 
 impl Trunks {
@@ -97,14 +119,65 @@ impl Trunks {
                     next_attempt_ms: None,
                     registrations: 0,
                     contact: config.contact.to_string(),
+                    reachable: None,
+                    options_rtt_ms: None,
                 };
                 Runner { client: RegistrationClient::new(config, rand::random()), proxy, peer, view }
             })
             .collect();
-        Trunks { runners, by_tx: HashMap::new() }
+        let registering: Vec<&TrunkConfig> = configs.iter().filter(|t| t.register).collect();
+        let keepalives = configs
+            .iter()
+            .filter(|t| t.options_interval_secs > 0)
+            .map(|t| {
+                let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
+                let peer = resolve(&proxy);
+                let ip = public
+                    .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
+                    .or_else(|| peer.and_then(route_source))
+                    .unwrap_or(local.ip());
+                let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+                KeepAlive {
+                    runner: registering.iter().position(|r| r.name == t.name),
+                    peer,
+                    from: format!("sip:{}@{host}", t.username),
+                    local: SocketAddr::new(ip, local.port()),
+                    interval: Duration::from_secs(u64::from(t.options_interval_secs)),
+                    next: Instant::now(),
+                    sent_at: None,
+                    view: TrunkView {
+                        name: t.name.clone(),
+                        state: "not-registering",
+                        detail: None,
+                        registered_until_ms: None,
+                        next_refresh_ms: None,
+                        next_attempt_ms: None,
+                        registrations: 0,
+                        contact: String::new(),
+                        reachable: None,
+                        options_rtt_ms: None,
+                    },
+                    proxy,
+                }
+            })
+            .collect();
+        Trunks {
+            runners,
+            by_tx: HashMap::new(),
+            keepalives,
+            pings: HashMap::new(),
+            stopping: false,
+            user_agent: user_agent.to_string(),
+        }
     }
 
     pub fn start(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        for keepalive in &mut self.keepalives {
+            keepalive.next = now;
+            if keepalive.runner.is_none() {
+                shared.set_trunk_view(keepalive.view.clone());
+            }
+        }
         for i in 0..self.runners.len() {
             self.runners[i].client.start(now);
             self.pump(i, now, layer, shared);
@@ -113,6 +186,7 @@ impl Trunks {
 
     /// Un-registers every trunk.
     pub fn stop(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+        self.stopping = true;
         for i in 0..self.runners.len() {
             self.runners[i].client.stop(now);
             self.pump(i, now, layer, shared);
@@ -125,7 +199,8 @@ impl Trunks {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.runners.iter().filter_map(|r| r.client.poll_timeout()).min()
+        let pings = self.keepalives.iter().filter(|_| !self.stopping).map(|k| k.next);
+        self.runners.iter().filter_map(|r| r.client.poll_timeout()).chain(pings).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
@@ -135,6 +210,61 @@ impl Trunks {
                 self.pump(i, now, layer, shared);
             }
         }
+        for i in 0..self.keepalives.len() {
+            if !self.stopping && self.keepalives[i].next <= now {
+                self.ping(i, now, layer);
+            }
+        }
+    }
+
+    fn ping(&mut self, i: usize, now: Instant, layer: &mut TransactionLayer) {
+        let k = &mut self.keepalives[i];
+        k.next = now + k.interval;
+        if k.peer.is_none() {
+            k.peer = resolve(&k.proxy);
+        }
+        let Some(addr) = k.peer else { return };
+        let text = format!(
+            "OPTIONS {proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch:016x}\r\n\
+             Max-Forwards: 70\r\nFrom: <{from}>;tag={tag:016x}\r\nTo: <{proxy}>\r\n\
+             Call-ID: {call:016x}@{ip}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: {agent}\r\nContent-Length: 0\r\n\r\n",
+            proxy = k.proxy,
+            local = k.local,
+            branch = rand::random::<u64>(),
+            from = k.from,
+            tag = rand::random::<u64>(),
+            call = rand::random::<u64>(),
+            ip = k.local.ip(),
+            agent = self.user_agent,
+        );
+        let Ok(request) = rsip::Request::try_from(text.as_str()) else { return };
+        let peer = Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) };
+        if let Ok(tx) = layer.send_request(now, request, peer) {
+            k.sent_at = Some(now);
+            self.pings.insert(tx, i);
+        }
+    }
+
+    /// A ping's outcome: any response means the trunk is there; a timeout that it is not.
+    fn pinged(&mut self, i: usize, now: Instant, answered: bool, shared: &Arc<Shared>) {
+        let k = &mut self.keepalives[i];
+        let rtt = k.sent_at.filter(|_| answered).map(|at| now.duration_since(at).as_millis() as u64);
+        let name = k.view.name.clone();
+        let view = match k.runner {
+            Some(r) => &mut self.runners[r].view,
+            None => &mut k.view,
+        };
+        if view.reachable != Some(answered) {
+            if answered {
+                tracing::info!(trunk = %name, rtt_ms = ?rtt, "trunk answers OPTIONS");
+            } else {
+                tracing::warn!(trunk = %name, "trunk does not answer OPTIONS");
+            }
+        }
+        view.reachable = Some(answered);
+        view.options_rtt_ms = rtt.or(view.options_rtt_ms.filter(|_| answered));
+        shared.metrics.trunk_reachable.get_or_create(&TrunkLabels { trunk: name }).set(i64::from(answered));
+        shared.set_trunk_view(view.clone());
     }
 
     /// Takes the transaction events that belong to a trunk; returns the others.
@@ -151,6 +281,20 @@ impl Trunks {
             TxEvent::TransportError { tx } => (*tx, Err(RegFailure::Transport)),
             _ => return Some(event),
         };
+        if let Some(&i) = self.pings.get(&tx) {
+            match outcome {
+                Ok(response) if response.status_code.code() < 200 => {}
+                Ok(_) => {
+                    self.pings.remove(&tx);
+                    self.pinged(i, now, true, shared);
+                }
+                Err(_) => {
+                    self.pings.remove(&tx);
+                    self.pinged(i, now, false, shared);
+                }
+            }
+            return None;
+        }
         let Some(&i) = self.by_tx.get(&tx) else { return Some(event) };
         match outcome {
             Ok(response) => {
