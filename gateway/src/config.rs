@@ -456,8 +456,14 @@ impl Config {
                 Ok(uri) if matches!(uri.scheme, Some(rsip::Scheme::Sip)) => {}
                 _ => return key(&k("proxy"), format!("expected sip:host[:port], got `{}`", trunk.proxy)),
             }
-            if trunk.transport != TrunkTransport::Udp {
-                return key(&k("transport"), "only \"udp\" is available so far".into());
+            if trunk.transport == TrunkTransport::Tls {
+                return key(&k("transport"), "\"tls\" is not available yet: use \"udp\" or \"tcp\"".into());
+            }
+            if trunk.transport == TrunkTransport::Tcp && self.sip.tcp.is_empty() {
+                return key(
+                    &k("transport"),
+                    "\"tcp\" needs a TCP listener in sip.tcp (for the Contact)".into(),
+                );
             }
             if trunk.options_interval_secs != 0 && !(5..=3600).contains(&trunk.options_interval_secs) {
                 return key(&k("options_interval_secs"), "expected 0 (off) or 5-3600".into());

@@ -100,15 +100,15 @@ fn tones_heard(phone: &Baresip, frequencies: &[f64]) -> Vec<f64> {
 }
 
 #[test]
-fn room_on_one_gateway_dials_a_room_on_another_and_the_two_become_one() {
+fn room_on_one_gateway_dials_a_room_on_another_over_tcp_and_the_two_become_one() {
     // B: room 2000, and an account for gateway A.
     let b = gateway("");
     gw_cli(&b, &["room", "add", "--number", "2000"]);
     gw_cli(&b, &["user", "add", "gateway-a", "--password", "cascade-secret"]);
-    // A: room 1000 and a trunk to B with that account.
+    // A: room 1000 and a trunk to B with that account, over TCP.
     let a = gateway(&format!(
         "[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\npassword = \"cascade-secret\"\n\
-         register = false\n",
+         register = false\ntransport = \"tcp\"\n",
         b.sip
     ));
     gw_cli(&a, &["room", "add", "--number", "1000"]);
@@ -129,6 +129,8 @@ fn room_on_one_gateway_dials_a_room_on_another_and_the_two_become_one() {
         a.log(),
         b.log()
     );
+    let (_, metrics) = http_get(a.http, "/metrics").unwrap();
+    assert!(metrics.contains("gateway_sip_tcp_connections 1"), "signalling over TCP: {metrics}");
     let leg = participants(&a, "1000").into_iter().find(|p| p["id"] == id).unwrap();
     assert_eq!(leg["direction"], "outbound");
     assert_eq!(leg["state"], "joined");

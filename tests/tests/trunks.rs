@@ -127,3 +127,25 @@ fn a_phone_at_the_carrier_calls_the_gateways_did_and_joins_the_room() {
     });
     assert!(ended, "{}", gw.log());
 }
+
+#[test]
+fn registers_over_tcp_on_one_connection() {
+    let mut kamailio = Kamailio::new("registrar", "carrier-secret").unwrap();
+    kamailio.start().unwrap();
+    let config = format!(
+        "{}transport = \"tcp\"\noptions_interval_secs = 5\n",
+        trunk_config(&kamailio, "carrier-secret", 10)
+    );
+    let gw = Gateway::start(&config).unwrap();
+    wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
+    // The registrar has the binding on TCP, with a Contact that says so.
+    let dump = kamailio.bindings().to_ascii_lowercase();
+    assert!(dump.contains(&format!("sip:+15551230000@{};transport=tcp", gw.sip)), "{dump}");
+    assert_eq!(dump.matches("address: sip:").count(), 1, "one binding for {}: {dump}\n{}", gw.sip, gw.log());
+    assert!(dump.contains("socket: tcp:127.0.0.1"), "bound to the TCP socket: {dump}");
+    // A refresh and an OPTIONS ping later, still one connection.
+    wait_trunk(&gw, Duration::from_secs(15), "refreshed", |t| t["registrations"].as_u64() >= Some(2));
+    wait_trunk(&gw, Duration::from_secs(5), "reachable", |t| t["reachable"] == true);
+    let (_, metrics) = http_get(gw.http, "/metrics").unwrap();
+    assert!(metrics.contains("gateway_sip_tcp_connections 1"), "{metrics}");
+}

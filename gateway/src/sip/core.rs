@@ -110,7 +110,8 @@ pub async fn run(
     };
     let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let trunks = Trunks::new(&shared.config.trunks, local, sip.public_address, &sip.user_agent);
+    let tcp_port = sip.tcp.first().map(|a| a.port());
+    let trunks = Trunks::new(&shared.config.trunks, local, tcp_port, sip.public_address, &sip.user_agent);
     let conference = &shared.config.conference;
     let calls = Calls::new(
         conference.pin_failures_per_source,
@@ -183,11 +184,13 @@ impl Core {
     fn on_inbound(&mut self, message: Inbound) {
         let (peer, bytes) = match message {
             Inbound::Datagram { socket, src, bytes } => (udp_peer(socket, src), bytes),
-            Inbound::Stream { conn, src, bytes } => {
-                (Peer { transport: Transport::Tcp, addr: src, connection: Some(conn) }, bytes)
+            Inbound::Stream { conn, transport, src, bytes } => {
+                (Peer { transport, addr: src, connection: Some(conn) }, bytes)
             }
             Inbound::Ping { conn } => return self.transports.pong(conn),
-            Inbound::Connected { conn, writer } => return self.transports.connected(conn, writer),
+            Inbound::Connected { conn, transport, peer, writer } => {
+                return self.transports.connected(conn, transport, peer, writer)
+            }
             Inbound::Closed { conn } => return self.transports.closed(conn),
         };
         let now = Instant::now();

@@ -90,6 +90,7 @@ impl Dialing {
 struct Route {
     uri: rsip::Uri,
     peer: SocketAddr,
+    transport: Transport,
     from: String,
     /// A P-Asserted-Identity or P-Preferred-Identity header line.
     identity: Option<String>,
@@ -103,9 +104,14 @@ impl Core {
         let now = Instant::now();
         let ports = self.ports.allocate().map_err(|_| ControlError::NoPorts)?;
         let advertised = self.advertised_ip(route.peer);
-        let port = self.sip_port(Transport::Udp);
+        let port = self.sip_port(route.transport);
         let via_host = format!("{advertised}:{port}");
-        let contact = format!("sip:{}@{via_host}", room.number);
+        let param = match route.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        };
+        let contact = format!("sip:{}@{via_host}{param}", room.number);
         let local = LocalAudio {
             address: advertised,
             port: ports.port,
@@ -119,12 +125,13 @@ impl Core {
         let call_id = format!("{:016x}@{advertised}", rand::random::<u64>());
         let session_expires = self.ctx.shared.config.conference.session_expires_secs;
         let text = format!(
-            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via_host};rport;branch={branch}\r\nMax-Forwards: 70\r\n\
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/{via} {via_host};rport;branch={branch}\r\nMax-Forwards: 70\r\n\
              From: <{from}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
              Contact: <{contact}>\r\n{identity}Allow: {ALLOW}\r\nSupported: timer\r\n\
              Session-Expires: {session_expires};refresher=uac\r\nUser-Agent: {agent}\r\n\
              Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}",
             uri = route.uri,
+            via = route.transport.via_token(),
             branch = new_branch(),
             from = route.from,
             tag = new_tag(),
@@ -136,7 +143,7 @@ impl Core {
             tracing::warn!(error = %e, "INVITE for a call out does not parse");
             ControlError::BadTarget(format!("cannot build an INVITE to `{}`", route.uri))
         })?;
-        let peer = Peer { transport: Transport::Udp, addr: route.peer, connection: None };
+        let peer = Peer { transport: route.transport, addr: route.peer, connection: None };
         let tx = self.layer.send_request(now, invite.clone(), peer).map_err(|e| {
             tracing::warn!(error = %e, "INVITE not sent");
             ControlError::Unavailable
@@ -207,6 +214,7 @@ impl Core {
                 Ok(Route {
                     uri,
                     peer,
+                    transport: super::trunks::transport_of(trunk),
                     identity,
                     from: format!("sip:{caller}@{host}"),
                     credentials: trunk.password.clone().map(|password| Credentials {
@@ -226,7 +234,7 @@ impl Core {
                     return bad(format!("`{to}` has no IP address (names are not resolved)"));
                 };
                 let from = format!("sip:gateway@{}", self.advertised_ip(peer));
-                Ok(Route { uri, peer, from, identity: None, credentials: None })
+                Ok(Route { uri, peer, transport: Transport::Udp, from, identity: None, credentials: None })
             }
         }
     }
@@ -316,7 +324,9 @@ impl Core {
         let mut invite = d.invite.clone();
         let seq = invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq) + 1;
         let mut headers = rsip::Headers::default();
-        headers.push(Header::Via(format!("SIP/2.0/UDP {};rport;branch={}", d.via_host, new_branch()).into()));
+        let via = d.peer.transport.via_token();
+        headers
+            .push(Header::Via(format!("SIP/2.0/{via} {};rport;branch={}", d.via_host, new_branch()).into()));
         for h in invite.headers.iter() {
             let replaced = matches!(
                 h,
@@ -358,7 +368,8 @@ impl Core {
                 return self.dial_failed(tx, "bad-answer");
             }
         };
-        let ack = dialog.ack(seq, &format!("SIP/2.0/UDP {};rport", d.via_host), &new_branch());
+        let via = format!("SIP/2.0/{} {};rport", d.peer.transport.via_token(), d.via_host);
+        let ack = dialog.ack(seq, &via, &new_branch());
         let ack = Bytes::from(request_bytes(&ack));
         self.layer.send_stateless(d.peer, ack.clone());
         self.calls.answered.insert(tx, (d.peer, ack));

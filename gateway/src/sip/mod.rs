@@ -71,6 +71,7 @@ impl Listeners {
             }
             tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone(), closing.clone()));
         }
-        tasks.spawn(core::run(shared.clone(), transport::Transports::new(sockets), rx, close, media));
+        let transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
+        tasks.spawn(core::run(shared.clone(), transports, rx, close, media));
     }
 }

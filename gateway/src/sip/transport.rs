@@ -1,15 +1,18 @@
-//! Socket tasks: UDP readers and TCP connections feed the core through one channel; the core
-//! sends through [`Transports`] without waiting.
+//! Socket tasks: UDP readers and stream connections (TCP, accepted or opened by us) feed the
+//! core through one channel; the core sends through [`Transports`] without waiting. A request
+//! to a peer over TCP reuses the connection already open to it (RFC 3261 §18.1.1), or opens
+//! one: the message waits in the connection's queue while it connects.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use sip_stack::framing::{Frame, StreamFramer};
 use sip_stack::transport::{ConnectionId, Peer, Transmit, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +30,7 @@ pub enum Inbound {
     /// A whole message framed from a stream.
     Stream {
         conn: ConnectionId,
+        transport: Transport,
         src: SocketAddr,
         bytes: Bytes,
     },
@@ -34,8 +38,11 @@ pub enum Inbound {
     Ping {
         conn: ConnectionId,
     },
+    /// A connection we accepted.
     Connected {
         conn: ConnectionId,
+        transport: Transport,
+        peer: SocketAddr,
         writer: mpsc::Sender<Bytes>,
     },
     Closed {
@@ -43,15 +50,35 @@ pub enum Inbound {
     },
 }
 
-/// The core's way out: UDP sockets by index, TCP connections by id.
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stream connection as the core sees it.
+struct Stream {
+    writer: mpsc::Sender<Bytes>,
+    key: (Transport, SocketAddr),
+}
+
+/// The core's way out: UDP sockets by index, stream connections by id and by peer.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
-    streams: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
+    streams: HashMap<ConnectionId, Stream>,
+    /// The connection to use for a peer: the last one opened or accepted.
+    by_peer: HashMap<(Transport, SocketAddr), ConnectionId>,
+    /// For connections we open: their messages go to the core like accepted ones'.
+    inbound: mpsc::Sender<Inbound>,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
 }
 
 impl Transports {
-    pub fn new(udp: Vec<Arc<UdpSocket>>) -> Transports {
-        Transports { udp, streams: HashMap::new() }
+    pub fn new(
+        udp: Vec<Arc<UdpSocket>>,
+        inbound: mpsc::Sender<Inbound>,
+        shared: Arc<Shared>,
+        closing: watch::Receiver<bool>,
+    ) -> Transports {
+        Transports { udp, streams: HashMap::new(), by_peer: HashMap::new(), inbound, shared, closing }
     }
 
     /// The address of the first UDP listener: where trunk REGISTERs are sent from.
@@ -59,24 +86,63 @@ impl Transports {
         self.udp.first().and_then(|s| s.local_addr().ok())
     }
 
-    pub fn connected(&mut self, conn: ConnectionId, writer: mpsc::Sender<Bytes>) {
-        self.streams.insert(conn, writer);
+    pub fn connected(
+        &mut self,
+        conn: ConnectionId,
+        transport: Transport,
+        peer: SocketAddr,
+        writer: mpsc::Sender<Bytes>,
+    ) {
+        let key = (transport, peer);
+        self.streams.insert(conn, Stream { writer, key });
+        self.by_peer.insert(key, conn);
     }
 
     pub fn closed(&mut self, conn: ConnectionId) {
-        self.streams.remove(&conn);
+        if let Some(stream) = self.streams.remove(&conn) {
+            if self.by_peer.get(&stream.key) == Some(&conn) {
+                self.by_peer.remove(&stream.key);
+            }
+        }
     }
 
     /// Answers a keep-alive ping on its connection.
     pub fn pong(&self, conn: ConnectionId) {
-        if let Some(w) = self.streams.get(&conn) {
-            let _ = w.try_send(Bytes::from_static(sip_stack::framing::PONG));
+        if let Some(s) = self.streams.get(&conn) {
+            let _ = s.writer.try_send(Bytes::from_static(sip_stack::framing::PONG));
         }
+    }
+
+    /// The connection for `peer`: the one named, else the one open to its address, else a new
+    /// one (opened in the background; its queue holds what is sent meanwhile).
+    fn stream_for(&mut self, peer: Peer) -> &Stream {
+        let key = (peer.transport, peer.addr);
+        let named = peer.connection.filter(|c| self.streams.contains_key(c));
+        let conn = match named.or_else(|| self.by_peer.get(&key).copied()) {
+            Some(conn) => conn,
+            None => {
+                let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
+                let (writer, queue) = mpsc::channel::<Bytes>(256);
+                tracing::debug!(to = %peer.addr, "opening a TCP connection");
+                tokio::spawn(open_connection(
+                    peer.addr,
+                    conn,
+                    queue,
+                    self.inbound.clone(),
+                    self.shared.clone(),
+                    self.closing.clone(),
+                ));
+                self.streams.insert(conn, Stream { writer, key });
+                self.by_peer.insert(key, conn);
+                conn
+            }
+        };
+        &self.streams[&conn]
     }
 
     /// Sends without waiting: a full socket buffer or connection queue drops the message, which
     /// SIP's retransmissions (UDP) or the peer's timeouts (TCP) recover from.
-    pub fn send(&self, t: &Transmit) {
+    pub fn send(&mut self, t: &Transmit) {
         match t.to.transport {
             Transport::Udp => {
                 let index = t.to.connection.map_or(0, |c| c.0 as usize);
@@ -89,14 +155,9 @@ impl Transports {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let writer = t.to.connection.and_then(|c| self.streams.get(&c));
-                match writer {
-                    Some(w) => {
-                        if w.try_send(t.bytes.clone()).is_err() {
-                            tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed");
-                        }
-                    }
-                    None => tracing::warn!(to = %t.to.addr, "no open connection to send on"),
+                let stream = self.stream_for(t.to);
+                if stream.writer.try_send(t.bytes.clone()).is_err() {
+                    tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed");
                 }
             }
         }
@@ -180,29 +241,65 @@ async fn serve_connection(
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
 ) {
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
+    let connected = Inbound::Connected { conn, transport: Transport::Tcp, peer: src, writer: out_tx };
+    if tx.send(connected).await.is_ok() {
+        run_stream(stream, src, conn, Transport::Tcp, out_rx, &tx, &shared, closing).await;
+    }
+    let _ = tx.send(Inbound::Closed { conn }).await;
+}
+
+/// A connection we open to `addr`; `queue` already holds what the core sent to it.
+async fn open_connection(
+    addr: SocketAddr,
+    conn: ConnectionId,
+    queue: mpsc::Receiver<Bytes>,
+    tx: mpsc::Sender<Inbound>,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
+) {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            tracing::debug!(to = %addr, "TCP connection open");
+            run_stream(stream, addr, conn, Transport::Tcp, queue, &tx, &shared, closing).await;
+        }
+        Ok(Err(e)) => tracing::warn!(to = %addr, error = %e, "TCP connection failed"),
+        Err(_) => tracing::warn!(to = %addr, "TCP connection timed out"),
+    }
+    let _ = tx.send(Inbound::Closed { conn }).await;
+}
+
+/// Writes the queue to the stream and frames what comes back, until either side closes.
+#[allow(clippy::too_many_arguments)]
+async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    src: SocketAddr,
+    conn: ConnectionId,
+    transport: Transport,
+    mut queue: mpsc::Receiver<Bytes>,
+    tx: &mpsc::Sender<Inbound>,
+    shared: &Shared,
+    closing: watch::Receiver<bool>,
+) {
     shared.metrics.tcp_connections.inc();
-    let (mut reader, mut writer) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let write_task = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
+        while let Some(bytes) = queue.recv().await {
             if writer.write_all(&bytes).await.is_err() {
                 break;
             }
         }
     });
-    if tx.send(Inbound::Connected { conn, writer: out_tx.clone() }).await.is_ok() {
-        read_frames(&mut reader, src, conn, &tx, closing).await;
-    }
-    let _ = tx.send(Inbound::Closed { conn }).await;
-    drop(out_tx);
+    read_frames(&mut reader, src, conn, transport, tx, closing).await;
     write_task.abort();
     shared.metrics.tcp_connections.dec();
 }
 
 async fn read_frames(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     src: SocketAddr,
     conn: ConnectionId,
+    transport: Transport,
     tx: &mpsc::Sender<Inbound>,
     closing: watch::Receiver<bool>,
 ) {
@@ -228,7 +325,7 @@ async fn read_frames(
                     }
                 }
                 Ok(Some(Frame::Message(bytes))) => {
-                    if tx.send(Inbound::Stream { conn, src, bytes }).await.is_err() {
+                    if tx.send(Inbound::Stream { conn, transport, src, bytes }).await.is_err() {
                         return;
                     }
                 }

@@ -13,7 +13,7 @@ use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
 use crate::clock::instant_to_unix_ms;
-use crate::config::TrunkConfig;
+use crate::config::{TrunkConfig, TrunkTransport};
 use crate::metrics::TrunkLabels;
 use crate::state::Shared;
 use crate::storage::TrunkStatus;
@@ -45,6 +45,7 @@ struct KeepAlive {
     proxy: rsip::Uri,
     from: String,
     local: SocketAddr,
+    transport: Transport,
     interval: Duration,
     next: Instant,
     sent_at: Option<Instant>,
@@ -55,6 +56,7 @@ struct Runner {
     client: RegistrationClient,
     proxy: rsip::Uri,
     peer: Option<SocketAddr>,
+    transport: Transport,
     view: TrunkView,
 }
 
@@ -69,10 +71,12 @@ pub struct Trunks {
 }
 
 impl Trunks {
-    /// `local` is the UDP listener REGISTERs are sent from.
+    /// `local` is the UDP listener REGISTERs are sent from; `tcp_port` the TCP listener's port,
+    /// which Contact names for trunks over TCP.
     pub fn new(
         configs: &[TrunkConfig],
         local: SocketAddr,
+        tcp_port: Option<u16>,
         public: Option<IpAddr>,
         user_agent: &str,
     ) -> Trunks {
@@ -87,7 +91,17 @@ impl Trunks {
                     .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
                     .or_else(|| peer.and_then(route_source))
                     .unwrap_or(local.ip());
-                let local = SocketAddr::new(ip, local.port());
+                let transport = transport_of(t);
+                let port = match transport {
+                    Transport::Udp => local.port(),
+                    _ => tcp_port.unwrap_or(local.port()),
+                };
+                let local = SocketAddr::new(ip, port);
+                let param = match transport {
+                    Transport::Udp => "",
+                    Transport::Tcp => ";transport=tcp",
+                    Transport::Tls => ";transport=tls",
+                };
                 let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
                 let uri =
                     |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
@@ -98,17 +112,18 @@ impl Trunks {
                 let config = RegistrationConfig {
                     registrar,
                     aor: uri(format!("sip:{}@{host}", t.username)),
-                    contact: uri(format!("sip:{}@{local}", t.username)),
+                    contact: uri(format!("sip:{}@{local}{param}", t.username)),
                     auth_username: t.auth_user().to_string(),
                     password: t.password.clone().unwrap_or_default(),
                     realm: t.realm.clone(),
                     expires: t.expires,
-                    transport: Transport::Udp,
+                    transport,
                     local,
                     user_agent: Some(user_agent.to_string()),
                     retry_base: Duration::from_secs(2),
                     retry_max: Duration::from_secs(300),
-                    learn_public_address: public.is_none(),
+                    // Over TCP the source port the registrar sees is our connection's, not a listener.
+                    learn_public_address: public.is_none() && transport == Transport::Udp,
                 };
                 let view = TrunkView {
                     name: t.name.clone(),
@@ -122,7 +137,13 @@ impl Trunks {
                     reachable: None,
                     options_rtt_ms: None,
                 };
-                Runner { client: RegistrationClient::new(config, rand::random()), proxy, peer, view }
+                Runner {
+                    client: RegistrationClient::new(config, rand::random()),
+                    proxy,
+                    peer,
+                    transport,
+                    view,
+                }
             })
             .collect();
         let registering: Vec<&TrunkConfig> = configs.iter().filter(|t| t.register).collect();
@@ -137,11 +158,17 @@ impl Trunks {
                     .or_else(|| peer.and_then(route_source))
                     .unwrap_or(local.ip());
                 let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+                let transport = transport_of(t);
+                let port = match transport {
+                    Transport::Udp => local.port(),
+                    _ => tcp_port.unwrap_or(local.port()),
+                };
                 KeepAlive {
                     runner: registering.iter().position(|r| r.name == t.name),
                     peer,
                     from: format!("sip:{}@{host}", t.username),
-                    local: SocketAddr::new(ip, local.port()),
+                    local: SocketAddr::new(ip, port),
+                    transport,
                     interval: Duration::from_secs(u64::from(t.options_interval_secs)),
                     next: Instant::now(),
                     sent_at: None,
@@ -225,10 +252,11 @@ impl Trunks {
         }
         let Some(addr) = k.peer else { return };
         let text = format!(
-            "OPTIONS {proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch:016x}\r\n\
+            "OPTIONS {proxy} SIP/2.0\r\nVia: SIP/2.0/{via} {local};rport;branch=z9hG4bK{branch:016x}\r\n\
              Max-Forwards: 70\r\nFrom: <{from}>;tag={tag:016x}\r\nTo: <{proxy}>\r\n\
              Call-ID: {call:016x}@{ip}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: {agent}\r\nContent-Length: 0\r\n\r\n",
             proxy = k.proxy,
+            via = k.transport.via_token(),
             local = k.local,
             branch = rand::random::<u64>(),
             from = k.from,
@@ -238,7 +266,10 @@ impl Trunks {
             agent = self.user_agent,
         );
         let Ok(request) = rsip::Request::try_from(text.as_str()) else { return };
-        let peer = Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) };
+        let peer = match k.transport {
+            Transport::Udp => Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) },
+            other => Peer { transport: other, addr, connection: None },
+        };
         if let Ok(tx) = layer.send_request(now, request, peer) {
             k.sent_at = Some(now);
             self.pings.insert(tx, i);
@@ -324,7 +355,11 @@ impl Trunks {
                 runner.client.handle_failure(now, RegFailure::Transport);
                 continue;
             };
-            let peer = Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) };
+            let peer = match runner.transport {
+                Transport::Udp => Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) },
+                // The connection open to the registrar, or a new one.
+                other => Peer { transport: other, addr, connection: None },
+            };
             match layer.send_request(now, request, peer) {
                 Ok(tx) => {
                     self.by_tx.insert(tx, i);
@@ -405,6 +440,14 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
             tracing::warn!(error = %e, "trunk status not stored");
         }
     });
+}
+
+pub(super) fn transport_of(trunk: &TrunkConfig) -> Transport {
+    match trunk.transport {
+        TrunkTransport::Udp => Transport::Udp,
+        TrunkTransport::Tcp => Transport::Tcp,
+        TrunkTransport::Tls => Transport::Tls,
+    }
 }
 
 /// The proxy's address: an IP literal, or the first IPv4 address its name resolves to.
