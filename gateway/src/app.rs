@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(backend = ?storage.backend(), "database ready");
 
     // Bind everything before serving anything: a port in use fails start-up, naming it.
-    let sip = sip::Listeners::bind(&config.sip.udp, &config.sip.tcp).await?;
+    let sip = sip::Listeners::bind(&config.sip).await?;
     let http_listener = http::bind(config.http.listen).await?;
 
     let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();

@@ -76,6 +76,9 @@ pub struct TrunkConfig {
     /// Requested registration expiry, seconds.
     #[serde(default = "default_trunk_expires")]
     pub expires: u32,
+    /// PEM certificates a TLS trunk's server certificate must chain to (default: the public
+    /// web PKI roots).
+    pub tls_ca_file: Option<PathBuf>,
     /// Seconds between OPTIONS pings to the proxy (0: none). The trunk shows as reachable or
     /// not in the API and metrics.
     #[serde(default)]
@@ -160,6 +163,11 @@ pub struct SipConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listeners.
     pub tcp: Vec<SocketAddr>,
+    /// Addresses to listen on for SIP over TLS (RFC 3261 §26.2); needs a certificate and key.
+    pub tls: Vec<SocketAddr>,
+    /// PEM certificate chain and private key of the TLS listener.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
     /// Digest realm for desk phones; stored with each user's HA1, so changing it invalidates them.
     pub realm: String,
     /// Address put in Contact and SDP when the listeners are bound to a wildcard or sit behind NAT.
@@ -268,6 +276,9 @@ impl Default for SipConfig {
         SipConfig {
             udp: vec![any],
             tcp: vec![any],
+            tls: Vec::new(),
+            tls_certificate: None,
+            tls_private_key: None,
             realm: "gateway".into(),
             public_address: None,
             user_agent: format!("gateway/{}", env!("CARGO_PKG_VERSION")),
@@ -367,7 +378,23 @@ impl Config {
         if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
             return key("sip.udp", "no SIP listener: give at least one UDP or TCP address".into());
         }
-        for (name, list) in [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp)] {
+        if !self.sip.tls.is_empty() {
+            for (name, file) in [
+                ("sip.tls_certificate", &self.sip.tls_certificate),
+                ("sip.tls_private_key", &self.sip.tls_private_key),
+            ] {
+                match file {
+                    None => return key(name, "a TLS listener (sip.tls) needs a PEM file here".into()),
+                    Some(path) if !path.is_file() => {
+                        return key(name, format!("no such file: {}", path.display()));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (name, list) in
+            [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp), ("sip.tls", &self.sip.tls)]
+        {
             if let Some((i, _)) = list.iter().enumerate().find(|(_, a)| a.port() == 0) {
                 return key(&format!("{name}[{i}]"), "port must be 1-65535".into());
             }
@@ -456,8 +483,16 @@ impl Config {
                 Ok(uri) if matches!(uri.scheme, Some(rsip::Scheme::Sip)) => {}
                 _ => return key(&k("proxy"), format!("expected sip:host[:port], got `{}`", trunk.proxy)),
             }
-            if trunk.transport == TrunkTransport::Tls {
-                return key(&k("transport"), "\"tls\" is not available yet: use \"udp\" or \"tcp\"".into());
+            if trunk.transport == TrunkTransport::Tls && self.sip.tls.is_empty() {
+                return key(
+                    &k("transport"),
+                    "\"tls\" needs a TLS listener in sip.tls (for the Contact)".into(),
+                );
+            }
+            if let Some(ca) = &trunk.tls_ca_file {
+                if !ca.is_file() {
+                    return key(&k("tls_ca_file"), format!("no such file: {}", ca.display()));
+                }
             }
             if trunk.transport == TrunkTransport::Tcp && self.sip.tcp.is_empty() {
                 return key(
@@ -558,6 +593,21 @@ mod tests {
         assert_eq!(key, "http.listen");
         let (key, _) = key_error("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-1\"]\n");
         assert_eq!(key, "sip.digest_algorithms[1]");
+    }
+
+    #[test]
+    fn a_tls_listener_needs_its_certificate_and_key() {
+        let (key, message) = key_error("[sip]\ntls = [\"127.0.0.1:5061\"]\n");
+        assert_eq!(key, "sip.tls_certificate");
+        assert!(message.contains("PEM"), "{message}");
+        let (key, message) = key_error(
+            "[sip]\ntls = [\"127.0.0.1:5061\"]\ntls_certificate = \"/nonexistent/c.pem\"\ntls_private_key = \"k\"\n",
+        );
+        assert_eq!(key, "sip.tls_certificate");
+        assert!(message.contains("/nonexistent/c.pem"), "{message}");
+        let trunk = "[[trunk]]\nname = \"t\"\nproxy = \"sip:127.0.0.1\"\nusername = \"u\"\npassword = \"p\"\ntransport = \"tls\"\n";
+        let (key, _) = key_error(trunk);
+        assert_eq!(key, "trunk[0].transport", "a TLS trunk needs a TLS listener for its Contact");
     }
 
     #[test]

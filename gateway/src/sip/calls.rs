@@ -1071,7 +1071,8 @@ impl Core {
         let config = &self.ctx.shared.config.sip;
         match transport {
             Transport::Udp => self.transports.udp_local_addr().map_or(5060, |a| a.port()),
-            Transport::Tcp | Transport::Tls => config.tcp.first().map_or(5060, |a| a.port()),
+            Transport::Tcp => config.tcp.first().map_or(5060, |a| a.port()),
+            Transport::Tls => config.tls.first().map_or(5061, |a| a.port()),
         }
     }
 
@@ -1080,7 +1081,7 @@ impl Core {
         match transport {
             Transport::Udp => format!("sip:{user}@{host}"),
             Transport::Tcp => format!("sip:{user}@{host};transport=tcp"),
-            Transport::Tls => format!("sips:{user}@{host};transport=tls"),
+            Transport::Tls => format!("sip:{user}@{host};transport=tls"),
         }
     }
 }

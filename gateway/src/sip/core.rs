@@ -110,8 +110,9 @@ pub async fn run(
     };
     let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let tcp_port = sip.tcp.first().map(|a| a.port());
-    let trunks = Trunks::new(&shared.config.trunks, local, tcp_port, sip.public_address, &sip.user_agent);
+    let (tcp_port, tls_port) = (sip.tcp.first().map(|a| a.port()), sip.tls.first().map(|a| a.port()));
+    let trunks =
+        Trunks::new(&shared.config.trunks, local, tcp_port, tls_port, sip.public_address, &sip.user_agent);
     let conference = &shared.config.conference;
     let calls = Calls::new(
         conference.pin_failures_per_source,
@@ -364,7 +365,8 @@ fn options_response(request: &InboundRequest, server: Option<&str>) -> rsip::Res
 fn metrics_transport(transport: Transport) -> metrics::Transport {
     match transport {
         Transport::Udp => metrics::Transport::Udp,
-        Transport::Tcp | Transport::Tls => metrics::Transport::Tcp,
+        Transport::Tcp => metrics::Transport::Tcp,
+        Transport::Tls => metrics::Transport::Tls,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod core;
 mod dialout;
 mod invite;
 mod register;
+mod tls;
 pub mod transport;
 pub mod trunks;
 
@@ -17,14 +18,15 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::config::{SipConfig, TrunkTransport};
 use crate::state::Shared;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen for SIP on {transport} {addr}: {error}")]
-pub struct BindError {
-    transport: &'static str,
-    addr: SocketAddr,
-    error: std::io::Error,
+pub enum BindError {
+    #[error("cannot listen for SIP on {transport} {addr}: {error}")]
+    Socket { transport: &'static str, addr: SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Bound SIP sockets, not yet serving. Binding first means an address in use stops start-up
@@ -32,19 +34,43 @@ pub struct BindError {
 pub struct Listeners {
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Listeners {
-    pub async fn bind(udp: &[SocketAddr], tcp: &[SocketAddr]) -> Result<Listeners, BindError> {
-        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new() };
+    pub async fn bind(config: &SipConfig) -> Result<Listeners, BindError> {
+        let (udp, tcp) = (&config.udp, &config.tcp);
+        let mut listeners = Listeners { udp: Vec::new(), tcp: Vec::new(), tls: Vec::new(), acceptor: None };
+        if !config.tls.is_empty() {
+            // Validated: both files are given when there is a TLS listener.
+            let (cert, key) = (config.tls_certificate.as_deref(), config.tls_private_key.as_deref());
+            if let (Some(cert), Some(key)) = (cert, key) {
+                listeners.acceptor = Some(tls::acceptor(cert, key)?);
+            }
+        }
+        for &addr in &config.tls {
+            let listener = TcpListener::bind(addr).await.map_err(|error| BindError::Socket {
+                transport: "tls",
+                addr,
+                error,
+            })?;
+            listeners.tls.push(listener);
+        }
         for &addr in udp {
-            let socket =
-                UdpSocket::bind(addr).await.map_err(|error| BindError { transport: "udp", addr, error })?;
+            let socket = UdpSocket::bind(addr).await.map_err(|error| BindError::Socket {
+                transport: "udp",
+                addr,
+                error,
+            })?;
             listeners.udp.push(socket);
         }
         for &addr in tcp {
-            let listener =
-                TcpListener::bind(addr).await.map_err(|error| BindError { transport: "tcp", addr, error })?;
+            let listener = TcpListener::bind(addr).await.map_err(|error| BindError::Socket {
+                transport: "tcp",
+                addr,
+                error,
+            })?;
             listeners.tcp.push(listener);
         }
         Ok(listeners)
@@ -71,7 +97,35 @@ impl Listeners {
             }
             tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone(), closing.clone()));
         }
-        let transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
+        if let Some(acceptor) = self.acceptor {
+            for listener in self.tls {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "SIP listening on TLS");
+                }
+                tasks.spawn(transport::accept_tls(
+                    listener,
+                    acceptor.clone(),
+                    tx.clone(),
+                    shared.clone(),
+                    closing.clone(),
+                ));
+            }
+        }
+        let mut transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
+        // TLS trunks: the trust anchors and name their server certificate is checked against.
+        for trunk in shared.config.trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
+            let Ok(proxy) = rsip::Uri::try_from(trunk.proxy.as_str()) else { continue };
+            let (Some(addr), Some(name)) =
+                (trunks::resolve(&proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
+            else {
+                tracing::error!(trunk = %trunk.name, "TLS trunk without an address or server name");
+                continue;
+            };
+            match tls::connector(trunk.tls_ca_file.as_deref()) {
+                Ok(connector) => transports.add_tls_peer(addr, connector, name),
+                Err(e) => tracing::error!(trunk = %trunk.name, error = %e, "TLS trunk unusable"),
+            }
+        }
         tasks.spawn(core::run(shared.clone(), transports, rx, close, media));
     }
 }

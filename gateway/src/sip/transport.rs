@@ -15,6 +15,8 @@ use sip_stack::transport::{ConnectionId, Peer, Transmit, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::state::Shared;
 
@@ -69,7 +71,12 @@ pub struct Transports {
     inbound: mpsc::Sender<Inbound>,
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
+    /// How to open TLS to a peer: trust anchors and the name its certificate must carry.
+    tls_peers: HashMap<SocketAddr, (TlsConnector, ServerName<'static>)>,
 }
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Transports {
     pub fn new(
@@ -78,7 +85,20 @@ impl Transports {
         shared: Arc<Shared>,
         closing: watch::Receiver<bool>,
     ) -> Transports {
-        Transports { udp, streams: HashMap::new(), by_peer: HashMap::new(), inbound, shared, closing }
+        Transports {
+            udp,
+            streams: HashMap::new(),
+            by_peer: HashMap::new(),
+            inbound,
+            shared,
+            closing,
+            tls_peers: HashMap::new(),
+        }
+    }
+
+    /// TLS connections to `addr` check its certificate with `connector` against `name`.
+    pub fn add_tls_peer(&mut self, addr: SocketAddr, connector: TlsConnector, name: ServerName<'static>) {
+        self.tls_peers.insert(addr, (connector, name));
     }
 
     /// The address of the first UDP listener: where trunk REGISTERs are sent from.
@@ -123,9 +143,18 @@ impl Transports {
             None => {
                 let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
                 let (writer, queue) = mpsc::channel::<Bytes>(256);
-                tracing::debug!(to = %peer.addr, "opening a TCP connection");
+                tracing::debug!(to = %peer.addr, transport = ?peer.transport, "opening a connection");
+                let tls = match peer.transport {
+                    Transport::Tls => Some(self.tls_peers.get(&peer.addr).cloned().unwrap_or_else(|| {
+                        // A peer no trunk names: the public PKI, and its IP address as the name.
+                        let connector = super::tls::connector(None).expect("the built-in roots load");
+                        (connector, ServerName::IpAddress(peer.addr.ip().into()))
+                    })),
+                    _ => None,
+                };
                 tokio::spawn(open_connection(
                     peer.addr,
+                    tls,
                     conn,
                     queue,
                     self.inbound.clone(),
@@ -249,9 +278,11 @@ async fn serve_connection(
     let _ = tx.send(Inbound::Closed { conn }).await;
 }
 
-/// A connection we open to `addr`; `queue` already holds what the core sent to it.
+/// A connection we open to `addr` (over TLS with `tls`); `queue` already holds what the core
+/// sent to it.
 async fn open_connection(
     addr: SocketAddr,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     conn: ConnectionId,
     queue: mpsc::Receiver<Bytes>,
     tx: mpsc::Sender<Inbound>,
@@ -259,14 +290,66 @@ async fn open_connection(
     closing: watch::Receiver<bool>,
 ) {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            tracing::debug!(to = %addr, "TCP connection open");
-            run_stream(stream, addr, conn, Transport::Tcp, queue, &tx, &shared, closing).await;
-        }
+        Ok(Ok(stream)) => match tls {
+            None => {
+                tracing::debug!(to = %addr, "TCP connection open");
+                run_stream(stream, addr, conn, Transport::Tcp, queue, &tx, &shared, closing).await;
+            }
+            Some((connector, name)) => {
+                let handshake =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream)).await;
+                match handshake {
+                    Ok(Ok(stream)) => {
+                        tracing::debug!(to = %addr, "TLS connection open");
+                        run_stream(stream, addr, conn, Transport::Tls, queue, &tx, &shared, closing).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(to = %addr, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::warn!(to = %addr, "TLS handshake timed out"),
+                }
+            }
+        },
         Ok(Err(e)) => tracing::warn!(to = %addr, error = %e, "TCP connection failed"),
         Err(_) => tracing::warn!(to = %addr, "TCP connection timed out"),
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
+}
+
+pub async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<Inbound>,
+    shared: Arc<Shared>,
+    closing: watch::Receiver<bool>,
+) {
+    let shutdown = shared.shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, src) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS accept failed");
+                    continue;
+                }
+            },
+        };
+        let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
+        let (acceptor, tx, shared, closing) = (acceptor.clone(), tx.clone(), shared.clone(), closing.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(%src, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%src, "TLS handshake timed out"),
+            };
+            let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
+            let connected = Inbound::Connected { conn, transport: Transport::Tls, peer: src, writer: out_tx };
+            if tx.send(connected).await.is_ok() {
+                run_stream(stream, src, conn, Transport::Tls, out_rx, &tx, &shared, closing).await;
+            }
+            let _ = tx.send(Inbound::Closed { conn }).await;
+        });
+    }
 }
 
 /// Writes the queue to the stream and frames what comes back, until either side closes.

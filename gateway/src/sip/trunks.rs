@@ -71,12 +71,13 @@ pub struct Trunks {
 }
 
 impl Trunks {
-    /// `local` is the UDP listener REGISTERs are sent from; `tcp_port` the TCP listener's port,
-    /// which Contact names for trunks over TCP.
+    /// `local` is the UDP listener REGISTERs are sent from; `tcp_port` and `tls_port` the
+    /// stream listeners' ports, which Contact names for trunks over TCP and TLS.
     pub fn new(
         configs: &[TrunkConfig],
         local: SocketAddr,
         tcp_port: Option<u16>,
+        tls_port: Option<u16>,
         public: Option<IpAddr>,
         user_agent: &str,
     ) -> Trunks {
@@ -94,7 +95,8 @@ impl Trunks {
                 let transport = transport_of(t);
                 let port = match transport {
                     Transport::Udp => local.port(),
-                    _ => tcp_port.unwrap_or(local.port()),
+                    Transport::Tcp => tcp_port.unwrap_or(local.port()),
+                    Transport::Tls => tls_port.unwrap_or(local.port()),
                 };
                 let local = SocketAddr::new(ip, port);
                 let param = match transport {
@@ -161,7 +163,8 @@ impl Trunks {
                 let transport = transport_of(t);
                 let port = match transport {
                     Transport::Udp => local.port(),
-                    _ => tcp_port.unwrap_or(local.port()),
+                    Transport::Tcp => tcp_port.unwrap_or(local.port()),
+                    Transport::Tls => tls_port.unwrap_or(local.port()),
                 };
                 KeepAlive {
                     runner: registering.iter().position(|r| r.name == t.name),
