@@ -1,9 +1,22 @@
-//! The Via header at a server transport: recording where a request came from (RFC 3261 §18.2.1,
-//! RFC 3581 §4) and choosing where its responses go (RFC 3261 §18.2.2, RFC 3581 §4).
+//! The Via header: at a server transport, recording where a request came from (RFC 3261 §18.2.1,
+//! RFC 3581 §4) and choosing where its responses go (RFC 3261 §18.2.2, RFC 3581 §4); at a client,
+//! naming the transport a request really goes over (§18.1.1).
 
 use std::net::{IpAddr, SocketAddr};
 
+use rsip::prelude::*;
 use rsip::{typed, Header, Host, Param, Request};
+
+/// Rewrites the top Via's transport (`SIP/2.0/UDP` → `SIP/2.0/TCP`); false without a Via.
+pub fn set_transport(request: &mut Request, transport: crate::transport::Transport) -> bool {
+    let Some(Header::Via(via)) = request.headers.iter_mut().find(|h| matches!(h, Header::Via(_))) else {
+        return false;
+    };
+    let value = via.value().trim().to_string();
+    let Some((_, rest)) = value.split_once(char::is_whitespace) else { return false };
+    *via = format!("SIP/2.0/{} {}", transport.via_token(), rest.trim_start()).into();
+    true
+}
 
 /// Adds `received` to the top Via when the sent-by host is not the packet's source address, and
 /// fills in an empty `rport` with the source port (always adding `received` then, RFC 3581 §4).

@@ -26,7 +26,7 @@ pub use timers::{Timer, TimerConfig, TimerTable};
 
 use crate::message::{request_bytes, response_bytes, InboundRequest, InboundResponse};
 use crate::response::response_to;
-use crate::transport::{Peer, Transmit};
+use crate::transport::{Peer, Transmit, Transport};
 use crate::via;
 
 /// A client transaction: a request we sent.
@@ -176,7 +176,13 @@ pub struct TransactionLayer {
     keys: HashMap<TxKey, u64>,
     io: Io,
     server_name: Option<String>,
+    /// Requests this large go over TCP instead of UDP.
+    udp_request_limit: Option<usize>,
 }
+
+/// RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) must go over a
+/// congestion-controlled transport.
+pub const UDP_REQUEST_LIMIT: usize = 1300;
 
 impl TransactionLayer {
     pub fn new(config: TimerConfig) -> TransactionLayer {
@@ -187,7 +193,15 @@ impl TransactionLayer {
             keys: HashMap::new(),
             io: Io::default(),
             server_name: None,
+            udp_request_limit: Some(UDP_REQUEST_LIMIT),
         }
+    }
+
+    /// Keeps large requests on UDP (for a peer known to have no TCP; RFC 3261 §18.1.1 would
+    /// have them sent over TCP).
+    pub fn without_tcp_fallback(mut self) -> TransactionLayer {
+        self.udp_request_limit = None;
+        self
     }
 
     /// The Server header of responses the layer makes itself (100, CANCEL's 200, 481).
@@ -257,9 +271,22 @@ impl TransactionLayer {
 
     /// Starts a client transaction for `request` (any method but ACK), whose top Via must carry
     /// a fresh branch with the magic cookie (§8.1.1.7).
-    pub fn send_request(&mut self, now: Instant, request: Request, to: Peer) -> Result<ClientTx, TxError> {
+    /// A request over `udp_request_limit` bytes to a UDP peer goes over TCP instead, its top
+    /// Via saying so (§18.1.1).
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        mut request: Request,
+        mut to: Peer,
+    ) -> Result<ClientTx, TxError> {
         if request.method == Method::Ack {
             return Err(TxError::AckNotTransactional);
+        }
+        if to.transport == Transport::Udp
+            && self.udp_request_limit.is_some_and(|limit| request_bytes(&request).len() > limit)
+            && via::set_transport(&mut request, Transport::Tcp)
+        {
+            to = Peer { transport: Transport::Tcp, addr: to.addr, connection: None };
         }
         let via = request
             .via_header()

@@ -373,3 +373,30 @@ fn transport_error_ends_the_transaction() {
     assert_eq!(sim.events, [(Duration::ZERO, TxEvent::TransportError { tx })]);
     assert!(sim.layer.is_empty());
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the origin of virtual time
+fn a_request_over_1300_bytes_goes_over_tcp_with_a_tcp_via() {
+    let now = Instant::now();
+    let mut big = request("INVITE", "z9hG4bKbig");
+    big.body = vec![b'v'; 1400];
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    layer.send_request(now, big.clone(), peer()).unwrap();
+    let sent = layer.poll_transmit().unwrap();
+    assert_eq!(sent.to.transport, Transport::Tcp);
+    assert_eq!(sent.to.connection, None, "the transport finds or opens the connection");
+    let text = String::from_utf8_lossy(&sent.bytes);
+    assert!(text.contains("Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKbig"), "{text}");
+    // Reliable now: no Timer A retransmission.
+    layer.handle_timeout(now + Duration::from_millis(600));
+    assert!(layer.poll_transmit().is_none());
+
+    // A small one stays on UDP; and a layer told so keeps big ones there too.
+    layer.send_request(now, request("OPTIONS", "z9hG4bKsmall"), peer()).unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().to.transport, Transport::Udp);
+    let mut udp_only = TransactionLayer::new(TimerConfig::default()).without_tcp_fallback();
+    big.headers.retain(|h| !matches!(h, Header::Via(_)));
+    big.headers.push(Header::Via("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbig2".into()));
+    udp_only.send_request(now, big, peer()).unwrap();
+    assert_eq!(udp_only.poll_transmit().unwrap().to.transport, Transport::Udp);
+}
