@@ -95,6 +95,10 @@ pub struct Call {
     /// Lost packets already counted in the metrics.
     lost_reported: u64,
     media: Media,
+    /// Our re-INVITE (session refresh) is out: a re-INVITE from the phone now is glare.
+    reinvite_pending: bool,
+    /// A refresh refused with 491, to try again at this time (RFC 3261 §14.1).
+    retry_refresh_at: Option<Instant>,
 }
 
 /// Where the call's media stands.
@@ -204,6 +208,7 @@ impl Calls {
                     c.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
                     c.session.as_ref().map(|s| s.poll_timeout()),
                     pin,
+                    c.retry_refresh_at,
                 ]
             })
             .flatten()
@@ -465,6 +470,8 @@ impl Core {
             on_hold,
             stats: None,
             lost_reported: 0,
+            reinvite_pending: false,
+            retry_refresh_at: None,
             media: match pending_media {
                 Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
                 None => Media::Pending(ports),
@@ -543,8 +550,14 @@ impl Core {
             let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
             return self.respond(tx, response);
         }
+        let glare = call.reinvite_pending;
         let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.ctx.server());
         match method {
+            // §14.2: our own re-INVITE is out; the phone tries again after its glare delay.
+            Method::Invite if glare => {
+                let response = response_to(&request, StatusCode::RequestPending, None, self.ctx.server());
+                self.respond(tx, response);
+            }
             Method::Bye => {
                 self.respond(tx, ok(self));
                 self.end_call(id, Cause::Normal, false);
@@ -698,9 +711,24 @@ impl Core {
             self.calls.requests.remove(&tx);
         }
         if let Outgoing::Refresh { id, invite_seq } = outgoing {
+            if code.is_none_or(|c| c >= 200) {
+                if let Some(call) = self.calls.calls.get_mut(&id) {
+                    call.reinvite_pending = false;
+                }
+            }
             match (code, response) {
                 (Some(200..=299), Some(response)) => self.refreshed(id, invite_seq, response),
                 (Some(100..=199), _) => {}
+                // Glare (RFC 3261 §14.1): both sides re-INVITEd; ours goes again after a delay.
+                (Some(491), _) => {
+                    if let Some(call) = self.calls.calls.get_mut(&id) {
+                        let owns_call_id = call.direction == RecordDirection::Outbound;
+                        let mut rng = sip_stack::rng::Rng::new(rand::random());
+                        let delay = sip_stack::dialog::glare_delay(owns_call_id, &mut rng);
+                        tracing::debug!(participant = %id, ?delay, "re-INVITE glare: retrying");
+                        call.retry_refresh_at = Some(Instant::now() + delay);
+                    }
+                }
                 // §10 of RFC 4028: a refresh answered 408 or 481 ends the session.
                 (Some(408 | 481) | None, _) => self.end_call(id, Cause::SessionExpired, true),
                 _ => tracing::info!(participant = %id, ?code, "session refresh refused"),
@@ -821,6 +849,10 @@ impl Core {
                     None => {}
                 }
             }
+            if call.retry_refresh_at.is_some_and(|at| at <= now) {
+                call.retry_refresh_at = None;
+                refresh.push(call.id);
+            }
             if let Some(session) = &mut call.session {
                 match session.handle_timeout(now) {
                     Some(TimerAction::Refresh) => refresh.push(call.id),
@@ -879,6 +911,7 @@ impl Core {
         match self.layer.send_request(now, request, call.peer) {
             Ok(tx) => {
                 let invite_seq = (method == Method::Invite).then_some(seq).flatten();
+                call.reinvite_pending = method == Method::Invite;
                 self.calls.requests.insert(tx, Outgoing::Refresh { id, invite_seq });
             }
             Err(e) => tracing::warn!(participant = %id, error = %e, "session refresh not sent"),
@@ -1009,6 +1042,8 @@ impl Core {
             deaf: false,
             stats: None,
             lost_reported: 0,
+            reinvite_pending: false,
+            retry_refresh_at: None,
             media: Media::Pending(d.ports),
             room: d.room,
             dialog,

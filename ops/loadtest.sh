@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Load test of a running gateway over loopback UDP: authenticated REGISTERs per second, then
+# whole calls per second into a conference room (see tests/src/bin/sipload.rs). Builds release
+# binaries, starts a gateway with SQLite in a temporary directory, creates the users and room,
+# runs each load for SECONDS (default 10), prints the figures, and stops the gateway.
+#   bash ops/loadtest.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+users=100
+
+cargo build --release -p gateway -p e2e --bin gateway --bin sipload
+bin=target/release
+work=$(mktemp -d /tmp/gateway-load.XXXXXX)
+trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+port=$((20000 + RANDOM % 20000))
+cat > "$work/gateway.toml" <<TOML
+[sip]
+udp = ["127.0.0.1:$port"]
+tcp = []
+[http]
+listen = "127.0.0.1:$((port + 1))"
+[rtp]
+address = "127.0.0.1"
+port_min = 42000
+port_max = 49999
+[database]
+url = "sqlite://$work/gateway.db"
+[log]
+level = "warn"
+TOML
+gwcli() { "$bin/gateway" --config "$work/gateway.toml" "$@" > /dev/null; }
+gwcli room add --number 1000
+for i in $(seq 0 $((users - 1))); do gwcli user add "load$i" --password load-password; done
+
+"$bin/gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
+gw=$!
+for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
+    sleep 0.1
+done
+
+echo "== REGISTER with digest auth, $users users, $seconds s"
+"$bin/sipload" register --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 200
+echo "== calls into room 1000 (each a conference leg for its short life), $seconds s"
+"$bin/sipload" call --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 100
+echo "== gateway CPU time (user+system, seconds): $(ps -o times= -p "$gw")"
