@@ -269,3 +269,76 @@ fn calls_out_through_a_trunk_present_its_caller_id() {
     assert!(invite.contains("P-Asserted-Identity: <sip:+15550001111@127.0.0.1"), "{invite}");
     assert!(invite.contains("m=audio "), "the INVITE carries our offer: {invite}");
 }
+
+#[test]
+fn early_media_from_the_far_end_plays_into_the_room_until_the_answer() {
+    use std::io::BufRead;
+    use std::time::Instant;
+
+    e2e::require_program("python3");
+    let gw = gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "1000"]);
+    let mut listener = phone(&gw, "listener", 700.0);
+    dial(&mut listener, &gw, "1000");
+    let joined_at = Instant::now();
+
+    // The far end: 183 with SDP and a 1500 Hz tone for 3 s, then 200 and silence.
+    let tone = gw.dir.path().join("early.wav");
+    write_tone_wav(&tone, 8000, 1500.0, 30).unwrap();
+    let port = e2e::free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/early_callee.py");
+    let mut callee = std::process::Command::new("python3")
+        .arg(&script)
+        .args([&port.to_string(), &tone.display().to_string(), "3", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = callee.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // pjlib logs to stdout too: wait for our line.
+    while lines.recv_timeout(Duration::from_secs(10)).expect("the callee starts") != "LISTENING" {}
+
+    let (status, body) = dial_out(&gw, "1000", &format!(r#"{{"to": "sip:callee@127.0.0.1:{port}"}}"#));
+    assert_eq!(status, 202, "{body}");
+    let state = |gw: &Gateway| {
+        participants(gw, "1000").iter().find(|p| p["direction"] == "outbound").map(|p| p["state"].clone())
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || state(&gw) == Some("early".into())),
+        "{:?}\n{}",
+        participants(&gw, "1000"),
+        gw.log()
+    );
+    let early_at = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(6), || state(&gw) == Some("joined".into())),
+        "{:?}",
+        participants(&gw, "1000")
+    );
+    let answered_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    listener.command("hangup", "").unwrap();
+    let _ = callee.kill();
+    let _ = callee.wait();
+
+    // What the listener heard: the far end's tone between early media and the answer, and
+    // not after it.
+    let (rate, samples) = read_wav(&listener.recordings("dec.wav")[0]).unwrap();
+    let at = |t: Instant| (t.duration_since(joined_at).as_secs_f64() * f64::from(rate)) as usize;
+    let during = &samples[at(early_at) + rate as usize / 2..at(answered_at) - rate as usize / 4];
+    let after_start = at(answered_at) + rate as usize / 2;
+    let after = &samples[after_start..(after_start + rate as usize / 2).min(samples.len())];
+    let heard_early = tone_share_db(during, rate, 1500.0);
+    let heard_after = tone_share_db(after, rate, 1500.0);
+    assert!(heard_early > -6.0, "early media not heard in the room: {heard_early:.1} dB");
+    assert!(
+        mixer::tone::power(after) < 1e4 || heard_after < -20.0,
+        "the far end's tone went on after the answer: {heard_after:.1} dB"
+    );
+}

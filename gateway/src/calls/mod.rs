@@ -52,7 +52,7 @@ pub struct ParticipantView {
     /// `inbound` (the phone called) or `outbound` (dialled out from the API).
     pub direction: &'static str,
     /// `pin` (in the IVR), `joined`, or for calls out not yet answered: `calling`, `ringing`,
-    /// `cancelling`.
+    /// `early` (the far end's early media plays into the room), `cancelling`.
     pub state: &'static str,
     /// False while still in the IVR or not yet answered.
     pub joined: bool,

@@ -230,7 +230,7 @@ impl Calls {
                 id: d.id,
                 display_name: d.target.clone(),
                 user: d.trunk.clone().unwrap_or_default(),
-                codec: "",
+                codec: d.early.as_ref().map_or("", |(_, codec)| codec.name()),
                 direction: "outbound",
                 state: d.state.as_str(),
                 joined: false,
@@ -524,7 +524,7 @@ impl Core {
     }
 
     /// Tones for the room, and the "first participant" prompt for a caller alone.
-    fn announce_join(&mut self, id: ParticipantId, room: &str) {
+    pub(super) fn announce_join(&mut self, id: ParticipantId, room: &str) {
         let others = self.calls.in_room(room).filter(|c| c.joined() && c.id != id).count();
         if others == 0 {
             self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
@@ -1044,7 +1044,11 @@ impl Core {
             lost_reported: 0,
             reinvite_pending: false,
             retry_refresh_at: None,
-            media: Media::Pending(d.ports),
+            // After early media the leg is in the mix already.
+            media: match d.ports {
+                Some(ports) => Media::Pending(ports),
+                None => Media::Running,
+            },
             room: d.room,
             dialog,
         }
@@ -1188,7 +1192,7 @@ fn sdp_codec(codec: AudioCodec) -> &'static sdp::Codec {
     }
 }
 
-fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
+pub(super) fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
     LegConfig {
         codec,
         payload_type: stream.payload_type,

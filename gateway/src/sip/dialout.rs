@@ -14,21 +14,23 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mixer::codec::AudioCodec;
 use rsip::prelude::*;
 use rsip::{Header, Method};
 use sip_stack::dialog::Dialog;
 use sip_stack::digest::{ChallengeOutcome, DigestClient};
 use sip_stack::message::{request_bytes, InboundResponse};
-use sip_stack::sdp::{self, Direction, LocalAudio};
+use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
 use sip_stack::transaction::{ClientTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
-use super::calls::{audio_codec, new_branch, CODECS};
+use super::calls::{audio_codec, leg_config, new_branch, CODECS};
 use super::core::{new_tag, Core, ALLOW};
 use crate::calls::{Cause, ControlError, DialRequest};
 use crate::config::IdentityHeader;
 use crate::media::ports::PortPair;
-use crate::media::ParticipantId;
+use crate::media::{LegSetup, MediaCommand, ParticipantId};
+use crate::metrics::RoomCodecLabels;
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
 /// Where a call out stands before its answer.
@@ -36,6 +38,8 @@ use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 pub enum DialState {
     Calling,
     Ringing,
+    /// 183 with SDP: the far end's early media (ringback, announcements) plays into the room.
+    Early,
     /// CANCEL sent (ring timeout): waiting for the 487.
     Cancelling,
 }
@@ -45,6 +49,7 @@ impl DialState {
         match self {
             DialState::Calling => "calling",
             DialState::Ringing => "ringing",
+            DialState::Early => "early",
             DialState::Cancelling => "cancelling",
         }
     }
@@ -76,7 +81,10 @@ pub struct Dialing {
     pub(super) local: LocalAudio,
     pub(super) offer: sdp::Session,
     pub(super) sdp_session: u64,
-    pub(super) ports: PortPair,
+    /// The RTP sockets, until early media or the answer hands them to the media worker.
+    pub(super) ports: Option<PortPair>,
+    /// The stream of early media, once it started.
+    pub(super) early: Option<(AudioStream, AudioCodec)>,
     pub(super) ring_deadline: Instant,
 }
 
@@ -169,7 +177,8 @@ impl Core {
                 local,
                 offer,
                 sdp_session,
-                ports,
+                ports: Some(ports),
+                early: None,
                 ring_deadline: now + ring,
             },
         );
@@ -266,6 +275,9 @@ impl Core {
         match code {
             100 => {}
             101..=199 => {
+                if !response.response.body.is_empty() {
+                    self.early_media(tx, response);
+                }
                 if let Some(d) = self.calls.dialing.get_mut(&tx) {
                     if d.state == DialState::Calling {
                         d.state = DialState::Ringing;
@@ -356,6 +368,38 @@ impl Core {
         }
     }
 
+    /// A provisional response with SDP (RFC 3261 §13.2.1, RFC 3960): the far end's early media
+    /// plays into the room, which it does not hear yet (deaf until the answer).
+    fn early_media(&mut self, tx: ClientTx, response: &InboundResponse) {
+        let Some(d) = self.calls.dialing.get_mut(&tx) else { return };
+        if d.early.is_some() || d.state == DialState::Cancelling {
+            return;
+        }
+        let answered = sdp::parse(&response.response.body)
+            .and_then(|answer| sdp::read_answer(&d.offer, &answer, &d.local))
+            .ok()
+            .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
+        let (Some((stream, codec)), Some(ports)) = (answered, d.ports.take()) else { return };
+        tracing::info!(participant = %d.id, codec = codec.name(), "early media");
+        let leg = LegSetup {
+            id: d.id,
+            room: d.room.number.clone(),
+            config: leg_config(codec, &stream),
+            rtp: ports.rtp,
+            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+            remote: stream.remote,
+            remote_rtcp: stream.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
+            joined: false,
+        };
+        let id = d.id;
+        let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
+        d.state = DialState::Early;
+        d.early = Some((stream, codec));
+        self.media.send(MediaCommand::Add(Box::new(leg)));
+        self.media.send(MediaCommand::SetMuted(id, false));
+        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+    }
+
     /// A 2xx: ACK, the dialog, and the leg joins the room.
     fn dial_answered(&mut self, tx: ClientTx, response: &InboundResponse) {
         let Some(d) = self.calls.dialing.remove(&tx) else { return };
@@ -385,14 +429,39 @@ impl Core {
             return self.end_call(id, Cause::BadSdp, true);
         };
         tracing::info!(participant = %d.id, room = %d.room.number, codec = codec.name(), "call out answered");
+        let early = d.early.as_ref().map(|(_, codec)| *codec);
+        let room = d.room.number.clone();
+        let config = leg_config(codec, &stream);
+        let remote = stream.remote;
+        let on_hold = !stream.direction.sends();
         let call = self.outbound_call(tx, d, dialog, response, Some((stream, codec)));
         let id = call.id();
         self.calls.insert(call);
-        self.start_media(id);
+        match early {
+            None => self.start_media(id),
+            // The early leg becomes the call's: the answer's stream, heard and hearing.
+            Some(early_codec) => {
+                if early_codec != codec {
+                    let metrics = &self.ctx.shared.metrics;
+                    let old = RoomCodecLabels { room: room.clone(), codec: early_codec.name().into() };
+                    metrics.active_legs.get_or_create(&old).dec();
+                    let new = RoomCodecLabels { room: room.clone(), codec: codec.name().into() };
+                    metrics.active_legs.get_or_create(&new).inc();
+                }
+                self.media.send(MediaCommand::Update { id, config, remote, on_hold });
+                self.media.send(MediaCommand::Join(id));
+                self.announce_join(id, &room);
+            }
+        }
     }
 
     fn dial_failed(&mut self, tx: ClientTx, cause: &str) {
         let Some(d) = self.calls.dialing.remove(&tx) else { return };
+        if let Some((_, codec)) = &d.early {
+            self.media.send(MediaCommand::Remove(d.id));
+            let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
+            self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
+        }
         tracing::info!(participant = %d.id, room = %d.room.number, to = %d.target, cause, "call out failed");
         self.count_call(cause);
         let record = CallRecord {
