@@ -1,7 +1,9 @@
 """A pjsua2 phone that dials a room and sends its PIN as SIP INFO (application/dtmf-relay).
 
-Usage: info_pin.py GATEWAY_HOST:PORT USER PASSWORD NUMBER DIGITS SECONDS [late]
+Usage: info_pin.py GATEWAY_HOST:PORT USER PASSWORD NUMBER DIGITS SECONDS [late] [public=IP]
 With `late`, the INVITE carries no SDP (the gateway offers in its 200, pjsua answers in the ACK).
+With `public=IP`, the SDP advertises IP for media (as a phone behind NAT would, wrongly) while
+the packets come from 127.0.0.1. Before hanging up it prints RX and the RTP packets received.
 Prints CONFIRMED once the call is up and DISCONNECTED <code> when it ends; stays in the call
 for SECONDS after sending the digits, then hangs up.
 """
@@ -30,7 +32,9 @@ class Call(pj.Call):
 
 def main():
     gateway, user, password, number, digits, seconds = sys.argv[1:7]
-    late = sys.argv[7:8] == ["late"]
+    extra = sys.argv[7:]
+    late = "late" in extra
+    public = next((a.split("=", 1)[1] for a in extra if a.startswith("public=")), None)
     host = gateway.split(":")[0]
     ep = pj.Endpoint()
     ep.libCreate()
@@ -49,6 +53,8 @@ def main():
     account_config.idUri = f"sip:{user}@{gateway}"
     account_config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
     account_config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    if public:
+        account_config.mediaConfig.transportConfig.publicAddress = public
     account = pj.Account()
     account.create(account_config)
 
@@ -74,6 +80,7 @@ def main():
     while call.disconnected is None and time.time() < deadline:
         ep.libHandleEvents(20)
     if call.disconnected is None:
+        print("RX", call.getStreamStat(0).rtcp.rxStat.pkt, flush=True)
         call.hangup(pj.CallOpParam(True))
         for _ in range(50):
             ep.libHandleEvents(20)

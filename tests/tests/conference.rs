@@ -494,3 +494,27 @@ fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
     assert!(reason.contains("401") || reason.contains("403"), "untrusted caller: {reason}");
     assert_eq!(joined(&gw, "1000"), 1);
 }
+
+#[test]
+fn symmetric_rtp_reaches_a_phone_whose_sdp_names_the_wrong_address() {
+    e2e::require_program("python3");
+    let gw = start_gateway("");
+    gw_cli(&gw, &["room", "add", "--number", "8100"]);
+    gw_cli(&gw, &["user", "add", "natted", "--password", "secret-pass-1"]);
+    // The phone's SDP says 127.0.0.2 (its "public" address); its packets come from 127.0.0.1,
+    // where nothing listens for 127.0.0.2. Only latching to the packets' source reaches it.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/info_pin.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args([&gw.sip.to_string(), "natted", "secret-pass-1", "8100", "#", "3", "public=127.0.0.2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rx = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RX ").and_then(|n| n.trim().parse::<u64>().ok()))
+        .unwrap_or_else(|| panic!("no RX line: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    // 3 s of 20 ms packets; the first ones may go to the SDP address before the phone's arrive.
+    assert!(rx > 100, "the phone received {rx} RTP packets\n{}", gw.log());
+    assert!(gw.log().contains("RTP source learned"), "{}", gw.log());
+}
