@@ -405,7 +405,7 @@ impl Worker {
             let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
             if now >= leg.next_rtcp {
                 leg.next_rtcp = now + RTCP_INTERVAL;
-                let target = leg.remote_rtcp.or(leg.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)));
+                let target = leg.remote_rtcp.or(leg.remote.and_then(rtcp_beside));
                 if let (Some(report), Some(target)) =
                     (room.conference.rtcp_report(leg.leg, now, ntp_now()), target)
                 {
@@ -435,6 +435,12 @@ fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     }
 }
 
+/// RFC 3550 §11: without `rtcp-mux` or `a=rtcp`, RTCP goes to the RTP port + 1 (none when the
+/// RTP port is the last one).
+pub fn rtcp_beside(rtp: SocketAddr) -> Option<SocketAddr> {
+    rtp.port().checked_add(1).map(|port| SocketAddr::new(rtp.ip(), port))
+}
+
 /// RFC 5761 §4: RTCP packet types 192–223 in the second byte tell RTCP from RTP on one port.
 fn is_rtcp(datagram: &[u8]) -> bool {
     datagram.len() >= 2 && (192..=223).contains(&datagram[1])
@@ -452,6 +458,13 @@ fn ntp_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtcp_goes_beside_rtp_except_past_the_last_port() {
+        let rtp: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        assert_eq!(rtcp_beside(rtp), Some("192.0.2.1:40001".parse().unwrap()));
+        assert_eq!(rtcp_beside("192.0.2.1:65535".parse().unwrap()), None, "no overflow from the network");
+    }
 
     #[test]
     fn rtcp_is_told_from_rtp_by_packet_type() {

@@ -388,7 +388,7 @@ impl Core {
             rtp: ports.rtp,
             rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
             remote: stream.remote,
-            remote_rtcp: stream.remote.map(|r| SocketAddr::new(r.ip(), r.port() + 1)),
+            remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
             joined: false,
         };
         let id = d.id;
