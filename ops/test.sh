@@ -9,8 +9,10 @@ log() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Test peers and servers, from Debian's packages.
-PACKAGES=(libopus-dev pkg-config sipsak baresip-core kamailio ffmpeg postgresql postgresql-client)
+# Test peers and servers, from Debian's packages (procps: `kill`, which tests use to stop and
+# freeze processes).
+PACKAGES=(libopus-dev pkg-config procps sipsak baresip-core kamailio ffmpeg postgresql postgresql-client)
+command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +27,9 @@ fi
 # PyPI into the Python the tests run.
 if ! python3 -c "import pjsua2" 2>/dev/null; then
     log "installing pjsua2-python"
-    python3 -m pip install --quiet --disable-pip-version-check pjsua2-python
+    # Debian's own Python refuses pip installs outside a venv unless told (PEP 668).
+    python3 -m pip install --quiet --disable-pip-version-check pjsua2-python \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pjsua2-python
 fi
 
 # A private PostgreSQL instance for the storage tests, stopped on exit.
