@@ -25,6 +25,15 @@ impl Transport {
             Transport::Tls => "TLS",
         }
     }
+
+    /// The URI parameter naming it in a Contact or Route (none for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
 }
 
 /// The caller's handle for a stream connection, so responses go back on it (§18.2.2).

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 
 pub mod baresip;
 pub mod kamailio;
+pub mod room;
 
 /// The `gateway` binary built next to this test (`cargo build -p gateway` puts it there), or
 /// `GATEWAY_BIN`.
@@ -128,6 +129,16 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs a CLI command against this gateway's config (and database); returns its stdout and
+    /// fails the test when it fails.
+    pub fn admin(&self, args: &[&str]) -> Vec<u8> {
+        let mut full = vec!["--config", "gateway.toml"];
+        full.extend_from_slice(args);
+        let out = cli(self.dir.path(), &full);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
     }
 
     /// What the gateway has logged so far.

@@ -5,91 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
+use e2e::room::{
+    dial, gateway, joined, participant, participants, phone, tones_heard, wait_for_record, API_TOKEN,
+    PHONE_PASSWORD,
+};
 use e2e::{cli, http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
 use mixer::tone::tone_share_db;
 use serde_json::Value;
-
-const TOKEN: &str = "test-token-0123456789abcdef";
-
-/// A gateway with an API token and its own RTP port range; `extra` is appended to the config.
-fn start_gateway(extra: &str) -> Gateway {
-    let base = (e2e::free_port() & !1).min(60_000);
-    // The text right after Gateway's own keys lands in its [http] table.
-    let config = format!(
-        "api_token = \"{TOKEN}\"\n[rtp]\naddress = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\n{extra}",
-        base + 199
-    );
-    Gateway::start_with("", &config).unwrap()
-}
-
-fn gw_cli(gw: &Gateway, args: &[&str]) {
-    let mut full = vec!["--config", "gateway.toml"];
-    full.extend_from_slice(args);
-    let out = cli(gw.dir.path(), &full);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A registered phone sending a tone, recording what it hears.
-fn phone(gw: &Gateway, user: &str, frequency: f64, codec: &str) -> Baresip {
-    phone_with(gw, user, frequency, codec, &[])
-}
-
-fn phone_with(gw: &Gateway, user: &str, frequency: f64, codec: &str, extra: &[&str]) -> Baresip {
-    // In the gateway's directory, which goes away with the test.
-    let wav = gw.dir.path().join(format!("{user}-{frequency}.wav"));
-    // The source runs at the codec's rate: baresip 1.0's own resampler dulls high tones.
-    let rate = match codec {
-        c if c.starts_with("G722") => 16000,
-        c if c.starts_with("opus") => 48000,
-        _ => 8000,
-    };
-    write_tone_wav(&wav, rate, frequency, 120).unwrap();
-    gw_cli(gw, &["user", "add", user, "--password", "secret-pass-1"]);
-    let mut phone = Baresip::start(&PhoneOptions {
-        audio_source: Some(wav),
-        extra_config: [format!("ausrc_srate {rate}"), "ausrc_channels 1".into()]
-            .into_iter()
-            .chain(extra.iter().map(|l| l.to_string()))
-            .collect(),
-        record: true,
-    })
-    .unwrap();
-    phone
-        .add_account(&format!(
-            "<sip:{user}@{}>;auth_pass=secret-pass-1;regint=600;audio_codecs={codec}",
-            gw.sip
-        ))
-        .unwrap();
-    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
-    phone
-}
-
-fn dial(phone: &mut Baresip, gw: &Gateway, number: &str) {
-    let from = phone.events.len();
-    phone.command("dial", &format!("sip:{number}@{}", gw.sip)).unwrap();
-    phone.wait_event("CALL_ESTABLISHED", from, Duration::from_secs(10)).unwrap();
-}
-
-fn conference(gw: &Gateway, room: &str) -> Value {
-    match http_get(gw.http, &format!("/api/v1/conferences/{room}")).unwrap() {
-        (200, body) => serde_json::from_str(&body).unwrap(),
-        _ => serde_json::json!({ "participants": [] }),
-    }
-}
-
-fn joined(gw: &Gateway, room: &str) -> usize {
-    conference(gw, room)["participants"].as_array().unwrap().iter().filter(|p| p["joined"] == true).count()
-}
-
-/// The tone shares (dB) of `frequencies` over the last seconds of a recording, skipping the
-/// final half second.
-fn tones_heard(recording: &Path, frequencies: &[f64], seconds: f64) -> Vec<f64> {
-    let (rate, samples) = read_wav(recording).unwrap();
-    let end = samples.len().saturating_sub(rate as usize / 2);
-    let start = end.saturating_sub((seconds * f64::from(rate)) as usize);
-    assert!(end - start > rate as usize, "{} holds {} samples only", recording.display(), samples.len());
-    frequencies.iter().map(|&f| tone_share_db(&samples[start..end], rate, f)).collect()
-}
 
 /// Four phones, four codecs (the PCMA one with 30 ms packets): the mixer transcodes between
 /// them.
@@ -106,13 +28,13 @@ fn four_phones_in_a_48k_mix() {
 }
 
 fn four_phones_in_room_1000(extra_config: &str) {
-    let gw = start_gateway(extra_config);
-    gw_cli(&gw, &["room", "add", "--number", "1000", "--pin", "4321"]);
+    let gw = gateway(extra_config);
+    gw.admin(&["room", "add", "--number", "1000", "--pin", "4321"]);
     let tones = [500.0, 1100.0, 1700.0, 2300.0];
     let mut phones: Vec<Baresip> = tones
         .iter()
         .enumerate()
-        .map(|(i, &f)| phone_with(&gw, &format!("user{i}"), f, CODECS[i], &["module opus.so"]))
+        .map(|(i, &f)| phone(&gw, &format!("user{i}"), f, CODECS[i], &["module opus.so"]))
         .collect();
     for p in &mut phones {
         dial(p, &gw, "1000");
@@ -121,7 +43,7 @@ fn four_phones_in_room_1000(extra_config: &str) {
     assert!(
         wait_until(Duration::from_secs(15), || joined(&gw, "1000") == 4),
         "not all joined: {}\n{}",
-        conference(&gw, "1000"),
+        Value::from(participants(&gw, "1000")),
         gw.log()
     );
     // Three seconds of conversation, then everyone hangs up.
@@ -148,39 +70,12 @@ fn four_phones_in_room_1000(extra_config: &str) {
     }
 }
 
-/// Finished calls, newest first, from the CLI.
-fn call_records(gw: &Gateway) -> Vec<Value> {
-    let out = cli(gw.dir.path(), &["--config", "gateway.toml", "calls", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
-}
-
-fn wait_for_record(gw: &Gateway, cause: &str) -> Value {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(10), || {
-        found = call_records(gw).into_iter().find(|r| r["cause"] == cause);
-        found.is_some()
-    });
-    assert!(ok, "no `{cause}` record: {:?}\n{}", call_records(gw), gw.log());
-    found.unwrap()
-}
-
-fn participant(gw: &Gateway, room: &str, user: &str) -> Value {
-    conference(gw, room)["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["user"] == user)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 #[test]
 fn three_wrong_pins_get_goodbye_and_bye_and_a_right_second_try_joins() {
-    let gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "2000", "--pin", "4321"]);
-    let mut guesser = phone(&gw, "guesser", 500.0, "PCMU/8000/1");
-    let mut second = phone(&gw, "second", 1100.0, "PCMU/8000/1");
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "2000", "--pin", "4321"]);
+    let mut guesser = phone(&gw, "guesser", 500.0, "PCMU/8000/1", &[]);
+    let mut second = phone(&gw, "second", 1100.0, "PCMU/8000/1", &[]);
 
     dial(&mut guesser, &gw, "2000");
     let from = guesser.events.len();
@@ -199,7 +94,7 @@ fn three_wrong_pins_get_goodbye_and_bye_and_a_right_second_try_joins() {
     assert!(
         wait_until(Duration::from_secs(15), || participant(&gw, "2000", "second")["joined"] == true),
         "second caller not joined: {}\n{}",
-        conference(&gw, "2000"),
+        Value::from(participants(&gw, "2000")),
         gw.log()
     );
     assert!(gw.log().contains("wrong PIN"), "the first try was wrong");
@@ -207,10 +102,10 @@ fn three_wrong_pins_get_goodbye_and_bye_and_a_right_second_try_joins() {
 
 #[test]
 fn api_mute_silences_a_phone_for_the_others_and_kick_ends_its_call() {
-    let gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "3000"]);
-    let mut talker = phone(&gw, "talker", 700.0, "PCMU/8000/1");
-    let mut listener = phone(&gw, "listener", 1300.0, "PCMU/8000/1");
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "3000"]);
+    let mut talker = phone(&gw, "talker", 700.0, "PCMU/8000/1", &[]);
+    let mut listener = phone(&gw, "listener", 1300.0, "PCMU/8000/1", &[]);
     dial(&mut talker, &gw, "3000");
     dial(&mut listener, &gw, "3000");
     assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 2), "{}", gw.log());
@@ -221,16 +116,21 @@ fn api_mute_silences_a_phone_for_the_others_and_kick_ends_its_call() {
     assert_eq!(status, 401, "mutating calls need the token");
     let (status, _) = http_request(gw.http, "POST", &path, Some("wrong-token-wrong-token"), None).unwrap();
     assert_eq!(status, 401);
-    let (status, body) =
-        http_request(gw.http, "POST", "/api/v1/conferences/3000/participants/999/mute", Some(TOKEN), None)
-            .unwrap();
+    let (status, body) = http_request(
+        gw.http,
+        "POST",
+        "/api/v1/conferences/3000/participants/999/mute",
+        Some(API_TOKEN),
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 404, "{body}");
     let (status, _) = http_get(gw.http, "/api/v1/conferences/9999").unwrap();
     assert_eq!(status, 404, "no conference in an empty room");
 
     // Before muting, the listener hears the talker.
     std::thread::sleep(Duration::from_millis(2000));
-    let (status, body) = http_request(gw.http, "POST", &path, Some(TOKEN), None).unwrap();
+    let (status, body) = http_request(gw.http, "POST", &path, Some(API_TOKEN), None).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["muted"], true);
     std::thread::sleep(Duration::from_millis(2000));
@@ -241,7 +141,7 @@ fn api_mute_silences_a_phone_for_the_others_and_kick_ends_its_call() {
         gw.http,
         "DELETE",
         &format!("/api/v1/conferences/3000/participants/{id}"),
-        Some(TOKEN),
+        Some(API_TOKEN),
         None,
     )
     .unwrap();
@@ -269,10 +169,10 @@ fn api_mute_silences_a_phone_for_the_others_and_kick_ends_its_call() {
 
 #[test]
 fn hold_and_resume_by_reinvite_and_rtp_timeout_ends_a_vanished_phone() {
-    let gw = start_gateway("timeout_secs = 2\n");
-    gw_cli(&gw, &["room", "add", "--number", "4000"]);
-    let mut holder = phone(&gw, "holder", 700.0, "PCMU/8000/1");
-    let mut vanishing = phone(&gw, "vanishing", 900.0, "PCMU/8000/1");
+    let gw = gateway("timeout_secs = 2\n");
+    gw.admin(&["room", "add", "--number", "4000"]);
+    let mut holder = phone(&gw, "holder", 700.0, "PCMU/8000/1", &[]);
+    let mut vanishing = phone(&gw, "vanishing", 900.0, "PCMU/8000/1", &[]);
     dial(&mut holder, &gw, "4000");
     dial(&mut vanishing, &gw, "4000");
     assert!(wait_until(Duration::from_secs(10), || joined(&gw, "4000") == 2), "{}", gw.log());
@@ -281,14 +181,14 @@ fn hold_and_resume_by_reinvite_and_rtp_timeout_ends_a_vanished_phone() {
     assert!(
         wait_until(Duration::from_secs(5), || participant(&gw, "4000", "holder")["on_hold"] == true),
         "hold not seen: {}\n{}",
-        conference(&gw, "4000"),
+        Value::from(participants(&gw, "4000")),
         holder.log()
     );
     holder.command("resume", "").unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || participant(&gw, "4000", "holder")["on_hold"] == false),
         "resume not seen: {}",
-        conference(&gw, "4000")
+        Value::from(participants(&gw, "4000"))
     );
 
     // The network under one phone disappears: it sends nothing and answers nothing.
@@ -303,9 +203,9 @@ fn hold_and_resume_by_reinvite_and_rtp_timeout_ends_a_vanished_phone() {
 
 #[test]
 fn shutdown_hangs_up_calls_and_writes_their_records() {
-    let mut gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "5000"]);
-    let mut caller = phone(&gw, "caller", 700.0, "PCMU/8000/1");
+    let mut gw = gateway("");
+    gw.admin(&["room", "add", "--number", "5000"]);
+    let mut caller = phone(&gw, "caller", 700.0, "PCMU/8000/1", &[]);
     dial(&mut caller, &gw, "5000");
     assert!(wait_until(Duration::from_secs(10), || joined(&gw, "5000") == 1), "{}", gw.log());
     let from = caller.events.len();
@@ -328,12 +228,12 @@ fn refused(phone: &mut Baresip, gw: &Gateway, number: &str) -> String {
 
 #[test]
 fn unknown_number_full_room_and_no_common_codec_are_refused() {
-    let gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "6000", "--max-participants", "1"]);
-    gw_cli(&gw, &["room", "add", "--number", "6001"]);
-    let mut first = phone(&gw, "first", 700.0, "PCMU/8000/1");
-    let mut second = phone(&gw, "second", 900.0, "PCMU/8000/1");
-    let mut g726_only = phone_with(&gw, "g726", 900.0, "G726-32/8000/1", &["module g726.so"]);
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "6000", "--max-participants", "1"]);
+    gw.admin(&["room", "add", "--number", "6001"]);
+    let mut first = phone(&gw, "first", 700.0, "PCMU/8000/1", &[]);
+    let mut second = phone(&gw, "second", 900.0, "PCMU/8000/1", &[]);
+    let mut g726_only = phone(&gw, "g726", 900.0, "G726-32/8000/1", &["module g726.so"]);
 
     let reason = refused(&mut second, &gw, "6999");
     assert!(reason.contains("404"), "unknown number: {reason}");
@@ -356,33 +256,34 @@ fn unknown_number_full_room_and_no_common_codec_are_refused() {
 
 #[test]
 fn rooms_api_creates_updates_and_deletes_with_the_token() {
-    let gw = start_gateway("");
+    let gw = gateway("");
     let room = r#"{"number": "7000", "name": "Board", "pin": "1234", "dids": ["+15550007000"]}"#;
     let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", None, Some(room)).unwrap();
     assert_eq!(status, 401);
-    let (status, body) = http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(room)).unwrap();
+    let (status, body) = http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(room)).unwrap();
     assert_eq!(status, 201, "{body}");
-    let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(room)).unwrap();
+    let (status, _) = http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(room)).unwrap();
     assert_eq!(status, 409, "duplicate");
     let (status, body) = http_request(
         gw.http,
         "POST",
         "/api/v1/rooms",
-        Some(TOKEN),
+        Some(API_TOKEN),
         Some(r#"{"number": "7001", "pin": "12a"}"#),
     )
     .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("pin"), "the error names the field: {body}");
     let (status, body) =
-        http_request(gw.http, "POST", "/api/v1/rooms", Some(TOKEN), Some(r#"{"numbr": "7001"}"#)).unwrap();
+        http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(r#"{"numbr": "7001"}"#))
+            .unwrap();
     assert_eq!(status, 400, "{body}");
 
     let (status, body) = http_request(
         gw.http,
         "PATCH",
         "/api/v1/rooms/7000",
-        Some(TOKEN),
+        Some(API_TOKEN),
         Some(r#"{"pin": null, "name": "Big board"}"#),
     )
     .unwrap();
@@ -395,7 +296,7 @@ fn rooms_api_creates_updates_and_deletes_with_the_token() {
     let (status, body) = http_get(gw.http, "/api/v1/rooms").unwrap();
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 1);
-    let (status, _) = http_request(gw.http, "DELETE", "/api/v1/rooms/7000", Some(TOKEN), None).unwrap();
+    let (status, _) = http_request(gw.http, "DELETE", "/api/v1/rooms/7000", Some(API_TOKEN), None).unwrap();
     assert_eq!(status, 204);
     let (status, _) = http_get(gw.http, "/api/v1/rooms/7000").unwrap();
     assert_eq!(status, 404);
@@ -416,14 +317,14 @@ fn offerless_invite_from_pjsua2_gets_our_offer_and_joins() {
 
 fn pjsua2_joins_with_info_pin(late_offer: bool) {
     e2e::require_program("python3");
-    let gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "8000", "--pin", "2468"]);
-    gw_cli(&gw, &["user", "add", "pj", "--password", "secret-pass-1"]);
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "8000", "--pin", "2468"]);
+    gw.admin(&["user", "add", "pj", "--password", PHONE_PASSWORD]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/info_pin.py");
     let mut args = vec![
         gw.sip.to_string(),
         "pj".into(),
-        "secret-pass-1".into(),
+        PHONE_PASSWORD.into(),
         "8000".into(),
         "2468#".into(),
         "20".into(),
@@ -445,7 +346,7 @@ fn pjsua2_joins_with_info_pin(late_offer: bool) {
     assert!(
         joined_by_info,
         "pjsua2 not joined: {}\n{}\n{}\n{}",
-        conference(&gw, "8000"),
+        Value::from(participants(&gw, "8000")),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
         gw.log()
@@ -474,8 +375,8 @@ fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
          inbound_sources = [\"{0}\"]\n",
         carrier.sip
     );
-    let gw = start_gateway(&trunk);
-    gw_cli(&gw, &["room", "add", "--number", "1000", "--did", "+15550001000"]);
+    let gw = gateway(&trunk);
+    gw.admin(&["room", "add", "--number", "1000", "--did", "+15550001000"]);
 
     // No credentials: the trunk is known by its address.
     carrier.add_account(&format!("<sip:carrier@{}>;regint=0", gw.sip)).unwrap();
@@ -483,7 +384,7 @@ fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
     assert!(
         wait_until(Duration::from_secs(5), || participant(&gw, "1000", "trunk:carrier")["joined"] == true),
         "{}\n{}",
-        conference(&gw, "1000"),
+        Value::from(participants(&gw, "1000")),
         gw.log()
     );
 
@@ -498,15 +399,15 @@ fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
 #[test]
 fn symmetric_rtp_reaches_a_phone_whose_sdp_names_the_wrong_address() {
     e2e::require_program("python3");
-    let gw = start_gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "8100"]);
-    gw_cli(&gw, &["user", "add", "natted", "--password", "secret-pass-1"]);
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "8100"]);
+    gw.admin(&["user", "add", "natted", "--password", PHONE_PASSWORD]);
     // The phone's SDP says 127.0.0.2 (its "public" address); its packets come from 127.0.0.1,
     // where nothing listens for 127.0.0.2. Only latching to the packets' source reaches it.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/info_pin.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .args([&gw.sip.to_string(), "natted", "secret-pass-1", "8100", "#", "3", "public=127.0.0.2"])
+        .args([&gw.sip.to_string(), "natted", PHONE_PASSWORD, "8100", "#", "3", "public=127.0.0.2"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

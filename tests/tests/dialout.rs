@@ -5,116 +5,32 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
-use e2e::{cli, http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
+use e2e::room::{dial, gateway, joined, participants, phone, tones_heard, wait_for_record, API_TOKEN};
+use e2e::{http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
 use mixer::tone::tone_share_db;
 use serde_json::Value;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
-
-/// A gateway with an API token, its own RTP ports, and `extra` config (trunks) at the end.
-fn gateway(extra: &str) -> Gateway {
-    let base = (e2e::free_port() & !1).min(60_000);
-    let config = format!(
-        "api_token = \"{TOKEN}\"\n[rtp]\naddress = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\n{extra}",
-        base + 199
-    );
-    Gateway::start_with("", &config).unwrap()
-}
-
-fn gw_cli(gw: &Gateway, args: &[&str]) {
-    let mut full = vec!["--config", "gateway.toml"];
-    full.extend_from_slice(args);
-    let out = cli(gw.dir.path(), &full);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A phone registered to `gw` sending a PCMU tone and recording what it hears.
-fn phone(gw: &Gateway, user: &str, frequency: f64) -> Baresip {
-    let wav = gw.dir.path().join(format!("{user}.wav"));
-    write_tone_wav(&wav, 8000, frequency, 120).unwrap();
-    gw_cli(gw, &["user", "add", user, "--password", "secret-pass-1"]);
-    let mut phone = Baresip::start(&PhoneOptions {
-        audio_source: Some(wav),
-        extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
-        record: true,
-    })
-    .unwrap();
-    phone
-        .add_account(&format!(
-            "<sip:{user}@{}>;auth_pass=secret-pass-1;regint=600;audio_codecs=PCMU/8000/1",
-            gw.sip
-        ))
-        .unwrap();
-    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
-    phone
-}
-
-fn dial(phone: &mut Baresip, gw: &Gateway, number: &str) {
-    let from = phone.events.len();
-    phone.command("dial", &format!("sip:{number}@{}", gw.sip)).unwrap();
-    phone.wait_event("CALL_ESTABLISHED", from, Duration::from_secs(10)).unwrap();
-}
-
-fn participants(gw: &Gateway, room: &str) -> Vec<Value> {
-    match http_get(gw.http, &format!("/api/v1/conferences/{room}")).unwrap() {
-        (200, body) => {
-            serde_json::from_str::<Value>(&body).unwrap()["participants"].as_array().unwrap().clone()
-        }
-        _ => Vec::new(),
-    }
-}
-
-fn joined(gw: &Gateway, room: &str) -> usize {
-    participants(gw, room).iter().filter(|p| p["joined"] == true).count()
-}
-
-fn records(gw: &Gateway) -> Vec<Value> {
-    let out = cli(gw.dir.path(), &["--config", "gateway.toml", "calls", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
-}
-
-fn wait_for_record(gw: &Gateway, cause: &str) -> Value {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(15), || {
-        found = records(gw).into_iter().find(|r| r["cause"] == cause);
-        found.is_some()
-    });
-    assert!(ok, "no `{cause}` record: {:?}\n{}", records(gw), gw.log());
-    found.unwrap()
-}
-
 fn dial_out(gw: &Gateway, room: &str, body: &str) -> (u16, String) {
-    http_request(gw.http, "POST", &format!("/api/v1/conferences/{room}/dial"), Some(TOKEN), Some(body))
+    http_request(gw.http, "POST", &format!("/api/v1/conferences/{room}/dial"), Some(API_TOKEN), Some(body))
         .unwrap()
-}
-
-/// The tone shares (dB) of `frequencies` over the last 1.5 s of a recording, skipping the
-/// final half second.
-fn tones_heard(phone: &Baresip, frequencies: &[f64]) -> Vec<f64> {
-    let recording = &phone.recordings("dec.wav")[0];
-    let (rate, samples) = read_wav(recording).unwrap();
-    let end = samples.len() - rate as usize / 2;
-    let start = end - rate as usize * 3 / 2;
-    frequencies.iter().map(|&f| tone_share_db(&samples[start..end], rate, f)).collect()
 }
 
 #[test]
 fn room_on_one_gateway_dials_a_room_on_another_over_tcp_and_the_two_become_one() {
     // B: room 2000, and an account for gateway A.
     let b = gateway("");
-    gw_cli(&b, &["room", "add", "--number", "2000"]);
-    gw_cli(&b, &["user", "add", "gateway-a", "--password", "cascade-secret"]);
+    b.admin(&["room", "add", "--number", "2000"]);
+    b.admin(&["user", "add", "gateway-a", "--password", "cascade-secret"]);
     // A: room 1000 and a trunk to B with that account, over TCP.
     let a = gateway(&format!(
         "[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\npassword = \"cascade-secret\"\n\
          register = false\ntransport = \"tcp\"\n",
         b.sip
     ));
-    gw_cli(&a, &["room", "add", "--number", "1000"]);
+    a.admin(&["room", "add", "--number", "1000"]);
 
-    let mut on_a = phone(&a, "alice", 700.0);
-    let mut on_b = phone(&b, "bob", 1300.0);
+    let mut on_a = phone(&a, "alice", 700.0, "PCMU/8000/1", &[]);
+    let mut on_b = phone(&b, "bob", 1300.0, "PCMU/8000/1", &[]);
     dial(&mut on_a, &a, "1000");
     dial(&mut on_b, &b, "2000");
 
@@ -140,8 +56,8 @@ fn room_on_one_gateway_dials_a_room_on_another_over_tcp_and_the_two_become_one()
     std::thread::sleep(Duration::from_secs(3));
     on_a.command("hangup", "").unwrap();
     on_b.command("hangup", "").unwrap();
-    let heard_on_a = tones_heard(&on_a, &[700.0, 1300.0]);
-    let heard_on_b = tones_heard(&on_b, &[700.0, 1300.0]);
+    let heard_on_a = tones_heard(&on_a.recordings("dec.wav")[0], &[700.0, 1300.0], 1.5);
+    let heard_on_b = tones_heard(&on_b.recordings("dec.wav")[0], &[700.0, 1300.0], 1.5);
     assert!(heard_on_a[1] > -10.0, "alice hears bob across the cascade: {heard_on_a:?}");
     assert!(heard_on_a[0] < -30.0, "alice does not hear herself back: {heard_on_a:?}");
     assert!(heard_on_b[0] > -10.0, "bob hears alice across the cascade: {heard_on_b:?}");
@@ -152,7 +68,7 @@ fn room_on_one_gateway_dials_a_room_on_another_over_tcp_and_the_two_become_one()
         a.http,
         "DELETE",
         &format!("/api/v1/conferences/1000/participants/{id}"),
-        Some(TOKEN),
+        Some(API_TOKEN),
         None,
     )
     .unwrap();
@@ -169,13 +85,13 @@ fn room_on_one_gateway_dials_a_room_on_another_over_tcp_and_the_two_become_one()
 #[test]
 fn failures_and_ring_timeouts_end_in_records_and_bad_requests_are_refused() {
     let b = gateway("");
-    gw_cli(&b, &["user", "add", "gateway-a", "--password", "cascade-secret"]);
+    b.admin(&["user", "add", "gateway-a", "--password", "cascade-secret"]);
     let a = gateway(&format!(
         "[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\npassword = \"cascade-secret\"\n\
          register = false\n",
         b.sip
     ));
-    gw_cli(&a, &["room", "add", "--number", "1000"]);
+    a.admin(&["room", "add", "--number", "1000"]);
 
     // B has no room 9999: 404 comes back, after digest auth.
     let (status, body) = dial_out(&a, "1000", &format!(r#"{{"to": "sip:9999@{}", "trunk": "b"}}"#, b.sip));
@@ -256,7 +172,7 @@ fn calls_out_through_a_trunk_present_its_caller_id() {
          identity_header = \"pai\"\nregister = false\n",
         carrier.local_addr().unwrap()
     ));
-    gw_cli(&gw, &["room", "add", "--number", "1000"]);
+    gw.admin(&["room", "add", "--number", "1000"]);
     let (status, body) =
         dial_out(&gw, "1000", r#"{"to": "+15557654321", "trunk": "carrier", "ring_timeout_secs": 1}"#);
     assert_eq!(status, 202, "{body}");
@@ -277,8 +193,8 @@ fn early_media_from_the_far_end_plays_into_the_room_until_the_answer() {
 
     e2e::require_program("python3");
     let gw = gateway("");
-    gw_cli(&gw, &["room", "add", "--number", "1000"]);
-    let mut listener = phone(&gw, "listener", 700.0);
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let mut listener = phone(&gw, "listener", 700.0, "PCMU/8000/1", &[]);
     dial(&mut listener, &gw, "1000");
     let joined_at = Instant::now();
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
-use e2e::{cli, free_port, http_get, wait_until, Gateway};
+use e2e::{free_port, http_get, wait_until, Gateway};
 use serde_json::Value;
 
 /// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
@@ -28,16 +28,12 @@ fn tls_gateway(cert: &Path, key: &Path, extra: &str) -> (Gateway, std::net::Sock
     (Gateway::start_with(&sip_keys, extra).unwrap(), tls)
 }
 
-fn gw_cli(gw: &Gateway, args: &[&str]) {
-    let mut full = vec!["--config", "gateway.toml"];
-    full.extend_from_slice(args);
-    let out = cli(gw.dir.path(), &full);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn registrations(gw: &Gateway) -> Vec<Value> {
-    let out = cli(gw.dir.path(), &["--config", "gateway.toml", "registrations", "--json"]);
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    serde_json::from_slice::<Value>(&gw.admin(&["registrations", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -45,8 +41,8 @@ fn a_phone_registers_and_calls_over_tls() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
     let (gw, tls) = tls_gateway(&cert, &key, "");
-    gw_cli(&gw, &["user", "add", "alice", "--password", "secret-pass-1"]);
-    gw_cli(&gw, &["room", "add", "--number", "1000"]);
+    gw.admin(&["user", "add", "alice", "--password", "secret-pass-1"]);
+    gw.admin(&["room", "add", "--number", "1000"]);
 
     let mut phone = Baresip::start(&PhoneOptions {
         extra_config: vec![format!("sip_cafile {}", cert.display())],
@@ -78,7 +74,7 @@ fn a_trunk_registers_over_tls_and_checks_the_certificate() {
     let (cert, key) = certificate(certs.path());
     // B: the "carrier", with a TLS listener and an account for A.
     let (b, b_tls) = tls_gateway(&cert, &key, "");
-    gw_cli(&b, &["user", "add", "gateway-a", "--password", "tls-secret-1"]);
+    b.admin(&["user", "add", "gateway-a", "--password", "tls-secret-1"]);
 
     let trunk = |ca: &Path| {
         format!(

@@ -365,13 +365,15 @@ impl Worker {
         for room in self.rooms.values_mut() {
             let legs = &self.legs;
             let participants = &room.participants;
+            let wire = &mut self.buffer;
             room.conference.tick(|leg, packet| {
                 let Some(worker_leg) = participants.get(&leg).and_then(|id| legs.get(id)) else { return };
                 let Some(remote) = worker_leg.remote else { return };
-                match packet.marshal() {
-                    Ok(bytes) => {
+                // Into the worker's buffer: no allocation per packet.
+                match packet.marshal_to(wire) {
+                    Ok(n) => {
                         // A full send buffer or an unreachable peer loses this packet only.
-                        let _ = worker_leg.rtp.send_to(&bytes, remote);
+                        let _ = worker_leg.rtp.send_to(&wire[..n], remote);
                     }
                     Err(e) => tracing::debug!(error = %e, "RTP packet does not marshal"),
                 }

@@ -37,7 +37,7 @@ use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
-pub(super) const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
+const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
 
 /// Where a call is in its life.
 #[derive(Debug)]
@@ -144,12 +144,19 @@ impl Call {
     }
 }
 
+/// An INVITE in admission.
+struct Pending {
+    /// Its 487, ready for a CANCEL (§9.2).
+    terminated: rsip::Response,
+    cancelled: bool,
+}
+
 /// Every call the core knows.
 pub struct Calls {
     calls: HashMap<ParticipantId, Call>,
     by_dialog: HashMap<DialogId, ParticipantId>,
     /// INVITEs being admitted, and whether a CANCEL came meanwhile.
-    pending: HashMap<ServerTx, bool>,
+    pending: HashMap<ServerTx, Pending>,
     /// Our in-dialog requests in flight: session refreshes and BYEs.
     requests: HashMap<ClientTx, Outgoing>,
     /// Calls out not yet answered, by the transaction of their INVITE.
@@ -259,26 +266,24 @@ impl Calls {
 impl Core {
     /// An INVITE outside any dialog: admission (auth, room) runs as a task.
     pub(super) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
-        self.calls.pending.insert(tx, false);
+        let terminated =
+            response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.ctx.server());
+        self.calls.pending.insert(tx, Pending { terminated, cancelled: false });
         tokio::spawn(invite::admit(self.ctx.clone(), tx, request, from));
     }
 
     /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.
     pub(super) fn on_cancelled(&mut self, tx: ServerTx) {
-        if let Some(cancelled) = self.calls.pending.get_mut(&tx) {
-            *cancelled = true;
-            if let Some(request) = self.layer.server_request(tx).cloned() {
-                let response =
-                    response_to_request(&request, StatusCode::RequestTerminated, self.ctx.server());
-                self.respond(tx, response);
-                self.count_call("cancelled");
-            }
-        }
+        let Some(pending) = self.calls.pending.get_mut(&tx).filter(|p| !p.cancelled) else { return };
+        pending.cancelled = true;
+        let response = pending.terminated.clone();
+        self.respond(tx, response);
+        self.count_call("cancelled");
     }
 
     /// A refusal of an INVITE from admission, counted by its code.
     pub(super) fn on_admission_refused(&mut self, tx: ServerTx, response: rsip::Response) {
-        if self.calls.pending.remove(&tx) == Some(true) {
+        if self.calls.pending.remove(&tx).is_some_and(|p| p.cancelled) {
             return;
         }
         let code = response.status_code.code();
@@ -291,7 +296,7 @@ impl Core {
     pub(super) fn on_admitted(&mut self, admission: Admission) {
         let Admission { tx, request, from, room, user } = admission;
         match self.calls.pending.remove(&tx) {
-            Some(false) => {}
+            Some(p) if !p.cancelled => {}
             // Cancelled meanwhile (answered with 487), or the transaction is gone.
             _ => return,
         }
@@ -352,13 +357,7 @@ impl Core {
             }
         };
         let advertised = self.advertised_ip(from.addr);
-        let local = LocalAudio {
-            address: advertised,
-            port: ports.port,
-            codecs: CODECS.to_vec(),
-            ptime: 20,
-            direction: Direction::SendRecv,
-        };
+        let local = local_audio(advertised, ports.port);
         let sdp_session = rand::random::<u32>() as u64;
         let (body, stream, pending_media) = match offer {
             Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
@@ -371,19 +370,7 @@ impl Core {
             None => {
                 tracing::debug!("INVITE without SDP: offering in the 200, the answer comes in the ACK");
                 let ours = sdp::offer(&local, sdp_session, 1);
-                // Until the answer: our first choice, not sending.
-                let stream = AudioStream {
-                    mline: 0,
-                    remote: None,
-                    codec: CODECS[0],
-                    payload_type: CODECS[0].payload_type(),
-                    fmtp: None,
-                    telephone_event: None,
-                    direction: Direction::Inactive,
-                    ptime: None,
-                    rtcp_mux: false,
-                };
-                (ours.clone(), stream, Some(ours))
+                (ours.clone(), no_stream_yet(), Some(ours))
             }
         };
         let Some(codec) = audio_codec(&stream.codec) else {
@@ -990,20 +977,7 @@ impl Core {
         media: Option<(AudioStream, AudioCodec)>,
     ) -> Call {
         let now = Instant::now();
-        let (stream, codec) = media.unwrap_or_else(|| {
-            let placeholder = AudioStream {
-                mline: 0,
-                remote: None,
-                codec: CODECS[0],
-                payload_type: CODECS[0].payload_type(),
-                fmtp: None,
-                telephone_event: None,
-                direction: Direction::Inactive,
-                ptime: None,
-                rtcp_mux: false,
-            };
-            (placeholder, AudioCodec::G722)
-        });
+        let (stream, codec) = media.unwrap_or_else(|| (no_stream_yet(), AudioCodec::G722));
         // RFC 4028 §7.2: the 2xx says who refreshes; we asked to be the refresher.
         let timer = session_timer::from_response(&response.response);
         Call {
@@ -1117,46 +1091,42 @@ impl Core {
 
     fn contact(&self, user: &str, ip: IpAddr, transport: Transport) -> String {
         let host = SocketAddr::new(ip, self.sip_port(transport));
-        match transport {
-            Transport::Udp => format!("sip:{user}@{host}"),
-            Transport::Tcp => format!("sip:{user}@{host};transport=tcp"),
-            Transport::Tls => format!("sip:{user}@{host};transport=tls"),
-        }
+        format!("sip:{user}@{host}{}", transport.uri_param())
     }
 }
 
 impl Call {
     fn via(&self) -> String {
-        let transport = match self.peer.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        };
-        format!("SIP/2.0/{transport} {};rport", self.via_host)
+        format!("SIP/2.0/{} {};rport", self.peer.transport.via_token(), self.via_host)
     }
 
     fn dialog_contact(&self) -> String {
-        let transport = match self.peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-            Transport::Tls => ";transport=tls",
-        };
-        format!("sip:{}@{}{transport}", self.room.number, self.via_host)
+        format!("sip:{}@{}{}", self.room.number, self.via_host, self.peer.transport.uri_param())
+    }
+}
+
+/// Our side of a call's audio: every codec we take, 20 ms, both ways.
+pub(super) fn local_audio(address: IpAddr, port: u16) -> LocalAudio {
+    LocalAudio { address, port, codecs: CODECS.to_vec(), ptime: 20, direction: Direction::SendRecv }
+}
+
+/// The stream of a call whose SDP answer is not in yet: our first choice, not sending.
+fn no_stream_yet() -> AudioStream {
+    AudioStream {
+        mline: 0,
+        remote: None,
+        codec: CODECS[0],
+        payload_type: CODECS[0].payload_type(),
+        fmtp: None,
+        telephone_event: None,
+        direction: Direction::Inactive,
+        ptime: None,
+        rtcp_mux: false,
     }
 }
 
 pub(super) fn new_branch() -> String {
     format!("z9hG4bK{:016x}", rand::random::<u64>())
-}
-
-fn response_to_request(request: &rsip::Request, status: StatusCode, server: Option<&str>) -> rsip::Response {
-    // The layer keeps the request it checked; the envelope is rebuilt from it.
-    match sip_stack::message::parse(&sip_stack::message::request_bytes(request)) {
-        Ok(sip_stack::message::Inbound::Request(inbound)) => {
-            response_to(&inbound, status, Some(&new_tag()), server)
-        }
-        _ => rsip::Response { status_code: status, ..Default::default() },
-    }
 }
 
 fn direction_name(direction: RecordDirection) -> &'static str {

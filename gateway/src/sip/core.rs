@@ -19,7 +19,7 @@ use super::calls::Calls;
 use super::invite::Admission;
 use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
-use super::trunks::Trunks;
+use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
@@ -42,6 +42,11 @@ pub enum Command {
     },
     /// An INVITE passed admission (caller authenticated, room found).
     Admit(Box<Admission>),
+    /// An INVITE failed admission: challenged, or refused with `response`.
+    Refuse {
+        tx: ServerTx,
+        response: rsip::Response,
+    },
 }
 
 /// What handler tasks get to do their work.
@@ -110,9 +115,12 @@ pub async fn run(
     };
     let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let (tcp_port, tls_port) = (sip.tcp.first().map(|a| a.port()), sip.tls.first().map(|a| a.port()));
-    let trunks =
-        Trunks::new(&shared.config.trunks, local, tcp_port, tls_port, sip.public_address, &sip.user_agent);
+    let ports = LocalPorts {
+        udp: local,
+        tcp: sip.tcp.first().map(|a| a.port()),
+        tls: sip.tls.first().map(|a| a.port()),
+    };
+    let trunks = Trunks::new(&shared.config.trunks, ports, sip.public_address, &sip.user_agent);
     let conference = &shared.config.conference;
     let calls = Calls::new(
         conference.pin_failures_per_source,
@@ -235,10 +243,8 @@ impl Core {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Respond { tx, response } if self.layer.server_request(tx).is_some_and(is_invite) => {
-                self.on_admission_refused(tx, response)
-            }
             Command::Respond { tx, response } => self.respond(tx, response),
+            Command::Refuse { tx, response } => self.on_admission_refused(tx, response),
             Command::Admit(admission) => self.on_admitted(*admission),
         }
     }
@@ -347,10 +353,6 @@ impl Core {
             }
         }
     }
-}
-
-fn is_invite(request: &rsip::Request) -> bool {
-    request.method == Method::Invite
 }
 
 /// `OPTIONS` is how load balancers and trunks probe the gateway (RFC 3261 §11.2).

@@ -20,11 +20,11 @@ use rsip::{Header, Method};
 use sip_stack::dialog::Dialog;
 use sip_stack::digest::{ChallengeOutcome, DigestClient};
 use sip_stack::message::{request_bytes, InboundResponse};
-use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
+use sip_stack::sdp::{self, AudioStream, LocalAudio};
 use sip_stack::transaction::{ClientTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
-use super::calls::{audio_codec, leg_config, new_branch, CODECS};
+use super::calls::{audio_codec, leg_config, local_audio, new_branch};
 use super::core::{new_tag, Core, ALLOW};
 use crate::calls::{Cause, ControlError, DialRequest};
 use crate::config::IdentityHeader;
@@ -114,19 +114,8 @@ impl Core {
         let advertised = self.advertised_ip(route.peer);
         let port = self.sip_port(route.transport);
         let via_host = format!("{advertised}:{port}");
-        let param = match route.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-            Transport::Tls => ";transport=tls",
-        };
-        let contact = format!("sip:{}@{via_host}{param}", room.number);
-        let local = LocalAudio {
-            address: advertised,
-            port: ports.port,
-            codecs: CODECS.to_vec(),
-            ptime: 20,
-            direction: Direction::SendRecv,
-        };
+        let contact = format!("sip:{}@{via_host}{}", room.number, route.transport.uri_param());
+        let local = local_audio(advertised, ports.port);
         let sdp_session = u64::from(rand::random::<u32>());
         let offer = sdp::offer(&local, sdp_session, 1);
         let body = offer.to_string();
@@ -311,8 +300,7 @@ impl Core {
             })
             .collect();
         let Some(credentials) = d.credentials.clone() else {
-            self.calls.dialing.insert(tx, d);
-            return self.dial_failed(tx, &response.response.status_code.code().to_string());
+            return self.end_dialing(d, &response.response.status_code.code().to_string());
         };
         let outcome = d.digest.on_challenges(challenges.iter().map(String::as_str));
         // With a realm configured, only that realm's challenges are answered.
@@ -322,16 +310,14 @@ impl Core {
             .is_none_or(|r| challenges.iter().any(|c| c.contains(&format!("\"{r}\""))));
         if !matches!(outcome, Ok(ChallengeOutcome::Retry)) || !realm_ok {
             tracing::warn!(participant = %d.id, ?outcome, "call out: credentials refused");
-            self.calls.dialing.insert(tx, d);
-            return self.dial_failed(tx, "auth-rejected");
+            return self.end_dialing(d, "auth-rejected");
         }
         let uri = d.invite.uri.to_string();
         let cnonce = format!("{:016x}", rand::random::<u64>());
         let Some(value) =
             d.digest.authorization(&credentials.username, &credentials.password, "INVITE", &uri, &cnonce)
         else {
-            self.calls.dialing.insert(tx, d);
-            return self.dial_failed(tx, "auth-rejected");
+            return self.end_dialing(d, "auth-rejected");
         };
         let mut invite = d.invite.clone();
         let seq = invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq) + 1;
@@ -362,8 +348,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "authenticated INVITE not sent");
-                self.calls.dialing.insert(tx, d);
-                self.dial_failed(tx, "503");
+                self.end_dialing(d, "503");
             }
         }
     }
@@ -408,8 +393,7 @@ impl Core {
             Ok(dialog) => dialog,
             Err(e) => {
                 tracing::warn!(participant = %d.id, error = %e, "2xx without a usable dialog");
-                self.calls.dialing.insert(tx, d);
-                return self.dial_failed(tx, "bad-answer");
+                return self.end_dialing(d, "bad-answer");
             }
         };
         let via = format!("SIP/2.0/{} {};rport", d.peer.transport.via_token(), d.via_host);
@@ -456,7 +440,13 @@ impl Core {
     }
 
     fn dial_failed(&mut self, tx: ClientTx, cause: &str) {
-        let Some(d) = self.calls.dialing.remove(&tx) else { return };
+        if let Some(d) = self.calls.dialing.remove(&tx) {
+            self.end_dialing(d, cause);
+        }
+    }
+
+    /// A call out that will not be answered: its early media leg out, its record written.
+    fn end_dialing(&mut self, d: Dialing, cause: &str) {
         if let Some((_, codec)) = &d.early {
             self.media.send(MediaCommand::Remove(d.id));
             let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };

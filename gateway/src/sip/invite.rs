@@ -25,7 +25,7 @@ pub struct Admission {
 pub async fn admit(ctx: Context, tx: ServerTx, request: InboundRequest, from: Peer) {
     let command = match check(&ctx, &request, from).await {
         Ok((room, user)) => Command::Admit(Box::new(Admission { tx, request, from, room, user })),
-        Err(response) => Command::Respond { tx, response },
+        Err(response) => Command::Refuse { tx, response },
     };
     // The core only goes away at shutdown, when the answer no longer matters.
     let _ = ctx.commands.send(command).await;

@@ -95,16 +95,22 @@ impl Listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "SIP listening on TCP");
             }
-            tasks.spawn(transport::accept_tcp(listener, tx.clone(), shared.clone(), closing.clone()));
+            tasks.spawn(transport::accept_streams(
+                listener,
+                None,
+                tx.clone(),
+                shared.clone(),
+                closing.clone(),
+            ));
         }
         if let Some(acceptor) = self.acceptor {
             for listener in self.tls {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, "SIP listening on TLS");
                 }
-                tasks.spawn(transport::accept_tls(
+                tasks.spawn(transport::accept_streams(
                     listener,
-                    acceptor.clone(),
+                    Some(acceptor.clone()),
                     tx.clone(),
                     shared.clone(),
                     closing.clone(),

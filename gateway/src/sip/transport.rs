@@ -237,8 +237,10 @@ pub async fn read_udp(
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-pub async fn accept_tcp(
+/// Accepts SIP connections (over TLS with `tls`) until shutdown begins.
+pub async fn accept_streams(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     tx: mpsc::Sender<Inbound>,
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
@@ -258,22 +260,36 @@ pub async fn accept_tcp(
             },
         };
         let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
-        tokio::spawn(serve_connection(stream, src, conn, tx.clone(), shared.clone(), closing.clone()));
+        let (tls, tx, shared, closing) = (tls.clone(), tx.clone(), shared.clone(), closing.clone());
+        tokio::spawn(async move {
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, src, conn, Transport::Tcp, tx, shared, closing).await;
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, src, conn, Transport::Tls, tx, shared, closing).await
+                }
+                Ok(Err(e)) => tracing::debug!(%src, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%src, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// An accepted connection: announced to the core, served, and its end reported.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     src: SocketAddr,
     conn: ConnectionId,
+    transport: Transport,
     tx: mpsc::Sender<Inbound>,
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
 ) {
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
-    let connected = Inbound::Connected { conn, transport: Transport::Tcp, peer: src, writer: out_tx };
+    let connected = Inbound::Connected { conn, transport, peer: src, writer: out_tx };
     if tx.send(connected).await.is_ok() {
-        run_stream(stream, src, conn, Transport::Tcp, out_rx, &tx, &shared, closing).await;
+        run_stream(stream, src, conn, transport, out_rx, &tx, &shared, closing).await;
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
 }
@@ -312,44 +328,6 @@ async fn open_connection(
         Err(_) => tracing::warn!(to = %addr, "TCP connection timed out"),
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
-}
-
-pub async fn accept_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<Inbound>,
-    shared: Arc<Shared>,
-    closing: watch::Receiver<bool>,
-) {
-    let shutdown = shared.shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, src) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed");
-                    continue;
-                }
-            },
-        };
-        let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
-        let (acceptor, tx, shared, closing) = (acceptor.clone(), tx.clone(), shared.clone(), closing.clone());
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return tracing::debug!(%src, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%src, "TLS handshake timed out"),
-            };
-            let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
-            let connected = Inbound::Connected { conn, transport: Transport::Tls, peer: src, writer: out_tx };
-            if tx.send(connected).await.is_ok() {
-                run_stream(stream, src, conn, Transport::Tls, out_rx, &tx, &shared, closing).await;
-            }
-            let _ = tx.send(Inbound::Closed { conn }).await;
-        });
-    }
 }
 
 /// Writes the queue to the stream and frames what comes back, until either side closes.

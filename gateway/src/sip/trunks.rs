@@ -60,6 +60,49 @@ struct Runner {
     view: TrunkView,
 }
 
+/// Our listeners, which Via and Contact name for a trunk's transport.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalPorts {
+    /// The UDP listener, which UDP requests are sent from.
+    pub udp: SocketAddr,
+    pub tcp: Option<u16>,
+    pub tls: Option<u16>,
+}
+
+/// How a trunk is reached and how we name ourselves to it.
+struct Endpoint {
+    proxy: rsip::Uri,
+    /// The proxy's address, once it resolves.
+    peer: Option<SocketAddr>,
+    /// Our address for Via and Contact: the public address, the listener's, or the one the
+    /// system routes to the proxy from; with the port of the trunk's transport.
+    local: SocketAddr,
+    transport: Transport,
+    /// The host of our address of record.
+    host: String,
+}
+
+impl Endpoint {
+    fn of(t: &TrunkConfig, ports: LocalPorts, public: Option<IpAddr>) -> Endpoint {
+        // Validated at start-up: the proxy is a sip: URI.
+        let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
+        let peer = resolve(&proxy);
+        let udp = ports.udp;
+        let ip = public
+            .or_else(|| (!udp.ip().is_unspecified()).then_some(udp.ip()))
+            .or_else(|| peer.and_then(route_source))
+            .unwrap_or(udp.ip());
+        let transport = transport_of(t);
+        let port = match transport {
+            Transport::Udp => udp.port(),
+            Transport::Tcp => ports.tcp.unwrap_or(udp.port()),
+            Transport::Tls => ports.tls.unwrap_or(udp.port()),
+        };
+        let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+        Endpoint { proxy, peer, local: SocketAddr::new(ip, port), transport, host }
+    }
+}
+
 /// Every registering trunk.
 pub struct Trunks {
     runners: Vec<Runner>,
@@ -71,13 +114,9 @@ pub struct Trunks {
 }
 
 impl Trunks {
-    /// `local` is the UDP listener REGISTERs are sent from; `tcp_port` and `tls_port` the
-    /// stream listeners' ports, which Contact names for trunks over TCP and TLS.
     pub fn new(
         configs: &[TrunkConfig],
-        local: SocketAddr,
-        tcp_port: Option<u16>,
-        tls_port: Option<u16>,
+        ports: LocalPorts,
         public: Option<IpAddr>,
         user_agent: &str,
     ) -> Trunks {
@@ -85,26 +124,7 @@ impl Trunks {
             .iter()
             .filter(|t| t.register)
             .map(|t| {
-                // Validated at start-up: the proxy is a sip: URI.
-                let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
-                let peer = resolve(&proxy);
-                let ip = public
-                    .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
-                    .or_else(|| peer.and_then(route_source))
-                    .unwrap_or(local.ip());
-                let transport = transport_of(t);
-                let port = match transport {
-                    Transport::Udp => local.port(),
-                    Transport::Tcp => tcp_port.unwrap_or(local.port()),
-                    Transport::Tls => tls_port.unwrap_or(local.port()),
-                };
-                let local = SocketAddr::new(ip, port);
-                let param = match transport {
-                    Transport::Udp => "",
-                    Transport::Tcp => ";transport=tcp",
-                    Transport::Tls => ";transport=tls",
-                };
-                let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+                let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, ports, public);
                 let uri =
                     |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
                 let registrar = match &t.domain {
@@ -114,7 +134,7 @@ impl Trunks {
                 let config = RegistrationConfig {
                     registrar,
                     aor: uri(format!("sip:{}@{host}", t.username)),
-                    contact: uri(format!("sip:{}@{local}{param}", t.username)),
+                    contact: uri(format!("sip:{}@{local}{}", t.username, transport.uri_param())),
                     auth_username: t.auth_user().to_string(),
                     password: t.password.clone().unwrap_or_default(),
                     realm: t.realm.clone(),
@@ -153,24 +173,12 @@ impl Trunks {
             .iter()
             .filter(|t| t.options_interval_secs > 0)
             .map(|t| {
-                let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
-                let peer = resolve(&proxy);
-                let ip = public
-                    .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
-                    .or_else(|| peer.and_then(route_source))
-                    .unwrap_or(local.ip());
-                let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
-                let transport = transport_of(t);
-                let port = match transport {
-                    Transport::Udp => local.port(),
-                    Transport::Tcp => tcp_port.unwrap_or(local.port()),
-                    Transport::Tls => tls_port.unwrap_or(local.port()),
-                };
+                let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, ports, public);
                 KeepAlive {
                     runner: registering.iter().position(|r| r.name == t.name),
                     peer,
                     from: format!("sip:{}@{host}", t.username),
-                    local: SocketAddr::new(ip, port),
+                    local,
                     transport,
                     interval: Duration::from_secs(u64::from(t.options_interval_secs)),
                     next: Instant::now(),

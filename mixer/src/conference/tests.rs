@@ -109,6 +109,20 @@ impl Room {
         tone_share_db(last, rate as u32, freq)
     }
 
+    /// Phones 0, 1 and 2 send FREQS[0..3]: each hears the two others' tones, never its own.
+    fn assert_each_hears_the_others_only(&self) {
+        for me in 0..3 {
+            for (other, &f) in FREQS.iter().enumerate() {
+                let share = self.share(me, f);
+                if other == me {
+                    assert!(share < -30.0, "phone {me} hears itself at {share:.1} dB");
+                } else {
+                    assert!(share > -8.0, "phone {me} hears {f} Hz at only {share:.1} dB");
+                }
+            }
+        }
+    }
+
     fn last_second_power(&self, phone: usize) -> f64 {
         let p = &self.phones[phone];
         let rate = p.codec.pcm_rate() as usize;
@@ -129,16 +143,7 @@ fn a_48k_conference_mixes_opus_with_g711_and_g722() {
         ],
     );
     room.run(150);
-    for me in 0..3 {
-        for (other, &f) in FREQS.iter().enumerate() {
-            let share = room.share(me, f);
-            if other == me {
-                assert!(share < -30.0, "phone {me} hears itself at {share:.1} dB");
-            } else {
-                assert!(share > -8.0, "phone {me} hears {f} Hz at only {share:.1} dB");
-            }
-        }
-    }
+    room.assert_each_hears_the_others_only();
     let opus = room.conference.stats(room.phones[0].leg).unwrap();
     assert!(opus.talking && opus.lost == 0, "{opus:?}");
 }
@@ -172,16 +177,7 @@ fn each_phone_hears_the_others_tones_and_never_its_own() {
         (AudioCodec::Pcma, Some(FREQS[2])),
     ]);
     room.run(150);
-    for me in 0..3 {
-        for (other, &f) in FREQS.iter().enumerate() {
-            let share = room.share(me, f);
-            if other == me {
-                assert!(share < -30.0, "phone {me} hears itself at {share:.1} dB");
-            } else {
-                assert!(share > -8.0, "phone {me} hears {f} Hz at only {share:.1} dB");
-            }
-        }
-    }
+    room.assert_each_hears_the_others_only();
     let stats = room.conference.tick_stats();
     assert_eq!((stats.contributors, stats.personal_encodes, stats.shared_encodes), (3, 3, 0));
     // G.711 and G.722 legs transcode through the 16 kHz mix.
