@@ -36,6 +36,7 @@ pub struct Config {
     pub log: LogConfig,
     pub conference: ConferenceConfig,
     pub prompts: PromptsConfig,
+    pub webrtc: WebrtcConfig,
     /// Upstream SIP trunks and MCUs (`[[trunk]]` tables).
     #[serde(rename = "trunk")]
     pub trunks: Vec<TrunkConfig>,
@@ -234,6 +235,25 @@ impl Default for ConferenceConfig {
             pin_digit_timeout_secs: 15,
             session_expires_secs: 1800,
         }
+    }
+}
+
+/// Browsers joining rooms from the page the HTTP server serves.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// Serve the join page (`/`, `/join/{room}`) and its WebSocket (`/ws`).
+    pub enabled: bool,
+    /// Addresses browsers' peer connections bind, each an ICE host candidate; empty means the
+    /// `[rtp] address` (`0.0.0.0`: every interface but loopback). Ports come from the RTP range.
+    pub addresses: Vec<IpAddr>,
+    /// Behind a 1:1 NAT: the public address, offered as a candidate beside the host ones.
+    pub public_address: Option<IpAddr>,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> WebrtcConfig {
+        WebrtcConfig { enabled: true, addresses: Vec::new(), public_address: None }
     }
 }
 

@@ -25,12 +25,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/trunks", get(trunks))
-        .merge(crate::api::router())
-        .with_state(shared)
+        .merge(crate::api::router());
+    if shared.config.webrtc.enabled {
+        router = router.merge(crate::webrtc::router());
+    }
+    router.with_state(shared)
 }
 
 /// Serves until shutdown begins.
@@ -39,7 +42,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tracing::info!(%addr, "HTTP listening");
     }
     let shutdown = shared.shutdown_signal();
-    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+    // The WebSocket counts wrong PINs against the page's address.
+    let service = router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %e, "HTTP server failed");
     }
 }

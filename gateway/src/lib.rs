@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod sip;
 pub mod state;
 pub mod storage;
+pub mod webrtc;

@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::calls::Control;
+use crate::calls::{Control, RoomEvent};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sip::trunks::TrunkView;
@@ -23,6 +23,8 @@ pub struct Shared {
     pub control: mpsc::Sender<Control>,
     /// The receiving end, taken once by the SIP core.
     control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
+    /// Participants joining, leaving, talking, muted: for the browsers' pages.
+    pub room_events: broadcast::Sender<RoomEvent>,
 }
 
 impl Shared {
@@ -38,6 +40,7 @@ impl Shared {
             trunks: Mutex::new(Vec::new()),
             control,
             control_rx: Mutex::new(Some(control_rx)),
+            room_events: broadcast::channel(1024).0,
         })
     }
 

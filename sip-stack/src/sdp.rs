@@ -308,6 +308,18 @@ pub fn answer(
     }
 }
 
+/// What the offer's first audio stream settles to with our codecs, whatever its transport
+/// (WebRTC's `UDP/TLS/RTP/SAVPF` too): for a caller whose answer another stack writes.
+pub fn choose(offer: &Session, local: &LocalAudio) -> Result<AudioStream, SdpError> {
+    let (mline, m) = offer
+        .medias
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+        .ok_or(SdpError::NoAudio)?;
+    negotiate(offer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })
+}
+
 /// Picks our first preferred codec the m-line offers; `Ok(None)` when there is none.
 fn negotiate(
     offer: &Session,

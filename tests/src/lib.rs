@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod baresip;
+pub mod chromium;
 pub mod kamailio;
 pub mod room;
 
@@ -203,7 +204,7 @@ pub fn http_request(
     json: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
@@ -213,10 +214,40 @@ pub fn http_request(
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
     write!(stream, "{head}\r\n{body}")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Read by Content-Length: some servers (chromedriver) keep the connection open anyway.
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (status, body_start, length) = loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            bail!("connection closed before the response head");
+        }
+        response.extend_from_slice(&chunk[..n]);
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&response[..end]).to_string();
+        let status: u16 =
+            head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no HTTP status line")?;
+        let length = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+        });
+        break (status, end + 4, length);
+    };
+    match length {
+        Some(length) => {
+            while response.len() < body_start + length {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                response.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut response)?;
+        }
+    }
+    let body = String::from_utf8_lossy(&response[body_start..]).to_string();
     Ok((status, body))
 }
 

@@ -95,11 +95,8 @@ impl PinEntry {
 
     fn complete(&mut self) -> PinStep {
         let entered = std::mem::take(&mut self.digits);
-        if self.moderator_pin.as_deref() == Some(entered.as_str()) {
-            return PinStep::Accepted { moderator: true };
-        }
-        if self.pin.as_deref() == Some(entered.as_str()) {
-            return PinStep::Accepted { moderator: false };
+        if let Some(moderator) = check_pin(self.pin.as_deref(), self.moderator_pin.as_deref(), &entered) {
+            return PinStep::Accepted { moderator };
         }
         self.attempts_left = self.attempts_left.saturating_sub(1);
         match self.attempts_left {
@@ -138,6 +135,17 @@ impl PinGuard {
     fn forget_old(&mut self, now: Instant) {
         let window = self.window;
         self.sources.retain(|_, &mut (_, last)| now.duration_since(last) < window);
+    }
+}
+
+/// Whether `entered` opens a room: `Some(true)` as moderator, `Some(false)` as participant.
+pub fn check_pin(pin: Option<&str>, moderator_pin: Option<&str>, entered: &str) -> Option<bool> {
+    if moderator_pin == Some(entered) {
+        Some(true)
+    } else if pin == Some(entered) {
+        Some(false)
+    } else {
+        None
     }
 }
 

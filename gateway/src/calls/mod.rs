@@ -4,10 +4,11 @@
 
 pub mod ivr;
 
+use mixer::conference::LegConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::media::ParticipantId;
+use crate::media::{ParticipantId, Wire};
 use crate::storage::Room;
 
 /// Why a call ended, as written in its record and counted in metrics.
@@ -24,6 +25,8 @@ pub enum Cause {
     Shutdown,
     /// The SDP answer in the ACK (after our offer) was missing or unusable.
     BadSdp,
+    /// A browser's WebSocket closed without a goodbye, or its peer connection failed.
+    ConnectionLost,
 }
 
 impl Cause {
@@ -37,6 +40,7 @@ impl Cause {
             Cause::Kicked => "kicked",
             Cause::Shutdown => "shutdown",
             Cause::BadSdp => "bad-sdp",
+            Cause::ConnectionLost => "connection-lost",
         }
     }
 }
@@ -121,4 +125,91 @@ pub enum Control {
         /// The participant after the action; `None` once kicked.
         reply: oneshot::Sender<Result<Option<ParticipantView>, ControlError>>,
     },
+    /// A browser asks to join (before its peer connection exists).
+    BrowserJoin {
+        request: Box<BrowserJoin>,
+        reply: oneshot::Sender<Result<BrowserAdmitted, JoinRefused>>,
+    },
+    /// The browser's peer connection is negotiated: its leg goes into the mix.
+    BrowserMedia {
+        id: ParticipantId,
+        config: LegConfig,
+        wire: Wire,
+    },
+    /// The browser left, or its connection failed.
+    BrowserLeave {
+        id: ParticipantId,
+        cause: Cause,
+    },
+}
+
+/// A browser's join request, PIN unchecked.
+#[derive(Debug)]
+pub struct BrowserJoin {
+    pub room: Room,
+    pub pin: Option<String>,
+    pub display_name: String,
+    /// The WebSocket's peer: wrong PINs count against its address.
+    pub source: std::net::SocketAddr,
+    /// Told why, when call control ends the leg (kick, RTP timeout, shutdown).
+    pub ended: oneshot::Sender<Cause>,
+}
+
+/// A browser let in: its participant id, and the UDP port its peer connection binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserAdmitted {
+    pub id: ParticipantId,
+    pub port: u16,
+    pub moderator: bool,
+}
+
+/// Why a browser may not join; the page shows each differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefused {
+    #[error("wrong PIN")]
+    WrongPin,
+    #[error("the room is full")]
+    RoomFull,
+    #[error("too many wrong PINs from this address; try again later")]
+    Blocked,
+    #[error("no free media port")]
+    NoPorts,
+    #[error("the gateway is shutting down")]
+    Unavailable,
+}
+
+impl JoinRefused {
+    /// The code the page's messages (and the calls metric) use.
+    pub fn code(self) -> &'static str {
+        match self {
+            JoinRefused::WrongPin => "wrong-pin",
+            JoinRefused::RoomFull => "room-full",
+            JoinRefused::Blocked => "blocked",
+            JoinRefused::NoPorts => "no-ports",
+            JoinRefused::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What the pages of a room are told as it changes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum RoomEvent {
+    /// Joined, or changed (talking, muted, …).
+    Participant {
+        room: String,
+        participant: ParticipantView,
+    },
+    Left {
+        room: String,
+        id: ParticipantId,
+    },
+}
+
+impl RoomEvent {
+    pub fn room(&self) -> &str {
+        match self {
+            RoomEvent::Participant { room, .. } | RoomEvent::Left { room, .. } => room,
+        }
+    }
 }

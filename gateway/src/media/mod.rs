@@ -3,7 +3,9 @@
 //! Each 20 ms tick it takes the commands call control queued, drains every leg's sockets
 //! (no task wake-up or channel hop per packet), runs each conference's tick, and sends each
 //! leg its packet. Symmetric RTP: a leg sends to where its packets come from, so phones behind
-//! NAT are reached through the binding their own packets opened. What call control must know
+//! NAT are reached through the binding their own packets opened. A browser's leg has no
+//! sockets here: its peer connection (DTLS-SRTP, ICE, RTCP) hands packets in and out through
+//! a pair of channels, drained on the same tick. What call control must know
 //! (digits, talk spurts, finished prompts, silent legs, statistics) goes back as
 //! [`MediaEvent`]s.
 
@@ -41,20 +43,35 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Ticks run late by more than this are skipped rather than caught up in a burst.
 const MAX_LATENESS: Duration = Duration::from_millis(200);
 
-/// A new leg: its sockets, where to send, and how its RTP looks.
+/// A new leg: how its packets travel, and how its RTP looks.
 #[derive(Debug)]
 pub struct LegSetup {
     pub id: ParticipantId,
     pub room: String,
     pub config: LegConfig,
-    pub rtp: UdpSocket,
-    /// None with `rtcp-mux`: RTCP shares the RTP socket.
-    pub rtcp: Option<UdpSocket>,
-    /// From the peer's SDP, until its packets show where it really is.
-    pub remote: Option<SocketAddr>,
-    pub remote_rtcp: Option<SocketAddr>,
+    pub wire: Wire,
     /// False while in the IVR: not mixed in, hears only its prompts.
     pub joined: bool,
+}
+
+/// How a leg's packets reach the worker and leave it.
+#[derive(Debug)]
+pub enum Wire {
+    /// Plain RTP/RTCP on our own sockets (SIP phones, trunks, MCUs).
+    Udp {
+        rtp: UdpSocket,
+        /// None with `rtcp-mux`: RTCP shares the RTP socket.
+        rtcp: Option<UdpSocket>,
+        /// From the peer's SDP, until its packets show where it really is.
+        remote: Option<SocketAddr>,
+        remote_rtcp: Option<SocketAddr>,
+    },
+    /// Packets already decrypted by a peer connection, which also does the leg's RTCP.
+    Channel {
+        incoming: std_mpsc::Receiver<rtp::Packet>,
+        /// Full means the connection is behind: the packet is dropped, never waited for.
+        outgoing: mpsc::Sender<rtp::Packet>,
+    },
 }
 
 /// Who hears a prompt.
@@ -152,10 +169,7 @@ struct WorkerLeg {
     room: String,
     leg: LegId,
     config: LegConfig,
-    rtp: UdpSocket,
-    rtcp: Option<UdpSocket>,
-    remote: Option<SocketAddr>,
-    remote_rtcp: Option<SocketAddr>,
+    wire: Wire,
     last_rtp: Instant,
     timed_out: bool,
     on_hold: bool,
@@ -240,8 +254,8 @@ impl Worker {
                     room.conference.set_deaf(leg.leg, deaf);
                     room.participants.insert(leg.leg, id);
                 }
-                if remote.is_some() {
-                    leg.remote = remote;
+                if let (Some(new), Wire::Udp { remote, .. }) = (remote, &mut leg.wire) {
+                    *remote = Some(new);
                 }
                 leg.on_hold = on_hold;
                 leg.last_rtp = now;
@@ -272,10 +286,12 @@ impl Worker {
     }
 
     fn add(&mut self, now: Instant, setup: LegSetup) {
-        for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
-            if let Err(e) = socket.set_nonblocking(true) {
-                tracing::error!(error = %e, "RTP socket cannot be made non-blocking; leg not added");
-                return;
+        if let Wire::Udp { rtp, rtcp, .. } = &setup.wire {
+            for socket in std::iter::once(rtp).chain(rtcp.as_ref()) {
+                if let Err(e) = socket.set_nonblocking(true) {
+                    tracing::error!(error = %e, "RTP socket cannot be made non-blocking; leg not added");
+                    return;
+                }
             }
         }
         let rate = self.rate;
@@ -295,10 +311,7 @@ impl Worker {
                 room: setup.room,
                 leg,
                 config: setup.config,
-                rtp: setup.rtp,
-                rtcp: setup.rtcp,
-                remote: setup.remote,
-                remote_rtcp: setup.remote_rtcp,
+                wire: setup.wire,
                 last_rtp: now,
                 timed_out: false,
                 on_hold: false,
@@ -316,44 +329,52 @@ impl Worker {
         }
     }
 
-    /// Drains every leg's sockets into its conference.
+    /// Drains every leg's sockets (or channel) into its conference.
     fn receive(&mut self, now: Instant) {
         for leg in self.legs.values_mut() {
             let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
-            loop {
-                let (n, src) = match leg.rtp.recv_from(&mut self.buffer) {
-                    Ok(got) => got,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    // ICMP port unreachable from an earlier send, and the like: keep reading.
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "RTP receive failed");
-                        break;
+            match &mut leg.wire {
+                Wire::Udp { rtp, rtcp, remote, remote_rtcp } => loop {
+                    let (n, src) = match rtp.recv_from(&mut self.buffer) {
+                        Ok(got) => got,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        // ICMP port unreachable from an earlier send, and the like: keep reading.
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "RTP receive failed");
+                            break;
+                        }
+                    };
+                    let datagram = &self.buffer[..n];
+                    if is_rtcp(datagram) {
+                        room.conference.receive_rtcp(now, leg.leg, datagram);
+                        continue;
                     }
-                };
-                let datagram = &self.buffer[..n];
-                if is_rtcp(datagram) {
-                    room.conference.receive_rtcp(now, leg.leg, datagram);
-                    continue;
-                }
-                let Ok(packet) = rtp::Packet::unmarshal(&mut &datagram[..]) else { continue };
-                if packet.header.version != 2 {
-                    continue;
-                }
-                // Symmetric RTP (RFC 4961): answer to where the packets come from.
-                if leg.remote != Some(src) {
-                    tracing::debug!(remote = %src, "RTP source learned");
-                    leg.remote = Some(src);
-                    if leg.rtcp.is_none() {
-                        leg.remote_rtcp = Some(src);
+                    let Ok(packet) = rtp::Packet::unmarshal(&mut &datagram[..]) else { continue };
+                    if packet.header.version != 2 {
+                        continue;
+                    }
+                    // Symmetric RTP (RFC 4961): answer to where the packets come from.
+                    if *remote != Some(src) {
+                        tracing::debug!(remote = %src, "RTP source learned");
+                        *remote = Some(src);
+                        if rtcp.is_none() {
+                            *remote_rtcp = Some(src);
+                        }
+                    }
+                    leg.last_rtp = now;
+                    room.conference.receive(now, leg.leg, &packet);
+                },
+                Wire::Channel { incoming, .. } => {
+                    while let Ok(packet) = incoming.try_recv() {
+                        leg.last_rtp = now;
+                        room.conference.receive(now, leg.leg, &packet);
                     }
                 }
-                leg.last_rtp = now;
-                room.conference.receive(now, leg.leg, &packet);
             }
-            if let Some(rtcp) = &leg.rtcp {
+            if let Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. } = &mut leg.wire {
                 while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
-                    leg.remote_rtcp = Some(src);
+                    *remote_rtcp = Some(src);
                     room.conference.receive_rtcp(now, leg.leg, &self.buffer[..n]);
                 }
             }
@@ -368,14 +389,19 @@ impl Worker {
             let wire = &mut self.buffer;
             room.conference.tick(|leg, packet| {
                 let Some(worker_leg) = participants.get(&leg).and_then(|id| legs.get(id)) else { return };
-                let Some(remote) = worker_leg.remote else { return };
-                // Into the worker's buffer: no allocation per packet.
-                match packet.marshal_to(wire) {
-                    Ok(n) => {
-                        // A full send buffer or an unreachable peer loses this packet only.
-                        let _ = worker_leg.rtp.send_to(&wire[..n], remote);
+                match &worker_leg.wire {
+                    Wire::Udp { rtp, remote: Some(remote), .. } => {
+                        // Into the worker's buffer: no allocation per packet.
+                        match packet.marshal_to(wire) {
+                            // A full send buffer or an unreachable peer loses this packet only.
+                            Ok(n) => drop(rtp.send_to(&wire[..n], *remote)),
+                            Err(e) => tracing::debug!(error = %e, "RTP packet does not marshal"),
+                        }
                     }
-                    Err(e) => tracing::debug!(error = %e, "RTP packet does not marshal"),
+                    Wire::Udp { remote: None, .. } => {}
+                    // The payload is shared, not copied; a connection that is behind loses
+                    // this packet only.
+                    Wire::Channel { outgoing, .. } => drop(outgoing.try_send(packet.clone())),
                 }
             });
             while let Some(event) = room.conference.poll_event() {
@@ -405,13 +431,14 @@ impl Worker {
     fn housekeeping(&mut self, now: Instant) {
         for (&id, leg) in &mut self.legs {
             let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
-            if now >= leg.next_rtcp {
+            // A peer connection sends its own RTCP.
+            if let (true, Wire::Udp { rtp, rtcp, remote, remote_rtcp }) = (now >= leg.next_rtcp, &leg.wire) {
                 leg.next_rtcp = now + RTCP_INTERVAL;
-                let target = leg.remote_rtcp.or(leg.remote.and_then(rtcp_beside));
+                let target = remote_rtcp.or(remote.and_then(rtcp_beside));
                 if let (Some(report), Some(target)) =
                     (room.conference.rtcp_report(leg.leg, now, ntp_now()), target)
                 {
-                    let socket = leg.rtcp.as_ref().unwrap_or(&leg.rtp);
+                    let socket = rtcp.as_ref().unwrap_or(rtp);
                     let _ = socket.send_to(&report, target);
                 }
             }

@@ -6,7 +6,7 @@
 //! media worker. A caller to a room with a PIN starts muted and deaf, hearing only the IVR's
 //! prompts; the right PIN joins it to the mix.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,14 @@ use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
 use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
+use super::browsers::Browser;
 use super::core::{new_tag, Core, ALLOW};
 use super::dialout::Dialing;
 use super::invite::{self, Admission};
 use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
-use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView};
+use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::media::ports::PortPair;
-use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId};
+use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
@@ -163,8 +164,12 @@ pub struct Calls {
     pub(super) dialing: HashMap<ClientTx, Dialing>,
     /// Answered calls out: where their ACK went, to send it again on a retransmitted 2xx.
     pub(super) answered: HashMap<ClientTx, (Peer, Bytes)>,
+    /// Browsers in rooms (see [`super::browsers`]).
+    pub(super) browsers: HashMap<ParticipantId, Browser>,
+    /// Participants who pressed `*`: the next digit is a command.
+    star: HashSet<ParticipantId>,
     next_id: u64,
-    guard: PinGuard,
+    pub(super) guard: PinGuard,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +187,8 @@ impl Calls {
             requests: HashMap::new(),
             dialing: HashMap::new(),
             answered: HashMap::new(),
+            browsers: HashMap::new(),
+            star: HashSet::new(),
             next_id: 1,
             guard: PinGuard::new(pin_failures, pin_window),
         }
@@ -227,10 +234,35 @@ impl Calls {
         self.calls.values().filter(move |c| c.room.number == room)
     }
 
+    /// Everyone a room's limit counts: calls (in the IVR too) and browsers.
+    pub(super) fn occupancy(&self, room: &str) -> usize {
+        self.in_room(room).count() + self.browsers.values().filter(|b| b.room.number == room).count()
+    }
+
+    /// Participants in a room's mix, other than `except`.
+    pub(super) fn joined_in_room(&self, room: &str, except: ParticipantId) -> usize {
+        let calls = self.in_room(room).filter(|c| c.joined() && c.id != except).count();
+        let browsers =
+            self.browsers.values().filter(|b| b.room.number == room && b.running && b.id != except).count();
+        calls + browsers
+    }
+
+    /// What the API shows of one participant, call or browser.
+    pub(super) fn view(&self, id: ParticipantId) -> Option<(String, ParticipantView)> {
+        match (self.calls.get(&id), self.browsers.get(&id)) {
+            (Some(call), _) => Some((call.room.number.clone(), call.view())),
+            (_, Some(browser)) => Some((browser.room.number.clone(), browser.view())),
+            _ => None,
+        }
+    }
+
     pub fn conferences(&self) -> Vec<ConferenceView> {
         let mut rooms: HashMap<&str, Vec<ParticipantView>> = HashMap::new();
         for call in self.calls.values() {
             rooms.entry(call.room.number.as_str()).or_default().push(call.view());
+        }
+        for browser in self.browsers.values() {
+            rooms.entry(browser.room.number.as_str()).or_default().push(browser.view());
         }
         for d in self.dialing.values() {
             rooms.entry(d.room.number.as_str()).or_default().push(ParticipantView {
@@ -311,7 +343,7 @@ impl Core {
             return refuse(self, StatusCode::ServiceUnavailable, "shutting down");
         }
         let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
-        if self.calls.in_room(&room.number).count() >= limit as usize {
+        if self.calls.occupancy(&room.number) >= limit as usize {
             return refuse(self, StatusCode::BusyHere, "room full");
         }
         let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
@@ -485,10 +517,12 @@ impl Core {
             id,
             room: call.room.number.clone(),
             config: leg_config(call.codec, stream),
-            rtp: ports.rtp,
-            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
-            remote: stream.remote,
-            remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
+            wire: Wire::Udp {
+                rtp: ports.rtp,
+                rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+                remote: stream.remote,
+                remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
+            },
             joined: call.joined(),
         };
         self.media.send(MediaCommand::Add(Box::new(leg)));
@@ -505,6 +539,7 @@ impl Core {
         let room = call.room.number.clone();
         if call.joined() {
             self.announce_join(id, &room);
+            self.publish(id);
         } else {
             self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
         }
@@ -512,8 +547,7 @@ impl Core {
 
     /// Tones for the room, and the "first participant" prompt for a caller alone.
     pub(super) fn announce_join(&mut self, id: ParticipantId, room: &str) {
-        let others = self.calls.in_room(room).filter(|c| c.joined() && c.id != id).count();
-        if others == 0 {
+        if self.calls.joined_in_room(room, id) == 0 {
             self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
         } else {
             self.media
@@ -742,15 +776,34 @@ impl Core {
         }
     }
 
-    /// A digit from RFC 4733, SIP INFO or in-band detection.
+    /// A digit from RFC 4733, SIP INFO or in-band detection: the PIN in the IVR, a command
+    /// in the room.
     fn on_digit(&mut self, id: ParticipantId, digit: char, now: Instant) {
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
-        let Stage::Pin(entry) = &mut call.stage else {
-            tracing::debug!(participant = %id, %digit, "digit outside the IVR");
+        if let Some(Call { stage: Stage::Pin(entry), .. }) = self.calls.calls.get_mut(&id) {
+            let step = entry.digit(now, digit);
+            return self.pin_step(id, step, now);
+        }
+        self.room_command(id, digit);
+    }
+
+    /// In the room, `*6` mutes or unmutes oneself (as on most bridges); other digits do
+    /// nothing.
+    fn room_command(&mut self, id: ParticipantId, digit: char) {
+        let starred = self.calls.star.remove(&id);
+        if digit == '*' {
+            self.calls.star.insert(id);
             return;
+        }
+        let muted = match (self.calls.calls.get(&id), self.calls.browsers.get(&id)) {
+            (Some(call), _) if call.joined() => call.muted,
+            (_, Some(browser)) => browser.muted,
+            _ => return,
         };
-        let step = entry.digit(now, digit);
-        self.pin_step(id, step, now);
+        tracing::debug!(participant = %id, %digit, starred, "digit in the room");
+        if starred && digit == '6' {
+            let Some((room, _)) = self.calls.view(id) else { return };
+            let _ = self.participant_action(&room, id, ParticipantAction::Mute(!muted));
+        }
     }
 
     fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
@@ -782,6 +835,7 @@ impl Core {
                     self.media.send(MediaCommand::SetDeaf(id, true));
                 }
                 self.announce_join(id, &room);
+                self.publish(id);
             }
         }
     }
@@ -794,6 +848,10 @@ impl Core {
                 if let Some(call) = self.calls.calls.get_mut(&id) {
                     call.talking = talking;
                 }
+                if let Some(browser) = self.calls.browsers.get_mut(&id) {
+                    browser.talking = talking;
+                }
+                self.publish(id);
             }
             MediaEvent::PromptFinished { id } => {
                 let Some(call) = self.calls.calls.get_mut(&id) else { return };
@@ -806,19 +864,28 @@ impl Core {
             MediaEvent::RtpTimeout { id } => {
                 tracing::info!(participant = %id, "no RTP: hanging up");
                 self.end_call(id, Cause::RtpTimeout, true);
+                self.end_browser(id, Cause::RtpTimeout, true);
             }
             MediaEvent::Stats { id, stats } => {
-                let Some(call) = self.calls.calls.get_mut(&id) else { return };
-                let labels =
-                    RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+                let (room, codec, lost_reported, figures) =
+                    match (self.calls.calls.get_mut(&id), self.calls.browsers.get_mut(&id)) {
+                        (Some(call), _) => {
+                            (&call.room.number, call.codec.name(), &mut call.lost_reported, &mut call.stats)
+                        }
+                        (_, Some(b)) => (&b.room.number, "opus", &mut b.lost_reported, &mut b.stats),
+                        _ => return,
+                    };
+                let labels = RoomCodecLabels { room: room.clone(), codec: codec.into() };
                 let metrics = &self.ctx.shared.metrics;
-                if stats.lost > call.lost_reported {
-                    metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - call.lost_reported);
-                    call.lost_reported = stats.lost;
+                if stats.lost > *lost_reported {
+                    metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - *lost_reported);
+                    *lost_reported = stats.lost;
                 }
                 metrics.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
-                call.talking = stats.talking;
-                call.stats = Some(stats);
+                *figures = Some(stats);
+                if let Some(call) = self.calls.calls.get_mut(&id) {
+                    call.talking = stats.talking;
+                }
             }
         }
     }
@@ -929,13 +996,15 @@ impl Core {
             let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
             self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
         }
-        if call.joined() && self.calls.in_room(&call.room.number).any(Call::joined) {
+        if call.joined() && self.calls.joined_in_room(&call.room.number, id) > 0 {
             self.media.send(MediaCommand::Play(
                 Audience::Room(call.room.number.clone()),
                 self.prompts.leave_tone.clone(),
             ));
         }
         self.count_call(cause.as_str());
+        self.calls.star.remove(&id);
+        self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
         let record = CallRecord {
             leg_id: format!("{}-{}", call.dialog.id.call_id, call.dialog.id.local_tag),
@@ -1035,6 +1104,10 @@ impl Core {
         for id in ids {
             self.end_call(id, cause, true);
         }
+        let ids: Vec<ParticipantId> = self.calls.browsers.keys().copied().collect();
+        for id in ids {
+            self.end_browser(id, cause, true);
+        }
     }
 
     /// Mute, deafen, or kick a participant from the API.
@@ -1044,6 +1117,9 @@ impl Core {
         id: ParticipantId,
         action: ParticipantAction,
     ) -> Result<Option<ParticipantView>, ControlError> {
+        if self.calls.browsers.get(&id).is_some_and(|b| b.room.number == room) {
+            return Ok(self.browser_action(id, action));
+        }
         let Some(call) = self.calls.calls.get_mut(&id).filter(|c| c.room.number == room) else {
             return Err(ControlError::NoSuchParticipant);
         };
@@ -1061,8 +1137,40 @@ impl Core {
                 return Ok(None);
             }
         }
-        let call = &self.calls.calls[&id];
-        Ok(Some(call.view()))
+        self.publish(id);
+        Ok(self.calls.view(id).map(|(_, view)| view))
+    }
+
+    fn browser_action(&mut self, id: ParticipantId, action: ParticipantAction) -> Option<ParticipantView> {
+        let browser = self.calls.browsers.get_mut(&id)?;
+        match action {
+            ParticipantAction::Mute(muted) => {
+                browser.muted = muted;
+                self.media.send(MediaCommand::SetMuted(id, muted));
+            }
+            ParticipantAction::Deaf(deaf) => {
+                browser.deaf = deaf;
+                self.media.send(MediaCommand::SetDeaf(id, deaf));
+            }
+            ParticipantAction::Kick => {
+                self.end_browser(id, Cause::Kicked, true);
+                return None;
+            }
+        }
+        self.publish(id);
+        self.calls.view(id).map(|(_, view)| view)
+    }
+
+    /// Tells the room's pages how a participant now stands.
+    pub(super) fn publish(&self, id: ParticipantId) {
+        if let Some((room, participant)) = self.calls.view(id) {
+            // No page listening is no error.
+            let _ = self.ctx.shared.room_events.send(RoomEvent::Participant { room, participant });
+        }
+    }
+
+    pub(super) fn publish_left(&self, id: ParticipantId, room: &str) {
+        let _ = self.ctx.shared.room_events.send(RoomEvent::Left { room: room.to_string(), id });
     }
 
     pub(super) fn count_call(&self, result: &str) {
@@ -1162,7 +1270,7 @@ fn sdp_codec(codec: AudioCodec) -> &'static sdp::Codec {
     }
 }
 
-pub(super) fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
+pub fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
     LegConfig {
         codec,
         payload_type: stream.payload_type,

@@ -270,6 +270,20 @@ impl Core {
                 };
                 let _ = reply.send(result);
             }
+            Control::BrowserJoin { request, reply } => {
+                let result = self.browser_join(*request);
+                if let Err(refused) = result {
+                    self.count_call(refused.code());
+                }
+                if reply.send(result).is_err() {
+                    // The page went away while we decided: nothing to keep.
+                    if let Ok(admitted) = result {
+                        self.end_browser(admitted.id, Cause::ConnectionLost, false);
+                    }
+                }
+            }
+            Control::BrowserMedia { id, config, wire } => self.browser_media(id, config, wire),
+            Control::BrowserLeave { id, cause } => self.end_browser(id, cause, false),
         }
     }
 

@@ -29,7 +29,7 @@ use super::core::{new_tag, Core, ALLOW};
 use crate::calls::{Cause, ControlError, DialRequest};
 use crate::config::IdentityHeader;
 use crate::media::ports::PortPair;
-use crate::media::{LegSetup, MediaCommand, ParticipantId};
+use crate::media::{LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
@@ -370,10 +370,12 @@ impl Core {
             id: d.id,
             room: d.room.number.clone(),
             config: leg_config(codec, &stream),
-            rtp: ports.rtp,
-            rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
-            remote: stream.remote,
-            remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
+            wire: Wire::Udp {
+                rtp: ports.rtp,
+                rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+                remote: stream.remote,
+                remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
+            },
             joined: false,
         };
         let id = d.id;
@@ -435,6 +437,7 @@ impl Core {
                 self.media.send(MediaCommand::Update { id, config, remote, on_hold });
                 self.media.send(MediaCommand::Join(id));
                 self.announce_join(id, &room);
+                self.publish(id);
             }
         }
     }

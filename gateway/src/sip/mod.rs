@@ -2,6 +2,7 @@
 //! ([`core`]), and the handlers it dispatches to.
 
 mod auth;
+mod browsers;
 mod calls;
 pub mod core;
 mod dialout;
@@ -10,6 +11,8 @@ mod register;
 mod tls;
 pub mod transport;
 pub mod trunks;
+
+pub use calls::leg_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -149,3 +149,19 @@ fn our_offer_round_trips_through_a_peer() {
     short.medias.push(short.medias[0].clone());
     assert!(matches!(read_answer(&offer, &short, &ours), Err(SdpError::MlineCount { .. })));
 }
+
+#[test]
+fn a_webrtc_offer_is_read_whatever_its_transport() {
+    let webrtc = CHROME_OFFER.replace("RTP/AVP", "UDP/TLS/RTP/SAVPF");
+    let offer = sdp(&webrtc);
+    assert!(
+        matches!(answer(&offer, &local(&[OPUS]), 1, 1), Err(SdpError::NoCommonCodec { mline: 0 })),
+        "a SIP answer takes plain RTP only"
+    );
+    let stream = choose(&offer, &local(&[OPUS])).unwrap();
+    assert_eq!((stream.codec, stream.payload_type, stream.telephone_event), (OPUS, 111, Some(110)));
+    let pcma_only = choose(&offer, &local(&[PCMA])).unwrap();
+    assert_eq!(pcma_only.payload_type, 8);
+    let no_audio = sdp(&webrtc[..webrtc.find("m=audio").unwrap()]);
+    assert_eq!(choose(&no_audio, &local(&[OPUS])), Err(SdpError::NoAudio));
+}

@@ -1,0 +1,188 @@
+//! Browser participants as call control sees them: admitted by PIN over the WebSocket (no
+//! IVR), in the same room limits, mix, REST API, events and call records as phones. The peer
+//! connection itself lives in [`crate::webrtc`]; call control holds the leg.
+
+use std::net::SocketAddr;
+
+use mixer::conference::{LegConfig, LegStats};
+use tokio::sync::oneshot;
+
+use super::calls::new_branch;
+use super::core::Core;
+use crate::calls::ivr::check_pin;
+use crate::calls::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
+use crate::media::{Audience, LegSetup, MediaCommand, ParticipantId, Wire};
+use crate::metrics::RoomCodecLabels;
+use crate::storage::{CallRecord, Direction, Room};
+
+/// The codec every browser leg uses.
+const BROWSER_CODEC: &str = "opus";
+
+/// One browser in a room.
+#[derive(Debug)]
+pub struct Browser {
+    pub(super) id: ParticipantId,
+    pub(super) room: Room,
+    display_name: String,
+    source: SocketAddr,
+    moderator: bool,
+    call_id: String,
+    started_ms: i64,
+    /// The peer connection is up and the leg is in the mix.
+    pub(super) running: bool,
+    pub(super) talking: bool,
+    pub(super) muted: bool,
+    pub(super) deaf: bool,
+    pub(super) stats: Option<LegStats>,
+    pub(super) lost_reported: u64,
+    ended: Option<oneshot::Sender<Cause>>,
+}
+
+impl Browser {
+    pub(super) fn view(&self) -> ParticipantView {
+        let stats = self.stats.as_ref();
+        let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
+        ParticipantView {
+            id: self.id,
+            display_name: self.display_name.clone(),
+            user: "webrtc".into(),
+            codec: BROWSER_CODEC,
+            direction: "inbound",
+            state: if self.running { "joined" } else { "connecting" },
+            joined: self.running,
+            moderator: self.moderator,
+            talking: self.talking,
+            muted: self.muted,
+            deaf: self.deaf,
+            on_hold: false,
+            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
+            jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
+            started_at_ms: self.started_ms,
+        }
+    }
+
+    fn labels(&self) -> RoomCodecLabels {
+        RoomCodecLabels { room: self.room.number.clone(), codec: BROWSER_CODEC.into() }
+    }
+}
+
+impl Core {
+    /// The room's limit and PIN, as for a phone; a port for the peer connection.
+    pub(super) fn browser_join(&mut self, join: BrowserJoin) -> Result<BrowserAdmitted, JoinRefused> {
+        let now = std::time::Instant::now();
+        let BrowserJoin { room, pin, display_name, source, ended } = join;
+        if self.ctx.shared.is_draining() {
+            return Err(JoinRefused::Unavailable);
+        }
+        let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
+        if self.calls.occupancy(&room.number) >= limit as usize {
+            return Err(JoinRefused::RoomFull);
+        }
+        let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
+        let moderator = if has_pin {
+            if self.calls.guard.blocked(now, source.ip()) {
+                return Err(JoinRefused::Blocked);
+            }
+            let entered = pin.unwrap_or_default();
+            match check_pin(room.pin.as_deref(), room.moderator_pin.as_deref(), &entered) {
+                Some(moderator) => moderator,
+                None => {
+                    tracing::info!(room = %room.number, %source, "browser: wrong PIN");
+                    self.calls.guard.failure(now, source.ip());
+                    return Err(JoinRefused::WrongPin);
+                }
+            }
+        } else {
+            false
+        };
+        // The pair's sockets are closed again at once: the peer connection binds the RTP
+        // port itself. Round-robin allocation keeps it from being handed out meanwhile.
+        let port = match self.ports.allocate() {
+            Ok(pair) => pair.port,
+            Err(e) => {
+                tracing::error!(error = %e, "no media port for a browser");
+                return Err(JoinRefused::NoPorts);
+            }
+        };
+        let id = self.calls.new_id();
+        tracing::info!(participant = %id, room = %room.number, %source, moderator, "browser admitted");
+        let browser = Browser {
+            id,
+            room,
+            display_name,
+            source,
+            moderator,
+            call_id: format!("webrtc-{}", new_branch()),
+            started_ms: crate::clock::unix_ms(),
+            running: false,
+            talking: false,
+            muted: false,
+            deaf: false,
+            stats: None,
+            lost_reported: 0,
+            ended: Some(ended),
+        };
+        self.calls.browsers.insert(id, browser);
+        Ok(BrowserAdmitted { id, port, moderator })
+    }
+
+    /// The peer connection is negotiated: the leg joins the mix.
+    pub(super) fn browser_media(&mut self, id: ParticipantId, config: LegConfig, wire: Wire) {
+        let Some(browser) = self.calls.browsers.get_mut(&id) else { return };
+        if browser.running {
+            return;
+        }
+        browser.running = true;
+        let room = browser.room.number.clone();
+        self.media.send(MediaCommand::Add(Box::new(LegSetup {
+            id,
+            room: room.clone(),
+            config,
+            wire,
+            joined: true,
+        })));
+        if browser.muted {
+            self.media.send(MediaCommand::SetMuted(id, true));
+        }
+        if browser.deaf {
+            self.media.send(MediaCommand::SetDeaf(id, true));
+        }
+        self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).inc();
+        self.announce_join(id, &room);
+        self.publish(id);
+    }
+
+    /// Ends a browser's leg; `tell` when the page did not ask for it (kick, RTP timeout).
+    pub(super) fn end_browser(&mut self, id: ParticipantId, cause: Cause, tell: bool) {
+        let Some(mut browser) = self.calls.browsers.remove(&id) else { return };
+        let room = browser.room.number.clone();
+        if browser.running {
+            self.media.send(MediaCommand::Remove(id));
+            self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).dec();
+            if self.calls.joined_in_room(&room, id) > 0 {
+                self.media
+                    .send(MediaCommand::Play(Audience::Room(room.clone()), self.prompts.leave_tone.clone()));
+            }
+        }
+        if let (true, Some(ended)) = (tell, browser.ended.take()) {
+            let _ = ended.send(cause);
+        }
+        self.count_call(cause.as_str());
+        self.publish_left(id, &room);
+        tracing::info!(participant = %id, %room, cause = cause.as_str(), "browser left");
+        let now = crate::clock::unix_ms();
+        self.write_record(CallRecord {
+            leg_id: browser.call_id.clone(),
+            call_id: browser.call_id.clone(),
+            direction: Direction::Inbound,
+            from_uri: format!("webrtc:{}", browser.source),
+            to_uri: format!("webrtc:{room}"),
+            room_number: Some(room),
+            started_at_ms: browser.started_ms,
+            answered_at_ms: browser.running.then_some(browser.started_ms),
+            ended_at_ms: now,
+            cause: cause.as_str().into(),
+            codec: Some(BROWSER_CODEC.into()),
+        });
+    }
+}

@@ -1,0 +1,184 @@
+//! Browsers in conferences: headless Chromium opens the gateway's join page, joins with a
+//! PIN over the WebSocket, and talks (a fake microphone playing a tone) with baresip phones
+//! through the same mix. What each side hears is measured: the phones' recordings, and the
+//! page's WebAudio analyser on the track from the gateway.
+
+use std::time::Duration;
+
+use e2e::baresip::Baresip;
+use e2e::chromium::Chromium;
+use e2e::room::{
+    call_records, dial, gateway, joined, participants, phone, tones_heard, wait_for_record, API_TOKEN,
+};
+use e2e::{http_request, wait_until, write_tone_wav, Gateway};
+use serde_json::{json, Value};
+
+/// A gateway whose browsers' peer connections bind loopback.
+fn webrtc_gateway() -> Gateway {
+    gateway("[webrtc]\naddresses = [\"127.0.0.1\"]\n")
+}
+
+/// A browser whose microphone plays `frequency`, on the join page of `room`.
+fn browser(gw: &Gateway, name: &str, frequency: f64, room: &str) -> Chromium {
+    let wav = gw.dir.path().join(format!("{name}-{frequency}.wav"));
+    write_tone_wav(&wav, 48000, frequency, 120).unwrap();
+    let chromium = Chromium::start(&wav).unwrap();
+    chromium.navigate(&format!("http://{}/join/{room}", gw.http)).unwrap();
+    chromium
+}
+
+/// Fills in the form and presses Join.
+fn join(chromium: &Chromium, pin: &str, name: &str) {
+    chromium
+        .execute(
+            "document.getElementById('pin').value = arguments[0];
+             document.getElementById('name').value = arguments[1];
+             document.getElementById('join').click();",
+            json!([pin, name]),
+        )
+        .unwrap();
+}
+
+/// Waits until the page is in the room; the participant id it was given.
+fn wait_joined(chromium: &Chromium, gw: &Gateway) -> u64 {
+    let id = chromium
+        .wait_for("return window.gateway.state === 'joined' && window.gateway.id", Duration::from_secs(20));
+    id.unwrap_or_else(|e| panic!("{e}\n{}", gw.log())).as_u64().unwrap()
+}
+
+/// Levels (dB) the page hears at `frequencies`, relative to the strongest frequency arriving.
+fn page_hears(chromium: &Chromium, frequencies: &[f64]) -> Vec<f64> {
+    let tone =
+        chromium.execute("return window.gateway.remoteTone(arguments[0])", json!([frequencies])).unwrap();
+    let peak = tone["db"].as_f64().unwrap();
+    tone["levels"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap_or(-200.0) - peak).collect()
+}
+
+/// Waits (up to 10 s) until the page hears every one of `heard` within 15 dB of the strongest
+/// tone; returns the last levels of `heard` followed by `absent`.
+fn wait_page_hears(chromium: &Chromium, heard: &[f64], absent: &[f64]) -> Vec<f64> {
+    let all: Vec<f64> = heard.iter().chain(absent).copied().collect();
+    let mut levels = Vec::new();
+    wait_until(Duration::from_secs(10), || {
+        levels = page_hears(chromium, &all);
+        levels[..heard.len()].iter().all(|l| *l > -15.0)
+    });
+    levels
+}
+
+fn phone_in_room(gw: &Gateway, user: &str, frequency: f64, codec: &str, room: &str, pin: &str) -> Baresip {
+    let mut p = phone(gw, user, frequency, codec, &["module opus.so"]);
+    dial(&mut p, gw, room);
+    p.command("sndcode", &format!("{pin}#")).unwrap();
+    p
+}
+
+fn participant_by_id(gw: &Gateway, room: &str, id: u64) -> Option<Value> {
+    participants(gw, room).into_iter().find(|p| p["id"] == id)
+}
+
+#[test]
+fn a_browser_and_a_phone_hear_each_other() {
+    let gw = webrtc_gateway();
+    gw.admin(&["room", "add", "--number", "1000", "--pin", "4321"]);
+    let (phone_tone, browser_tone) = (700.0, 1200.0);
+    let mut desk = phone_in_room(&gw, "desk", phone_tone, "G722/16000/1", "1000", "4321");
+    assert!(wait_until(Duration::from_secs(15), || joined(&gw, "1000") == 1), "{}", gw.log());
+
+    let chromium = browser(&gw, "ann", browser_tone, "1000");
+    // A wrong PIN first: the page says so and stays usable.
+    join(&chromium, "1111", "Ann");
+    let error = chromium.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
+    assert_eq!(error, "wrong-pin", "{}", gw.log());
+    let shown = chromium.execute("return document.getElementById('message').textContent", json!([])).unwrap();
+    assert!(shown.as_str().unwrap().contains("Wrong PIN"), "{shown}");
+
+    join(&chromium, "4321", "Ann");
+    let id = wait_joined(&chromium, &gw);
+    let first_audio = chromium
+        .wait_for("return window.gateway.firstAudioMs", Duration::from_secs(10))
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    println!("join to first audio packet in the browser: {first_audio} ms");
+
+    // The API shows the browser as a participant of the room.
+    let view = participant_by_id(&gw, "1000", id).expect("browser in the API");
+    assert_eq!(
+        (view["user"].as_str(), view["codec"].as_str(), view["display_name"].as_str()),
+        (Some("webrtc"), Some("opus"), Some("Ann"))
+    );
+    // The page lists the phone.
+    let listed = chromium
+        .wait_for("return window.gateway.participants.size === 2 && [...window.gateway.participants.values()].map(p => p.user)", Duration::from_secs(5))
+        .unwrap();
+    assert!(listed.as_array().unwrap().contains(&json!("desk")), "{listed}");
+
+    // The page hears the phone's tone, and not its own.
+    let levels = wait_page_hears(&chromium, &[phone_tone], &[browser_tone]);
+    println!("page levels (phone, own): {levels:?}");
+    assert!(levels[0] > -15.0 && levels[1] < -30.0, "page levels (phone, own): {levels:?}\n{}", gw.log());
+
+    // The keypad's *6 (RFC 4733 in the audio stream) mutes the browser; the page's button unmutes.
+    chromium.execute("window.gateway.dtmf('*6')", json!([])).unwrap();
+    let muted = wait_until(Duration::from_secs(5), || {
+        participant_by_id(&gw, "1000", id).is_some_and(|p| p["muted"] == true)
+    });
+    assert!(muted, "*6 from the keypad did not mute: {}", gw.log());
+    chromium
+        .wait_for("return document.getElementById('mute').textContent === 'Unmute'", Duration::from_secs(5))
+        .unwrap();
+    chromium.execute("document.getElementById('mute').click()", json!([])).unwrap();
+    let unmuted = wait_until(Duration::from_secs(5), || {
+        participant_by_id(&gw, "1000", id).is_some_and(|p| p["muted"] == false)
+    });
+    assert!(unmuted, "the page's mute button did not unmute");
+
+    // Two seconds of the browser talking, then the phone's recording is read.
+    std::thread::sleep(Duration::from_secs(3));
+    desk.command("hangup", "").unwrap();
+    let recording = desk.recordings("dec.wav");
+    let heard = tones_heard(&recording[0], &[browser_tone, phone_tone], 2.0);
+    println!("phone heard (browser, own): {heard:?}");
+    assert!(heard[0] > -10.0, "the phone misses the browser's tone: {heard:?}");
+    assert!(heard[1] < -30.0, "the phone hears itself: {heard:?}");
+
+    // Leave: the call record is the browser's, with its codec.
+    chromium.execute("document.getElementById('leave').click()", json!([])).unwrap();
+    let record = wait_for_record(&gw, "normal");
+    let records = call_records(&gw);
+    let browser_record = records.iter().find(|r| r["codec"] == "opus").unwrap_or(&record);
+    assert!(browser_record["from_uri"].as_str().unwrap().starts_with("webrtc:"), "{records:?}");
+    assert_eq!(browser_record["room_number"], "1000");
+}
+
+#[test]
+fn the_page_hears_of_a_kick_and_a_full_room() {
+    let gw = webrtc_gateway();
+    let room = r#"{"number": "3000", "max_participants": 1}"#;
+    let (code, body) = http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(room)).unwrap();
+    assert_eq!(code, 201, "{body}");
+    let first = browser(&gw, "first", 500.0, "3000");
+    join(&first, "", "First");
+    let id = wait_joined(&first, &gw);
+
+    // Room of one: the second browser is told it is full.
+    let second = browser(&gw, "second", 900.0, "3000");
+    join(&second, "", "Second");
+    let error = second.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
+    assert_eq!(error, "room-full");
+
+    // Kicked from the API: the page says so, the record says why.
+    let path = format!("/api/v1/conferences/3000/participants/{id}/kick");
+    let (code, body) = http_request(gw.http, "POST", &path, Some(API_TOKEN), None).unwrap();
+    assert!(code == 200 || code == 204, "{code} {body}");
+    let ended = first.wait_for("return window.gateway.ended", Duration::from_secs(10)).unwrap();
+    assert_eq!(ended, "kicked");
+    wait_for_record(&gw, "kicked");
+
+    // An unknown room is named as such.
+    let third = browser(&gw, "third", 900.0, "9999");
+    join(&third, "", "Third");
+    let error = third.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
+    assert_eq!(error, "not-found");
+}
