@@ -86,9 +86,11 @@ async function join(event) {
   if (!room) return show('room', 'Enter the room number.');
   gateway.state = 'joining';
   $('join').disabled = true;
+  const original = $('original').checked;
   try {
     microphone = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      // "Original sound" (for headphones and music) turns the browser's processing off.
+      audio: { echoCancellation: !original, noiseSuppression: !original, autoGainControl: !original },
     });
   } catch (e) {
     gateway.state = 'idle';

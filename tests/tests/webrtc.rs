@@ -27,12 +27,14 @@ fn browser(gw: &Gateway, name: &str, frequency: f64, room: &str) -> Chromium {
     chromium
 }
 
-/// Fills in the form and presses Join.
+/// Fills in the form with "original sound" (no echo cancellation, noise suppression or gain
+/// control, which take a steady tone for noise and fade it) and presses Join.
 fn join(chromium: &Chromium, pin: &str, name: &str) {
     chromium
         .execute(
             "document.getElementById('pin').value = arguments[0];
              document.getElementById('name').value = arguments[1];
+             document.getElementById('original').checked = true;
              document.getElementById('join').click();",
             json!([pin, name]),
         )
@@ -54,14 +56,15 @@ fn page_hears(chromium: &Chromium, frequencies: &[f64]) -> Vec<f64> {
     tone["levels"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap_or(-200.0) - peak).collect()
 }
 
-/// Waits (up to 10 s) until the page hears every one of `heard` within 15 dB of the strongest
-/// tone; returns the last levels of `heard` followed by `absent`.
+/// Waits (up to 10 s) until the page hears every one of `heard` within 25 dB of the strongest
+/// tone (Opus's speech coder at 32 kbit/s does not keep several tones' levels equal); returns
+/// the last levels of `heard` followed by `absent`.
 fn wait_page_hears(chromium: &Chromium, heard: &[f64], absent: &[f64]) -> Vec<f64> {
     let all: Vec<f64> = heard.iter().chain(absent).copied().collect();
     let mut levels = Vec::new();
     wait_until(Duration::from_secs(10), || {
         levels = page_hears(chromium, &all);
-        levels[..heard.len()].iter().all(|l| *l > -15.0)
+        levels[..heard.len()].iter().all(|l| *l > -25.0)
     });
     levels
 }
@@ -117,7 +120,7 @@ fn a_browser_and_a_phone_hear_each_other() {
     // The page hears the phone's tone, and not its own.
     let levels = wait_page_hears(&chromium, &[phone_tone], &[browser_tone]);
     println!("page levels (phone, own): {levels:?}");
-    assert!(levels[0] > -15.0 && levels[1] < -30.0, "page levels (phone, own): {levels:?}\n{}", gw.log());
+    assert!(levels[0] > -25.0 && levels[1] < -30.0, "page levels (phone, own): {levels:?}\n{}", gw.log());
 
     // The keypad's *6 (RFC 4733 in the audio stream) mutes the browser; the page's button unmutes.
     chromium.execute("window.gateway.dtmf('*6')", json!([])).unwrap();
@@ -181,4 +184,53 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     join(&third, "", "Third");
     let error = third.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
     assert_eq!(error, "not-found");
+}
+
+#[test]
+fn two_browsers_and_two_phones_all_hear_each_other() {
+    let gw = webrtc_gateway();
+    gw.admin(&["room", "add", "--number", "1000", "--pin", "4321"]);
+    // Phones: PCMU and G.722; browsers: Opus. No tone is a low-order harmonic or
+    // intermodulation product of the others.
+    let tones = [600.0, 1000.0, 1750.0, 2250.0];
+    let mut phones = vec![
+        phone_in_room(&gw, "alice", tones[0], "PCMU/8000/1", "1000", "4321"),
+        phone_in_room(&gw, "bob", tones[1], "G722/16000/1", "1000", "4321"),
+    ];
+    let browsers = [browser(&gw, "carol", tones[2], "1000"), browser(&gw, "dave", tones[3], "1000")];
+    for (b, name) in browsers.iter().zip(["Carol", "Dave"]) {
+        join(b, "4321", name);
+        wait_joined(b, &gw);
+    }
+    assert!(wait_until(Duration::from_secs(15), || joined(&gw, "1000") == 4), "{}", gw.log());
+
+    // Each page hears the three others and not itself.
+    for (i, b) in browsers.iter().enumerate() {
+        let own = tones[2 + i];
+        let others: Vec<f64> = tones.iter().copied().filter(|&t| t != own).collect();
+        let levels = wait_page_hears(b, &others, &[own]);
+        println!("browser {i} levels (others, own): {levels:?}");
+        assert!(levels[..3].iter().all(|l| *l > -25.0), "browser {i} misses someone: {levels:?}");
+        assert!(levels[3] < -30.0, "browser {i} hears itself: {levels:?}");
+        let weakest = levels[..3].iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(weakest - levels[3] > 15.0, "browser {i}: own tone not well below the others: {levels:?}");
+    }
+
+    std::thread::sleep(Duration::from_secs(3));
+    for p in &mut phones {
+        p.command("hangup", "").unwrap();
+    }
+    for (i, p) in phones.iter().enumerate() {
+        let recording = p.recordings("dec.wav");
+        let heard = tones_heard(&recording[0], &tones, 2.0);
+        println!("phone {i} heard: {heard:?}");
+        for (j, share) in heard.iter().enumerate() {
+            if i == j {
+                assert!(*share < -30.0, "phone {i} hears itself: {heard:?}");
+            } else {
+                // Three tones share the mix: each about -5 dB of the whole.
+                assert!(*share > -12.0, "phone {i} misses participant {j}: {heard:?}");
+            }
+        }
+    }
 }
