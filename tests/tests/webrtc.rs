@@ -234,3 +234,66 @@ fn two_browsers_and_two_phones_all_hear_each_other() {
         }
     }
 }
+
+#[test]
+fn the_page_is_served_and_bad_signalling_gets_errors_not_a_dropped_socket() {
+    use tokio_tungstenite::tungstenite::{connect, Message};
+
+    let gw = webrtc_gateway();
+    for path in ["/", "/join/1000", "/join.js", "/join.css"] {
+        let (code, body) = e2e::http_get(gw.http, path).unwrap();
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} loads nothing from elsewhere"
+        );
+    }
+    let (_, page) = e2e::http_get(gw.http, "/").unwrap();
+    assert!(page.contains("id=\"pin\"") && page.contains("/join.js"), "{page}");
+
+    let (mut ws, _) = connect(format!("ws://{}/ws", gw.http)).unwrap();
+    let mut ask = |message: Message| -> Value {
+        ws.send(message).unwrap();
+        loop {
+            if let Message::Text(text) = ws.read().unwrap() {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    };
+    for bad in [
+        "not json",
+        r#"{"type":"dance"}"#,
+        r#"{"type":"join","room":"1000"}"#,
+        r#"{"type":"join","room":"1000","pin":"12ab","sdp":"v=0"}"#,
+        r#"{"type":"join","room":"1000","sdp":"hello"}"#,
+        r#"{"type":"mute","muted":"yes"}"#,
+    ] {
+        let reply = ask(Message::text(bad));
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("bad-message")),
+            "{bad}: {reply}"
+        );
+    }
+    let reply = ask(Message::binary(vec![1, 2, 3]));
+    assert_eq!(reply["code"], "bad-message");
+    let huge = format!(r#"{{"type":"join","room":"1000","sdp":"v=0{}"}}"#, "x".repeat(100_000));
+    assert_eq!(ask(Message::text(huge))["code"], "bad-message");
+    assert_eq!(ask(Message::text(r#"{"type":"mute","muted":true}"#))["code"], "not-joined");
+    // Still open and answering: an unknown room, then an offer that is no SDP.
+    let reply = ask(Message::text(r#"{"type":"join","room":"4444","sdp":"v=0\r\n"}"#));
+    assert_eq!(reply["code"], "not-found", "{reply}");
+    gw.admin(&["room", "add", "--number", "4444"]);
+    let reply =
+        ask(Message::text(r#"{"type":"join","room":"4444","sdp":"v=0\r\nm=video 9 RTP/AVP 96\r\n"}"#));
+    assert_eq!(reply["code"], "bad-sdp", "{reply}");
+    assert!(participants(&gw, "4444").is_empty(), "nothing left behind");
+    assert!(gw.log().lines().all(|l| !l.contains("panicked")), "{}", gw.log());
+}
+
+#[test]
+fn without_webrtc_there_is_no_page() {
+    let gw = gateway("[webrtc]\nenabled = false\n");
+    assert_eq!(e2e::http_get(gw.http, "/").unwrap().0, 404);
+    assert_eq!(e2e::http_get(gw.http, "/ws").unwrap().0, 404);
+}
