@@ -26,6 +26,7 @@ const gateway = {
   joinSentAt: 0,
   firstAudioMs: null,    // join sent -> first audio packet received
   ended: null,
+  candidates: [],        // the gateway's ICE candidates
 };
 window.gateway = gateway;
 
@@ -142,6 +143,7 @@ async function onMessage(m) {
       break;
     case 'candidate': {
       const c = { candidate: m.candidate, sdpMid: m.sdpMid, sdpMLineIndex: m.sdpMLineIndex };
+      gateway.candidates.push(m.candidate);
       if (!pc) break;
       if (pendingRemote) pendingRemote.push(c); else await pc.addIceCandidate(c);
       break;

@@ -18,8 +18,9 @@ pub struct Chromium {
 }
 
 impl Chromium {
-    /// Starts chromedriver and a browser whose microphone plays `microphone` (a WAV file).
-    pub fn start(microphone: &Path) -> anyhow::Result<Chromium> {
+    /// Starts chromedriver and a browser whose microphone plays `microphone` (a WAV file);
+    /// with `None`, a browser with no microphone at all.
+    pub fn start(microphone: Option<&Path>) -> anyhow::Result<Chromium> {
         crate::require_program("chromedriver");
         let profile = tempfile::tempdir()?;
         let port = free_port();
@@ -39,7 +40,7 @@ impl Chromium {
         if !ready {
             bail!("chromedriver not ready on {addr}");
         }
-        let args = [
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -50,12 +51,14 @@ impl Chromium {
             "--disable-sync".into(),
             format!("--user-data-dir={}", chromium._profile.path().display()),
             "--use-fake-ui-for-media-stream".into(),
-            "--use-fake-device-for-media-stream".into(),
-            format!("--use-file-for-fake-audio-capture={}", microphone.display()),
             "--autoplay-policy=no-user-gesture-required".into(),
             "--allow-loopback-in-peer-connection".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
         ];
+        if let Some(microphone) = microphone {
+            args.push("--use-fake-device-for-media-stream".into());
+            args.push(format!("--use-file-for-fake-audio-capture={}", microphone.display()));
+        }
         let capabilities = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",

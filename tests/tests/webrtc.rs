@@ -22,7 +22,7 @@ fn webrtc_gateway() -> Gateway {
 fn browser(gw: &Gateway, name: &str, frequency: f64, room: &str) -> Chromium {
     let wav = gw.dir.path().join(format!("{name}-{frequency}.wav"));
     write_tone_wav(&wav, 48000, frequency, 120).unwrap();
-    let chromium = Chromium::start(&wav).unwrap();
+    let chromium = Chromium::start(Some(&wav)).unwrap();
     chromium.navigate(&format!("http://{}/join/{room}", gw.http)).unwrap();
     chromium
 }
@@ -184,6 +184,50 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     join(&third, "", "Third");
     let error = third.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
     assert_eq!(error, "not-found");
+
+    // Back in; then the tab goes away without a goodbye: the leg ends as a lost connection.
+    join(&first, "", "First");
+    wait_joined(&first, &gw);
+    first.navigate("about:blank").unwrap();
+    wait_for_record(&gw, "connection-lost");
+    assert!(wait_until(Duration::from_secs(5), || participants(&gw, "3000").is_empty()), "{}", gw.log());
+}
+
+#[test]
+fn a_browser_without_a_microphone_is_told_so() {
+    let gw = webrtc_gateway();
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let chromium = Chromium::start(None).unwrap();
+    chromium.navigate(&format!("http://{}/join/1000", gw.http)).unwrap();
+    join(&chromium, "", "Mic-less");
+    let error = chromium.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
+    assert_eq!(error, "no-microphone");
+    let shown = chromium.execute("return document.getElementById('message').textContent", json!([])).unwrap();
+    assert!(shown.as_str().unwrap().contains("No microphone"), "{shown}");
+    assert!(participants(&gw, "1000").is_empty());
+}
+
+#[test]
+fn behind_nat_the_public_address_is_offered_and_shutdown_tells_the_page() {
+    // 192.0.2.10 (TEST-NET-1) stands for the NAT's public address: offered as a candidate,
+    // while the connection itself runs over the host candidate on loopback.
+    let mut gw = gateway("[webrtc]\naddresses = [\"127.0.0.1\"]\npublic_address = \"192.0.2.10\"\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let chromium = browser(&gw, "nat", 800.0, "1000");
+    join(&chromium, "", "Behind NAT");
+    wait_joined(&chromium, &gw);
+    chromium.wait_for("return window.gateway.firstAudioMs !== null", Duration::from_secs(10)).unwrap();
+    let candidates = chromium.execute("return window.gateway.candidates", json!([])).unwrap();
+    let candidates: Vec<&str> = candidates.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(candidates.iter().any(|c| c.contains("192.0.2.10")), "no public candidate: {candidates:?}");
+    assert!(candidates.iter().any(|c| c.contains("127.0.0.1") && c.contains("typ host")), "{candidates:?}");
+
+    // SIGTERM: the page is told the server is going away; the leg's record says shutdown.
+    gw.terminate().unwrap();
+    let ended = chromium.wait_for("return window.gateway.ended", Duration::from_secs(10)).unwrap();
+    assert_eq!(ended, "shutdown");
+    let records = String::from_utf8(gw.admin(&["calls", "--json"])).unwrap();
+    assert!(records.contains("\"shutdown\"") && records.contains("opus"), "{records}");
 }
 
 #[test]

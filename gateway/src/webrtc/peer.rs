@@ -20,8 +20,9 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::MediaStreamTrack;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidate, RTCIceCandidateInit,
+    RTCIceCandidateType, RTCIceProtocol, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 /// What the connection tells its session.
@@ -101,20 +102,17 @@ pub async fn connect(setup: PeerSetup) -> Result<Peer, PeerError> {
     let registry = register_default_interceptors(Registry::new(), &mut engine).map_err(PeerError::Setup)?;
     // No mDNS (a loopback-only host cannot multicast, and the gateway's addresses are not
     // secret); answering as DTLS server saves the client's first retransmission timer.
-    let mut settings = SettingEngineBuilder::new()
+    let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_include_loopback_candidate(addresses.iter().any(IpAddr::is_loopback));
-    if let Some(public) = public_address {
-        settings = settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Srflx);
-    }
     let binds: Vec<SocketAddr> = addresses.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     let connection = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { events, incoming }))
+        .with_handler(Arc::new(Handler { events, incoming, public_address }))
         .with_udp_addrs(binds)
         .build()
         .await
@@ -163,16 +161,37 @@ async fn write_mix(track: Arc<TrackLocalStaticRTP>, mut outgoing: mpsc::Receiver
 struct Handler {
     events: mpsc::Sender<PeerEvent>,
     incoming: std_mpsc::SyncSender<rtp::Packet>,
+    public_address: Option<IpAddr>,
+}
+
+/// Behind a 1:1 NAT, a host candidate's twin at the public address, as a server-reflexive
+/// candidate (RFC 8445 §5.1.1.2) the browser can reach: its checks arrive, translated, on the
+/// host socket. (webrtc-rs 0.21 stores a NAT 1:1 setting but does not act on it.)
+fn public_candidate(host: &RTCIceCandidate, public: IpAddr) -> Option<String> {
+    if host.typ != RTCIceCandidateType::Host || host.protocol != RTCIceProtocol::Udp {
+        return None;
+    }
+    // RFC 8445 §5.1.2.1 with the recommended type preference for server-reflexive (100).
+    let priority = (100u32 << 24) | (65535 << 8) | (256 - u32::from(host.component.clamp(1, 256)));
+    let foundation: String = format!("n{}", host.foundation).chars().take(32).collect();
+    Some(format!(
+        "candidate:{foundation} {} udp {priority} {public} {} typ srflx raddr {} rport {}",
+        host.component, host.port, host.address, host.port
+    ))
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        match event.candidate.to_json() {
-            Ok(init) => {
-                let _ = self.events.send(PeerEvent::Candidate(init)).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "local candidate not sent"),
+        let init = match event.candidate.to_json() {
+            Ok(init) => init,
+            Err(e) => return tracing::debug!(error = %e, "local candidate not sent"),
+        };
+        let public = self.public_address.and_then(|ip| public_candidate(&event.candidate, ip));
+        let twin = public.map(|candidate| RTCIceCandidateInit { candidate, ..init.clone() });
+        let _ = self.events.send(PeerEvent::Candidate(init)).await;
+        if let Some(twin) = twin {
+            let _ = self.events.send(PeerEvent::Candidate(twin)).await;
         }
     }
 
@@ -205,5 +224,34 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(address: &str, port: u16) -> RTCIceCandidate {
+        RTCIceCandidate {
+            foundation: "2693830880".into(),
+            priority: 2130706431,
+            address: address.into(),
+            protocol: RTCIceProtocol::Udp,
+            port,
+            typ: RTCIceCandidateType::Host,
+            component: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_public_twin_of_a_host_candidate_is_server_reflexive() {
+        let twin = public_candidate(&host("10.0.1.5", 20002), "203.0.113.7".parse().unwrap()).unwrap();
+        assert_eq!(
+            twin,
+            "candidate:n2693830880 1 udp 1694498815 203.0.113.7 20002 typ srflx raddr 10.0.1.5 rport 20002"
+        );
+        let relay = RTCIceCandidate { typ: RTCIceCandidateType::Relay, ..host("10.0.1.5", 20002) };
+        assert_eq!(public_candidate(&relay, "203.0.113.7".parse().unwrap()), None);
     }
 }

@@ -225,7 +225,7 @@ async fn on_message(
             }
             Next::Stay
         }
-        ClientMessage::Leave => match joined.take() {
+        ClientMessage::Leave {} => match joined.take() {
             Some(j) => {
                 *links = Links::default();
                 leave(shared, j, Cause::Normal).await;

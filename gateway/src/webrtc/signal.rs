@@ -38,7 +38,8 @@ pub enum ClientMessage {
     Mute {
         muted: bool,
     },
-    Leave,
+    /// (A struct variant: serde checks unknown fields of those only.)
+    Leave {},
 }
 
 /// Why a message from the page was not taken.
@@ -90,7 +91,7 @@ impl ClientMessage {
                     return bad("candidate", "too long");
                 }
             }
-            ClientMessage::Mute { .. } | ClientMessage::Leave => {}
+            ClientMessage::Mute { .. } | ClientMessage::Leave {} => {}
         }
         Ok(())
     }
@@ -181,6 +182,7 @@ mod tests {
         .unwrap();
         assert!(matches!(m, ClientMessage::Candidate { sdp_mline_index: Some(0), .. }));
         assert!(ClientMessage::parse(r#"{"type":"candidate","candidate":""}"#).is_ok(), "end of candidates");
+        assert_eq!(ClientMessage::parse(r#"{"type":"leave"}"#), Ok(ClientMessage::Leave {}));
     }
 
     #[test]
