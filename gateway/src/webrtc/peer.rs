@@ -13,7 +13,7 @@ use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -106,13 +106,14 @@ pub async fn connect(setup: PeerSetup) -> Result<Peer, PeerError> {
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_include_loopback_candidate(addresses.iter().any(IpAddr::is_loopback));
+    let (connected_tx, connected) = watch::channel(false);
     let binds: Vec<SocketAddr> = addresses.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     let connection = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)
         .with_setting_engine(settings.build())
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { events, incoming, public_address }))
+        .with_handler(Arc::new(Handler { events, incoming, public_address, connected: connected_tx }))
         .with_udp_addrs(binds)
         .build()
         .await
@@ -144,13 +145,21 @@ pub async fn connect(setup: PeerSetup) -> Result<Peer, PeerError> {
             return Err(e);
         }
     };
-    tokio::spawn(write_mix(track, outgoing));
+    tokio::spawn(write_mix(track, outgoing, connected));
     Ok(Peer { connection, answer })
 }
 
-/// The worker's packets onto the track, until either side is gone.
-async fn write_mix(track: Arc<TrackLocalStaticRTP>, mut outgoing: mpsc::Receiver<rtp::Packet>) {
+/// The worker's packets onto the track once DTLS has keyed SRTP (before, they could only be
+/// dropped), until either side is gone.
+async fn write_mix(
+    track: Arc<TrackLocalStaticRTP>,
+    mut outgoing: mpsc::Receiver<rtp::Packet>,
+    connected: watch::Receiver<bool>,
+) {
     while let Some(packet) = outgoing.recv().await {
+        if !*connected.borrow() {
+            continue;
+        }
         if let Err(e) = track.write_rtp(packet).await {
             tracing::debug!(error = %e, "browser track closed");
             break;
@@ -162,6 +171,7 @@ struct Handler {
     events: mpsc::Sender<PeerEvent>,
     incoming: std_mpsc::SyncSender<rtp::Packet>,
     public_address: Option<IpAddr>,
+    connected: watch::Sender<bool>,
 }
 
 /// Behind a 1:1 NAT, a host candidate's twin at the public address, as a server-reflexive
@@ -197,6 +207,7 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(%state, "browser connection");
+        self.connected.send_replace(state == RTCPeerConnectionState::Connected);
         let event = match state {
             RTCPeerConnectionState::Connected => PeerEvent::Connected,
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => PeerEvent::Failed,
