@@ -32,8 +32,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let prompts = Prompts::load(&config.prompts, rate).context("loading prompts")?;
     let shared = Shared::new(config, storage);
     let rtp_timeout = Duration::from_secs(u64::from(shared.config.rtp.timeout_secs));
-    let (media, events) = Media::start(rate, rtp_timeout, shared.metrics.mixer_tick_seconds.clone())
-        .context("starting the media worker")?;
+    let (media, events) =
+        Media::start(rate, rtp_timeout, &shared.metrics).context("starting the media worker")?;
     let mut tasks = JoinSet::new();
     sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);
     tasks.spawn(http::serve(http_listener, shared.clone()));

@@ -64,6 +64,13 @@ pub struct RoomCodecLabels {
     pub codec: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EncodeLabels {
+    /// `shared`: one encode sent to every listener hearing the same mix; `personal`: a
+    /// talker's own mix (everyone but them).
+    pub kind: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn jitter_histogram() -> Histogram {
@@ -92,6 +99,7 @@ pub struct Metrics {
     pub rtp_jitter_seconds: HistogramFamily<RoomCodecLabels>,
     /// Time the media worker spends on one 20 ms tick of every conference.
     pub mixer_tick_seconds: Histogram,
+    pub mixer_encodes: Family<EncodeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -159,6 +167,12 @@ impl Metrics {
             "Duration of one media tick over every conference",
             mixer_tick_seconds.clone(),
         );
+        let mixer_encodes = Family::<EncodeLabels, Counter>::default();
+        registry.register(
+            "mixer_encodes",
+            "Audio encoder runs: shared by listeners of the same mix, or a talker's own",
+            mixer_encodes.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Gateway version", build);
@@ -177,6 +191,7 @@ impl Metrics {
             rtp_lost_packets,
             rtp_jitter_seconds,
             mixer_tick_seconds,
+            mixer_encodes,
         }
     }
 

@@ -1,4 +1,4 @@
-// The join page: microphone, one RTCPeerConnection to the gateway, signalling over /ws.
+// The join page: microphone (and camera preview), one RTCPeerConnection to the gateway, signalling over /ws.
 // `window.gateway` shows the page's state (used by the end-to-end tests too).
 'use strict';
 
@@ -27,6 +27,7 @@ const gateway = {
   firstAudioMs: null,    // join sent -> first audio packet received
   ended: null,
   candidates: [],        // the gateway's ICE candidates
+  camera: false,         // the camera is on (shown to the user; video is not sent yet)
 };
 window.gateway = gateway;
 
@@ -88,16 +89,19 @@ async function join(event) {
   gateway.state = 'joining';
   $('join').disabled = true;
   const original = $('original').checked;
-  try {
-    microphone = await navigator.mediaDevices.getUserMedia({
-      // "Original sound" (for headphones and music) turns the browser's processing off.
-      audio: { echoCancellation: !original, noiseSuppression: !original, autoGainControl: !original },
-    });
-  } catch (e) {
+  // "Original sound" (for headphones and music) turns the browser's processing off.
+  const audio = { echoCancellation: !original, noiseSuppression: !original, autoGainControl: !original };
+  const video = $('camera').checked ? { width: { ideal: 640 }, height: { ideal: 360 } } : false;
+  microphone = await capture({ audio, video });
+  if (!microphone && video) microphone = await capture({ audio });
+  if (!microphone) {
     gateway.state = 'idle';
     $('join').disabled = false;
     return show('no-microphone');
   }
+  gateway.camera = microphone.getVideoTracks().length > 0;
+  $('self').srcObject = gateway.camera ? microphone : null;
+  $('self').hidden = !gateway.camera;
   try {
     await socket();
   } catch (e) {
@@ -132,6 +136,15 @@ async function join(event) {
   pendingLocal = null;
   history.replaceState(null, '', `/join/${encodeURIComponent(room)}`);
   watchFirstAudio();
+}
+
+// The user's microphone (and camera when asked for), or null when the browser gives none.
+async function capture(constraints) {
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (e) {
+    return null;
+  }
 }
 
 async function onMessage(m) {
@@ -262,6 +275,8 @@ function teardown() {
   pc = null;
   if (microphone) for (const t of microphone.getTracks()) t.stop();
   microphone = null;
+  gateway.camera = false;
+  $('self').srcObject = null;
   remoteAnalyser = null;
   $('remote').srcObject = null;
   $('join-form').hidden = false;

@@ -52,8 +52,9 @@ fn wait_joined(chromium: &Chromium, gw: &Gateway) -> u64 {
 fn page_hears(chromium: &Chromium, frequencies: &[f64]) -> Vec<f64> {
     let tone =
         chromium.execute("return window.gateway.remoteTone(arguments[0])", json!([frequencies])).unwrap();
-    let peak = tone["db"].as_f64().unwrap();
-    tone["levels"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap_or(-200.0) - peak).collect()
+    // Before sound arrives the analyser reads -Infinity (null in JSON): far below any tone.
+    let peak = tone["db"].as_f64().unwrap_or(-200.0);
+    tone["levels"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap_or(-300.0) - peak).collect()
 }
 
 /// Waits (up to 10 s) until the page hears every one of `heard` within 25 dB of the strongest
@@ -116,6 +117,21 @@ fn a_browser_and_a_phone_hear_each_other() {
         .wait_for("return window.gateway.participants.size === 2 && [...window.gateway.participants.values()].map(p => p.user)", Duration::from_secs(5))
         .unwrap();
     assert!(listed.as_array().unwrap().contains(&json!("desk")), "{listed}");
+    // The phone plays a steady tone: the page marks it as talking.
+    chromium
+        .wait_for(
+            "const desk = [...window.gateway.participants.values()].find(p => p.user === 'desk' && p.talking);
+             return !!desk && document.querySelector(`#participants li[data-id='${desk.id}']`).className === 'talking'",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("the phone is not shown talking: {e}"));
+    // The camera was asked for too, and its preview plays on the page.
+    chromium
+        .wait_for(
+            "return window.gateway.camera && document.getElementById('self').videoWidth > 0",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("no camera preview: {e}"));
 
     // The page hears the phone's tone, and not its own.
     let levels = wait_page_hears(&chromium, &[phone_tone], &[browser_tone]);
@@ -277,6 +293,49 @@ fn two_browsers_and_two_phones_all_hear_each_other() {
             }
         }
     }
+}
+
+/// A counter or histogram count from `/metrics`: the first line starting with `series`.
+fn metric(gw: &Gateway, series: &str) -> f64 {
+    let (_, text) = e2e::http_get(gw.http, "/metrics").unwrap();
+    let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series}:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn silent_browsers_share_one_encode_of_the_mix() {
+    let gw = webrtc_gateway();
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let mut desk = phone(&gw, "desk", 900.0, "G722/16000/1", &[]);
+    dial(&mut desk, &gw, "1000");
+    // Two listeners: their microphones play silence.
+    let browsers = [browser(&gw, "quiet-1", 0.0, "1000"), browser(&gw, "quiet-2", 0.0, "1000")];
+    for (b, name) in browsers.iter().zip(["Quiet 1", "Quiet 2"]) {
+        join(b, "", name);
+        wait_joined(b, &gw);
+    }
+    for b in &browsers {
+        let levels = wait_page_hears(b, &[900.0], &[]);
+        assert!(levels[0] > -25.0, "a listener misses the phone: {levels:?}");
+    }
+
+    // Over two seconds: the phone's own mix, and one Opus encode for both browsers, per tick.
+    let sample = || {
+        (
+            metric(&gw, "gateway_mixer_tick_seconds_count"),
+            metric(&gw, "gateway_mixer_encodes_total{kind=\"shared\"}"),
+            metric(&gw, "gateway_mixer_encodes_total{kind=\"personal\"}"),
+        )
+    };
+    let before = sample();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = sample();
+    let ticks = after.0 - before.0;
+    let (shared, personal) = ((after.1 - before.1) / ticks, (after.2 - before.2) / ticks);
+    println!("per tick over {ticks} ticks: {shared:.2} shared, {personal:.2} personal encodes");
+    assert!(ticks > 50.0);
+    assert!((0.9..=1.1).contains(&shared), "browsers' mix not shared: {shared:.2} shared per tick");
+    assert!(personal <= 1.1, "more than the talker's own mix: {personal:.2} personal per tick");
 }
 
 #[test]

@@ -20,9 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, LegStats, PlayTarget};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use rtc_shared::marshal::{Marshal, Unmarshal};
 use tokio::sync::mpsc;
+
+use crate::metrics::{EncodeLabels, Metrics};
 
 /// A participant: one leg of one conference, named by call control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -135,10 +138,14 @@ impl Media {
     pub fn start(
         rate: u32,
         rtp_timeout: Duration,
-        tick_seconds: Histogram,
+        metrics: &Metrics,
     ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
         let (commands, command_rx) = std_mpsc::channel();
         let (events, event_rx) = mpsc::channel(8192);
+        // One at a time: a family's guard held across a second `get_or_create` deadlocks.
+        let shared_encodes = metrics.mixer_encodes.get_or_create(&EncodeLabels { kind: "shared" }).clone();
+        let personal_encodes =
+            metrics.mixer_encodes.get_or_create(&EncodeLabels { kind: "personal" }).clone();
         let worker = Worker {
             rate,
             commands: command_rx,
@@ -146,7 +153,9 @@ impl Media {
             rooms: HashMap::new(),
             legs: HashMap::new(),
             rtp_timeout,
-            tick_seconds,
+            tick_seconds: metrics.mixer_tick_seconds.clone(),
+            shared_encodes,
+            personal_encodes,
             buffer: vec![0; 2048],
         };
         std::thread::Builder::new().name("media".into()).spawn(move || worker.run())?;
@@ -185,6 +194,8 @@ struct Worker {
     legs: HashMap<ParticipantId, WorkerLeg>,
     rtp_timeout: Duration,
     tick_seconds: Histogram,
+    shared_encodes: Counter,
+    personal_encodes: Counter,
     buffer: Vec<u8>,
 }
 
@@ -404,6 +415,9 @@ impl Worker {
                     Wire::Channel { outgoing, .. } => drop(outgoing.try_send(packet.clone())),
                 }
             });
+            let stats = room.conference.tick_stats();
+            self.shared_encodes.inc_by(u64::from(stats.shared_encodes));
+            self.personal_encodes.inc_by(u64::from(stats.personal_encodes));
             while let Some(event) = room.conference.poll_event() {
                 let event = match event {
                     ConferenceEvent::Dtmf { leg, digit } => {
