@@ -173,7 +173,7 @@ fn a_browser_and_a_phone_hear_each_other() {
 
 #[test]
 fn the_page_hears_of_a_kick_and_a_full_room() {
-    let gw = webrtc_gateway();
+    let mut gw = webrtc_gateway();
     let room = r#"{"number": "3000", "max_participants": 1}"#;
     let (code, body) = http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(room)).unwrap();
     assert_eq!(code, 201, "{body}");
@@ -207,6 +207,15 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     first.navigate("about:blank").unwrap();
     wait_for_record(&gw, "connection-lost");
     assert!(wait_until(Duration::from_secs(5), || participants(&gw, "3000").is_empty()), "{}", gw.log());
+
+    // The server dies without a goodbye: the page that is in the room says the connection is lost.
+    join(&second, "", "Second");
+    wait_joined(&second, &gw);
+    gw.kill();
+    let error = second.wait_for("return window.gateway.error", Duration::from_secs(10)).unwrap();
+    assert_eq!(error, "connection-lost");
+    let state = second.execute("return window.gateway.state", json!([])).unwrap();
+    assert_eq!(state, "idle", "the page is back at the form");
 }
 
 #[test]
