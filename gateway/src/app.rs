@@ -24,7 +24,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // Bind everything before serving anything: a port in use fails start-up, naming it.
     let sip = sip::Listeners::bind(&config.sip).await?;
-    let http_listener = http::bind(config.http.listen).await?;
+    let http_listener = http::bind(&config.http).await?;
 
     let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
     storage.retain_trunks(&trunk_names).await.context("pruning trunk status")?;

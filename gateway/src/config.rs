@@ -190,6 +190,13 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Bearer token for mutating API calls. Without it, mutating calls are refused.
     pub api_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain and key (browsers allow the microphone
+    /// only to pages over HTTPS, or from localhost). Both or neither.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+    /// Reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` names the browser:
+    /// wrong PINs and call records then count the browser's address, not the proxy's.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -249,11 +256,13 @@ pub struct WebrtcConfig {
     pub addresses: Vec<IpAddr>,
     /// Behind a 1:1 NAT: the public address, offered as a candidate beside the host ones.
     pub public_address: Option<IpAddr>,
+    /// Join pages connected at once (each holds a WebSocket); more are refused with 503.
+    pub max_pages: usize,
 }
 
 impl Default for WebrtcConfig {
     fn default() -> WebrtcConfig {
-        WebrtcConfig { enabled: true, addresses: Vec::new(), public_address: None }
+        WebrtcConfig { enabled: true, addresses: Vec::new(), public_address: None, max_pages: 1000 }
     }
 }
 
@@ -312,7 +321,13 @@ impl Default for SipConfig {
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
-        HttpConfig { listen: ([127, 0, 0, 1], 8080).into(), api_token: None }
+        HttpConfig {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            api_token: None,
+            tls_certificate: None,
+            tls_private_key: None,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -421,6 +436,22 @@ impl Config {
         }
         if self.http.listen.port() == 0 {
             return key("http.listen", "port must be 1-65535".into());
+        }
+        let (certificate, private_key) = (&self.http.tls_certificate, &self.http.tls_private_key);
+        for (name, file, other) in [
+            ("http.tls_certificate", certificate, private_key),
+            ("http.tls_private_key", private_key, certificate),
+        ] {
+            match (file, other) {
+                (None, Some(_)) => return key(name, "HTTPS needs both a certificate and a key".into()),
+                (Some(path), _) if !path.is_file() => {
+                    return key(name, format!("no such file: {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        if self.webrtc.max_pages == 0 {
+            return key("webrtc.max_pages", "expected at least 1".into());
         }
         if self.rtp.port_min == 0 || self.rtp.port_min % 2 == 1 {
             return key("rtp.port_min", format!("expected an even port above 0, got {}", self.rtp.port_min));
@@ -613,6 +644,22 @@ mod tests {
         assert_eq!(key, "http.listen");
         let (key, _) = key_error("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-1\"]\n");
         assert_eq!(key, "sip.digest_algorithms[1]");
+    }
+
+    #[test]
+    fn https_needs_both_files_and_names_the_missing_one() {
+        let (key, message) = key_error("[http]\ntls_private_key = \"/etc/hostname\"\n");
+        assert_eq!(key, "http.tls_certificate");
+        assert!(message.contains("both"), "{message}");
+        let (key, message) = key_error(
+            "[http]\ntls_certificate = \"/etc/hostname\"\ntls_private_key = \"/nonexistent/k.pem\"\n",
+        );
+        assert_eq!(key, "http.tls_private_key");
+        assert!(message.contains("/nonexistent/k.pem"), "{message}");
+        let (key, _) = key_error("[http]\ntrusted_proxies = [\"nginx\"]\n");
+        assert_eq!(key, "http.trusted_proxies[0]");
+        let (key, _) = key_error("[webrtc]\nmax_pages = 0\n");
+        assert_eq!(key, "webrtc.max_pages");
     }
 
     #[test]

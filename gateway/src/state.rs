@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::calls::{Control, RoomEvent};
 use crate::config::Config;
@@ -25,12 +25,15 @@ pub struct Shared {
     control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
     /// Participants joining, leaving, talking, muted: for the browsers' pages.
     pub room_events: broadcast::Sender<RoomEvent>,
+    /// One permit per open join page (`[webrtc] max_pages`).
+    pub pages: Arc<Semaphore>,
 }
 
 impl Shared {
     pub fn new(config: Config, storage: Storage) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
         let (control, control_rx) = mpsc::channel(256);
+        let pages = Arc::new(Semaphore::new(config.webrtc.max_pages));
         Arc::new(Shared {
             config,
             metrics: Metrics::new(),
@@ -41,6 +44,7 @@ impl Shared {
             control,
             control_rx: Mutex::new(Some(control_rx)),
             room_events: broadcast::channel(1024).0,
+            pages,
         })
     }
 

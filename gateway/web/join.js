@@ -16,7 +16,15 @@ const MESSAGES = {
   'shutdown': 'The conference server is restarting. Please join again shortly.',
   'unavailable': 'The conference server is not taking calls now.',
   'bad-sdp': 'Your browser and the conference could not agree on audio.',
+  'media-unavailable': 'The conference server cannot set up audio now. Please try again.',
+  'no-media': 'The audio connection could not be set up (a firewall may block it).',
+  'insecure': 'Browsers allow the microphone only on secure pages: open this page over HTTPS '
+              + '(ask the conference administrator for the address).',
+  'reconnecting': 'The audio connection is interrupted; waiting for it to come back…',
 };
+
+// Joined but no audio connection after this long: give up (the gateway gives up too).
+const CONNECT_TIMEOUT_MS = 20000;
 
 const gateway = {
   state: 'idle',         // idle, joining, joined
@@ -27,6 +35,7 @@ const gateway = {
   firstAudioMs: null,    // join sent -> first audio packet received
   ended: null,
   candidates: [],        // the gateway's ICE candidates
+  connection: null,      // the peer connection's state once joined
   camera: false,         // the camera is on (shown to the user; video is not sent yet)
 };
 window.gateway = gateway;
@@ -38,6 +47,7 @@ let audioContext = null;
 let remoteAnalyser = null;
 let pendingLocal = [];   // candidates found before the join went out
 let pendingRemote = [];  // candidates that came before the answer
+let connectTimer = null;
 
 function show(code, text, info) {
   const el = $('message');
@@ -86,6 +96,7 @@ async function join(event) {
   clearMessage();
   const room = $('room').value.trim();
   if (!room) return show('room', 'Enter the room number.');
+  if (!window.isSecureContext || !navigator.mediaDevices) return show('insecure');
   gateway.state = 'joining';
   $('join').disabled = true;
   const original = $('original').checked;
@@ -119,7 +130,14 @@ async function join(event) {
     if (pendingLocal) pendingLocal.push(c); else send(c);
   };
   pc.onconnectionstatechange = () => {
-    if (pc && pc.connectionState === 'failed' && gateway.state === 'joined') {
+    if (!pc || gateway.state !== 'joined') return;
+    gateway.connection = pc.connectionState;
+    if (pc.connectionState === 'connected') {
+      clearTimeout(connectTimer);
+      if ($('message').textContent === MESSAGES.reconnecting) $('message').hidden = true;
+    } else if (pc.connectionState === 'disconnected') {
+      show('reconnecting', null, true);
+    } else if (pc.connectionState === 'failed') {
       send({ type: 'leave' });
       teardown();
       show('connection-lost');
@@ -169,6 +187,16 @@ async function onMessage(m) {
       $('join-form').hidden = true;
       $('in-room').hidden = false;
       show('joined', m.moderator ? 'You joined as moderator.' : 'You joined the conference.', true);
+      render();
+      connectTimer = setTimeout(() => {
+        if (!pc || pc.connectionState === 'connected') return;
+        send({ type: 'leave' });
+        teardown();
+        show('no-media');
+      }, CONNECT_TIMEOUT_MS);
+      break;
+    case 'participants':
+      gateway.participants = new Map(m.participants.map((p) => [p.id, p]));
       render();
       break;
     case 'participant':
@@ -269,7 +297,9 @@ async function watchFirstAudio() {
 }
 
 function teardown() {
+  clearTimeout(connectTimer);
   gateway.state = 'idle';
+  gateway.connection = null;
   gateway.id = null;
   if (pc) pc.close();
   pc = null;
@@ -309,3 +339,4 @@ $('leave').onclick = () => send({ type: 'leave' });
 keypad();
 const fromPath = location.pathname.match(/^\/join\/([^/]+)/);
 if (fromPath) $('room').value = decodeURIComponent(fromPath[1]);
+if (!window.isSecureContext) show('insecure');

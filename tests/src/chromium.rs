@@ -21,6 +21,11 @@ impl Chromium {
     /// Starts chromedriver and a browser whose microphone plays `microphone` (a WAV file);
     /// with `None`, a browser with no microphone at all.
     pub fn start(microphone: Option<&Path>) -> anyhow::Result<Chromium> {
+        Chromium::start_with(microphone, &[])
+    }
+
+    /// As [`Chromium::start`], with more command-line switches for the browser.
+    pub fn start_with(microphone: Option<&Path>, switches: &[&str]) -> anyhow::Result<Chromium> {
         crate::require_program("chromedriver");
         let profile = tempfile::tempdir()?;
         let port = free_port();
@@ -55,6 +60,7 @@ impl Chromium {
             "--allow-loopback-in-peer-connection".into(),
             "--disable-features=WebRtcHideLocalIpsWithMdns".into(),
         ];
+        args.extend(switches.iter().map(|s| s.to_string()));
         if let Some(microphone) = microphone {
             args.push("--use-fake-device-for-media-stream".into());
             args.push(format!("--use-file-for-fake-audio-capture={}", microphone.display()));

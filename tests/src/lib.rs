@@ -119,7 +119,11 @@ impl Gateway {
         let mut gw = Gateway { dir, sip, http, child: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // Over HTTPS (which this client does not speak) the log says when it is ready.
             if let Ok((200, _)) = http_get(gw.http, "/healthz") {
+                return Ok(gw);
+            }
+            if gw.log().contains("gateway ready") {
                 return Ok(gw);
             }
             if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

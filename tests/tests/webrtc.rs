@@ -255,6 +255,69 @@ fn behind_nat_the_public_address_is_offered_and_shutdown_tells_the_page() {
     assert!(records.contains("\"shutdown\"") && records.contains("opus"), "{records}");
 }
 
+/// Chromium switches that make `gateway.test` a name for loopback: a page from there is
+/// what a page from a remote server is to the browser (not "potentially trustworthy" as
+/// localhost is), while its traffic stays on this machine.
+const REMOTE_NAME: [&str; 2] =
+    ["--host-resolver-rules=MAP gateway.test 127.0.0.1", "--ignore-certificate-errors"];
+
+#[test]
+fn over_https_a_remote_page_gets_its_microphone_and_over_http_it_is_told_why_not() {
+    // A gateway serving HTTPS with a certificate for gateway.test.
+    let certs = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["gateway.test".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let base = (e2e::free_port() & !1).min(60_000);
+    let config = format!(
+        "tls_certificate = \"{}\"\ntls_private_key = \"{}\"\n[rtp]\naddress = \"127.0.0.1\"\n\
+         port_min = {base}\nport_max = {}\n[webrtc]\naddresses = [\"127.0.0.1\"]\n",
+        cert.display(),
+        key.display(),
+        base + 199
+    );
+    let https = Gateway::start_with("", &config).unwrap();
+    https.admin(&["room", "add", "--number", "1000", "--pin", "4321"]);
+    let (phone_tone, browser_tone) = (600.0, 1400.0);
+    let mut desk = phone_in_room(&https, "desk", phone_tone, "G722/16000/1", "1000", "4321");
+
+    let wav = https.dir.path().join("remote.wav");
+    write_tone_wav(&wav, 48000, browser_tone, 120).unwrap();
+    let chromium = Chromium::start_with(Some(&wav), &REMOTE_NAME).unwrap();
+    chromium.navigate(&format!("https://gateway.test:{}/join/1000", https.http.port())).unwrap();
+    let secure = chromium.execute("return window.isSecureContext", json!([])).unwrap();
+    assert_eq!(secure, true, "a page over HTTPS is a secure context");
+    join(&chromium, "4321", "Remote");
+    wait_joined(&chromium, &https);
+    let levels = wait_page_hears(&chromium, &[phone_tone], &[browser_tone]);
+    assert!(levels[0] > -25.0, "over HTTPS the page hears the phone: {levels:?}\n{}", https.log());
+    std::thread::sleep(Duration::from_secs(3));
+    desk.command("hangup", "").unwrap();
+    let heard = tones_heard(&desk.recordings("dec.wav")[0], &[browser_tone], 2.0);
+    assert!(heard[0] > -10.0, "the phone misses the browser over HTTPS: {heard:?}");
+    // The browser's record: answered once its media connected.
+    chromium.execute("document.getElementById('leave').click()", json!([])).unwrap();
+    wait_until(Duration::from_secs(10), || call_records(&https).iter().any(|r| r["codec"] == "opus"));
+    let records = call_records(&https);
+    let record = records.iter().find(|r| r["codec"] == "opus").expect("the browser's record");
+    let (started, answered) = (record["started_at_ms"].as_i64().unwrap(), record["answered_at_ms"].as_i64());
+    assert!(answered.is_some_and(|a| a >= started), "{record}");
+    assert!(record["from_uri"].as_str().unwrap().starts_with("webrtc:127.0.0.1:"), "{record}");
+
+    // The same page over plain HTTP from that "remote" name: no microphone is to be had, and
+    // the page says to use HTTPS instead of failing on Join.
+    let http = webrtc_gateway();
+    chromium.navigate(&format!("http://gateway.test:{}/join/1000", http.http.port())).unwrap();
+    let secure = chromium.execute("return window.isSecureContext", json!([])).unwrap();
+    assert_eq!(secure, false);
+    assert_eq!(chromium.execute("return window.gateway.error", json!([])).unwrap(), "insecure");
+    join(&chromium, "", "Remote");
+    let shown = chromium.execute("return document.getElementById('message').textContent", json!([])).unwrap();
+    assert!(shown.as_str().unwrap().contains("over HTTPS"), "{shown}");
+    assert_eq!(chromium.execute("return window.gateway.state", json!([])).unwrap(), "idle");
+}
+
 #[test]
 fn two_browsers_and_two_phones_all_hear_each_other() {
     let gw = webrtc_gateway();
@@ -400,7 +463,62 @@ fn the_page_is_served_and_bad_signalling_gets_errors_not_a_dropped_socket() {
         ask(Message::text(r#"{"type":"join","room":"4444","sdp":"v=0\r\nm=video 9 RTP/AVP 96\r\n"}"#));
     assert_eq!(reply["code"], "bad-sdp", "{reply}");
     assert!(participants(&gw, "4444").is_empty(), "nothing left behind");
+
+    // A well-formed offer joins; then each candidate is an address the gateway would check, so
+    // a page gets 32 of them and no more.
+    let fingerprint = vec!["AB"; 32].join(":");
+    let offer = format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 {fingerprint}\r\n\
+         a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n"
+    );
+    let join = json!({"type": "join", "room": "4444", "name": "Script", "sdp": offer}).to_string();
+    assert_eq!(ask(Message::text(join))["type"], "answer");
+    // Admitted, but no ICE has connected: listed as connecting, not in the mix.
+    let listed = participants(&gw, "4444");
+    assert_eq!((listed.len(), listed[0]["state"].as_str()), (1, Some("connecting")), "{listed:?}");
+    assert_eq!(listed[0]["joined"], false);
+    let candidate = |port: u16| {
+        let line = format!("candidate:1 1 udp 2122260223 127.0.0.1 {port} typ host");
+        Message::text(json!({"type": "candidate", "candidate": line, "sdpMid": "0"}).to_string())
+    };
+    for port in 0..33 {
+        ws.send(candidate(40000 + port)).unwrap();
+    }
+    // Errors are the only replies to candidates: the first one seen is the 33rd's.
+    let refused = loop {
+        let Message::Text(text) = ws.read().unwrap() else { continue };
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        if reply["type"] == "error" {
+            break reply;
+        }
+    };
+    assert_eq!(refused["code"], "bad-candidate", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("32"), "{refused}");
+    ws.send(Message::text(r#"{"type":"leave"}"#)).unwrap();
+    let left = wait_until(Duration::from_secs(5), || participants(&gw, "4444").is_empty());
+    assert!(left, "the scripted page did not leave");
     assert!(gw.log().lines().all(|l| !l.contains("panicked")), "{}", gw.log());
+}
+
+#[test]
+fn pages_beyond_the_limit_are_refused_until_one_closes() {
+    use tokio_tungstenite::tungstenite::{connect, Error};
+
+    let gw = gateway("[webrtc]\nmax_pages = 2\n");
+    let url = format!("ws://{}/ws", gw.http);
+    let (mut first, _) = connect(&url).unwrap();
+    let (_second, _) = connect(&url).unwrap();
+    match connect(&url) {
+        Err(Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("a third page got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // The page itself still loads; once a socket closes, another page may connect.
+    assert_eq!(e2e::http_get(gw.http, "/join/1000").unwrap().0, 200);
+    first.close(None).unwrap();
+    let connected = wait_until(Duration::from_secs(5), || connect(&url).is_ok());
+    assert!(connected, "a page slot was not given back: {}", gw.log());
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub enum Cause {
     BadSdp,
     /// A browser's WebSocket closed without a goodbye, or its peer connection failed.
     ConnectionLost,
+    /// The browser's peer connection could not be set up here (no socket on the address).
+    MediaUnavailable,
 }
 
 impl Cause {
@@ -41,6 +43,7 @@ impl Cause {
             Cause::Shutdown => "shutdown",
             Cause::BadSdp => "bad-sdp",
             Cause::ConnectionLost => "connection-lost",
+            Cause::MediaUnavailable => "media-unavailable",
         }
     }
 }
@@ -130,11 +133,15 @@ pub enum Control {
         request: Box<BrowserJoin>,
         reply: oneshot::Sender<Result<BrowserAdmitted, JoinRefused>>,
     },
-    /// The browser's peer connection is negotiated: its leg goes into the mix.
+    /// The browser's peer connection is negotiated: its leg, ready for the mix.
     BrowserMedia {
         id: ParticipantId,
         config: LegConfig,
         wire: Wire,
+    },
+    /// ICE and DTLS are up: the browser joins the mix (tone, prompt, "joined").
+    BrowserConnected {
+        id: ParticipantId,
     },
     /// The browser left, or its connection failed.
     BrowserLeave {

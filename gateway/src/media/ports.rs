@@ -39,12 +39,22 @@ impl Ports {
 
     /// Binds the next free pair, trying each pair of the range at most once.
     pub fn allocate(&mut self) -> Result<PortPair, PortsExhausted> {
+        self.allocate_free_on(&[])
+    }
+
+    /// The next pair whose RTP port is free on each of `also` too (a browser's peer connection
+    /// binds it there once the pair is closed).
+    pub fn allocate_free_on(&mut self, also: &[IpAddr]) -> Result<PortPair, PortsExhausted> {
         let pairs = usize::from((self.last - self.first) / 2) + 1;
         for _ in 0..pairs {
             let port = self.next;
             self.next = if port >= self.last { self.first } else { port + 2 };
             let Ok(rtp) = UdpSocket::bind(SocketAddr::new(self.address, port)) else { continue };
             let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(self.address, port + 1)) else { continue };
+            let elsewhere = also.iter().filter(|ip| **ip != self.address);
+            if elsewhere.map(|ip| UdpSocket::bind(SocketAddr::new(*ip, port))).any(|s| s.is_err()) {
+                continue;
+            }
             return Ok(PortPair { rtp, rtcp, port });
         }
         Err(PortsExhausted { address: self.address, min: self.first, max: self.last + 1 })
@@ -72,5 +82,20 @@ mod tests {
         assert!(ports.allocate().is_err(), "both pairs in use");
         drop(a);
         assert_eq!(ports.allocate().unwrap().port, base + 2, "freed pair reused after wrapping");
+    }
+
+    #[test]
+    fn a_port_taken_on_another_address_is_skipped() {
+        let (one, two): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        let base = (0..200)
+            .map(|i| 43000 + i * 8)
+            .find(|&b| {
+                (b..b + 4).all(|p| UdpSocket::bind((one, p)).is_ok() && UdpSocket::bind((two, p)).is_ok())
+            })
+            .expect("a free range");
+        let mut ports = Ports::new(one, base, base + 3);
+        let _taken = UdpSocket::bind((two, base)).unwrap();
+        assert_eq!(ports.allocate_free_on(&[one, two]).unwrap().port, base + 2);
+        assert_eq!(ports.allocate().unwrap().port, base, "free on the pool's own address");
     }
 }

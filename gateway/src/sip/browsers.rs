@@ -28,8 +28,7 @@ pub struct Browser {
     moderator: bool,
     call_id: String,
     started_ms: i64,
-    /// The peer connection is up and the leg is in the mix.
-    pub(super) running: bool,
+    stage: Stage,
     pub(super) talking: bool,
     pub(super) muted: bool,
     pub(super) deaf: bool,
@@ -38,7 +37,23 @@ pub struct Browser {
     ended: Option<oneshot::Sender<Cause>>,
 }
 
+/// How far a browser's leg has come.
+#[derive(Debug)]
+enum Stage {
+    /// Admitted by PIN; the page's offer is being answered.
+    Negotiating,
+    /// Answered: the leg waits for ICE and DTLS before it joins the mix.
+    Connecting { config: LegConfig, wire: Wire },
+    /// In the mix since `answered_ms`.
+    InMix { answered_ms: i64 },
+}
+
 impl Browser {
+    /// In the room's mix (hearing and heard), not still connecting.
+    pub(super) fn in_mix(&self) -> bool {
+        matches!(self.stage, Stage::InMix { .. })
+    }
+
     pub(super) fn view(&self) -> ParticipantView {
         let stats = self.stats.as_ref();
         let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
@@ -48,8 +63,8 @@ impl Browser {
             user: "webrtc".into(),
             codec: BROWSER_CODEC,
             direction: "inbound",
-            state: if self.running { "joined" } else { "connecting" },
-            joined: self.running,
+            state: if self.in_mix() { "joined" } else { "connecting" },
+            joined: self.in_mix(),
             moderator: self.moderator,
             talking: self.talking,
             muted: self.muted,
@@ -96,8 +111,9 @@ impl Core {
             false
         };
         // The pair's sockets are closed again at once: the peer connection binds the RTP
-        // port itself. Round-robin allocation keeps it from being handed out meanwhile.
-        let port = match self.ports.allocate() {
+        // port itself, on the WebRTC addresses. Round-robin allocation keeps it from being
+        // handed out meanwhile.
+        let port = match self.ports.allocate_free_on(&self.ctx.shared.config.webrtc.addresses) {
             Ok(pair) => pair.port,
             Err(e) => {
                 tracing::error!(error = %e, "no media port for a browser");
@@ -114,7 +130,7 @@ impl Core {
             moderator,
             call_id: format!("webrtc-{}", new_branch()),
             started_ms: crate::clock::unix_ms(),
-            running: false,
+            stage: Stage::Negotiating,
             talking: false,
             muted: false,
             deaf: false,
@@ -126,13 +142,28 @@ impl Core {
         Ok(BrowserAdmitted { id, port, moderator })
     }
 
-    /// The peer connection is negotiated: the leg joins the mix.
+    /// The peer connection is negotiated: the leg is ready for the mix.
     pub(super) fn browser_media(&mut self, id: ParticipantId, config: LegConfig, wire: Wire) {
         let Some(browser) = self.calls.browsers.get_mut(&id) else { return };
-        if browser.running {
-            return;
+        if let Stage::Negotiating = browser.stage {
+            browser.stage = Stage::Connecting { config, wire };
         }
-        browser.running = true;
+    }
+
+    /// ICE and DTLS are up: the mix can reach the browser, so it joins now (not at the
+    /// answer: a join tone for someone who may never connect, or a prompt into a connection
+    /// not yet keyed, would be lost on the way).
+    pub(super) fn browser_connected(&mut self, id: ParticipantId) {
+        let Some(browser) = self.calls.browsers.get_mut(&id) else { return };
+        let answered_ms = crate::clock::unix_ms();
+        let (config, wire) = match std::mem::replace(&mut browser.stage, Stage::InMix { answered_ms }) {
+            Stage::Connecting { config, wire } => (config, wire),
+            // Reconnected after a network change, or (never) connected before the answer.
+            other => {
+                browser.stage = other;
+                return;
+            }
+        };
         let room = browser.room.number.clone();
         self.media.send(MediaCommand::Add(Box::new(LegSetup {
             id,
@@ -156,7 +187,7 @@ impl Core {
     pub(super) fn end_browser(&mut self, id: ParticipantId, cause: Cause, tell: bool) {
         let Some(mut browser) = self.calls.browsers.remove(&id) else { return };
         let room = browser.room.number.clone();
-        if browser.running {
+        if browser.in_mix() {
             self.media.send(MediaCommand::Remove(id));
             self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).dec();
             if self.calls.joined_in_room(&room, id) > 0 {
@@ -179,7 +210,10 @@ impl Core {
             to_uri: format!("webrtc:{room}"),
             room_number: Some(room),
             started_at_ms: browser.started_ms,
-            answered_at_ms: browser.running.then_some(browser.started_ms),
+            answered_at_ms: match browser.stage {
+                Stage::InMix { answered_ms } => Some(answered_ms),
+                Stage::Negotiating | Stage::Connecting { .. } => None,
+            },
             ended_at_ms: now,
             cause: cause.as_str().into(),
             codec: Some(BROWSER_CODEC.into()),

@@ -243,7 +243,7 @@ impl Calls {
     pub(super) fn joined_in_room(&self, room: &str, except: ParticipantId) -> usize {
         let calls = self.in_room(room).filter(|c| c.joined() && c.id != except).count();
         let browsers =
-            self.browsers.values().filter(|b| b.room.number == room && b.running && b.id != except).count();
+            self.browsers.values().filter(|b| b.room.number == room && b.in_mix() && b.id != except).count();
         calls + browsers
     }
 

@@ -283,6 +283,7 @@ impl Core {
                 }
             }
             Control::BrowserMedia { id, config, wire } => self.browser_media(id, config, wire),
+            Control::BrowserConnected { id } => self.browser_connected(id),
             Control::BrowserLeave { id, cause } => self.end_browser(id, cause, false),
         }
     }

@@ -8,7 +8,7 @@ pub mod core;
 mod dialout;
 mod invite;
 mod register;
-mod tls;
+pub(crate) mod tls;
 pub mod transport;
 pub mod trunks;
 
@@ -49,7 +49,8 @@ impl Listeners {
             // Validated: both files are given when there is a TLS listener.
             let (cert, key) = (config.tls_certificate.as_deref(), config.tls_private_key.as_deref());
             if let (Some(cert), Some(key)) = (cert, key) {
-                listeners.acceptor = Some(tls::acceptor(cert, key)?);
+                listeners.acceptor =
+                    Some(tls::acceptor(("sip.tls_certificate", cert), ("sip.tls_private_key", key))?);
             }
         }
         for &addr in &config.tls {

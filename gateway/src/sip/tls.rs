@@ -1,5 +1,5 @@
-//! TLS for SIP (RFC 3261 §26.2, RFC 5630): the listener's certificate, and the trust anchors a
-//! trunk's server certificate is checked against. rustls with the ring provider.
+//! TLS for SIP (RFC 3261 §26.2, RFC 5630) and HTTPS: a listener's certificate, and the trust
+//! anchors a trunk's server certificate is checked against. rustls with the ring provider.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,11 +32,15 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
-/// The listener's side: its certificate chain and private key (PEM files).
-pub fn acceptor(certificate: &Path, private_key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let chain = certificates("sip.tls_certificate", certificate)?;
+/// A listener's side: its certificate chain and private key (PEM files), each with the
+/// configuration key that named it.
+pub fn acceptor(
+    (certificate_key, certificate): (&'static str, &Path),
+    (private_key_key, private_key): (&'static str, &Path),
+) -> Result<TlsAcceptor, TlsError> {
+    let chain = certificates(certificate_key, certificate)?;
     let key = PrivateKeyDer::from_pem_file(private_key).map_err(|e| TlsError::File {
-        what: "sip.tls_private_key",
+        what: private_key_key,
         path: private_key.into(),
         message: e.to_string(),
     })?;

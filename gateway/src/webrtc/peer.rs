@@ -190,6 +190,17 @@ fn public_candidate(host: &RTCIceCandidate, public: IpAddr) -> Option<String> {
     ))
 }
 
+impl Handler {
+    /// Without waiting: webrtc-rs runs these handlers inline in the connection's driver, so a
+    /// session slow to read would stall ICE, DTLS and media. A session that far behind is
+    /// closing anyway (its sends time out).
+    fn tell(&self, event: PeerEvent) {
+        if let Err(e) = self.events.try_send(event) {
+            tracing::debug!(error = %e, "browser session not listening: event dropped");
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
@@ -199,9 +210,9 @@ impl PeerConnectionEventHandler for Handler {
         };
         let public = self.public_address.and_then(|ip| public_candidate(&event.candidate, ip));
         let twin = public.map(|candidate| RTCIceCandidateInit { candidate, ..init.clone() });
-        let _ = self.events.send(PeerEvent::Candidate(init)).await;
+        self.tell(PeerEvent::Candidate(init));
         if let Some(twin) = twin {
-            let _ = self.events.send(PeerEvent::Candidate(twin)).await;
+            self.tell(PeerEvent::Candidate(twin));
         }
     }
 
@@ -213,7 +224,7 @@ impl PeerConnectionEventHandler for Handler {
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => PeerEvent::Failed,
             _ => return,
         };
-        let _ = self.events.send(event).await;
+        self.tell(event);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {

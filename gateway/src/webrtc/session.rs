@@ -1,24 +1,30 @@
 //! One page's WebSocket: join (PIN checked by call control, offer answered), trickle ICE
 //! both ways, the room's participant events pushed, mute and leave. Every message from the
-//! page is parsed at the edge; a bad one is answered with an error and the socket stays.
+//! page is parsed at the edge; a bad one is answered with an error and the socket stays. A page
+//! that stops answering pings, or stops reading, is taken for gone.
 
 use std::future::pending;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use mixer::codec::AudioCodec;
 use sip_stack::sdp::{self, Direction, LocalAudio};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::{Instant, MissedTickBehavior};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
 
-use super::peer::{self, PeerEvent, PeerSetup};
+use super::peer::{self, PeerError, PeerEvent, PeerSetup};
 use super::signal::{ClientMessage, ServerMessage, MAX_MESSAGE};
-use crate::calls::{BrowserJoin, Cause, Control, ParticipantAction, RoomEvent};
+use crate::calls::{
+    BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
+};
+use crate::http::Client;
 use crate::media::{ParticipantId, Wire};
 use crate::state::Shared;
 
@@ -26,30 +32,44 @@ use crate::state::Shared;
 const INCOMING_QUEUE: usize = 64;
 /// Mix packets waiting for the connection.
 const OUTGOING_QUEUE: usize = 32;
+/// Candidates, connection changes: a few dozen per connection at most.
+const PEER_EVENTS: usize = 64;
+/// Remote candidates one join may add (a browser gathers a handful per interface).
+const MAX_REMOTE_CANDIDATES: usize = 32;
+/// How often an idle page is pinged; browsers answer pings themselves.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Nothing heard for this long (three pings unanswered): the page is gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// A page that takes no message for this long is gone, whatever TCP thinks.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
-    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    ConnectInfo(client): ConnectInfo<Client>,
+    headers: HeaderMap,
     State(shared): State<Arc<Shared>>,
 ) -> Response {
+    let source = client.behind(&shared.config.http.trusted_proxies, &headers);
+    // Each open page holds a task and a socket: at most `[webrtc] max_pages` of them.
+    let Ok(page) = shared.pages.clone().try_acquire_owned() else {
+        tracing::warn!(%source, "too many join pages open: refused");
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many join pages open\n").into_response();
+    };
     // Larger than any message we take, so an oversized one is answered rather than cut off.
-    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| run(shared, source, socket))
+    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| run(shared, source, socket, page))
 }
 
-/// A browser in a room.
+/// A browser in a room, and what its session listens to besides the socket.
 struct Joined {
     id: ParticipantId,
     room: String,
     connection: Arc<dyn PeerConnection>,
     joined_at: Instant,
-}
-
-/// What a joined page listens to besides its socket; all `None` outside a room.
-#[derive(Default)]
-struct Links {
-    ended: Option<oneshot::Receiver<Cause>>,
-    room_events: Option<broadcast::Receiver<RoomEvent>>,
-    peer_events: Option<mpsc::Receiver<PeerEvent>>,
+    /// Remote candidates taken so far.
+    candidates: usize,
+    ended: oneshot::Receiver<Cause>,
+    room_events: broadcast::Receiver<RoomEvent>,
+    peer_events: mpsc::Receiver<PeerEvent>,
 }
 
 /// One thing that happened to the session.
@@ -58,99 +78,213 @@ enum Input {
     Ended(Result<Cause, oneshot::error::RecvError>),
     Room(Result<RoomEvent, broadcast::error::RecvError>),
     Peer(PeerEvent),
+    /// Time to ping the page, or to give it up for silent.
+    Keepalive,
     Shutdown,
 }
 
-/// What the page is told after a step; `Close` ends the socket.
+/// Whether the socket stays open after a step.
 enum Next {
     Stay,
     Close,
 }
 
-async fn run(shared: Arc<Shared>, source: SocketAddr, mut socket: WebSocket) {
+/// One page's socket and, while it is in a room, its browser.
+struct Session {
+    shared: Arc<Shared>,
+    source: SocketAddr,
+    socket: WebSocket,
+    /// `None` outside a room; taken (so its receivers go with it) whenever the leg ends.
+    joined: Option<Joined>,
+    heard_at: Instant,
+}
+
+async fn run(shared: Arc<Shared>, source: SocketAddr, socket: WebSocket, _page: OwnedSemaphorePermit) {
     tracing::debug!(%source, "page connected");
-    let mut joined: Option<Joined> = None;
-    let mut links = Links::default();
-    let mut shutdown = std::pin::pin!(shared.shutdown_signal());
+    let shutdown_signal = shared.shutdown_signal();
+    let mut session = Session { shared, source, socket, joined: None, heard_at: Instant::now() };
+    let mut shutdown = std::pin::pin!(shutdown_signal);
+    let mut keepalive = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        let in_room = session.joined.is_some();
         let input = tokio::select! {
-            message = socket.recv() => Input::Socket(message),
-            cause = ended(&mut links.ended) => Input::Ended(cause),
-            event = room_event(&mut links.room_events) => Input::Room(event),
-            event = peer_event(&mut links.peer_events) => Input::Peer(event),
-            _ = &mut shutdown, if joined.is_none() => Input::Shutdown,
+            message = session.socket.recv() => Input::Socket(message),
+            input = joined_input(&mut session.joined) => input,
+            _ = keepalive.tick() => Input::Keepalive,
+            _ = &mut shutdown, if !in_room => Input::Shutdown,
         };
-        let next = match input {
-            Input::Socket(Some(Ok(Message::Text(text)))) => {
-                on_message(&shared, source, &mut socket, &mut joined, &mut links, &text).await
-            }
+        if let Next::Close = session.step(input).await {
+            break;
+        }
+    }
+    if let Some(joined) = session.joined.take() {
+        leave(&session.shared, joined, Cause::ConnectionLost).await;
+    }
+    let _ = tokio::time::timeout(SEND_TIMEOUT, session.socket.send(Message::Close(None))).await;
+    tracing::debug!(%source, "page gone");
+}
+
+/// The next event of the browser in the room; never, outside one.
+async fn joined_input(joined: &mut Option<Joined>) -> Input {
+    let Some(j) = joined else { return pending().await };
+    tokio::select! {
+        cause = &mut j.ended => Input::Ended(cause),
+        event = j.room_events.recv() => Input::Room(event),
+        event = j.peer_events.recv() => Input::Peer(event.unwrap_or(PeerEvent::Failed)),
+    }
+}
+
+impl Session {
+    async fn step(&mut self, input: Input) -> Next {
+        if let Input::Socket(Some(Ok(_))) = input {
+            self.heard_at = Instant::now();
+        }
+        match input {
+            Input::Socket(Some(Ok(Message::Text(text)))) => self.on_message(&text).await,
             Input::Socket(Some(Ok(Message::Binary(_)))) => {
-                send(&mut socket, ServerMessage::error("bad-message", "expected JSON text")).await
+                self.send(ServerMessage::error("bad-message", "expected JSON text")).await
             }
             Input::Socket(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Next::Stay,
             Input::Socket(Some(Ok(Message::Close(_))) | None) | Input::Shutdown => Next::Close,
             Input::Socket(Some(Err(e))) => {
-                tracing::debug!(%source, error = %e, "page connection lost");
+                tracing::debug!(source = %self.source, error = %e, "page connection lost");
                 Next::Close
+            }
+            Input::Keepalive => {
+                if self.heard_at.elapsed() > SILENCE_LIMIT {
+                    tracing::info!(source = %self.source, "page silent: connection lost");
+                    return Next::Close;
+                }
+                self.send_raw(Message::Ping(Default::default())).await
             }
             Input::Ended(cause) => {
                 // Call control ended the leg (kick, RTP timeout, shutdown).
-                links = Links::default();
-                if let Some(j) = joined.take() {
+                if let Some(j) = self.joined.take() {
                     close(&j.connection).await;
                 }
                 let reason = cause.unwrap_or(Cause::Shutdown).as_str();
-                send(&mut socket, ServerMessage::Ended { reason: reason.into() }).await
+                self.send(ServerMessage::Ended { reason: reason.into() }).await
             }
-            Input::Room(Ok(event)) => match &joined {
-                Some(j) if event.room() == j.room => send(&mut socket, ServerMessage::of_event(event)).await,
+            Input::Room(Ok(event)) => match &self.joined {
+                Some(j) if event.room() == j.room => self.send(ServerMessage::of_event(event)).await,
                 _ => Next::Stay,
             },
-            Input::Room(Err(broadcast::error::RecvError::Lagged(n))) => {
-                tracing::warn!(%source, missed = n, "page missed room events");
-                Next::Stay
+            Input::Room(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                // Events were lost: the whole list again puts the page right.
+                tracing::warn!(source = %self.source, missed, "page missed room events");
+                let Some(room) = self.joined.as_ref().map(|j| j.room.clone()) else { return Next::Stay };
+                let participants = participants(&self.shared, &room).await;
+                self.send(ServerMessage::Participants { participants }).await
             }
             Input::Room(Err(broadcast::error::RecvError::Closed)) => Next::Close,
-            Input::Peer(event) => on_peer_event(&shared, &mut socket, &mut joined, &mut links, event).await,
-        };
-        if let Next::Close = next {
-            break;
+            Input::Peer(event) => self.on_peer_event(event).await,
         }
     }
-    if let Some(j) = joined {
-        leave(&shared, j, Cause::ConnectionLost).await;
-    }
-    let _ = socket.send(Message::Close(None)).await;
-    tracing::debug!(%source, "page gone");
-}
 
-async fn ended(ended: &mut Option<oneshot::Receiver<Cause>>) -> Result<Cause, oneshot::error::RecvError> {
-    match ended {
-        Some(rx) => rx.await,
-        None => pending().await,
+    async fn send(&mut self, message: ServerMessage) -> Next {
+        self.send_raw(Message::Text(message.to_json().into())).await
     }
-}
 
-async fn room_event(
-    events: &mut Option<broadcast::Receiver<RoomEvent>>,
-) -> Result<RoomEvent, broadcast::error::RecvError> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => pending().await,
+    /// A page that takes nothing for [`SEND_TIMEOUT`] is gone, whatever TCP thinks.
+    async fn send_raw(&mut self, message: Message) -> Next {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Next::Stay,
+            Ok(Err(_)) | Err(_) => Next::Close,
+        }
     }
-}
 
-async fn peer_event(events: &mut Option<mpsc::Receiver<PeerEvent>>) -> PeerEvent {
-    match events {
-        Some(rx) => rx.recv().await.unwrap_or(PeerEvent::Failed),
-        None => pending().await,
+    async fn on_message(&mut self, text: &str) -> Next {
+        let message = match ClientMessage::parse(text) {
+            Ok(message) => message,
+            Err(e) => return self.send(ServerMessage::error("bad-message", e)).await,
+        };
+        match message {
+            ClientMessage::Join { .. } if self.joined.is_some() => {
+                self.send(ServerMessage::error("already-joined", "leave the room first")).await
+            }
+            ClientMessage::Join { room, pin, name, sdp } => {
+                match join(&self.shared, self.source, room, pin, name, sdp).await {
+                    Ok((joined, answer, welcome)) => {
+                        self.joined = Some(joined);
+                        if let Next::Close = self.send(answer).await {
+                            return Next::Close;
+                        }
+                        self.send(welcome).await
+                    }
+                    Err(refusal) => self.send(refusal).await,
+                }
+            }
+            ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                // Candidates after a refused join, or the end-of-candidates marker: nothing to do.
+                let Some(j) = &mut self.joined else { return Next::Stay };
+                if candidate.is_empty() {
+                    return Next::Stay;
+                }
+                // Each one is an address the gateway will send checks to: a page gets a few.
+                if j.candidates >= MAX_REMOTE_CANDIDATES {
+                    let message = format!("at most {MAX_REMOTE_CANDIDATES} candidates");
+                    return self.send(ServerMessage::error("bad-candidate", message)).await;
+                }
+                j.candidates += 1;
+                let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
+                match j.connection.add_ice_candidate(init).await {
+                    Ok(()) => Next::Stay,
+                    Err(e) => self.send(ServerMessage::error("bad-candidate", e)).await,
+                }
+            }
+            ClientMessage::Mute { muted } => {
+                let Some(j) = &self.joined else {
+                    return self.send(ServerMessage::error("not-joined", "join a room first")).await;
+                };
+                let (reply, answer) = oneshot::channel();
+                let action = ParticipantAction::Mute(muted);
+                let control = Control::Participant { room: j.room.clone(), id: j.id, action, reply };
+                if self.shared.control.send(control).await.is_err() {
+                    return self.send(ServerMessage::error("unavailable", ControlError::Unavailable)).await;
+                }
+                // Done, the change reaches the page as a participant event, like everyone else's.
+                match answer.await {
+                    Ok(Ok(_)) => Next::Stay,
+                    Ok(Err(e)) => self.send(ServerMessage::error("not-joined", e)).await,
+                    Err(_) => self.send(ServerMessage::error("unavailable", ControlError::Unavailable)).await,
+                }
+            }
+            ClientMessage::Leave {} => match self.joined.take() {
+                Some(j) => {
+                    leave(&self.shared, j, Cause::Normal).await;
+                    self.send(ServerMessage::Ended { reason: "left".into() }).await
+                }
+                None => Next::Stay,
+            },
+        }
     }
-}
 
-async fn send(socket: &mut WebSocket, message: ServerMessage) -> Next {
-    match socket.send(Message::Text(message.to_json().into())).await {
-        Ok(()) => Next::Stay,
-        Err(_) => Next::Close,
+    async fn on_peer_event(&mut self, event: PeerEvent) -> Next {
+        match event {
+            PeerEvent::Candidate(c) => {
+                let message = ServerMessage::Candidate {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                };
+                self.send(message).await
+            }
+            PeerEvent::Connected => {
+                let Some(j) = &self.joined else { return Next::Stay };
+                let ms = j.joined_at.elapsed().as_millis() as u64;
+                tracing::info!(participant = %j.id, ms, "browser media connected");
+                // Now the mix can reach the browser: it joins (tone, prompt, "joined").
+                let _ = self.shared.control.send(Control::BrowserConnected { id: j.id }).await;
+                Next::Stay
+            }
+            PeerEvent::Failed => {
+                let Some(j) = self.joined.take() else { return Next::Stay };
+                tracing::info!(participant = %j.id, "browser connection failed");
+                leave(&self.shared, j, Cause::ConnectionLost).await;
+                self.send(ServerMessage::Ended { reason: Cause::ConnectionLost.as_str().into() }).await
+            }
+        }
     }
 }
 
@@ -166,107 +300,17 @@ async fn leave(shared: &Shared, joined: Joined, cause: Cause) {
     close(&joined.connection).await;
 }
 
-async fn on_message(
-    shared: &Arc<Shared>,
-    source: SocketAddr,
-    socket: &mut WebSocket,
-    joined: &mut Option<Joined>,
-    links: &mut Links,
-    text: &str,
-) -> Next {
-    let message = match ClientMessage::parse(text) {
-        Ok(message) => message,
-        Err(e) => return send(socket, ServerMessage::error("bad-message", e)).await,
-    };
-    match message {
-        ClientMessage::Join { .. } if joined.is_some() => {
-            send(socket, ServerMessage::error("already-joined", "leave the room first")).await
-        }
-        ClientMessage::Join { room, pin, name, sdp } => {
-            match join(shared, source, room, pin, name, sdp).await {
-                Ok((j, l, answer, welcome)) => {
-                    *joined = Some(j);
-                    *links = l;
-                    if let Next::Close = send(socket, answer).await {
-                        return Next::Close;
-                    }
-                    send(socket, welcome).await
-                }
-                Err(refusal) => send(socket, refusal).await,
-            }
-        }
-        ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
-            // Candidates after a refused join, or the end-of-candidates marker: nothing to do.
-            let Some(j) = joined else { return Next::Stay };
-            if candidate.is_empty() {
-                return Next::Stay;
-            }
-            let init = RTCIceCandidateInit { candidate, sdp_mid, sdp_mline_index, ..Default::default() };
-            match j.connection.add_ice_candidate(init).await {
-                Ok(()) => Next::Stay,
-                Err(e) => send(socket, ServerMessage::error("bad-candidate", e)).await,
-            }
-        }
-        ClientMessage::Mute { muted } => {
-            let Some(j) = joined else {
-                return send(socket, ServerMessage::error("not-joined", "join a room first")).await;
-            };
-            let (reply, answer) = oneshot::channel();
-            let control = Control::Participant {
-                room: j.room.clone(),
-                id: j.id,
-                action: ParticipantAction::Mute(muted),
-                reply,
-            };
-            // The change reaches the page as a participant event, like everyone else's.
-            if shared.control.send(control).await.is_err() || answer.await.is_err() {
-                return send(socket, ServerMessage::error("unavailable", "the gateway is shutting down"))
-                    .await;
-            }
-            Next::Stay
-        }
-        ClientMessage::Leave {} => match joined.take() {
-            Some(j) => {
-                *links = Links::default();
-                leave(shared, j, Cause::Normal).await;
-                send(socket, ServerMessage::Ended { reason: "left".into() }).await
-            }
-            None => Next::Stay,
-        },
-    }
-}
-
-async fn on_peer_event(
-    shared: &Arc<Shared>,
-    socket: &mut WebSocket,
-    joined: &mut Option<Joined>,
-    links: &mut Links,
-    event: PeerEvent,
-) -> Next {
-    match event {
-        PeerEvent::Candidate(c) => {
-            let message = ServerMessage::Candidate {
-                candidate: c.candidate,
-                sdp_mid: c.sdp_mid,
-                sdp_mline_index: c.sdp_mline_index,
-            };
-            send(socket, message).await
-        }
-        PeerEvent::Connected => {
-            if let Some(j) = joined {
-                let ms = j.joined_at.elapsed().as_millis() as u64;
-                tracing::info!(participant = %j.id, ms, "browser media connected");
-            }
-            Next::Stay
-        }
-        PeerEvent::Failed => {
-            let Some(j) = joined.take() else { return Next::Stay };
-            *links = Links::default();
-            tracing::info!(participant = %j.id, "browser connection failed");
-            leave(shared, j, Cause::ConnectionLost).await;
-            send(socket, ServerMessage::Ended { reason: Cause::ConnectionLost.as_str().into() }).await
-        }
-    }
+/// Who is in a room now.
+async fn participants(shared: &Shared, room: &str) -> Vec<ParticipantView> {
+    let (reply, conferences) = oneshot::channel();
+    let _ = shared.control.send(Control::Conferences(reply)).await;
+    conferences
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.room == room)
+        .map(|c| c.participants)
+        .unwrap_or_default()
 }
 
 /// Room, PIN and offer: the answer and the welcome, or the error to show.
@@ -277,7 +321,7 @@ async fn join(
     pin: Option<String>,
     name: String,
     offer: String,
-) -> Result<(Joined, Links, ServerMessage, ServerMessage), ServerMessage> {
+) -> Result<(Joined, ServerMessage, ServerMessage), ServerMessage> {
     let joined_at = Instant::now();
     let room = match shared.storage.room(&number).await {
         Ok(Some(room)) => room,
@@ -318,7 +362,7 @@ async fn join(
     let config = crate::sip::leg_config(AudioCodec::Opus, &stream);
     let (incoming_tx, incoming) = std_mpsc::sync_channel(INCOMING_QUEUE);
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-    let (events, peer_events) = mpsc::channel(64);
+    let (events, peer_events) = mpsc::channel(PEER_EVENTS);
     let webrtc = &shared.config.webrtc;
     let addresses =
         if webrtc.addresses.is_empty() { vec![shared.config.rtp.address] } else { webrtc.addresses.clone() };
@@ -337,31 +381,34 @@ async fn join(
     let peer = match peer::connect(setup).await {
         Ok(peer) => peer,
         Err(e) => {
-            tracing::info!(participant = %admitted.id, error = %e, "browser offer refused");
-            let _ =
-                shared.control.send(Control::BrowserLeave { id: admitted.id, cause: Cause::BadSdp }).await;
-            return Err(ServerMessage::error("bad-sdp", e));
+            let (cause, code) = match &e {
+                PeerError::Offer(_) => (Cause::BadSdp, "bad-sdp"),
+                PeerError::Setup(_) => (Cause::MediaUnavailable, "media-unavailable"),
+            };
+            tracing::warn!(participant = %admitted.id, error = %e, "browser peer connection refused");
+            let _ = shared.control.send(Control::BrowserLeave { id: admitted.id, cause }).await;
+            return Err(ServerMessage::error(code, e));
         }
     };
     let wire = Wire::Channel { incoming, outgoing };
     let _ = shared.control.send(Control::BrowserMedia { id: admitted.id, config, wire }).await;
-    let (reply, conferences) = oneshot::channel();
-    let _ = shared.control.send(Control::Conferences(reply)).await;
-    let participants = conferences
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.room == number)
-        .map(|c| c.participants)
-        .unwrap_or_default();
-    tracing::info!(participant = %admitted.id, room = %number, %source, "browser joined");
+    let participants = participants(shared, &number).await;
+    tracing::info!(participant = %admitted.id, room = %number, %source, "browser admitted, connecting");
     let welcome = ServerMessage::Joined {
         id: admitted.id,
         room: number.clone(),
         moderator: admitted.moderator,
         participants,
     };
-    let joined = Joined { id: admitted.id, room: number, connection: peer.connection, joined_at };
-    let links = Links { ended: Some(ended), room_events: Some(room_events), peer_events: Some(peer_events) };
-    Ok((joined, links, ServerMessage::Answer { sdp: peer.answer }, welcome))
+    let joined = Joined {
+        id: admitted.id,
+        room: number,
+        connection: peer.connection,
+        joined_at,
+        candidates: 0,
+        ended,
+        room_events,
+        peer_events,
+    };
+    Ok((joined, ServerMessage::Answer { sdp: peer.answer }, welcome))
 }

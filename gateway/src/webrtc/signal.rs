@@ -125,6 +125,10 @@ pub enum ServerMessage {
     Left {
         id: ParticipantId,
     },
+    /// Everyone in the room: sent again when the page fell behind the room's events.
+    Participants {
+        participants: Vec<ParticipantView>,
+    },
     /// The gateway ended our leg: `kicked`, `rtp-timeout`, `shutdown`, …
     Ended {
         reason: String,
