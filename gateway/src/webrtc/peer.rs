@@ -181,6 +181,11 @@ fn public_candidate(host: &RTCIceCandidate, public: IpAddr) -> Option<String> {
     if host.typ != RTCIceCandidateType::Host || host.protocol != RTCIceProtocol::Udp {
         return None;
     }
+    // A public IPv4 address is no twin of an IPv6 host candidate, nor the other way round.
+    let address: IpAddr = host.address.parse().ok()?;
+    if address.is_ipv4() != public.is_ipv4() {
+        return None;
+    }
     // RFC 8445 §5.1.2.1 with the recommended type preference for server-reflexive (100).
     let priority = (100u32 << 24) | (65535 << 8) | (256 - u32::from(host.component.clamp(1, 256)));
     let foundation: String = format!("n{}", host.foundation).chars().take(32).collect();
@@ -275,5 +280,6 @@ mod tests {
         );
         let relay = RTCIceCandidate { typ: RTCIceCandidateType::Relay, ..host("10.0.1.5", 20002) };
         assert_eq!(public_candidate(&relay, "203.0.113.7".parse().unwrap()), None);
+        assert_eq!(public_candidate(&host("fd00::5", 20002), "203.0.113.7".parse().unwrap()), None);
     }
 }
