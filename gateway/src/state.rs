@@ -1,7 +1,8 @@
 //! What every task of a running gateway shares.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
@@ -10,6 +11,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sip::trunks::TrunkView;
 use crate::storage::Storage;
+
+/// Room events a page may fall behind by before it is sent the whole list again.
+const ROOM_EVENTS: usize = 256;
 
 pub struct Shared {
     pub config: Config,
@@ -23,8 +27,9 @@ pub struct Shared {
     pub control: mpsc::Sender<Control>,
     /// The receiving end, taken once by the SIP core.
     control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
-    /// Participants joining, leaving, talking, muted: for the browsers' pages.
-    pub room_events: broadcast::Sender<RoomEvent>,
+    /// Participants joining, leaving, talking, muted, per room: for the browsers' pages (a
+    /// page wakes for its own room's changes only).
+    room_events: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
     /// One permit per open join page (`[webrtc] max_pages`).
     pub pages: Arc<Semaphore>,
 }
@@ -43,9 +48,25 @@ impl Shared {
             trunks: Mutex::new(Vec::new()),
             control,
             control_rx: Mutex::new(Some(control_rx)),
-            room_events: broadcast::channel(1024).0,
+            room_events: Mutex::new(HashMap::new()),
             pages,
         })
+    }
+
+    /// A page's view of one room's changes.
+    pub fn room_events(&self, room: &str) -> broadcast::Receiver<RoomEvent> {
+        let mut rooms = self.room_events.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms.entry(room.to_string()).or_insert_with(|| broadcast::channel(ROOM_EVENTS).0).subscribe()
+    }
+
+    /// Tells the room's pages, if any are listening; a room no page listens to is forgotten.
+    pub fn publish_room_event(&self, event: RoomEvent) {
+        let mut rooms = self.room_events.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pages) = rooms.get(event.room()) else { return };
+        if pages.send(event).is_err() {
+            // No receiver left: every page of the room is gone.
+            rooms.retain(|_, pages| pages.receiver_count() > 0);
+        }
     }
 
     /// True once shutdown has begun: new calls are refused with `503`.

@@ -1165,12 +1165,12 @@ impl Core {
     pub(super) fn publish(&self, id: ParticipantId) {
         if let Some((room, participant)) = self.calls.view(id) {
             // No page listening is no error.
-            let _ = self.ctx.shared.room_events.send(RoomEvent::Participant { room, participant });
+            self.ctx.shared.publish_room_event(RoomEvent::Participant { room, participant });
         }
     }
 
     pub(super) fn publish_left(&self, id: ParticipantId, room: &str) {
-        let _ = self.ctx.shared.room_events.send(RoomEvent::Left { room: room.to_string(), id });
+        self.ctx.shared.publish_room_event(RoomEvent::Left { room: room.to_string(), id });
     }
 
     pub(super) fn count_call(&self, result: &str) {

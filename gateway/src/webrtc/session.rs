@@ -166,10 +166,7 @@ impl Session {
                 let reason = cause.unwrap_or(Cause::Shutdown).as_str();
                 self.send(ServerMessage::Ended { reason: reason.into() }).await
             }
-            Input::Room(Ok(event)) => match &self.joined {
-                Some(j) if event.room() == j.room => self.send(ServerMessage::of_event(event)).await,
-                _ => Next::Stay,
-            },
+            Input::Room(Ok(event)) => self.send(ServerMessage::of_event(event)).await,
             Input::Room(Err(broadcast::error::RecvError::Lagged(missed))) => {
                 // Events were lost: the whole list again puts the page right.
                 tracing::warn!(source = %self.source, missed, "page missed room events");
@@ -377,7 +374,7 @@ async fn join(
         outgoing: outgoing_rx,
     };
     // Subscribed before the list is taken: no change falls between the two.
-    let room_events = shared.room_events.subscribe();
+    let room_events = shared.room_events(&number);
     let peer = match peer::connect(setup).await {
         Ok(peer) => peer,
         Err(e) => {
