@@ -145,6 +145,8 @@ async function join(event) {
   };
   pendingLocal = [];
   pendingRemote = [];
+  gateway.candidates = [];
+  gateway.firstAudioMs = null;
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   gateway.joinSentAt = performance.now();

@@ -77,6 +77,30 @@ fn phone_in_room(gw: &Gateway, user: &str, frequency: f64, codec: &str, room: &s
     p
 }
 
+/// The UDP port of the gateway's latest host candidate the page received.
+fn media_port(chromium: &Chromium) -> u16 {
+    let candidates = chromium.execute("return window.gateway.candidates", json!([])).unwrap();
+    let host = candidates
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter_map(Value::as_str)
+        .find(|c| c.contains("typ host"));
+    // candidate:FOUNDATION COMPONENT udp PRIORITY ADDRESS PORT typ host
+    let port = host.and_then(|c| c.split_whitespace().nth(5)).and_then(|p| p.parse().ok());
+    port.unwrap_or_else(|| panic!("no host candidate: {candidates}"))
+}
+
+/// Waits until the gateway has let go of a browser's UDP port (its peer connection closed).
+fn port_released(port: u16) -> bool {
+    let start = std::time::Instant::now();
+    let released =
+        wait_until(Duration::from_secs(5), || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
+    println!("port {port} released after {} ms", start.elapsed().as_millis());
+    released
+}
+
 fn participant_by_id(gw: &Gateway, room: &str, id: u64) -> Option<Value> {
     participants(gw, room).into_iter().find(|p| p["id"] == id)
 }
@@ -180,6 +204,9 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     let first = browser(&gw, "first", 500.0, "3000");
     join(&first, "", "First");
     let id = wait_joined(&first, &gw);
+    first.wait_for("return window.gateway.firstAudioMs !== null", Duration::from_secs(10)).unwrap();
+    let port = media_port(&first);
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(), "the connection holds its port");
 
     // Room of one: the second browser is told it is full.
     let second = browser(&gw, "second", 900.0, "3000");
@@ -194,6 +221,7 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     let ended = first.wait_for("return window.gateway.ended", Duration::from_secs(10)).unwrap();
     assert_eq!(ended, "kicked");
     wait_for_record(&gw, "kicked");
+    assert!(port_released(port), "a kicked browser's connection still holds port {port}");
 
     // An unknown room is named as such.
     let third = browser(&gw, "third", 900.0, "9999");
@@ -204,9 +232,12 @@ fn the_page_hears_of_a_kick_and_a_full_room() {
     // Back in; then the tab goes away without a goodbye: the leg ends as a lost connection.
     join(&first, "", "First");
     wait_joined(&first, &gw);
+    first.wait_for("return window.gateway.firstAudioMs !== null", Duration::from_secs(10)).unwrap();
+    let port = media_port(&first);
     first.navigate("about:blank").unwrap();
     wait_for_record(&gw, "connection-lost");
     assert!(wait_until(Duration::from_secs(5), || participants(&gw, "3000").is_empty()), "{}", gw.log());
+    assert!(port_released(port), "a closed tab's connection still holds port {port}");
 
     // The server dies without a goodbye: the page that is in the room says the connection is lost.
     join(&second, "", "Second");
