@@ -208,6 +208,20 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// A call whose peer sends no RTP for this long (and is not on hold) ends with BYE.
     pub timeout_secs: u32,
+    /// SRTP with SDES keys (RFC 4568) for calls in.
+    pub srtp: SrtpMode,
+}
+
+/// Whether calls in may, or must, use SRTP keyed in their SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpMode {
+    /// `RTP/SAVP` offers are refused (488).
+    Off,
+    /// `RTP/SAVP` offers get SRTP, `RTP/AVP` ones plain RTP.
+    Optional,
+    /// Plain `RTP/AVP` offers are refused (488); a call without an offer is offered SRTP.
+    Required,
 }
 
 /// How conferences and their IVR behave.
@@ -333,7 +347,13 @@ impl Default for HttpConfig {
 
 impl Default for RtpConfig {
     fn default() -> RtpConfig {
-        RtpConfig { address: [0, 0, 0, 0].into(), port_min: 20000, port_max: 29999, timeout_secs: 30 }
+        RtpConfig {
+            address: [0, 0, 0, 0].into(),
+            port_min: 20000,
+            port_max: 29999,
+            timeout_secs: 30,
+            srtp: SrtpMode::Optional,
+        }
     }
 }
 
@@ -660,6 +680,9 @@ mod tests {
         assert_eq!(key, "http.trusted_proxies[0]");
         let (key, _) = key_error("[webrtc]\nmax_pages = 0\n");
         assert_eq!(key, "webrtc.max_pages");
+        let (key, message) = key_error("[rtp]\nsrtp = \"maybe\"\n");
+        assert_eq!(key, "rtp.srtp");
+        assert!(message.contains("optional"), "{message}");
     }
 
     #[test]

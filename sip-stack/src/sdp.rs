@@ -5,8 +5,14 @@
 //! the direction mirrored (§6.1: sendonly ↔ recvonly), `rtcp-mux` echoed (RFC 5761), every other
 //! stream refused with port 0 (§6). [`offer`] builds our offer and [`read_answer`] reads what
 //! the peer chose. A stream held with `c=0.0.0.0` (RFC 2543 style) counts as sendonly.
+//! `RTP/SAVP` offers are answered with SRTP keyed by SDES ([`sdes`]) when [`LocalAudio::srtp`]
+//! allows it.
+
+pub mod sdes;
 
 use std::net::{IpAddr, SocketAddr};
+
+use sdes::{Crypto, Srtp, SrtpKeys};
 
 /// The SDP session type offers and answers are made of.
 pub use sdp_types::Session;
@@ -111,6 +117,8 @@ pub struct LocalAudio {
     pub codecs: Vec<Codec>,
     pub ptime: u32,
     pub direction: Direction,
+    /// SRTP taken in answers (our own offers are plain `RTP/AVP`).
+    pub srtp: Srtp,
 }
 
 /// What offer/answer settled for the audio stream.
@@ -130,6 +138,8 @@ pub struct AudioStream {
     pub direction: Direction,
     pub ptime: Option<u32>,
     pub rtcp_mux: bool,
+    /// SRTP keys, when the stream is `RTP/SAVP`.
+    pub srtp: Option<SrtpKeys>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +155,10 @@ pub enum SdpError {
     MlineCount { expected: usize, got: usize },
     #[error("bad connection address on m-line {mline}")]
     BadConnection { mline: usize },
+    /// Answer with 488: SRTP offered where it is off, plain RTP where it is required, or no
+    /// `a=crypto` line we can keep to.
+    #[error("m-line {mline}: {proto} is not acceptable here (SRTP policy or crypto suites)")]
+    Srtp { mline: usize, proto: String },
 }
 
 pub fn parse(body: &[u8]) -> Result<Session, SdpError> {
@@ -236,7 +250,11 @@ fn new_session(local: &LocalAudio, session_id: u64, version: u64) -> Session {
     session
 }
 
-/// Our offer: every codec in preference order, telephone-event, ptime, direction, rtcp-mux.
+/// Tag of the one `a=crypto` line our offers carry when SRTP is required.
+const OFFER_CRYPTO_TAG: u32 = 1;
+
+/// Our offer: every codec in preference order, telephone-event, ptime, direction, rtcp-mux;
+/// `RTP/SAVP` with our key when SRTP is required, else plain `RTP/AVP`.
 pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
     let mut session = new_session(local, session_id, version);
     let mut codecs: Vec<Codec> = local.codecs.clone();
@@ -260,6 +278,11 @@ pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
     media.attributes.push(Attribute::with_value("ptime", local.ptime));
     media.attributes.push(Attribute::new(local.direction.token()));
     media.attributes.push(Attribute::new("rtcp-mux"));
+    if let Srtp::Required(key) = local.srtp {
+        media.proto = "RTP/SAVP".into();
+        let ours = Crypto { tag: OFFER_CRYPTO_TAG, suite: sdes::Suite::AesCm128HmacSha1_80, key };
+        media.attributes.push(Attribute::with_value("crypto", ours.value()));
+    }
     session.medias.push(media);
     session
 }
@@ -274,18 +297,37 @@ pub fn answer(
     let mut answer = new_session(local, session_id, version);
     let mut chosen: Option<AudioStream> = None;
     let mut audio_seen = None;
+    let mut srtp_refused = None;
     for (mline, m) in offer.medias.iter().enumerate() {
-        let usable = chosen.is_none()
-            && m.media.eq_ignore_ascii_case("audio")
-            && m.proto.eq_ignore_ascii_case("RTP/AVP")
-            && m.port != 0;
-        if m.media.eq_ignore_ascii_case("audio") {
+        let audio = m.media.eq_ignore_ascii_case("audio");
+        let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
+        let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF");
+        // RFC 4568 §7.1.2: an RTP/SAVP stream is answered with one of its crypto lines.
+        let crypto = match (secure, local.srtp.key()) {
+            (true, Some(key)) => sdes_answer(m, key),
+            _ => None,
+        };
+        let allowed = match local.srtp {
+            Srtp::Required(_) => crypto.is_some(),
+            Srtp::Optional(_) => plain || crypto.is_some(),
+            Srtp::Off => plain,
+        };
+        if audio {
             audio_seen.get_or_insert(mline);
+            if !allowed && (plain || secure) && m.port != 0 {
+                srtp_refused.get_or_insert((mline, m.proto.clone()));
+            }
         }
+        let usable = chosen.is_none() && audio && allowed && m.port != 0;
         let negotiated = if usable { negotiate(offer, m, mline, local)? } else { None };
         match negotiated {
-            Some(stream) => {
-                answer.medias.push(answer_media(local, &stream, m));
+            Some(mut stream) => {
+                stream.srtp = crypto.as_ref().zip(local.srtp.key()).map(|((theirs, _), key)| SrtpKeys {
+                    suite: theirs.suite,
+                    remote: theirs.key,
+                    local: key,
+                });
+                answer.medias.push(answer_media(local, &stream, m, crypto.map(|(_, ours)| ours)));
                 chosen = Some(stream);
             }
             None => {
@@ -301,11 +343,20 @@ pub fn answer(
             }
         }
     }
-    match (chosen, audio_seen) {
-        (Some(stream), _) => Ok((answer, stream)),
-        (None, Some(mline)) => Err(SdpError::NoCommonCodec { mline }),
-        (None, None) => Err(SdpError::NoAudio),
+    match (chosen, srtp_refused, audio_seen) {
+        (Some(stream), ..) => Ok((answer, stream)),
+        (None, Some((mline, proto)), _) => Err(SdpError::Srtp { mline, proto }),
+        (None, None, Some(mline)) => Err(SdpError::NoCommonCodec { mline }),
+        (None, None, None) => Err(SdpError::NoAudio),
     }
+}
+
+/// The offer's first `a=crypto` line we can keep to, and ours in answer: same tag and suite,
+/// our key.
+fn sdes_answer(m: &Media, key: sdes::Key) -> Option<(Crypto, Crypto)> {
+    let theirs = attr(m, "crypto").flatten().find_map(|value| Crypto::parse(value).ok())?;
+    let ours = Crypto { key, ..theirs.clone() };
+    Some((theirs, ours))
 }
 
 /// What the offer's first audio stream settles to with our codecs, whatever its transport
@@ -356,13 +407,16 @@ fn negotiate(
         direction: local.direction.intersect(peer_view),
         ptime: attr(m, "ptime").flatten().find_map(|v| v.trim().parse().ok()),
         rtcp_mux: attr(m, "rtcp-mux").next().is_some(),
+        srtp: None,
     }))
 }
 
-fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media) -> Media {
+fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media, crypto: Option<Crypto>) -> Media {
     let mut fmt = vec![stream.payload_type.to_string()];
     let mut media =
         Media::new(sdp_types::MediaType::Audio, local.port, sdp_types::TransportProto::RtpAvp, "");
+    // The offer's profile (RFC 3264 §6): RTP/AVP, or RTP/SAVP(F) with its crypto line.
+    media.proto = offered.proto.clone();
     let mut rtpmap = Codec { static_pt: Some(stream.payload_type), ..stream.codec }.rtpmap();
     if stream.codec.channels > 1 {
         rtpmap = format!(
@@ -386,6 +440,9 @@ fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media) -> Me
     if stream.rtcp_mux {
         media.attributes.push(Attribute::new("rtcp-mux"));
     }
+    if let Some(crypto) = crypto {
+        media.attributes.push(Attribute::with_value("crypto", crypto.value()));
+    }
     media
 }
 
@@ -401,6 +458,20 @@ pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Res
         .find(|(_, m)| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
         .ok_or(SdpError::NoAudio)?;
     let mut stream = negotiate(answer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })?;
+    // After an RTP/SAVP offer, the answer's crypto line names our tag and suite, and its key.
+    let offered = &offer.medias[mline];
+    if offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
+        let srtp_error = || SdpError::Srtp { mline, proto: m.proto.clone() };
+        let ours =
+            attr(offered, "crypto").flatten().find_map(|v| Crypto::parse(v).ok()).ok_or_else(srtp_error)?;
+        let theirs = attr(m, "crypto")
+            .flatten()
+            .filter_map(|v| Crypto::parse(v).ok())
+            .find(|c| c.tag == ours.tag && c.suite == ours.suite)
+            .filter(|_| m.proto.eq_ignore_ascii_case("RTP/SAVP"))
+            .ok_or_else(srtp_error)?;
+        stream.srtp = Some(SrtpKeys { suite: ours.suite, remote: theirs.key, local: ours.key });
+    }
     // The answerer lists what it will send first; honour its order over ours.
     if let Some((pt, name, clock, ch, fmtp)) = formats(m).into_iter().next() {
         if let Some(codec) = local.codecs.iter().find(|c| codec_matches(c, &name, clock, ch)) {

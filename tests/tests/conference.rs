@@ -218,6 +218,50 @@ fn shutdown_hangs_up_calls_and_writes_their_records() {
     assert_eq!(records[0]["cause"], "shutdown", "{records}");
 }
 
+#[test]
+fn an_srtp_phone_and_a_plain_phone_hear_each_other() {
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let (secure_tone, plain_tone) = (700.0, 1100.0);
+    // baresip's SDES module: RTP/SAVP with its crypto lines, and nothing else taken.
+    let srtp = "G722/16000/1;mediaenc=srtp-mand";
+    let mut secure = phone(&gw, "secure", secure_tone, srtp, &["module srtp.so"]);
+    let mut plain = phone(&gw, "plain", plain_tone, "PCMU/8000/1", &[]);
+    dial(&mut secure, &gw, "1000");
+    dial(&mut plain, &gw, "1000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "1000") == 2), "{}", gw.log());
+    assert_eq!(participant(&gw, "1000", "secure")["encrypted"], true);
+    assert_eq!(participant(&gw, "1000", "plain")["encrypted"], false);
+
+    // Each hears the other: the gateway decrypts what the SRTP phone sends (else the plain
+    // phone hears noise) and encrypts what it sends it (else baresip drops every packet).
+    std::thread::sleep(Duration::from_secs(3));
+    secure.command("hangup", "").unwrap();
+    plain.command("hangup", "").unwrap();
+    let heard = tones_heard(&secure.recordings("dec.wav")[0], &[plain_tone, secure_tone], 2.0);
+    assert!(heard[0] > -10.0 && heard[1] < -30.0, "SRTP phone heard (plain, own): {heard:?}");
+    let heard = tones_heard(&plain.recordings("dec.wav")[0], &[secure_tone, plain_tone], 2.0);
+    assert!(heard[0] > -10.0 && heard[1] < -30.0, "plain phone heard (SRTP, own): {heard:?}");
+}
+
+#[test]
+fn required_srtp_refuses_a_plain_phone_and_off_refuses_an_srtp_one() {
+    let required = gateway("srtp = \"required\"\n");
+    required.admin(&["room", "add", "--number", "1000"]);
+    let mut plain = phone(&required, "plain", 700.0, "PCMU/8000/1", &[]);
+    let reason = refused(&mut plain, &required, "1000");
+    assert!(reason.contains("488"), "a plain offer where SRTP is required: {reason}");
+    let mut secure = phone(&required, "secure", 900.0, "PCMU/8000/1;mediaenc=srtp-mand", &["module srtp.so"]);
+    dial(&mut secure, &required, "1000");
+    assert_eq!(participant(&required, "1000", "secure")["encrypted"], true);
+
+    let off = gateway("srtp = \"off\"\n");
+    off.admin(&["room", "add", "--number", "1000"]);
+    let mut secure = phone(&off, "secure", 900.0, "PCMU/8000/1;mediaenc=srtp-mand", &["module srtp.so"]);
+    let reason = refused(&mut secure, &off, "1000");
+    assert!(reason.contains("488"), "an SRTP offer where SRTP is off: {reason}");
+}
+
 /// Dials and waits for the call to be refused; returns baresip's reason.
 fn refused(phone: &mut Baresip, gw: &Gateway, number: &str) -> String {
     let from = phone.events.len();

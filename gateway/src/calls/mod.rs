@@ -68,6 +68,8 @@ pub struct ParticipantView {
     pub muted: bool,
     pub deaf: bool,
     pub on_hold: bool,
+    /// Media encrypted: SRTP keyed by SDES for a phone, DTLS-SRTP for a browser.
+    pub encrypted: bool,
     /// Share of the participant's packets lost on the way in (0-1).
     pub packet_loss: f64,
     pub jitter_ms: f64,

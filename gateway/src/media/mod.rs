@@ -11,6 +11,7 @@
 
 pub mod ports;
 pub mod prompts;
+mod srtp;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -23,8 +24,10 @@ use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, LegStats,
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use rtc_shared::marshal::{Marshal, Unmarshal};
+use sip_stack::sdp::sdes::SrtpKeys;
 use tokio::sync::mpsc;
 
+use self::srtp::Srtp;
 use crate::metrics::{EncodeLabels, Metrics};
 
 /// A participant: one leg of one conference, named by call control.
@@ -53,6 +56,8 @@ pub struct LegSetup {
     pub room: String,
     pub config: LegConfig,
     pub wire: Wire,
+    /// SRTP keys from SDP (SDES) for a [`Wire::Udp`] leg; `None` for plain RTP.
+    pub srtp: Option<SrtpKeys>,
     /// False while in the IVR: not mixed in, hears only its prompts.
     pub joined: bool,
 }
@@ -94,6 +99,8 @@ pub enum MediaCommand {
         config: LegConfig,
         remote: Option<SocketAddr>,
         on_hold: bool,
+        /// New keys restart the SRTP contexts; the same keys keep them (and their counters).
+        srtp: Option<SrtpKeys>,
     },
     /// Out of the IVR into the mix.
     Join(ParticipantId),
@@ -179,6 +186,7 @@ struct WorkerLeg {
     leg: LegId,
     config: LegConfig,
     wire: Wire,
+    srtp: Option<Srtp>,
     last_rtp: Instant,
     timed_out: bool,
     on_hold: bool,
@@ -248,8 +256,14 @@ impl Worker {
                     }
                 }
             }
-            MediaCommand::Update { id, config, remote, on_hold } => {
+            MediaCommand::Update { id, config, remote, on_hold, srtp } => {
                 let Some(leg) = self.legs.get_mut(&id) else { return };
+                if leg.srtp.as_ref().map(Srtp::keys) != srtp {
+                    match srtp.map(Srtp::new).transpose() {
+                        Ok(contexts) => leg.srtp = contexts,
+                        Err(e) => tracing::error!(participant = %id, error = %e, "SRTP keys not taken"),
+                    }
+                }
                 let Some(room) = self.rooms.get_mut(&leg.room) else { return };
                 // A new codec or payload type restarts the leg's codec state; keep its flags.
                 let changed = (config.codec, config.payload_type, config.telephone_event)
@@ -297,6 +311,13 @@ impl Worker {
     }
 
     fn add(&mut self, now: Instant, setup: LegSetup) {
+        let srtp = match setup.srtp.map(Srtp::new).transpose() {
+            Ok(srtp) => srtp,
+            Err(e) => {
+                tracing::error!(participant = %setup.id, error = %e, "SRTP keys not taken; leg not added");
+                return;
+            }
+        };
         if let Wire::Udp { rtp, rtcp, .. } = &setup.wire {
             for socket in std::iter::once(rtp).chain(rtcp.as_ref()) {
                 if let Err(e) = socket.set_nonblocking(true) {
@@ -323,6 +344,7 @@ impl Worker {
                 leg,
                 config: setup.config,
                 wire: setup.wire,
+                srtp,
                 last_rtp: now,
                 timed_out: false,
                 on_hold: false,
@@ -358,10 +380,19 @@ impl Worker {
                     };
                     let datagram = &self.buffer[..n];
                     if is_rtcp(datagram) {
-                        room.conference.receive_rtcp(now, leg.leg, datagram);
+                        receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, datagram);
                         continue;
                     }
-                    let Ok(packet) = rtp::Packet::unmarshal(&mut &datagram[..]) else { continue };
+                    // SRTP that does not authenticate is dropped before anything reads it.
+                    let plain = match &mut leg.srtp {
+                        Some(srtp) => match srtp.unprotect_rtp(datagram) {
+                            Some(plain) => Some(plain),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    let mut bytes = plain.as_deref().unwrap_or(datagram);
+                    let Ok(packet) = rtp::Packet::unmarshal(&mut bytes) else { continue };
                     if packet.header.version != 2 {
                         continue;
                     }
@@ -386,7 +417,7 @@ impl Worker {
             if let Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. } = &mut leg.wire {
                 while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
                     *remote_rtcp = Some(src);
-                    room.conference.receive_rtcp(now, leg.leg, &self.buffer[..n]);
+                    receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n]);
                 }
             }
         }
@@ -395,18 +426,26 @@ impl Worker {
     /// Every conference's tick; each leg's packet goes out on its socket.
     fn tick_all(&mut self) {
         for room in self.rooms.values_mut() {
-            let legs = &self.legs;
+            let legs = &mut self.legs;
             let participants = &room.participants;
             let wire = &mut self.buffer;
             room.conference.tick(|leg, packet| {
-                let Some(worker_leg) = participants.get(&leg).and_then(|id| legs.get(id)) else { return };
+                let Some(worker_leg) = participants.get(&leg).and_then(|id| legs.get_mut(id)) else { return };
                 match &worker_leg.wire {
                     Wire::Udp { rtp, remote: Some(remote), .. } => {
-                        // Into the worker's buffer: no allocation per packet.
-                        match packet.marshal_to(wire) {
-                            // A full send buffer or an unreachable peer loses this packet only.
-                            Ok(n) => drop(rtp.send_to(&wire[..n], *remote)),
-                            Err(e) => tracing::debug!(error = %e, "RTP packet does not marshal"),
+                        // Into the worker's buffer: no allocation per packet (but for SRTP's).
+                        let n = match packet.marshal_to(wire) {
+                            Ok(n) => n,
+                            Err(e) => return tracing::debug!(error = %e, "RTP packet does not marshal"),
+                        };
+                        // A full send buffer or an unreachable peer loses this packet only.
+                        match &mut worker_leg.srtp {
+                            Some(srtp) => {
+                                if let Some(protected) = srtp.protect_rtp(&wire[..n]) {
+                                    drop(rtp.send_to(&protected, *remote));
+                                }
+                            }
+                            None => drop(rtp.send_to(&wire[..n], *remote)),
                         }
                     }
                     Wire::Udp { remote: None, .. } => {}
@@ -453,7 +492,14 @@ impl Worker {
                     (room.conference.rtcp_report(leg.leg, now, ntp_now()), target)
                 {
                     let socket = rtcp.as_ref().unwrap_or(rtp);
-                    let _ = socket.send_to(&report, target);
+                    match &mut leg.srtp {
+                        Some(srtp) => {
+                            if let Some(protected) = srtp.protect_rtcp(&report) {
+                                let _ = socket.send_to(&protected, target);
+                            }
+                        }
+                        None => drop(socket.send_to(&report, target)),
+                    }
                 }
             }
             if now >= leg.next_stats {
@@ -472,6 +518,27 @@ impl Worker {
 
 /// Events never block the media thread: when call control is that far behind, figures are
 /// dropped (the next ones follow within a second) and the loss is logged.
+/// The peer's RTCP into its conference, unprotected first on an SRTP leg (and dropped when it
+/// does not authenticate).
+fn receive_rtcp(
+    conference: &mut Conference,
+    now: Instant,
+    leg: LegId,
+    srtp: &mut Option<Srtp>,
+    datagram: &[u8],
+) {
+    match srtp {
+        Some(srtp) => {
+            if let Some(plain) = srtp.unprotect_rtcp(datagram) {
+                conference.receive_rtcp(now, leg, &plain);
+            }
+        }
+        None => {
+            conference.receive_rtcp(now, leg, datagram);
+        }
+    }
+}
+
 fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(event) {
         tracing::warn!(?event, "media event dropped: call control is behind");

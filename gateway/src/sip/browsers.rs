@@ -70,6 +70,7 @@ impl Browser {
             muted: self.muted,
             deaf: self.deaf,
             on_hold: false,
+            encrypted: true,
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
             started_at_ms: self.started_ms,
@@ -170,6 +171,7 @@ impl Core {
             room: room.clone(),
             config,
             wire,
+            srtp: None,
             joined: true,
         })));
         if browser.muted {

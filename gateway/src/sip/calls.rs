@@ -21,7 +21,8 @@ use sip_stack::dialog::session_timer::{
 use sip_stack::dialog::{Dialog, DialogId, OkAction, OkRetransmit};
 use sip_stack::message::{response_bytes, InboundRequest, InboundResponse};
 use sip_stack::response::{push_header, response_to, set_body};
-use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
+use sip_stack::sdp::sdes::{Key, Srtp};
+use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio, SdpError};
 use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
@@ -31,6 +32,7 @@ use super::dialout::Dialing;
 use super::invite::{self, Admission};
 use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
+use crate::config::SrtpMode;
 use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
@@ -138,6 +140,7 @@ impl Call {
             muted: self.muted,
             deaf: self.deaf,
             on_hold: self.on_hold,
+            encrypted: self.stream.srtp.is_some(),
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
             started_at_ms: self.started_ms,
@@ -278,6 +281,7 @@ impl Calls {
                 muted: false,
                 deaf: false,
                 on_hold: false,
+                encrypted: false,
                 packet_loss: 0.0,
                 jitter_ms: 0.0,
                 started_at_ms: d.started_ms,
@@ -389,14 +393,18 @@ impl Core {
             }
         };
         let advertised = self.advertised_ip(from.addr);
-        let local = local_audio(advertised, ports.port);
+        let local = local_audio(advertised, ports.port, srtp_policy(self.ctx.shared.config.rtp.srtp));
         let sdp_session = rand::random::<u32>() as u64;
         let (body, stream, pending_media) = match offer {
             Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
                 Ok((answer, stream)) => (answer, stream, None),
                 Err(e) => {
                     tracing::info!(error = %e, "SDP offer refused");
-                    return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+                    let reason = match e {
+                        SdpError::Srtp { .. } => "SRTP policy",
+                        _ => "no codec in common",
+                    };
+                    return refuse(self, StatusCode::NotAcceptableHere, reason);
                 }
             },
             None => {
@@ -523,6 +531,7 @@ impl Core {
                 remote: stream.remote,
                 remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
             },
+            srtp: stream.srtp,
             joined: call.joined(),
         };
         self.media.send(MediaCommand::Add(Box::new(leg)));
@@ -532,6 +541,7 @@ impl Core {
                 config: leg_config(call.codec, stream),
                 remote: stream.remote,
                 on_hold: true,
+                srtp: stream.srtp,
             });
         }
         let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
@@ -660,6 +670,7 @@ impl Core {
                 config: leg_config(codec, &stream),
                 remote: stream.remote,
                 on_hold,
+                srtp: stream.srtp,
             });
             call.stream = stream;
             set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
@@ -1213,9 +1224,19 @@ impl Call {
     }
 }
 
-/// Our side of a call's audio: every codec we take, 20 ms, both ways.
-pub(super) fn local_audio(address: IpAddr, port: u16) -> LocalAudio {
-    LocalAudio { address, port, codecs: CODECS.to_vec(), ptime: 20, direction: Direction::SendRecv }
+/// Our side of a call's audio: every codec we take, 20 ms, both ways; SRTP as `srtp` says.
+pub(super) fn local_audio(address: IpAddr, port: u16, srtp: Srtp) -> LocalAudio {
+    LocalAudio { address, port, codecs: CODECS.to_vec(), ptime: 20, direction: Direction::SendRecv, srtp }
+}
+
+/// What the configuration allows of SRTP, with a fresh key we would send with.
+pub(super) fn srtp_policy(mode: SrtpMode) -> Srtp {
+    let key = || Key(rand::random());
+    match mode {
+        SrtpMode::Off => Srtp::Off,
+        SrtpMode::Optional => Srtp::Optional(key()),
+        SrtpMode::Required => Srtp::Required(key()),
+    }
 }
 
 /// The stream of a call whose SDP answer is not in yet: our first choice, not sending.
@@ -1230,6 +1251,7 @@ fn no_stream_yet() -> AudioStream {
         direction: Direction::Inactive,
         ptime: None,
         rtcp_mux: false,
+        srtp: None,
     }
 }
 

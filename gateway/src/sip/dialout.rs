@@ -20,6 +20,7 @@ use rsip::{Header, Method};
 use sip_stack::dialog::Dialog;
 use sip_stack::digest::{ChallengeOutcome, DigestClient};
 use sip_stack::message::{request_bytes, InboundResponse};
+use sip_stack::sdp::sdes::Srtp;
 use sip_stack::sdp::{self, AudioStream, LocalAudio};
 use sip_stack::transaction::{ClientTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
@@ -115,7 +116,8 @@ impl Core {
         let port = self.sip_port(route.transport);
         let via_host = format!("{advertised}:{port}");
         let contact = format!("sip:{}@{via_host}{}", room.number, route.transport.uri_param());
-        let local = local_audio(advertised, ports.port);
+        // Our offers are plain RTP/AVP: what a trunk or MCU on the other side surely takes.
+        let local = local_audio(advertised, ports.port, Srtp::Off);
         let sdp_session = u64::from(rand::random::<u32>());
         let offer = sdp::offer(&local, sdp_session, 1);
         let body = offer.to_string();
@@ -376,6 +378,7 @@ impl Core {
                 remote: stream.remote,
                 remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
             },
+            srtp: None,
             joined: false,
         };
         let id = d.id;
@@ -434,7 +437,7 @@ impl Core {
                     let new = RoomCodecLabels { room: room.clone(), codec: codec.name().into() };
                     metrics.active_legs.get_or_create(&new).inc();
                 }
-                self.media.send(MediaCommand::Update { id, config, remote, on_hold });
+                self.media.send(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
                 self.media.send(MediaCommand::Join(id));
                 self.announce_join(id, &room);
                 self.publish(id);

@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mixer::codec::AudioCodec;
+use sip_stack::sdp::sdes::Srtp;
 use sip_stack::sdp::{self, Direction, LocalAudio};
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -335,6 +336,7 @@ async fn join(
         codecs: vec![sdp::OPUS],
         ptime: 20,
         direction: Direction::SendRecv,
+        srtp: Srtp::Off,
     };
     let stream = match sdp::parse(offer.as_bytes()).and_then(|o| sdp::choose(&o, &ours)) {
         Ok(stream) => stream,

@@ -45,6 +45,7 @@ fn local(codecs: &[Codec]) -> LocalAudio {
         codecs: codecs.to_vec(),
         ptime: 20,
         direction: Direction::SendRecv,
+        srtp: Srtp::Off,
     }
 }
 
@@ -164,4 +165,84 @@ fn a_webrtc_offer_is_read_whatever_its_transport() {
     assert_eq!(pcma_only.payload_type, 8);
     let no_audio = sdp(&webrtc[..webrtc.find("m=audio").unwrap()]);
     assert_eq!(choose(&no_audio, &local(&[OPUS])), Err(SdpError::NoAudio));
+}
+
+/// baresip with `mediaenc=srtp-mand`: RTP/SAVP with a suite we lack first.
+const BARESIP_SRTP_OFFER: &str = "v=0\r\n\
+o=- 1285392563 3411431744 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=audio 10000 RTP/SAVP 9 0 101\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBRPS1uQCVeeCFCanVmcjkpPw==\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n\
+a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n\
+a=sendrecv\r\n";
+
+fn with_srtp(srtp: Srtp) -> LocalAudio {
+    LocalAudio { srtp, ..local(&[G722, PCMU]) }
+}
+
+const OUR_KEY: sdes::Key = sdes::Key([9; sdes::KEY_LEN]);
+
+#[test]
+fn an_srtp_offer_is_answered_with_its_first_usable_crypto_line_and_our_key() {
+    let (answer, stream) =
+        answer(&sdp(BARESIP_SRTP_OFFER), &with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).unwrap();
+    let text = answer.to_string();
+    assert!(text.contains("m=audio 20000 RTP/SAVP 9 101\r\n"), "{text}");
+    let ours = sdes::Crypto { tag: 2, suite: sdes::Suite::AesCm128HmacSha1_80, key: OUR_KEY };
+    assert!(text.contains(&format!("a=crypto:{}\r\n", ours.value())), "{text}");
+    assert_eq!(text.matches("a=crypto").count(), 1, "{text}");
+    let keys = stream.srtp.expect("SRTP keys");
+    assert_eq!(keys.suite, sdes::Suite::AesCm128HmacSha1_80);
+    assert_eq!(&keys.remote.0[..4], &[0x3d, 0x2d, 0x6e, 0x40]);
+    assert_eq!(keys.local, OUR_KEY);
+    // Our answer reads back as SDP.
+    parse(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn srtp_policy_decides_between_plain_and_secure_offers() {
+    let plain = sdp(BARESIP_OFFER);
+    let secure = sdp(BARESIP_SRTP_OFFER);
+    // Optional: plain stays plain.
+    let (answer_text, stream) = answer(&plain, &with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).unwrap();
+    assert_eq!(stream.srtp, None);
+    assert!(!answer_text.to_string().contains("crypto"));
+    // Required: plain is refused (488), secure is taken.
+    let required = with_srtp(Srtp::Required(OUR_KEY));
+    assert!(matches!(answer(&plain, &required, 1, 1), Err(SdpError::Srtp { mline: 0, .. })));
+    assert!(answer(&secure, &required, 1, 1).unwrap().1.srtp.is_some());
+    // Off: secure is refused.
+    assert!(matches!(answer(&secure, &with_srtp(Srtp::Off), 1, 1), Err(SdpError::Srtp { mline: 0, .. })));
+    // RTP/SAVP with no line we can keep to is refused too.
+    let unkeyed: String =
+        BARESIP_SRTP_OFFER.split("\r\n").filter(|l| !l.contains("_128_")).collect::<Vec<_>>().join("\r\n");
+    let error = answer(&sdp(&unkeyed), &with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).unwrap_err();
+    assert_eq!(error, SdpError::Srtp { mline: 0, proto: "RTP/SAVP".into() });
+}
+
+#[test]
+fn a_required_srtp_offer_carries_our_key_and_reads_the_answerers() {
+    let ours = with_srtp(Srtp::Required(OUR_KEY));
+    let offer = offer(&ours, 42, 1);
+    let text = offer.to_string();
+    assert!(text.contains("m=audio 20000 RTP/SAVP "), "{text}");
+    assert!(text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{text}");
+    // The peer answers with its own key, as `answer` does.
+    let their_key = sdes::Key([4; sdes::KEY_LEN]);
+    let peer = LocalAudio { port: 30000, ..with_srtp(Srtp::Optional(their_key)) };
+    let (peer_answer, _) = answer(&parse(text.as_bytes()).unwrap(), &peer, 7, 1).unwrap();
+    let keys = read_answer(&offer, &peer_answer, &ours).unwrap().srtp.expect("keys");
+    assert_eq!((keys.remote, keys.local), (their_key, OUR_KEY));
+    // An answer that drops to plain RTP is no answer to an SRTP offer.
+    let plain = sdp(&peer_answer.to_string().replace("RTP/SAVP", "RTP/AVP"));
+    assert!(matches!(read_answer(&offer, &plain, &ours), Err(SdpError::Srtp { .. })));
+    // Plain offers stay plain.
+    assert!(!super::offer(&with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).to_string().contains("SAVP"));
 }
