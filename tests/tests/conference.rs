@@ -245,6 +245,62 @@ fn an_srtp_phone_and_a_plain_phone_hear_each_other() {
 }
 
 #[test]
+fn an_srtp_call_from_pjsua2_keeps_its_media_through_hold_and_resume() {
+    e2e::require_program("python3");
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    gw.admin(&["user", "add", "pj", "--password", PHONE_PASSWORD]);
+    // Someone talking in the room, so the mix has packets for pjsua2 at every stage.
+    let mut talker = phone(&gw, "talker", 700.0, "PCMU/8000/1", &[]);
+    dial(&mut talker, &gw, "1000");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("pjsua/srtp_hold.py");
+    let tone = gw.dir.path().join("pjsua-1000.wav");
+    write_tone_wav(&tone, 8000, 1000.0, 30).unwrap();
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            gw.sip.to_string(),
+            "pj".into(),
+            PHONE_PASSWORD.into(),
+            "1000".into(),
+            tone.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read as it goes: the other phone hangs up while pjsua2 is still in its resumed stage,
+    // so the end of its recording is what came through after the resume.
+    let mut stdout = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap())) {
+        let line = line.unwrap();
+        if line.starts_with("RX resumed ") {
+            talker.command("hangup", "").unwrap();
+        }
+        stdout.push(line);
+    }
+    child.wait().unwrap();
+    let rx = |stage: &str| -> u64 {
+        let line = stdout.iter().find(|l| l.starts_with(&format!("RX {stage} ")));
+        let line = line.unwrap_or_else(|| panic!("no {stage} count: {stdout:?}\n{}", gw.log()));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (talking, held, resumed) = (rx("talking"), rx("held"), rx("resumed"));
+    println!("pjsua2 decrypted (talking, held, resumed): {talking}, {held}, {resumed}");
+    // pjsua2 counts afresh for each stream the re-INVITEs make, at 50 packets a second: SRTP
+    // from the start, none while held (sendonly), and again after the resume.
+    assert!(talking >= 50, "SRTP before hold: {talking}\n{}", gw.log());
+    assert!(held < 20, "the gateway kept sending to a held phone: {held}");
+    assert!(resumed >= 50, "no SRTP after resume: {resumed}\n{}", gw.log());
+    // The other way: pjsua2's tone, in SRTP the gateway still decrypts after both re-INVITEs,
+    // reaches the other phone.
+    let heard = tones_heard(&talker.recordings("dec.wav")[0], &[1000.0], 1.5);
+    assert!(heard[0] > -10.0, "pjsua2's tone after resume: {heard:?}\n{}", gw.log());
+    let record = wait_for_record(&gw, "normal");
+    assert_eq!(record["codec"], "G722", "{record}");
+}
+
+#[test]
 fn required_srtp_refuses_a_plain_phone_and_off_refuses_an_srtp_one() {
     let required = gateway("srtp = \"required\"\n");
     required.admin(&["room", "add", "--number", "1000"]);

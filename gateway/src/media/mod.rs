@@ -258,11 +258,8 @@ impl Worker {
             }
             MediaCommand::Update { id, config, remote, on_hold, srtp } => {
                 let Some(leg) = self.legs.get_mut(&id) else { return };
-                if leg.srtp.as_ref().map(Srtp::keys) != srtp {
-                    match srtp.map(Srtp::new).transpose() {
-                        Ok(contexts) => leg.srtp = contexts,
-                        Err(e) => tracing::error!(participant = %id, error = %e, "SRTP keys not taken"),
-                    }
+                if let Err(e) = Srtp::rekey(&mut leg.srtp, srtp) {
+                    tracing::error!(participant = %id, error = %e, "SRTP keys not taken");
                 }
                 let Some(room) = self.rooms.get_mut(&leg.room) else { return };
                 // A new codec or payload type restarts the leg's codec state; keep its flags.

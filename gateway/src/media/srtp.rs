@@ -59,6 +59,15 @@ impl Srtp {
         self.keys
     }
 
+    /// After a re-INVITE: new keys start new contexts; the same keys keep the old ones, with
+    /// their rollover counters and replay windows (RFC 3711 §3.3.1).
+    pub fn rekey(current: &mut Option<Srtp>, keys: Option<SrtpKeys>) -> Result<(), SrtpError> {
+        if current.as_ref().map(Srtp::keys) != keys {
+            *current = keys.map(Srtp::new).transpose()?;
+        }
+        Ok(())
+    }
+
     /// The plain RTP packet, or `None` when it does not authenticate (or is a replay): such a
     /// packet is dropped, as RFC 3711 §3.3 asks.
     pub fn unprotect_rtp(&mut self, datagram: &[u8]) -> Option<bytes::BytesMut> {
@@ -121,6 +130,25 @@ mod tests {
         assert!(gateway.unprotect_rtp(&tampered).is_none(), "a changed payload fails authentication");
         let wrong_key = Srtp::new(keys(3, 3)).unwrap().protect_rtp(&packet(10));
         assert!(gateway.unprotect_rtp(&wrong_key.unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_reoffer_with_new_keys_rekeys_and_one_with_the_same_keys_does_not() {
+        let mut phone = Srtp::new(keys(2, 1)).unwrap();
+        let mut gateway = Some(Srtp::new(keys(1, 2)).unwrap());
+        let first = phone.protect_rtp(&packet(1)).unwrap();
+        assert!(gateway.as_mut().unwrap().unprotect_rtp(&first).is_some());
+        // The same keys: the context (and its replay window) stays.
+        Srtp::rekey(&mut gateway, Some(keys(1, 2))).unwrap();
+        assert!(gateway.as_mut().unwrap().unprotect_rtp(&first).is_none(), "still a replay");
+        // The phone's re-offer brings a new key: what it sends with it is taken.
+        let mut rekeyed_phone = Srtp::new(keys(2, 5)).unwrap();
+        Srtp::rekey(&mut gateway, Some(keys(5, 2))).unwrap();
+        let second = rekeyed_phone.protect_rtp(&packet(2)).unwrap();
+        assert!(gateway.as_mut().unwrap().unprotect_rtp(&second).is_some());
+        // A re-offer of plain RTP ends SRTP.
+        Srtp::rekey(&mut gateway, None).unwrap();
+        assert!(gateway.is_none());
     }
 
     #[test]
