@@ -256,6 +256,24 @@ const OFFER_CRYPTO_TAG: u32 = 1;
 /// Our offer: every codec in preference order, telephone-event, ptime, direction, rtcp-mux;
 /// `RTP/SAVP` with our key when SRTP is required, else plain `RTP/AVP`.
 pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
+    let crypto = match local.srtp {
+        Srtp::Required(key) => {
+            Some(Crypto { tag: OFFER_CRYPTO_TAG, suite: sdes::Suite::AesCm128HmacSha1_80, key })
+        }
+        Srtp::Off | Srtp::Optional(_) => None,
+    };
+    offer_with(local, crypto, session_id, version)
+}
+
+/// A re-offer within a session (a refresh, or an offerless re-INVITE's 2xx) that keeps the
+/// stream's transport: `RTP/SAVP` with the suite and the key we send with when it is SRTP.
+pub fn reoffer(local: &LocalAudio, current: &AudioStream, session_id: u64, version: u64) -> Session {
+    let crypto =
+        current.srtp.map(|keys| Crypto { tag: OFFER_CRYPTO_TAG, suite: keys.suite, key: keys.local });
+    offer_with(local, crypto, session_id, version)
+}
+
+fn offer_with(local: &LocalAudio, crypto: Option<Crypto>, session_id: u64, version: u64) -> Session {
     let mut session = new_session(local, session_id, version);
     let mut codecs: Vec<Codec> = local.codecs.clone();
     if !codecs.contains(&TELEPHONE_EVENT) {
@@ -278,9 +296,8 @@ pub fn offer(local: &LocalAudio, session_id: u64, version: u64) -> Session {
     media.attributes.push(Attribute::with_value("ptime", local.ptime));
     media.attributes.push(Attribute::new(local.direction.token()));
     media.attributes.push(Attribute::new("rtcp-mux"));
-    if let Srtp::Required(key) = local.srtp {
+    if let Some(ours) = crypto {
         media.proto = "RTP/SAVP".into();
-        let ours = Crypto { tag: OFFER_CRYPTO_TAG, suite: sdes::Suite::AesCm128HmacSha1_80, key };
         media.attributes.push(Attribute::with_value("crypto", ours.value()));
     }
     session.medias.push(media);
@@ -458,8 +475,12 @@ pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Res
         .find(|(_, m)| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
         .ok_or(SdpError::NoAudio)?;
     let mut stream = negotiate(answer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })?;
-    // After an RTP/SAVP offer, the answer's crypto line names our tag and suite, and its key.
+    // After an RTP/SAVP offer, the answer's crypto line names our tag and suite, and its key;
+    // after a plain one, the answer is plain too (RFC 3264 §6: the offer's profile).
     let offered = &offer.medias[mline];
+    if !m.proto.eq_ignore_ascii_case(&offered.proto) && !offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
+        return Err(SdpError::Srtp { mline, proto: m.proto.clone() });
+    }
     if offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
         let srtp_error = || SdpError::Srtp { mline, proto: m.proto.clone() };
         let ours =

@@ -1,12 +1,13 @@
 """A pjsua2 phone with mandatory SRTP (SDES keys in RTP/SAVP) that dials a room, holds and
-resumes the call by re-INVITE (each re-offer carrying its crypto line again), and counts the
-RTP packets it decrypts from the gateway in each stage. It plays TONE_WAV into the call
+resumes the call by re-INVITE (each re-offer carrying its crypto line again), then sends a
+re-INVITE without SDP (the gateway offers in its 2xx, pjsua answers in the ACK), and counts
+the RTP packets it decrypts from the gateway in each stage. It plays TONE_WAV into the call
 throughout.
 
 Usage: srtp_hold.py GATEWAY_HOST:PORT USER PASSWORD NUMBER TONE_WAV
 Prints CONFIRMED once the call is up, then `RX <stage> <packets>` after each stage (talking,
-held, resumed; pjsua counts afresh for each stream a re-INVITE makes), then DONE; DISCONNECTED
-<code> if the call ends early.
+held, resumed, reoffered; pjsua counts afresh for each stream a re-INVITE makes), then DONE;
+DISCONNECTED <code> if the call ends early.
 """
 
 import sys
@@ -100,6 +101,11 @@ def main():
     call.reinvite(resume)
     run_for(ep, call, 2)
     print("RX resumed", received(call), flush=True)
+    offerless = pj.CallOpParam(True)
+    offerless.opt.flag |= pj.PJSUA_CALL_NO_SDP_OFFER
+    call.reinvite(offerless)
+    run_for(ep, call, 2)
+    print("RX reoffered", received(call), flush=True)
     if call.disconnected is None:
         call.hangup(pj.CallOpParam(True))
         for _ in range(50):

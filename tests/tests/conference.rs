@@ -245,7 +245,7 @@ fn an_srtp_phone_and_a_plain_phone_hear_each_other() {
 }
 
 #[test]
-fn an_srtp_call_from_pjsua2_keeps_its_media_through_hold_and_resume() {
+fn an_srtp_call_from_pjsua2_keeps_its_media_through_hold_resume_and_our_reoffer() {
     e2e::require_program("python3");
     let gw = gateway("");
     gw.admin(&["room", "add", "--number", "1000"]);
@@ -269,12 +269,12 @@ fn an_srtp_call_from_pjsua2_keeps_its_media_through_hold_and_resume() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Read as it goes: the other phone hangs up while pjsua2 is still in its resumed stage,
-    // so the end of its recording is what came through after the resume.
+    // Read as it goes: the other phone hangs up while pjsua2 is still in its last stage, so
+    // the end of its recording is what came through after the re-INVITEs.
     let mut stdout = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap())) {
         let line = line.unwrap();
-        if line.starts_with("RX resumed ") {
+        if line.starts_with("RX reoffered ") {
             talker.command("hangup", "").unwrap();
         }
         stdout.push(line);
@@ -285,14 +285,19 @@ fn an_srtp_call_from_pjsua2_keeps_its_media_through_hold_and_resume() {
         let line = line.unwrap_or_else(|| panic!("no {stage} count: {stdout:?}\n{}", gw.log()));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let (talking, held, resumed) = (rx("talking"), rx("held"), rx("resumed"));
-    println!("pjsua2 decrypted (talking, held, resumed): {talking}, {held}, {resumed}");
+    let (talking, held, resumed, reoffered) = (rx("talking"), rx("held"), rx("resumed"), rx("reoffered"));
+    println!(
+        "pjsua2 decrypted (talking, held, resumed, reoffered): {talking}, {held}, {resumed}, {reoffered}"
+    );
     // pjsua2 counts afresh for each stream the re-INVITEs make, at 50 packets a second: SRTP
     // from the start, none while held (sendonly), and again after the resume.
     assert!(talking >= 50, "SRTP before hold: {talking}\n{}", gw.log());
     assert!(held < 20, "the gateway kept sending to a held phone: {held}");
     assert!(resumed >= 50, "no SRTP after resume: {resumed}\n{}", gw.log());
-    // The other way: pjsua2's tone, in SRTP the gateway still decrypts after both re-INVITEs,
+    // Our offer in the 2xx to its offerless re-INVITE keeps SRTP and pjsua2 takes it: a new
+    // stream, counted afresh (a refused offer leaves the old stream counting on, ~200).
+    assert!((50..150).contains(&reoffered), "our SRTP re-offer not taken: {reoffered}\n{}", gw.log());
+    // The other way: pjsua2's tone, in SRTP the gateway still decrypts after the re-INVITEs,
     // reaches the other phone.
     let heard = tones_heard(&talker.recordings("dec.wav")[0], &[1000.0], 1.5);
     assert!(heard[0] > -10.0, "pjsua2's tone after resume: {heard:?}\n{}", gw.log());

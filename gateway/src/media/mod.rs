@@ -377,7 +377,7 @@ impl Worker {
                     };
                     let datagram = &self.buffer[..n];
                     if is_rtcp(datagram) {
-                        receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, datagram);
+                        let _ = receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, datagram);
                         continue;
                     }
                     // SRTP that does not authenticate is dropped before anything reads it.
@@ -413,8 +413,10 @@ impl Worker {
             }
             if let Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. } = &mut leg.wire {
                 while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
-                    *remote_rtcp = Some(src);
-                    receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n]);
+                    // Reports go back to where authentic ones come from.
+                    if receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n]) {
+                        *remote_rtcp = Some(src);
+                    }
                 }
             }
         }
@@ -513,29 +515,32 @@ impl Worker {
     }
 }
 
-/// Events never block the media thread: when call control is that far behind, figures are
-/// dropped (the next ones follow within a second) and the loss is logged.
-/// The peer's RTCP into its conference, unprotected first on an SRTP leg (and dropped when it
-/// does not authenticate).
+/// The peer's RTCP into its conference, unprotected first on an SRTP leg; false when it does
+/// not authenticate (and is dropped).
 fn receive_rtcp(
     conference: &mut Conference,
     now: Instant,
     leg: LegId,
     srtp: &mut Option<Srtp>,
     datagram: &[u8],
-) {
+) -> bool {
     match srtp {
-        Some(srtp) => {
-            if let Some(plain) = srtp.unprotect_rtcp(datagram) {
+        Some(srtp) => match srtp.unprotect_rtcp(datagram) {
+            Some(plain) => {
                 conference.receive_rtcp(now, leg, &plain);
+                true
             }
-        }
+            None => false,
+        },
         None => {
             conference.receive_rtcp(now, leg, datagram);
+            true
         }
     }
 }
 
+/// Events never block the media thread: when call control is that far behind, figures are
+/// dropped (the next ones follow within a second) and the loss is logged.
 fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(event) {
         tracing::warn!(?event, "media event dropped: call control is behind");

@@ -18,7 +18,15 @@ pub struct Srtp {
     keys: SrtpKeys,
     inbound: Context,
     outbound: Context,
+    /// The SSRC whose packets last authenticated.
+    source: Option<u32>,
+    /// Other SSRCs tried since: the context keeps state for each before it checks a packet, so
+    /// forged packets from many SSRCs are cut off here.
+    strangers: usize,
 }
+
+/// SSRCs other than the known one that may be tried (a phone changes SSRC rarely).
+const MAX_STRANGERS: usize = 16;
 
 impl std::fmt::Debug for Srtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,26 +60,48 @@ fn context(suite: Suite, key: &Key, inbound: bool) -> Result<Context, SrtpError>
 impl Srtp {
     pub fn new(keys: SrtpKeys) -> Result<Srtp, SrtpError> {
         let inbound = context(keys.suite, &keys.remote, true)?;
-        Ok(Srtp { keys, inbound, outbound: context(keys.suite, &keys.local, false)? })
+        let outbound = context(keys.suite, &keys.local, false)?;
+        Ok(Srtp { keys, inbound, outbound, source: None, strangers: 0 })
     }
 
-    pub fn keys(&self) -> SrtpKeys {
-        self.keys
-    }
-
-    /// After a re-INVITE: new keys start new contexts; the same keys keep the old ones, with
-    /// their rollover counters and replay windows (RFC 3711 §3.3.1).
+    /// After a re-INVITE: each direction whose key (or suite) changed starts a new context;
+    /// an unchanged one keeps its context, with its rollover counter and SRTCP index, so no
+    /// keystream is used twice (RFC 3711 §9.1). Call control gives us a new key of our own
+    /// whenever the suite changes.
     pub fn rekey(current: &mut Option<Srtp>, keys: Option<SrtpKeys>) -> Result<(), SrtpError> {
-        if current.as_ref().map(Srtp::keys) != keys {
+        let (Some(srtp), Some(new)) = (current.as_mut(), keys) else {
             *current = keys.map(Srtp::new).transpose()?;
+            return Ok(());
+        };
+        let old = srtp.keys;
+        if (old.suite, old.remote) != (new.suite, new.remote) {
+            srtp.inbound = context(new.suite, &new.remote, true)?;
+            (srtp.source, srtp.strangers) = (None, 0);
         }
+        if (old.suite, old.local) != (new.suite, new.local) {
+            srtp.outbound = context(new.suite, &new.local, false)?;
+        }
+        srtp.keys = new;
         Ok(())
     }
 
     /// The plain RTP packet, or `None` when it does not authenticate (or is a replay): such a
     /// packet is dropped, as RFC 3711 §3.3 asks.
     pub fn unprotect_rtp(&mut self, datagram: &[u8]) -> Option<bytes::BytesMut> {
-        self.inbound.decrypt_rtp(datagram).ok()
+        // The SSRC sits at bytes 8..12 of the (unencrypted) header.
+        let ssrc = u32::from_be_bytes(datagram.get(8..12)?.try_into().ok()?);
+        let stranger = self.source != Some(ssrc);
+        if stranger {
+            if self.strangers >= MAX_STRANGERS {
+                return None;
+            }
+            self.strangers += 1;
+        }
+        let plain = self.inbound.decrypt_rtp(datagram).ok()?;
+        if stranger {
+            (self.source, self.strangers) = (Some(ssrc), 0);
+        }
+        Some(plain)
     }
 
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Option<bytes::BytesMut> {
@@ -149,6 +179,42 @@ mod tests {
         // A re-offer of plain RTP ends SRTP.
         Srtp::rekey(&mut gateway, None).unwrap();
         assert!(gateway.is_none());
+    }
+
+    #[test]
+    fn forged_packets_from_many_ssrcs_are_cut_off_and_the_phone_still_gets_through() {
+        let mut phone = Srtp::new(keys(2, 1)).unwrap();
+        let mut gateway = Srtp::new(keys(1, 2)).unwrap();
+        assert!(gateway.unprotect_rtp(&phone.protect_rtp(&packet(1)).unwrap()).is_some());
+        let mut forger = Srtp::new(keys(7, 7)).unwrap();
+        for ssrc in 0..100u32 {
+            let mut forged = packet(2);
+            forged[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            assert!(gateway.unprotect_rtp(&forger.protect_rtp(&forged).unwrap()).is_none());
+        }
+        assert_eq!(gateway.strangers, MAX_STRANGERS, "no more than this many tried");
+        // The phone's own SSRC is never a stranger.
+        assert!(gateway.unprotect_rtp(&phone.protect_rtp(&packet(3)).unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_new_remote_key_keeps_our_outbound_context_and_its_counters() {
+        let report = [0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78];
+        let mut gateway = Some(Srtp::new(keys(1, 2)).unwrap());
+        let mut phone = Srtp::new(keys(2, 1)).unwrap();
+        for _ in 0..3 {
+            let sent = gateway.as_mut().unwrap().protect_rtcp(&report).unwrap();
+            assert!(phone.unprotect_rtcp(&sent).is_some());
+        }
+        // The phone re-offers with a new key of its own; ours stays, and so does our context:
+        // its SRTCP index goes on (a new context would start again at 0, reusing keystream,
+        // and the phone would take it for a replay).
+        Srtp::rekey(&mut gateway, Some(keys(9, 2))).unwrap();
+        let sent = gateway.as_mut().unwrap().protect_rtcp(&report).unwrap();
+        assert!(phone.unprotect_rtcp(&sent).is_some(), "our SRTCP index was reset");
+        let mut rekeyed_phone = Srtp::new(keys(2, 9)).unwrap();
+        let from_phone = rekeyed_phone.protect_rtp(&packet(1)).unwrap();
+        assert!(gateway.as_mut().unwrap().unprotect_rtp(&from_phone).is_some());
     }
 
     #[test]

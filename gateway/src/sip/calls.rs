@@ -100,6 +100,9 @@ pub struct Call {
     media: Media,
     /// Our re-INVITE (session refresh) is out: a re-INVITE from the phone now is glare.
     reinvite_pending: bool,
+    /// Our offer within the dialog (a refresh re-INVITE, or the 2xx to an offerless
+    /// re-INVITE), until its answer comes.
+    reoffer: Option<Box<sdp::Session>>,
     /// A refresh refused with 491, to try again at this time (RFC 3261 §14.1).
     retry_refresh_at: Option<Instant>,
 }
@@ -498,6 +501,7 @@ impl Core {
             stats: None,
             lost_reported: 0,
             reinvite_pending: false,
+            reoffer: None,
             retry_refresh_at: None,
             media: match pending_media {
                 Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
@@ -644,10 +648,22 @@ impl Core {
             }
         }
         let mut update = None;
+        // Only used when the phone's re-offer changes the SRTP suite.
+        let fresh_srtp = srtp_policy(self.ctx.shared.config.rtp.srtp);
         if !request.request.body.is_empty() {
             let answered = sdp::parse(&request.request.body).and_then(|offer| {
                 call.sdp_version += 1;
-                sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version)
+                let answered = sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version)?;
+                // Another suite means new contexts: under our old key they would use its
+                // keystream again (RFC 3711 §9.1), so a new key goes with it.
+                let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
+                if suite(&answered.1).is_some()
+                    && suite(&call.stream).is_some_and(|old| Some(old) != suite(&answered.1))
+                {
+                    call.local.srtp = fresh_srtp;
+                    return sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version);
+                }
+                Ok(answered)
             });
             let (answer, stream) = match answered {
                 Ok(answered) => answered,
@@ -679,8 +695,9 @@ impl Core {
             call.sdp_version += 1;
             let mut local = call.local.clone();
             local.codecs = vec![*sdp_codec(call.codec)];
-            let offer = sdp::offer(&local, call.sdp_session, call.sdp_version);
+            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
             set_body(&mut response, "application/sdp", offer.to_string().into_bytes());
+            call.reoffer = Some(Box::new(offer));
         }
         if method == Method::Invite {
             let to = self.layer.server_peer(tx).unwrap_or(from);
@@ -703,6 +720,9 @@ impl Core {
         let Some(id) = id else { return };
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
         call.ok = None;
+        if let Some(offer) = call.reoffer.take() {
+            return self.take_reanswer(id, &offer, &request.request.body);
+        }
         let Media::AwaitingAnswer { .. } = call.media else { return };
         let Media::AwaitingAnswer { offer, ports } = std::mem::replace(&mut call.media, Media::Running)
         else {
@@ -746,6 +766,10 @@ impl Core {
             if code.is_none_or(|c| c >= 200) {
                 if let Some(call) = self.calls.calls.get_mut(&id) {
                     call.reinvite_pending = false;
+                    if !matches!(code, Some(200..=299)) {
+                        // Refused: no answer to our re-offer will come.
+                        call.reoffer = None;
+                    }
                 }
             }
             match (code, response) {
@@ -784,7 +808,35 @@ impl Core {
             let ack = call.dialog.ack(seq, &via, &branch);
             let bytes = Bytes::from(sip_stack::message::request_bytes(&ack));
             self.layer.send_stateless(call.peer, bytes);
+            if let Some(offer) = call.reoffer.take() {
+                self.take_reanswer(id, &offer, &response.response.body);
+            }
         }
+    }
+
+    /// The answer to our offer within the dialog: new SRTP keys (a phone may re-key in any
+    /// answer) or a new address reach the media worker.
+    fn take_reanswer(&mut self, id: ParticipantId, offer: &sdp::Session, body: &[u8]) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.local));
+        let stream = match answered {
+            Ok(stream) => stream,
+            Err(e) => {
+                return tracing::warn!(participant = %id, error = %e, "answer to our re-offer not taken")
+            }
+        };
+        if (stream.srtp, stream.remote) == (call.stream.srtp, call.stream.remote) {
+            return;
+        }
+        call.stream.srtp = stream.srtp;
+        call.stream.remote = stream.remote;
+        self.media.send(MediaCommand::Update {
+            id,
+            config: leg_config(call.codec, &call.stream),
+            remote: call.stream.remote,
+            on_hold: call.on_hold,
+            srtp: call.stream.srtp,
+        });
     }
 
     /// A digit from RFC 4733, SIP INFO or in-band detection: the PIN in the IVR, a command
@@ -966,10 +1018,12 @@ impl Core {
             if call.on_hold {
                 local.direction = call.stream.direction;
             }
-            let offer = sdp::offer(&local, call.sdp_session, call.sdp_version).to_string().into_bytes();
+            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
+            let body = offer.to_string().into_bytes();
+            call.reoffer = Some(Box::new(offer));
             request.headers.push(Header::ContentType("application/sdp".into()));
-            request.headers.push(Header::ContentLength((offer.len() as u32).into()));
-            request.body = offer;
+            request.headers.push(Header::ContentLength((body.len() as u32).into()));
+            request.body = body;
         } else {
             request.headers.push(Header::ContentLength(0.into()));
         }
@@ -1097,6 +1151,7 @@ impl Core {
             stats: None,
             lost_reported: 0,
             reinvite_pending: false,
+            reoffer: None,
             retry_refresh_at: None,
             // After early media the leg is in the mix already.
             media: match d.ports {

@@ -243,6 +243,19 @@ fn a_required_srtp_offer_carries_our_key_and_reads_the_answerers() {
     // An answer that drops to plain RTP is no answer to an SRTP offer.
     let plain = sdp(&peer_answer.to_string().replace("RTP/SAVP", "RTP/AVP"));
     assert!(matches!(read_answer(&offer, &plain, &ours), Err(SdpError::Srtp { .. })));
-    // Plain offers stay plain.
-    assert!(!super::offer(&with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).to_string().contains("SAVP"));
+    // Plain offers stay plain, and take no SRTP answer.
+    let plain_offer = super::offer(&with_srtp(Srtp::Optional(OUR_KEY)), 1, 1);
+    assert!(!plain_offer.to_string().contains("SAVP"));
+    assert!(matches!(read_answer(&plain_offer, &peer_answer, &ours), Err(SdpError::Srtp { .. })));
+}
+
+#[test]
+fn a_reoffer_keeps_an_srtp_streams_suite_and_our_key() {
+    let (_, stream) = answer(&sdp(BARESIP_SRTP_OFFER), &with_srtp(Srtp::Optional(OUR_KEY)), 1, 1).unwrap();
+    let local = with_srtp(Srtp::Optional(OUR_KEY));
+    let text = reoffer(&local, &stream, 1, 2).to_string();
+    let ours = sdes::Crypto { tag: 1, suite: sdes::Suite::AesCm128HmacSha1_80, key: OUR_KEY };
+    assert!(text.contains("RTP/SAVP") && text.contains(&format!("a=crypto:{}", ours.value())), "{text}");
+    let plain = AudioStream { srtp: None, ..stream };
+    assert!(!reoffer(&local, &plain, 1, 3).to_string().contains("crypto"));
 }
