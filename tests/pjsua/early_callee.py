@@ -10,6 +10,8 @@ import time
 
 import pjsua2 as pj
 
+from phone import account_config, endpoint
+
 
 class Call(pj.Call):
     def __init__(self, account, call_id, player):
@@ -47,25 +49,12 @@ class Account(pj.Account):
 
 def main():
     port, tone, early, total = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-    ep = pj.Endpoint()
-    ep.libCreate()
-    config = pj.EpConfig()
-    config.logConfig.level = 1
-    ep.libInit(config)
-    transport = pj.TransportConfig()
-    transport.boundAddress = "127.0.0.1"
-    transport.port = port
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
+    ep = endpoint(port)
     player = pj.AudioMediaPlayer()
     player.createPlayer(tone)
 
-    account_config = pj.AccountConfig()
-    account_config.idUri = f"sip:callee@127.0.0.1:{port}"
-    account_config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     account = Account(player)
-    account.create(account_config)
+    account.create(account_config(f"sip:callee@127.0.0.1:{port}"))
     print("LISTENING", flush=True)
 
     deadline = time.time() + total

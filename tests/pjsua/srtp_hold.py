@@ -11,18 +11,17 @@ DISCONNECTED <code> if the call ends early.
 """
 
 import sys
-import time
 
 import pjsua2 as pj
 
+from phone import Call, account_config, dial, endpoint, hang_up, run_for
 
-class Call(pj.Call):
+
+class PlayingCall(Call):
     def __init__(self, account, player):
         super().__init__(account)
         self.player = player
         self.audio = None
-        self.confirmed = False
-        self.disconnected = None
 
     def onCallMediaState(self, prm):
         # Each re-INVITE makes a new stream: the player is connected to it again. (The call
@@ -33,21 +32,6 @@ class Call(pj.Call):
                 self.audio = self.getAudioMedia(i)
                 self.player.startTransmit(self.audio)
 
-    def onCallState(self, prm):
-        info = self.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.confirmed = True
-            print("CONFIRMED", flush=True)
-        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.disconnected = info.lastStatusCode
-            print("DISCONNECTED", info.lastStatusCode, flush=True)
-
-
-def run_for(ep, call, seconds):
-    deadline = time.time() + seconds
-    while call.disconnected is None and time.time() < deadline:
-        ep.libHandleEvents(20)
-
 
 def received(call):
     return call.getStreamStat(0).rtcp.rxStat.pkt
@@ -55,42 +39,18 @@ def received(call):
 
 def main():
     gateway, user, password, number, tone = sys.argv[1:6]
-    ep = pj.Endpoint()
-    ep.libCreate()
-    config = pj.EpConfig()
-    config.logConfig.level = 1
-    config.uaConfig.userAgent = "pjsua2-test"
-    ep.libInit(config)
-    transport = pj.TransportConfig()
-    transport.boundAddress = "127.0.0.1"
-    transport.port = 0
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
-
-    account_config = pj.AccountConfig()
-    account_config.idUri = f"sip:{user}@{gateway}"
-    account_config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
-    account_config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    ep = endpoint()
+    config = account_config(f"sip:{user}@{gateway}", user, password)
     # SDES over plain SIP (a test on loopback; deployments use TLS).
-    account_config.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
-    account_config.mediaConfig.srtpSecureSignaling = 0
+    config.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+    config.mediaConfig.srtpSecureSignaling = 0
     account = pj.Account()
-    account.create(account_config)
-
+    account.create(config)
     player = pj.AudioMediaPlayer()
     player.createPlayer(tone)
 
-    call = Call(account, player)
-    call.makeCall(f"sip:{number}@{gateway}", pj.CallOpParam(True))
-    deadline = time.time() + 10
-    while not call.confirmed and call.disconnected is None and time.time() < deadline:
-        ep.libHandleEvents(20)
-    if not call.confirmed:
-        print("NOT CONFIRMED", call.disconnected, flush=True)
-        ep.libDestroy()
-        sys.exit(1)
-
+    call = PlayingCall(account, player)
+    dial(ep, call, f"sip:{number}@{gateway}", pj.CallOpParam(True))
     run_for(ep, call, 2)
     print("RX talking", received(call), flush=True)
     call.setHold(pj.CallOpParam(True))
@@ -106,10 +66,7 @@ def main():
     call.reinvite(offerless)
     run_for(ep, call, 2)
     print("RX reoffered", received(call), flush=True)
-    if call.disconnected is None:
-        call.hangup(pj.CallOpParam(True))
-        for _ in range(50):
-            ep.libHandleEvents(20)
+    hang_up(ep, call)
     print("DONE", flush=True)
     ep.libDestroy()
 

@@ -437,15 +437,7 @@ impl Worker {
                             Ok(n) => n,
                             Err(e) => return tracing::debug!(error = %e, "RTP packet does not marshal"),
                         };
-                        // A full send buffer or an unreachable peer loses this packet only.
-                        match &mut worker_leg.srtp {
-                            Some(srtp) => {
-                                if let Some(protected) = srtp.protect_rtp(&wire[..n]) {
-                                    drop(rtp.send_to(&protected, *remote));
-                                }
-                            }
-                            None => drop(rtp.send_to(&wire[..n], *remote)),
-                        }
+                        send(rtp, *remote, &wire[..n], &mut worker_leg.srtp, Srtp::protect_rtp);
                     }
                     Wire::Udp { remote: None, .. } => {}
                     // The payload is shared, not copied; a connection that is behind loses
@@ -491,14 +483,7 @@ impl Worker {
                     (room.conference.rtcp_report(leg.leg, now, ntp_now()), target)
                 {
                     let socket = rtcp.as_ref().unwrap_or(rtp);
-                    match &mut leg.srtp {
-                        Some(srtp) => {
-                            if let Some(protected) = srtp.protect_rtcp(&report) {
-                                let _ = socket.send_to(&protected, target);
-                            }
-                        }
-                        None => drop(socket.send_to(&report, target)),
-                    }
+                    send(socket, target, &report, &mut leg.srtp, Srtp::protect_rtcp);
                 }
             }
             if now >= leg.next_stats {
@@ -511,6 +496,27 @@ impl Worker {
                 leg.timed_out = true;
                 emit(&self.events, MediaEvent::RtpTimeout { id });
             }
+        }
+    }
+}
+
+/// RTP or RTCP to the peer, protected first on an SRTP leg by `protect`. A full send buffer,
+/// an unreachable peer or a packet that does not protect loses this packet only.
+fn send(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    packet: &[u8],
+    srtp: &mut Option<Srtp>,
+    protect: fn(&mut Srtp, &[u8]) -> Option<bytes::BytesMut>,
+) {
+    match srtp {
+        Some(srtp) => {
+            if let Some(protected) = protect(srtp, packet) {
+                let _ = socket.send_to(&protected, target);
+            }
+        }
+        None => {
+            let _ = socket.send_to(packet, target);
         }
     }
 }

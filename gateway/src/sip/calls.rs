@@ -648,8 +648,7 @@ impl Core {
             }
         }
         let mut update = None;
-        // Only used when the phone's re-offer changes the SRTP suite.
-        let fresh_srtp = srtp_policy(self.ctx.shared.config.rtp.srtp);
+        let srtp_mode = self.ctx.shared.config.rtp.srtp;
         if !request.request.body.is_empty() {
             let answered = sdp::parse(&request.request.body).and_then(|offer| {
                 call.sdp_version += 1;
@@ -660,7 +659,7 @@ impl Core {
                 if suite(&answered.1).is_some()
                     && suite(&call.stream).is_some_and(|old| Some(old) != suite(&answered.1))
                 {
-                    call.local.srtp = fresh_srtp;
+                    call.local.srtp = srtp_policy(srtp_mode);
                     return sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version);
                 }
                 Ok(answered)
