@@ -58,14 +58,17 @@ fn page_hears(chromium: &Chromium, frequencies: &[f64]) -> Vec<f64> {
 }
 
 /// Waits (up to 10 s) until the page hears every one of `heard` within 25 dB of the strongest
-/// tone (Opus's speech coder at 32 kbit/s does not keep several tones' levels equal); returns
-/// the last levels of `heard` followed by `absent`.
+/// tone (Opus's speech coder at 32 kbit/s does not keep several tones' levels equal) and each
+/// of `absent` more than 30 dB below it: the join chime, which a browser hears as its media
+/// connects, spreads into other frequencies for a moment. Returns the last levels of `heard`
+/// followed by `absent`; the caller asserts on them.
 fn wait_page_hears(chromium: &Chromium, heard: &[f64], absent: &[f64]) -> Vec<f64> {
     let all: Vec<f64> = heard.iter().chain(absent).copied().collect();
     let mut levels = Vec::new();
     wait_until(Duration::from_secs(10), || {
         levels = page_hears(chromium, &all);
-        levels[..heard.len()].iter().all(|l| *l > -25.0)
+        let (present, missing) = levels.split_at(heard.len());
+        present.iter().all(|l| *l > -25.0) && missing.iter().all(|l| *l < -30.0)
     });
     levels
 }
