@@ -62,7 +62,8 @@ impl Kamailio {
             .spawn()
             .context("spawning kamailio")?;
         self.child = Some(child);
-        let up = wait_until(Duration::from_secs(10), || self.answers_options());
+        // A loaded machine (the whole suite running) can take several seconds to start it.
+        let up = wait_until(Duration::from_secs(20), || self.answers_options());
         if !up {
             bail!("kamailio not answering on {}:\n{}", self.addr, self.log());
         }
@@ -79,6 +80,10 @@ impl Kamailio {
             let _ = child.wait();
         }
         wait_until(Duration::from_secs(5), || !self.answers_options());
+        // The main process exits before its workers do; a worker still holding the SIP socket
+        // would take the packets meant for the next instance on this port.
+        let addr = self.addr;
+        wait_until(Duration::from_secs(10), || std::net::UdpSocket::bind(addr).is_ok());
     }
 
     fn answers_options(&self) -> bool {
