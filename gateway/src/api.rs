@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, described in `gateway/openapi.yaml` (served at
-//! `/api/v1/openapi.yaml`). Reads are open to whoever reaches the HTTP listener (it binds
-//! 127.0.0.1 by default); every mutating call needs `Authorization: Bearer <http.api_token>`.
+//! `/api/v1/openapi.yaml`). Every call needs a bearer token: `http.read_token` reads rooms
+//! (without their PINs), conferences, call records and trunks; `http.api_token`, the admin
+//! token, reads everything and is the only one that changes anything.
 
 use std::sync::Arc;
 
@@ -82,26 +83,60 @@ impl From<ControlError> for ApiError {
     }
 }
 
-/// Mutating calls need the configured bearer token, compared in constant time.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = shared.config.http.api_token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "mutating calls are disabled: set http.api_token in the config",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+/// What a bearer token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// `http.read_token`: rooms without their PINs, conferences, call records, trunks.
+    Read,
+    /// `http.api_token`: everything, PINs included.
+    Admin,
+}
+
+/// The access `headers` carry, if it is at least `need`. Tokens are compared in constant time.
+pub fn authorize(shared: &Shared, headers: &HeaderMap, need: Access) -> Result<Access, ApiError> {
+    let http = &shared.config.http;
+    if http.api_token.is_none() && (need == Access::Admin || http.read_token.is_none()) {
+        let message = match need {
+            Access::Admin => "mutating calls are disabled: set http.api_token in the config",
+            Access::Read => "the API is disabled: set http.api_token or http.read_token in the config",
+        };
+        return Err(ApiError::new(StatusCode::FORBIDDEN, message));
     }
+    let given = bearer(headers).unwrap_or("");
+    let access = if http.api_token.as_deref().is_some_and(|t| same_secret(given, t)) {
+        Access::Admin
+    } else if http.read_token.as_deref().is_some_and(|t| same_secret(given, t)) {
+        Access::Read
+    } else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
+    };
+    if access < need {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "this token may only read"));
+    }
+    Ok(access)
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Equal, in time that depends on the lengths only.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given.bytes().zip(secret.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// A room as `access` may see it: PINs only for the admin token, otherwise whether there is one.
+fn room_view(room: &Room, access: Access) -> Value {
+    let mut value = serde_json::to_value(room).unwrap_or(Value::Null);
+    if let (Access::Read, Value::Object(fields)) = (access, &mut value) {
+        fields.remove("pin");
+        fields.remove("moderator_pin");
+        fields.insert("has_pin".into(), Value::Bool(room.pin.is_some()));
+        fields.insert("has_moderator_pin".into(), Value::Bool(room.moderator_pin.is_some()));
+    }
+    value
 }
 
 /// A JSON body, with a clear message when it does not parse.
@@ -114,20 +149,30 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/yaml")], include_str!("../openapi.yaml"))
+async fn openapi(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&shared, &headers, Access::Read)?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], include_str!("../openapi.yaml")))
 }
 
-async fn list_rooms(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<Room>>, ApiError> {
-    Ok(Json(shared.storage.rooms().await?))
+async fn list_rooms(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let access = authorize(&shared, &headers, Access::Read)?;
+    Ok(Json(shared.storage.rooms().await?.iter().map(|room| room_view(room, access)).collect()))
 }
 
 async fn show_room(
     State(shared): State<Arc<Shared>>,
     Path(number): Path<String>,
-) -> Result<Json<Room>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let access = authorize(&shared, &headers, Access::Read)?;
     match shared.storage.room(&number).await? {
-        Some(room) => Ok(Json(room)),
+        Some(room) => Ok(Json(room_view(&room, access))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found"))),
     }
 }
@@ -149,8 +194,8 @@ async fn create_room(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Room>), ApiError> {
-    authorize(&shared, &headers)?;
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&shared, &headers, Access::Admin)?;
     let new: NewRoom = body(&bytes)?;
     let room = Room {
         number: new.number,
@@ -162,7 +207,7 @@ async fn create_room(
     };
     shared.storage.add_room(&room, crate::clock::unix_ms()).await?;
     tracing::info!(room = %room.number, "room created through the API");
-    Ok((StatusCode::CREATED, Json(room)))
+    Ok((StatusCode::CREATED, Json(room_view(&room, Access::Admin))))
 }
 
 /// PATCH: a field left out is kept; `null` clears an optional one.
@@ -172,7 +217,7 @@ async fn update_room(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Room>, ApiError> {
-    authorize(&shared, &headers)?;
+    authorize(&shared, &headers, Access::Admin)?;
     let fields: Map<String, Value> = body(&bytes)?;
     let update = room_update(fields)?;
     Ok(Json(shared.storage.update_room(&number, &update, crate::clock::unix_ms()).await?))
@@ -202,7 +247,7 @@ async fn delete_room(
     Path(number): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&shared, &headers)?;
+    authorize(&shared, &headers, Access::Admin)?;
     if shared.storage.remove_room(&number).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -217,14 +262,20 @@ async fn conferences(shared: &Shared) -> Result<Vec<ConferenceView>, ApiError> {
     answer.await.map_err(|_| unavailable())
 }
 
-async fn list_conferences(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<ConferenceView>>, ApiError> {
+async fn list_conferences(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ConferenceView>>, ApiError> {
+    authorize(&shared, &headers, Access::Read)?;
     Ok(Json(conferences(&shared).await?))
 }
 
 async fn show_conference(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ConferenceView>, ApiError> {
+    authorize(&shared, &headers, Access::Read)?;
     conferences(&shared)
         .await?
         .into_iter()
@@ -241,7 +292,7 @@ async fn dial(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&shared, &headers)?;
+    authorize(&shared, &headers, Access::Admin)?;
     let request: DialRequest = body(&bytes)?;
     let Some(room) = shared.storage.room(&number).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found")));
@@ -271,7 +322,7 @@ async fn participant_action(
     Path((room, id, action)): Path<(String, u64, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&shared, &headers)?;
+    authorize(&shared, &headers, Access::Admin)?;
     let action = match action.as_str() {
         "mute" => ParticipantAction::Mute(true),
         "unmute" => ParticipantAction::Mute(false),
@@ -296,7 +347,7 @@ async fn kick(
     Path((room, id)): Path<(String, u64)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&shared, &headers)?;
+    authorize(&shared, &headers, Access::Admin)?;
     control_participant(&shared, room, id, ParticipantAction::Kick).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -310,7 +361,9 @@ struct RecordQuery {
 async fn call_records(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<RecordQuery>,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
+    authorize(&shared, &headers, Access::Read)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(shared.storage.call_records(query.room.as_deref(), limit).await?))
 }
@@ -318,6 +371,27 @@ async fn call_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_are_shown_to_the_admin_token_only() {
+        let room = Room {
+            number: "1000".into(),
+            name: String::new(),
+            pin: Some("4321".into()),
+            moderator_pin: None,
+            max_participants: None,
+            dids: Vec::new(),
+        };
+        let read = room_view(&room, Access::Read);
+        assert_eq!(read.get("pin"), None);
+        assert_eq!(read.get("moderator_pin"), None);
+        assert_eq!(read["has_pin"], true);
+        assert_eq!(read["has_moderator_pin"], false);
+        assert_eq!(room_view(&room, Access::Admin)["pin"], "4321");
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+    }
 
     #[test]
     fn patch_tells_absent_from_null() {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mixer::source::SourcePolicy;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -13,13 +14,26 @@ use crate::state::Shared;
 use crate::storage::Storage;
 use crate::{http, sip};
 
+/// How often this node tells the database it is alive: a call record left open by a crash
+/// ends at most this long before the crash.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for tasks to finish before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let storage = Storage::connect(&config.database.url, config.database.max_connections)
+    let mut storage = Storage::connect(&config.database.url, config.database.max_connections)
         .await
         .context("opening the database")?;
+    if let Some(node) = &config.database.node {
+        storage.set_node(node);
+    }
+    // Calls the last run of this node left open died with it.
+    let lost = storage.close_lost_call_records().await.context("closing call records left open")?;
+    if lost > 0 {
+        tracing::warn!(records = lost, "call records left open by a stopped gateway closed as lost");
+    }
+    storage.heartbeat(crate::clock::unix_ms()).await.context("recording this node")?;
     tracing::info!(backend = ?storage.backend(), "database ready");
 
     // Bind everything before serving anything: a port in use fails start-up, naming it.
@@ -32,11 +46,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let prompts = Prompts::load(&config.prompts, rate).context("loading prompts")?;
     let shared = Shared::new(config, storage);
     let rtp_timeout = Duration::from_secs(u64::from(shared.config.rtp.timeout_secs));
-    let (media, events) =
-        Media::start(rate, rtp_timeout, &shared.metrics).context("starting the media worker")?;
+    let source_policy = SourcePolicy {
+        strict: shared.config.rtp.strict_source,
+        relearn_after: Duration::from_millis(u64::from(shared.config.rtp.relearn_after_ms)),
+        ..SourcePolicy::default()
+    };
+    let (media, events) = Media::start(rate, rtp_timeout, source_policy, &shared.metrics)
+        .context("starting the media worker")?;
     let mut tasks = JoinSet::new();
     sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);
     tasks.spawn(http::serve(http_listener, shared.clone()));
+    tasks.spawn(heartbeat(shared.clone()));
     tracing::info!("gateway ready");
 
     wait_for_signal().await?;
@@ -63,4 +83,21 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT"),
     }
     Ok(())
+}
+
+/// Records this node as alive every [`HEARTBEAT`] until shutdown.
+async fn heartbeat(shared: std::sync::Arc<Shared>) {
+    let mut shutdown = std::pin::pin!(shared.shutdown_signal());
+    let mut every = tokio::time::interval(HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = shared.storage.heartbeat(crate::clock::unix_ms()).await {
+                    tracing::warn!(error = %e, "heartbeat not recorded");
+                }
+            }
+            _ = &mut shutdown => return,
+        }
+    }
 }

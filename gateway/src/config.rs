@@ -188,8 +188,13 @@ pub struct SipConfig {
 pub struct HttpConfig {
     /// REST API, health and metrics listener.
     pub listen: SocketAddr,
-    /// Bearer token for mutating API calls. Without it, mutating calls are refused.
+    /// The admin bearer token: every API call, the only one that changes things or sees PINs.
+    /// Without it, mutating calls are refused.
     pub api_token: Option<String>,
+    /// A read-only bearer token: rooms (without PINs), conferences, call records, trunks.
+    pub read_token: Option<String>,
+    /// When set, `/metrics` needs this bearer token (or the admin token); open otherwise.
+    pub metrics_token: Option<String>,
     /// Serve HTTPS with this PEM certificate chain and key (browsers allow the microphone
     /// only to pages over HTTPS, or from localhost). Both or neither.
     pub tls_certificate: Option<PathBuf>,
@@ -210,6 +215,12 @@ pub struct RtpConfig {
     pub timeout_secs: u32,
     /// SRTP with SDES keys (RFC 4568) for calls in.
     pub srtp: SrtpMode,
+    /// Media source security: a leg takes RTP and RTCP only from the address it learnt (the
+    /// SDP's, or a run of sequential packets from one source); false follows whoever sent last.
+    pub strict_source: bool,
+    /// How long the learnt source must be silent before another may replace it (a phone that
+    /// moved), in milliseconds.
+    pub relearn_after_ms: u32,
 }
 
 /// Whether calls in may, or must, use SRTP keyed in their SDP.
@@ -272,11 +283,23 @@ pub struct WebrtcConfig {
     pub public_address: Option<IpAddr>,
     /// Join pages connected at once (each holds a WebSocket); more are refused with 503.
     pub max_pages: usize,
+    /// Join pages connected at once from one address.
+    pub max_pages_per_source: usize,
+    /// Origins (`https://meet.example.com`) whose pages may open the join WebSocket besides
+    /// the gateway's own (the request's Host); a browser on any other page is refused (403).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WebrtcConfig {
     fn default() -> WebrtcConfig {
-        WebrtcConfig { enabled: true, addresses: Vec::new(), public_address: None, max_pages: 1000 }
+        WebrtcConfig {
+            enabled: true,
+            addresses: Vec::new(),
+            public_address: None,
+            max_pages: 1000,
+            max_pages_per_source: 20,
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -296,6 +319,9 @@ pub struct DatabaseConfig {
     /// `sqlite://FILE` (embedded, the default) or `postgres://USER:PASS@HOST/DB`.
     pub url: String,
     pub max_connections: u32,
+    /// This gateway's name in a database several gateways share (the host name by default):
+    /// at start it closes, as `lost`, the call records it left open when it last stopped.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -338,6 +364,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: ([127, 0, 0, 1], 8080).into(),
             api_token: None,
+            read_token: None,
+            metrics_token: None,
             tls_certificate: None,
             tls_private_key: None,
             trusted_proxies: Vec::new(),
@@ -353,13 +381,15 @@ impl Default for RtpConfig {
             port_max: 29999,
             timeout_secs: 30,
             srtp: SrtpMode::Optional,
+            strict_source: true,
+            relearn_after_ms: 2000,
         }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> DatabaseConfig {
-        DatabaseConfig { url: "sqlite://gateway.db".into(), max_connections: 8 }
+        DatabaseConfig { url: "sqlite://gateway.db".into(), max_connections: 8, node: None }
     }
 }
 
@@ -590,8 +620,17 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return key("log.level", format!("`{}` is not a tracing filter", self.log.level));
         }
-        if matches!(&self.http.api_token, Some(t) if t.len() < 16) {
-            return key("http.api_token", "expected at least 16 characters".into());
+        for (name, token) in [
+            ("http.api_token", &self.http.api_token),
+            ("http.read_token", &self.http.read_token),
+            ("http.metrics_token", &self.http.metrics_token),
+        ] {
+            if matches!(token, Some(t) if t.len() < 16) {
+                return key(name, "expected at least 16 characters".into());
+            }
+        }
+        if self.http.read_token.is_some() && self.http.read_token == self.http.api_token {
+            return key("http.read_token", "must differ from http.api_token".into());
         }
         Ok(())
     }

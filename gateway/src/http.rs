@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::{IncomingStream, Listener};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::{authorize, bearer, same_secret, Access, ApiError};
 use crate::config::HttpConfig;
 use crate::sip::tls::{self, TlsError};
 use crate::state::Shared;
@@ -206,15 +207,33 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 /// Every registering trunk's state.
-async fn trunks(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    Json(shared.trunk_views())
+async fn trunks(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&shared, &headers, Access::Read)?;
+    Ok(Json(shared.trunk_views()))
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// Open unless `http.metrics_token` is set; then that token or the admin token.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &shared.config.http.metrics_token {
+        let given = bearer(&headers).unwrap_or("");
+        let admin = shared.config.http.api_token.as_deref().is_some_and(|t| same_secret(given, t));
+        if !admin && !same_secret(given, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need a token\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         shared.metrics.encode(),
     )
+        .into_response()
 }
 
 #[cfg(test)]

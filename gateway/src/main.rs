@@ -163,10 +163,14 @@ async fn calls(config: &Config, room: Option<&str>, limit: u32, json: bool) -> a
     } else {
         println!("{:<8} {:>8} {:<6} {:<16} {:<32} LEG", "ROOM", "SECONDS", "CODEC", "CAUSE", "FROM");
         for r in records {
+            let seconds = match r.ended_at_ms {
+                Some(ended) => format!("{:.1}", (ended - r.started_at_ms) as f64 / 1000.0),
+                None => "-".into(),
+            };
             println!(
-                "{:<8} {:>8.1} {:<6} {:<16} {:<32} {}",
+                "{:<8} {:>8} {:<6} {:<16} {:<32} {}",
                 r.room_number.as_deref().unwrap_or("-"),
-                (r.ended_at_ms - r.started_at_ms) as f64 / 1000.0,
+                seconds,
                 r.codec.as_deref().unwrap_or("-"),
                 r.cause,
                 r.from_uri,

@@ -100,6 +100,10 @@ pub struct Metrics {
     /// Time the media worker spends on one 20 ms tick of every conference.
     pub mixer_tick_seconds: Histogram,
     pub mixer_encodes: Family<EncodeLabels, Counter>,
+    /// RTP/RTCP packets dropped for coming from another address than a leg's learnt source.
+    pub rtp_foreign_packets: Counter,
+    /// Call records whose write failed and is being retried.
+    pub call_record_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -173,6 +177,18 @@ impl Metrics {
             "Audio encoder runs: shared by listeners of the same mix, or a talker's own",
             mixer_encodes.clone(),
         );
+        let rtp_foreign_packets = Counter::default();
+        registry.register(
+            "rtp_foreign_packets",
+            "RTP and RTCP packets dropped because they came from another address than the leg's peer",
+            rtp_foreign_packets.clone(),
+        );
+        let call_record_retries = Counter::default();
+        registry.register(
+            "call_record_retries",
+            "Call record writes that failed and were tried again",
+            call_record_retries.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Gateway version", build);
@@ -192,6 +208,8 @@ impl Metrics {
             rtp_jitter_seconds,
             mixer_tick_seconds,
             mixer_encodes,
+            rtp_foreign_packets,
+            call_record_retries,
         }
     }
 

@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::calls::{Control, RoomEvent};
 use crate::config::Config;
+use crate::limits::SourceSlots;
 use crate::metrics::Metrics;
 use crate::sip::trunks::TrunkView;
 use crate::storage::Storage;
@@ -32,6 +33,8 @@ pub struct Shared {
     room_events: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
     /// One permit per open join page (`[webrtc] max_pages`).
     pub pages: Arc<Semaphore>,
+    /// Open join pages per address (`[webrtc] max_pages_per_source`).
+    pub pages_by_source: Arc<SourceSlots>,
 }
 
 impl Shared {
@@ -39,6 +42,7 @@ impl Shared {
         let (shutdown, _) = watch::channel(false);
         let (control, control_rx) = mpsc::channel(256);
         let pages = Arc::new(Semaphore::new(config.webrtc.max_pages));
+        let config_pages_per_source = config.webrtc.max_pages_per_source;
         Arc::new(Shared {
             config,
             metrics: Metrics::new(),
@@ -50,6 +54,7 @@ impl Shared {
             control_rx: Mutex::new(Some(control_rx)),
             room_events: Mutex::new(HashMap::new()),
             pages,
+            pages_by_source: SourceSlots::new(config_pages_per_source),
         })
     }
 

@@ -16,6 +16,7 @@
 //!   stop-band).
 //! - [`rtcp_session`]: RTCP sender and receiver reports, loss and round-trip time (RFC 3550 §6.4).
 //! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
+//! - [`source`]: which address a leg's RTP and RTCP may come from (strict source learning).
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
 
 pub mod codec;
@@ -29,4 +30,5 @@ pub mod opus;
 pub mod resample;
 pub mod rtcp_session;
 pub mod rtp_stream;
+pub mod source;
 pub mod tone;

@@ -29,6 +29,8 @@ pub enum FramingError {
     TooLarge { max: usize },
     #[error("Content-Length is not a number")]
     BadContentLength,
+    #[error("several Content-Length headers: the message's end is ambiguous")]
+    SeveralContentLengths,
 }
 
 /// Accumulates stream bytes and yields whole frames.
@@ -76,7 +78,8 @@ impl StreamFramer {
             return Ok(None);
         };
         let body_len = content_length(&self.buf[..head_len])?;
-        let total = head_len + 4 + body_len;
+        // Saturating: a Content-Length near usize::MAX from the network must not wrap.
+        let total = (head_len + 4).saturating_add(body_len);
         if total > MAX_MESSAGE_SIZE {
             return Err(FramingError::TooLarge { max: MAX_MESSAGE_SIZE });
         }
@@ -91,7 +94,13 @@ impl StreamFramer {
 fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     let head = unfold(head);
     let head = String::from_utf8_lossy(&head);
-    match RawHead::new(&head).first(Known::ContentLength) {
+    let raw = RawHead::new(&head);
+    let mut values = raw.values(Known::ContentLength);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(FramingError::SeveralContentLengths);
+    }
+    match first {
         None => Ok(0),
         Some(v) => v.parse().map_err(|_| FramingError::BadContentLength),
     }
@@ -103,6 +112,16 @@ mod tests {
 
     fn msg(body: &str) -> String {
         format!("MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\nCall-ID: x\r\n\r\n{body}", body.len())
+    }
+
+    #[test]
+    fn huge_or_several_content_lengths_end_the_stream_without_overflow() {
+        let mut framer = StreamFramer::new();
+        framer.push(format!("MESSAGE sip:a@b SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert_eq!(framer.next_frame(), Err(FramingError::TooLarge { max: MAX_MESSAGE_SIZE }));
+        let mut framer = StreamFramer::new();
+        framer.push(b"MESSAGE sip:a@b SIP/2.0\r\nl: 2\r\nContent-Length: 0\r\n\r\nab");
+        assert_eq!(framer.next_frame(), Err(FramingError::SeveralContentLengths));
     }
 
     fn frames(framer: &mut StreamFramer) -> Vec<Frame> {

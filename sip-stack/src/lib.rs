@@ -11,6 +11,7 @@
 //! - [`digest`]: digest authentication hashes (RFC 7616).
 //! - [`framing`]: splitting a TCP byte stream into messages (RFC 3261 §18.3) and keep-alives
 //!   (RFC 5626 §4.4.1).
+//! - [`name_addr`]: From, To, Contact and Route values with quoted parameters (RFC 3261 §25.1).
 //! - [`registrar`]: REGISTER processing against a binding store (RFC 3261 §10.3).
 //! - [`registration`]: the registration client for trunks and MCUs (RFC 3261 §10.2).
 //! - [`response`]: building a response to a request (RFC 3261 §8.2.6).
@@ -26,6 +27,7 @@ pub mod dialog;
 pub mod digest;
 pub mod framing;
 pub mod message;
+pub mod name_addr;
 pub mod registrar;
 pub mod registration;
 pub mod response;

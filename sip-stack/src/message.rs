@@ -11,7 +11,26 @@ use std::fmt::Write as _;
 use rsip::prelude::*;
 use rsip::{typed, Request, Response, SipMessage};
 
+use crate::name_addr::NameAddr;
 use crate::salvage::{expand_compact, split_head, unfold, Known, RawHead};
+
+/// The methods rsip has a variant for (RFC 3261 and its extensions); any other is answered 501.
+const KNOWN_METHODS: [&str; 14] = [
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
 
 /// Largest SIP message accepted on any transport.
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
@@ -39,6 +58,12 @@ pub enum ParseError {
     BadRequestLine,
     #[error("SIP version {version} is not supported")]
     VersionNotSupported { version: String },
+    #[error("{count} Content-Length headers")]
+    SeveralContentLengths { count: usize },
+    #[error("method {method} is not implemented")]
+    UnknownMethod { method: String },
+    #[error("Request-URI scheme {scheme} is not supported")]
+    UnsupportedUriScheme { scheme: String },
 }
 
 impl ParseError {
@@ -54,14 +79,20 @@ impl ParseError {
             ParseError::BodyTooShort { .. } => "Content-Length Mismatch".into(),
             ParseError::BadRequestLine => "Malformed Request Line".into(),
             ParseError::VersionNotSupported { .. } => "Version Not Supported".into(),
+            ParseError::SeveralContentLengths { .. } => "Several Content-Length Headers".into(),
+            ParseError::UnknownMethod { .. } => "Not Implemented".into(),
+            ParseError::UnsupportedUriScheme { .. } => "Unsupported URI Scheme".into(),
         }
     }
 
     /// The status code of the response that reports this error: 505 for an unknown version
-    /// (RFC 3261 §8.2.2.4 … §21.5.21), 400 otherwise.
+    /// (RFC 3261 §21.5.21), 501 for a method nobody here knows (§8.2.1), 416 for a Request-URI
+    /// scheme other than sip, sips or tel (§8.2.2.1), 400 otherwise.
     pub fn status_code(&self) -> u16 {
         match self {
             ParseError::VersionNotSupported { .. } => 505,
+            ParseError::UnknownMethod { .. } => 501,
+            ParseError::UnsupportedUriScheme { .. } => 416,
             _ => 400,
         }
     }
@@ -72,8 +103,8 @@ impl ParseError {
 pub struct Envelope {
     /// The topmost Via: it names the transaction (branch) and where responses go.
     pub top_via: typed::Via,
-    pub from: typed::From,
-    pub to: typed::To,
+    pub from: NameAddr,
+    pub to: NameAddr,
     pub call_id: String,
     pub cseq: typed::CSeq,
 }
@@ -186,8 +217,15 @@ impl std::fmt::Write for FmtBytes<'_> {
 /// CSeq headers can be copied into a response. Returns `None` when the message cannot be
 /// answered: the caller drops it and counts it.
 ///
-/// `to_tag` is added to the To header when the request has none (RFC 3261 §8.2.6.2).
-pub fn bad_request(bytes: &[u8], error: &ParseError, to_tag: &str, server: &str) -> Option<Vec<u8>> {
+/// `to_tag` is added to the To header when the request has none (RFC 3261 §8.2.6.2); `allow`
+/// lists the methods the caller implements, sent with a `501`.
+pub fn bad_request(
+    bytes: &[u8],
+    error: &ParseError,
+    to_tag: &str,
+    server: &str,
+    allow: &str,
+) -> Option<Vec<u8>> {
     let bytes = skip_leading_crlf(bytes);
     let head = match split_head(bytes) {
         Some((head, _)) => head,
@@ -222,6 +260,9 @@ pub fn bad_request(bytes: &[u8], error: &ParseError, to_tag: &str, server: &str)
         let _ = write!(out, "To: {to};tag={to_tag}\r\n");
     }
     let _ = write!(out, "Call-ID: {call_id}\r\nCSeq: {cseq}\r\n");
+    if error.status_code() == 501 && !allow.contains(['\r', '\n']) {
+        let _ = write!(out, "Allow: {allow}\r\n");
+    }
     let _ = write!(out, "Server: {server}\r\nContent-Length: 0\r\n\r\n");
     Some(out.into_bytes())
 }
@@ -237,6 +278,11 @@ fn skip_leading_crlf(mut bytes: &[u8]) -> &[u8] {
 /// make the message invalid. Without the header the body is whatever follows the head, which is
 /// right for datagrams; stream framing always supplies the length.
 fn cut_body<'a>(raw: &RawHead<'_>, body: &'a [u8]) -> Result<&'a [u8], ParseError> {
+    // RFC 3261 §20.14 allows one; two that disagree leave the body's end unknown.
+    let count = raw.values(Known::ContentLength).count();
+    if count > 1 {
+        return Err(ParseError::SeveralContentLengths { count });
+    }
     let Some(value) = raw.first(Known::ContentLength) else {
         return Ok(body);
     };
@@ -253,16 +299,10 @@ fn envelope<M: HeadersExt>(message: &M) -> Result<Envelope, ParseError> {
         .map_err(|_| ParseError::MissingHeader { header: "Via" })?
         .typed()
         .map_err(|_| ParseError::BadHeader { header: "Via" })?;
-    let from = message
-        .from_header()
-        .map_err(|_| ParseError::MissingHeader { header: "From" })?
-        .typed()
-        .map_err(|_| ParseError::BadHeader { header: "From" })?;
-    let to = message
-        .to_header()
-        .map_err(|_| ParseError::MissingHeader { header: "To" })?
-        .typed()
-        .map_err(|_| ParseError::BadHeader { header: "To" })?;
+    let from = message.from_header().map_err(|_| ParseError::MissingHeader { header: "From" })?;
+    let from = NameAddr::parse(from.value()).map_err(|_| ParseError::BadHeader { header: "From" })?;
+    let to = message.to_header().map_err(|_| ParseError::MissingHeader { header: "To" })?;
+    let to = NameAddr::parse(to.value()).map_err(|_| ParseError::BadHeader { header: "To" })?;
     let call_id = message
         .call_id_header()
         .map_err(|_| ParseError::MissingHeader { header: "Call-ID" })?
@@ -314,6 +354,15 @@ fn check_start_line(start_line: &str) -> Result<(), ParseError> {
             Some(_) => Err(ParseError::VersionNotSupported { version: version.to_string() }),
             None => Err(ParseError::BadRequestLine),
         };
+    }
+    // Method names are case-sensitive (§7.1); one rsip has no variant for is one we implement
+    // nowhere.
+    if !KNOWN_METHODS.contains(&method) {
+        return Err(ParseError::UnknownMethod { method: short(method) });
+    }
+    let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    if !["sip", "sips", "tel"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+        return Err(ParseError::UnsupportedUriScheme { scheme: short(scheme) });
     }
     Ok(())
 }
@@ -438,7 +487,7 @@ mod tests {
         let text = OPTIONS.replace("CSeq: 63104 OPTIONS", "CSeq: seven OPTIONS");
         let err = parse(text.as_bytes()).unwrap_err();
         assert_eq!(err, ParseError::BadHeader { header: "CSeq" });
-        let reply = bad_request(text.as_bytes(), &err, "t1", "gw").expect("answerable");
+        let reply = bad_request(text.as_bytes(), &err, "t1", "gw", "INVITE").expect("answerable");
         let reply = String::from_utf8(reply).unwrap();
         assert!(reply.starts_with("SIP/2.0 400 Malformed CSeq Header\r\n"), "{reply}");
         assert!(reply.contains("To: <sip:gw@127.0.0.1>;tag=t1\r\n"));
@@ -450,7 +499,7 @@ mod tests {
     fn bad_request_for_a_short_body_is_a_valid_response() {
         let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 30");
         let err = parse(text.as_bytes()).unwrap_err();
-        let reply = bad_request(text.as_bytes(), &err, "t1", "gw").expect("answerable");
+        let reply = bad_request(text.as_bytes(), &err, "t1", "gw", "INVITE").expect("answerable");
         assert!(reply.starts_with(b"SIP/2.0 400 Content-Length Mismatch\r\n"));
         assert!(matches!(parse(&reply), Ok(Inbound::Response(_))));
     }
@@ -465,12 +514,12 @@ mod tests {
     fn unanswerable_input_gets_no_response() {
         for junk in [&b""[..], b"\x00\x01\x02garbage", b"hello world\r\n\r\n", &[0xff; 300]] {
             let err = parse(junk).unwrap_err();
-            assert_eq!(bad_request(junk, &err, "t", "gw"), None);
+            assert_eq!(bad_request(junk, &err, "t", "gw", "INVITE"), None);
         }
         // ACK is never answered, even when broken.
         let ack = OPTIONS.replace("OPTIONS sip", "ACK sip").replace("CSeq: 63104 OPTIONS", "CSeq: x ACK");
         let err = parse(ack.as_bytes()).unwrap_err();
-        assert_eq!(bad_request(ack.as_bytes(), &err, "t", "gw"), None);
+        assert_eq!(bad_request(ack.as_bytes(), &err, "t", "gw", "INVITE"), None);
     }
 
     #[test]
@@ -496,6 +545,50 @@ mod tests {
     fn stray_line_feeds_are_refused() {
         let text = OPTIONS.replace("To: <sip:gw@127.0.0.1>", "To: <sip:gw@127.0.0.1>;x\nInjected: yes");
         assert!(matches!(parse(text.as_bytes()), Err(ParseError::Malformed { .. })));
+    }
+
+    #[test]
+    fn several_content_lengths_are_refused() {
+        let text = OPTIONS.replace("Content-Length: 0", "Content-Length: 0\r\nl: 4");
+        assert_eq!(parse(text.as_bytes()), Err(ParseError::SeveralContentLengths { count: 2 }));
+        let reply = bad_request(text.as_bytes(), &parse(text.as_bytes()).unwrap_err(), "t", "gw", "")
+            .expect("answerable");
+        assert!(reply.starts_with(b"SIP/2.0 400 Several Content-Length Headers\r\n"));
+    }
+
+    #[test]
+    fn unknown_methods_get_501_with_allow_and_unknown_schemes_416() {
+        let text =
+            OPTIONS.replace("OPTIONS sip", "NEWMETHOD sip").replace("63104 OPTIONS", "63104 NEWMETHOD");
+        let err = parse(text.as_bytes()).unwrap_err();
+        assert_eq!(err, ParseError::UnknownMethod { method: "NEWMETHOD".into() });
+        let reply =
+            String::from_utf8(bad_request(text.as_bytes(), &err, "t", "gw", "INVITE, BYE").unwrap()).unwrap();
+        assert!(reply.starts_with("SIP/2.0 501 Not Implemented\r\n"), "{reply}");
+        assert!(reply.contains("\r\nAllow: INVITE, BYE\r\n"), "{reply}");
+        assert!(reply.contains("CSeq: 63104 NEWMETHOD\r\n"));
+        // Case matters (RFC 3261 §7.1): `options` is not OPTIONS.
+        let lower = OPTIONS.replace("OPTIONS sip", "options sip");
+        assert!(matches!(parse(lower.as_bytes()), Err(ParseError::UnknownMethod { .. })));
+
+        let text = OPTIONS.replace("OPTIONS sip:gw@127.0.0.1", "OPTIONS nobodyknowsthisscheme:totallyopaque");
+        let err = parse(text.as_bytes()).unwrap_err();
+        assert!(matches!(err, ParseError::UnsupportedUriScheme { .. }));
+        let reply = bad_request(text.as_bytes(), &err, "t", "gw", "INVITE").unwrap();
+        assert!(reply.starts_with(b"SIP/2.0 416 Unsupported URI Scheme\r\n"));
+        let tel = OPTIONS.replace("OPTIONS sip:gw@127.0.0.1", "OPTIONS tel:+15551234567");
+        assert!(!matches!(parse(tel.as_bytes()), Err(ParseError::UnsupportedUriScheme { .. })));
+    }
+
+    #[test]
+    fn quoted_contact_style_parameters_in_from_and_to() {
+        let text = OPTIONS.replace(
+            "From: <sip:probe@127.0.0.1>;tag=1928301774",
+            r#"From: "Desk <12>" <sip:probe@127.0.0.1> ; tag = 1928301774;+sip.instance="<urn:uuid:1>""#,
+        );
+        let r = request(&text);
+        assert_eq!(r.envelope.from.tag(), Some("1928301774"));
+        assert_eq!(r.envelope.from.display_name.as_deref(), Some("Desk <12>"));
     }
 
     #[test]

@@ -8,9 +8,10 @@
 use std::future::Future;
 
 use rsip::prelude::*;
-use rsip::{typed, Header, Param, Response, StatusCode};
+use rsip::{Header, Response, StatusCode};
 
 use crate::message::InboundRequest;
+use crate::name_addr::NameAddr;
 use crate::response::{push_header, response_to};
 
 /// Expiry limits.
@@ -123,15 +124,11 @@ pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<Regist
     }
     let mut changes = Vec::with_capacity(values.len());
     for value in values {
-        let contact = rsip::headers::Contact::new(value.trim())
-            .typed()
-            .map_err(|_| RegisterError::BadRequest("Malformed Contact"))?;
+        let contact = NameAddr::parse(value).map_err(|_| RegisterError::BadRequest("Malformed Contact"))?;
         let expires = match contact.expires() {
-            Some(e) => e
-                .value()
-                .trim()
-                .parse::<u32>()
-                .map_err(|_| RegisterError::BadRequest("Malformed Contact Expires"))?,
+            Some(e) => {
+                e.parse::<u32>().map_err(|_| RegisterError::BadRequest("Malformed Contact Expires"))?
+            }
             None => header_expires.unwrap_or(policy.default_expires),
         };
         if expires > 0 && expires < policy.min_expires {
@@ -146,12 +143,8 @@ pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<Regist
     Ok(RegisterPlan { aor, remove_all: false, changes, call_id: env.call_id.clone(), cseq: env.cseq.seq })
 }
 
-fn q_milli(contact: &typed::Contact) -> Result<u16, RegisterError> {
-    let q = contact.params.iter().find_map(|p| match p {
-        Param::Q(q) => Some(q.value().to_string()),
-        _ => None,
-    });
-    let Some(q) = q else { return Ok(1000) };
+fn q_milli(contact: &NameAddr) -> Result<u16, RegisterError> {
+    let Some(q) = contact.param("q").and_then(|p| p.value.as_deref()) else { return Ok(1000) };
     let value: f64 = q.trim().parse().map_err(|_| RegisterError::BadRequest("Malformed q"))?;
     if !(0.0..=1.0).contains(&value) {
         return Err(RegisterError::BadRequest("Malformed q"));

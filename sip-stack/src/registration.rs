@@ -313,13 +313,13 @@ impl RegistrationClient {
         let from_contact = response.headers.iter().find_map(|h| match h {
             Header::Contact(c) => crate::registrar::split_list(c.value())
                 .into_iter()
-                .filter_map(|v| rsip::headers::Contact::new(v).typed().ok())
+                .filter_map(|v| crate::name_addr::NameAddr::parse(v).ok())
                 .find(|c| {
                     contact_socket(&c.uri) == ours
                         && c.uri.auth.as_ref().map(|a| &a.user)
                             == self.config.contact.auth.as_ref().map(|a| &a.user)
                 })
-                .and_then(|c| c.expires().and_then(|e| e.value().trim().parse::<u32>().ok())),
+                .and_then(|c| c.expires().and_then(|e| e.parse::<u32>().ok())),
             _ => None,
         });
         let from_header = response.headers.iter().find_map(|h| match h {

@@ -21,8 +21,7 @@ pub fn response_to(
             }
             Header::To(to) => match (request.envelope.to.tag(), to_tag) {
                 (None, Some(tag)) => {
-                    let tagged = request.envelope.to.clone().with_tag(tag.into());
-                    headers.push(Header::To(tagged.into()));
+                    headers.push(Header::To(request.envelope.to.with_tag(tag).into()));
                 }
                 _ => headers.push(Header::To(to.clone())),
             },

@@ -12,7 +12,7 @@ fn outcome(bytes: &[u8]) -> String {
     match parse(bytes) {
         Ok(Inbound::Request(_)) => "valid".into(),
         Ok(Inbound::Response(_)) => "valid".into(),
-        Err(e) => match bad_request(bytes, &e, "t", "gw") {
+        Err(e) => match bad_request(bytes, &e, "t", "gw", "INVITE, BYE") {
             Some(reply) => {
                 let line = String::from_utf8_lossy(&reply).lines().next().unwrap_or("").to_string();
                 line.trim_start_matches("SIP/2.0 ").to_string()
@@ -90,14 +90,14 @@ fn no_truncation_or_byte_flip_panics() {
         for end in 0..bytes.len() {
             let cut = &bytes[..end];
             if let Err(e) = parse(cut) {
-                let _ = bad_request(cut, &e, "t", "gw");
+                let _ = bad_request(cut, &e, "t", "gw", "INVITE, BYE");
             }
         }
         let mut flipped = bytes.clone();
         for i in (0..flipped.len()).step_by(7) {
             flipped[i] ^= 0x5a;
             if let Err(e) = parse(&flipped) {
-                let _ = bad_request(&flipped, &e, "t", "gw");
+                let _ = bad_request(&flipped, &e, "t", "gw", "INVITE, BYE");
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod baresip;
 pub mod chromium;
 pub mod kamailio;
 pub mod room;
+pub mod sipua;
 
 /// The `gateway` binary built next to this test (`cargo build -p gateway` puts it there), or
 /// `GATEWAY_BIN`.
@@ -72,7 +73,8 @@ impl Gateway {
         let dir = tempfile::tempdir()?;
         let (sip, http) = Gateway::addresses();
         let config = format!(
-            "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n{sip_keys}\n[http]\nlisten = \"{http}\"\n{extra_toml}"
+            "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n{sip_keys}\n[http]\nlisten = \"{http}\"\n\
+             api_token = \"{API_TOKEN}\"\nread_token = \"{READ_TOKEN}\"\n{extra_toml}"
         );
         std::fs::write(dir.path().join("gateway.toml"), config)?;
         let args = ["run", "--config", "gateway.toml"];
@@ -105,35 +107,56 @@ impl Gateway {
         args: &[&str],
         env: &[(&str, String)],
     ) -> anyhow::Result<Gateway> {
-        let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-        let child = Command::new(gateway_bin())
+        let child = Gateway::process(dir.path(), args, env)?;
+        let mut gw = Gateway { dir, sip, http, child: Some(child) };
+        gw.wait_ready(0)?;
+        Ok(gw)
+    }
+
+    /// Starts the binary in `dir`, its log appended to `gateway.log` there.
+    fn process(dir: &Path, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.log"))?;
+        Command::new(gateway_bin())
             .args(args)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env_remove("GATEWAY_DATABASE_URL")
             .env("GATEWAY_LOG", "debug,sqlx=warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("spawning gateway")?;
-        let mut gw = Gateway { dir, sip, http, child: Some(child) };
+            .context("spawning gateway")
+    }
+
+    /// Waits (at most 20 s) until the gateway answers `/healthz` or logs that it is ready.
+    /// Only the log past byte `earlier` counts: a restart appends to the log of the last run.
+    fn wait_ready(&mut self, earlier: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // Over HTTPS (which this client does not speak) the log says when it is ready.
-            if let Ok((200, _)) = http_get(gw.http, "/healthz") {
-                return Ok(gw);
+            if let Ok((200, _)) = http_get(self.http, "/healthz") {
+                return Ok(());
             }
-            if gw.log().contains("gateway ready") {
-                return Ok(gw);
+            if self.log().get(earlier..).is_some_and(|new| new.contains("gateway ready")) {
+                return Ok(());
             }
-            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("gateway exited with {status} during start-up:\n{}", gw.log());
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("gateway exited with {status} during start-up:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("gateway not healthy after 20 s:\n{}", gw.log());
+                bail!("gateway not healthy after 20 s:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts the gateway again in the same directory with the same config file (after
+    /// [`Gateway::kill`] or [`Gateway::terminate`]); the log goes on in the same file.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let earlier = self.log().len();
+        self.child = Some(Gateway::process(self.dir.path(), &["run", "--config", "gateway.toml"], &[])?);
+        self.wait_ready(earlier)
     }
 
     /// Runs a CLI command against this gateway's config (and database); returns its stdout and
@@ -198,9 +221,15 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A plain HTTP/1.1 GET; returns the status code and body.
+/// The admin API token of every [`Gateway`] started with a config file.
+pub const API_TOKEN: &str = "test-token-0123456789abcdef";
+
+/// The read-only API token of every [`Gateway`] started with a config file.
+pub const READ_TOKEN: &str = "read-token-0123456789abcdef";
+
+/// A plain HTTP/1.1 GET with the admin token; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(addr, "GET", path, None, None)
+    http_request(addr, "GET", path, Some(API_TOKEN), None)
 }
 
 /// An HTTP/1.1 request with an optional bearer token and JSON body; returns the status code

@@ -11,21 +11,18 @@ use serde_json::Value;
 use crate::baresip::{Baresip, PhoneOptions};
 use crate::{http_get, read_wav, wait_until, write_tone_wav, Gateway};
 
-/// The API token of [`gateway`]s.
-pub const API_TOKEN: &str = "test-token-0123456789abcdef";
+pub use crate::API_TOKEN;
 
 /// The password of every [`phone`]'s account.
 pub const PHONE_PASSWORD: &str = "secret-pass-1";
 
-/// A gateway with [`API_TOKEN`] and its own RTP port range; `extra` is appended to the config
+/// A gateway (with [`API_TOKEN`]) and its own RTP port range; `extra` is appended to the config
 /// (after `[rtp]`, so a key there lands in it; tables such as `[[trunk]]` may follow).
 pub fn gateway(extra: &str) -> Gateway {
     let base = (crate::free_port() & !1).min(60_000);
     // The text right after Gateway's own keys lands in its [http] table.
-    let config = format!(
-        "api_token = \"{API_TOKEN}\"\n[rtp]\naddress = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\n{extra}",
-        base + 199
-    );
+    let config =
+        format!("[rtp]\naddress = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\n{extra}", base + 199);
     Gateway::start_with("", &config).unwrap()
 }
 

@@ -73,6 +73,8 @@ pub struct ParticipantView {
     /// Share of the participant's packets lost on the way in (0-1).
     pub packet_loss: f64,
     pub jitter_ms: f64,
+    /// RTP/RTCP packets dropped for coming from another address than the learnt source.
+    pub foreign_packets: u64,
     pub started_at_ms: i64,
 }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, LegStats, PlayTarget};
+use mixer::source::{SourceGuard, SourcePolicy, Verdict};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use rtc_shared::marshal::{Marshal, Unmarshal};
@@ -130,6 +131,9 @@ pub enum MediaEvent {
     Stats {
         id: ParticipantId,
         stats: LegStats,
+        /// RTP and RTCP packets dropped because they came from another address than the
+        /// leg's learnt source.
+        foreign_packets: u64,
     },
 }
 
@@ -145,6 +149,7 @@ impl Media {
     pub fn start(
         rate: u32,
         rtp_timeout: Duration,
+        source_policy: SourcePolicy,
         metrics: &Metrics,
     ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
         let (commands, command_rx) = std_mpsc::channel();
@@ -160,6 +165,8 @@ impl Media {
             rooms: HashMap::new(),
             legs: HashMap::new(),
             rtp_timeout,
+            source_policy,
+            foreign_packets: metrics.rtp_foreign_packets.clone(),
             tick_seconds: metrics.mixer_tick_seconds.clone(),
             shared_encodes,
             personal_encodes,
@@ -187,6 +194,14 @@ struct WorkerLeg {
     config: LegConfig,
     wire: Wire,
     srtp: Option<Srtp>,
+    /// Which address RTP and RTCP may come from ([`Wire::Udp`] legs).
+    source: SourceGuard,
+    /// The address the SDP named last: a re-INVITE naming another one moves the leg.
+    sdp_remote: Option<SocketAddr>,
+    /// Where the SDP said RTCP comes from (`a=rtcp`, or the port above RTP's).
+    sdp_rtcp: Option<SocketAddr>,
+    /// Foreign packets already counted in the metric.
+    foreign_reported: u64,
     last_rtp: Instant,
     timed_out: bool,
     on_hold: bool,
@@ -201,6 +216,8 @@ struct Worker {
     rooms: HashMap<String, Room>,
     legs: HashMap<ParticipantId, WorkerLeg>,
     rtp_timeout: Duration,
+    source_policy: SourcePolicy,
+    foreign_packets: Counter,
     tick_seconds: Histogram,
     shared_encodes: Counter,
     personal_encodes: Counter,
@@ -276,8 +293,15 @@ impl Worker {
                     room.conference.set_deaf(leg.leg, deaf);
                     room.participants.insert(leg.leg, id);
                 }
+                // The SDP moved the media (not a refresh repeating the same address, which
+                // behind NAT is not where the packets come from): learn the peer again.
                 if let (Some(new), Wire::Udp { remote, .. }) = (remote, &mut leg.wire) {
-                    *remote = Some(new);
+                    if leg.sdp_remote != Some(new) {
+                        leg.sdp_remote = Some(new);
+                        leg.sdp_rtcp = rtcp_beside(new);
+                        leg.source.expect(new);
+                        *remote = Some(new);
+                    }
                 }
                 leg.on_hold = on_hold;
                 leg.last_rtp = now;
@@ -334,6 +358,10 @@ impl Worker {
             room.conference.set_deaf(leg, true);
         }
         room.participants.insert(leg, setup.id);
+        let (sdp_remote, sdp_rtcp) = match &setup.wire {
+            Wire::Udp { remote, remote_rtcp, .. } => (*remote, *remote_rtcp),
+            Wire::Channel { .. } => (None, None),
+        };
         self.legs.insert(
             setup.id,
             WorkerLeg {
@@ -342,6 +370,10 @@ impl Worker {
                 config: setup.config,
                 wire: setup.wire,
                 srtp,
+                source: SourceGuard::new(self.source_policy, sdp_remote),
+                sdp_remote,
+                sdp_rtcp,
+                foreign_reported: 0,
                 last_rtp: now,
                 timed_out: false,
                 on_hold: false,
@@ -377,10 +409,13 @@ impl Worker {
                     };
                     let datagram = &self.buffer[..n];
                     if is_rtcp(datagram) {
-                        let _ = receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, datagram);
+                        if leg.source.check_rtcp(src, leg.sdp_rtcp) {
+                            let _ = receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, datagram);
+                        }
                         continue;
                     }
-                    // SRTP that does not authenticate is dropped before anything reads it.
+                    // SRTP that does not authenticate is dropped before anything reads it, so
+                    // nobody without the key is ever learnt as the source.
                     let plain = match &mut leg.srtp {
                         Some(srtp) => match srtp.unprotect_rtp(datagram) {
                             Some(plain) => Some(plain),
@@ -393,13 +428,18 @@ impl Worker {
                     if packet.header.version != 2 {
                         continue;
                     }
-                    // Symmetric RTP (RFC 4961): answer to where the packets come from.
-                    if *remote != Some(src) {
-                        tracing::debug!(remote = %src, "RTP source learned");
-                        *remote = Some(src);
-                        if rtcp.is_none() {
-                            *remote_rtcp = Some(src);
+                    // Symmetric RTP (RFC 4961) to the learnt source only: answer to where the
+                    // peer's packets come from, never to whoever sent last.
+                    match leg.source.check_rtp(now, src, packet.header.ssrc, packet.header.sequence_number) {
+                        Verdict::Accept => {}
+                        Verdict::Learned => {
+                            tracing::debug!(remote = %src, "RTP source learned");
+                            *remote = Some(src);
+                            if rtcp.is_none() {
+                                *remote_rtcp = Some(src);
+                            }
                         }
+                        Verdict::Drop => continue,
                     }
                     leg.last_rtp = now;
                     room.conference.receive(now, leg.leg, &packet);
@@ -413,8 +453,10 @@ impl Worker {
             }
             if let Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. } = &mut leg.wire {
                 while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
-                    // Reports go back to where authentic ones come from.
-                    if receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n]) {
+                    // Reports go back to where authentic ones from the peer's host come from.
+                    if leg.source.check_rtcp(src, leg.sdp_rtcp)
+                        && receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n])
+                    {
                         *remote_rtcp = Some(src);
                     }
                 }
@@ -489,7 +531,10 @@ impl Worker {
             if now >= leg.next_stats {
                 leg.next_stats = now + STATS_INTERVAL;
                 if let Some(stats) = room.conference.stats(leg.leg) {
-                    emit(&self.events, MediaEvent::Stats { id, stats });
+                    let foreign_packets = leg.source.foreign_packets();
+                    self.foreign_packets.inc_by(foreign_packets - leg.foreign_reported);
+                    leg.foreign_reported = foreign_packets;
+                    emit(&self.events, MediaEvent::Stats { id, stats, foreign_packets });
                 }
             }
             if !leg.on_hold && !leg.timed_out && now.duration_since(leg.last_rtp) >= self.rtp_timeout {

@@ -13,7 +13,7 @@ use crate::calls::ivr::check_pin;
 use crate::calls::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
 use crate::media::{Audience, LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
-use crate::storage::{CallRecord, Direction, Room};
+use crate::storage::{CallRecord, Direction, Room, IN_PROGRESS};
 
 /// The codec every browser leg uses.
 const BROWSER_CODEC: &str = "opus";
@@ -54,6 +54,27 @@ impl Browser {
         matches!(self.stage, Stage::InMix { .. })
     }
 
+    /// The browser's record: open (`end` None) or ended at `end`'s time for its cause.
+    fn record(&self, end: Option<(i64, &str)>) -> CallRecord {
+        let room = &self.room.number;
+        CallRecord {
+            leg_id: self.call_id.clone(),
+            call_id: self.call_id.clone(),
+            direction: Direction::Inbound,
+            from_uri: format!("webrtc:{}", self.source),
+            to_uri: format!("webrtc:{room}"),
+            room_number: Some(room.clone()),
+            started_at_ms: self.started_ms,
+            answered_at_ms: match self.stage {
+                Stage::InMix { answered_ms } => Some(answered_ms),
+                Stage::Negotiating | Stage::Connecting { .. } => None,
+            },
+            ended_at_ms: end.map(|(at, _)| at),
+            cause: end.map_or(IN_PROGRESS, |(_, cause)| cause).into(),
+            codec: Some(BROWSER_CODEC.into()),
+        }
+    }
+
     pub(super) fn view(&self) -> ParticipantView {
         let stats = self.stats.as_ref();
         let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
@@ -73,6 +94,7 @@ impl Browser {
             encrypted: true,
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
+            foreign_packets: 0,
             started_at_ms: self.started_ms,
         }
     }
@@ -166,6 +188,8 @@ impl Core {
             }
         };
         let room = browser.room.number.clone();
+        // Written when it joins, so a crash from here on still leaves its record.
+        let record = browser.record(None);
         self.media.send(MediaCommand::Add(Box::new(LegSetup {
             id,
             room: room.clone(),
@@ -181,6 +205,7 @@ impl Core {
             self.media.send(MediaCommand::SetDeaf(id, true));
         }
         self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).inc();
+        self.write_record(record);
         self.announce_join(id, &room);
         self.publish(id);
     }
@@ -203,22 +228,6 @@ impl Core {
         self.count_call(cause.as_str());
         self.publish_left(id, &room);
         tracing::info!(participant = %id, %room, cause = cause.as_str(), "browser left");
-        let now = crate::clock::unix_ms();
-        self.write_record(CallRecord {
-            leg_id: browser.call_id.clone(),
-            call_id: browser.call_id.clone(),
-            direction: Direction::Inbound,
-            from_uri: format!("webrtc:{}", browser.source),
-            to_uri: format!("webrtc:{room}"),
-            room_number: Some(room),
-            started_at_ms: browser.started_ms,
-            answered_at_ms: match browser.stage {
-                Stage::InMix { answered_ms } => Some(answered_ms),
-                Stage::Negotiating | Stage::Connecting { .. } => None,
-            },
-            ended_at_ms: now,
-            cause: cause.as_str().into(),
-            codec: Some(BROWSER_CODEC.into()),
-        });
+        self.write_record(browser.record(Some((crate::clock::unix_ms(), cause.as_str()))));
     }
 }

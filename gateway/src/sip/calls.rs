@@ -20,6 +20,7 @@ use sip_stack::dialog::session_timer::{
 };
 use sip_stack::dialog::{Dialog, DialogId, OkAction, OkRetransmit};
 use sip_stack::message::{response_bytes, InboundRequest, InboundResponse};
+use sip_stack::name_addr::NameAddr;
 use sip_stack::response::{push_header, response_to, set_body};
 use sip_stack::sdp::sdes::{Key, Srtp};
 use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio, SdpError};
@@ -36,10 +37,15 @@ use crate::config::SrtpMode;
 use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
-use crate::storage::{CallRecord, Direction as RecordDirection, Room};
+use crate::storage::{CallRecord, Direction as RecordDirection, Room, IN_PROGRESS};
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
+/// A call record the database refused is tried again after this, doubling up to
+/// [`RECORD_RETRY_MAX`], until it is written.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(10);
+
 const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
 
 /// Where a call is in its life.
@@ -91,6 +97,8 @@ pub struct Call {
     to_uri: String,
     started_ms: i64,
     talking: bool,
+    /// Packets from strangers the media worker dropped (source security).
+    foreign_packets: u64,
     muted: bool,
     deaf: bool,
     on_hold: bool,
@@ -127,6 +135,23 @@ impl Call {
         matches!(self.stage, Stage::Joined { .. })
     }
 
+    /// The call's record: open (`end` None) or ended at `end`'s time for its cause.
+    pub(super) fn record(&self, end: Option<(i64, &str)>) -> CallRecord {
+        CallRecord {
+            leg_id: format!("{}-{}", self.dialog.id.call_id, self.dialog.id.local_tag),
+            call_id: self.dialog.id.call_id.clone(),
+            direction: self.direction,
+            from_uri: self.from_uri.clone(),
+            to_uri: self.to_uri.clone(),
+            room_number: Some(self.room.number.clone()),
+            started_at_ms: self.started_ms,
+            answered_at_ms: Some(self.started_ms),
+            ended_at_ms: end.map(|(at, _)| at),
+            cause: end.map_or(IN_PROGRESS, |(_, cause)| cause).into(),
+            codec: Some(self.codec.name().into()),
+        }
+    }
+
     fn view(&self) -> ParticipantView {
         let stats = self.stats.as_ref();
         let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
@@ -146,6 +171,7 @@ impl Call {
             encrypted: self.stream.srtp.is_some(),
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
+            foreign_packets: self.foreign_packets,
             started_at_ms: self.started_ms,
         }
     }
@@ -287,6 +313,7 @@ impl Calls {
                 encrypted: false,
                 packet_loss: 0.0,
                 jitter_ms: 0.0,
+                foreign_packets: 0,
                 started_at_ms: d.started_ms,
             });
         }
@@ -321,13 +348,21 @@ impl Core {
     }
 
     /// A refusal of an INVITE from admission, counted by its code.
-    pub(super) fn on_admission_refused(&mut self, tx: ServerTx, response: rsip::Response) {
+    pub(super) fn on_admission_refused(
+        &mut self,
+        tx: ServerTx,
+        response: rsip::Response,
+        known_caller: bool,
+    ) {
         if self.calls.pending.remove(&tx).is_some_and(|p| p.cancelled) {
             return;
         }
         let code = response.status_code.code();
-        if code != 401 {
+        if !matches!(code, 401 | 407) {
             self.count_call(&code.to_string());
+        }
+        if known_caller {
+            self.write_refusal(&response, None);
         }
         self.respond(tx, response);
     }
@@ -344,6 +379,7 @@ impl Core {
             tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
             core.count_call(&status.code().to_string());
             let response = response_to(&request, status, Some(&new_tag()), core.ctx.server());
+            core.write_refusal(&response, Some(&room.number));
             core.respond(tx, response);
         };
         if self.ctx.shared.is_draining() {
@@ -495,6 +531,7 @@ impl Core {
             to_uri: request.envelope.to.uri.to_string(),
             started_ms,
             talking: false,
+            foreign_packets: 0,
             muted: false,
             deaf: false,
             on_hold,
@@ -514,6 +551,8 @@ impl Core {
         );
         self.calls.by_dialog.insert(call.dialog.id.clone(), id);
         let awaiting = matches!(call.media, Media::AwaitingAnswer { .. });
+        // Written at the answer, so a crash from here on still leaves the call's record.
+        self.write_record(call.record(None));
         self.calls.calls.insert(id, call);
         if !awaiting {
             self.start_media(id);
@@ -928,7 +967,7 @@ impl Core {
                 self.end_call(id, Cause::RtpTimeout, true);
                 self.end_browser(id, Cause::RtpTimeout, true);
             }
-            MediaEvent::Stats { id, stats } => {
+            MediaEvent::Stats { id, stats, foreign_packets } => {
                 let (room, codec, lost_reported, figures) =
                     match (self.calls.calls.get_mut(&id), self.calls.browsers.get_mut(&id)) {
                         (Some(call), _) => {
@@ -947,6 +986,7 @@ impl Core {
                 *figures = Some(stats);
                 if let Some(call) = self.calls.calls.get_mut(&id) {
                     call.talking = stats.talking;
+                    call.foreign_packets = foreign_packets;
                 }
             }
         }
@@ -1070,32 +1110,57 @@ impl Core {
         self.calls.star.remove(&id);
         self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
-        let record = CallRecord {
-            leg_id: format!("{}-{}", call.dialog.id.call_id, call.dialog.id.local_tag),
-            call_id: call.dialog.id.call_id.clone(),
-            direction: call.direction,
-            from_uri: call.from_uri.clone(),
-            to_uri: call.to_uri.clone(),
-            room_number: Some(call.room.number.clone()),
-            started_at_ms: call.started_ms,
-            answered_at_ms: Some(call.started_ms),
-            ended_at_ms: crate::clock::unix_ms(),
-            cause: cause.as_str().into(),
-            codec: Some(call.codec.name().into()),
-        };
-        self.write_record(record);
+        self.write_record(call.record(Some((crate::clock::unix_ms(), cause.as_str()))));
         call.ok = None;
     }
 
-    /// Writes a call record in the background; shutdown waits for every write.
+    /// Writes a call record in the background, trying again until the database takes it
+    /// (a record is never only logged); shutdown waits for every write.
     pub(super) fn write_record(&mut self, record: CallRecord) {
         let storage = self.ctx.shared.storage.clone();
+        let retries = self.ctx.shared.metrics.call_record_retries.clone();
         // Reap the writes already done, so the set holds only those in flight.
         while self.records.try_join_next().is_some() {}
         self.records.spawn(async move {
-            if let Err(e) = storage.insert_call_record(&record).await {
-                tracing::error!(error = %e, leg = %record.leg_id, "call record not written");
+            let mut wait = RECORD_RETRY_FIRST;
+            while let Err(e) = storage.write_call_record(&record).await {
+                tracing::warn!(error = %e, leg = %record.leg_id, retry_in_ms = wait.as_millis() as u64, "call record not written yet");
+                retries.inc();
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX);
             }
+        });
+    }
+
+    /// The record of a call refused with `response` (404, 486, 488, 403…): the response
+    /// copies the request's From, To and Call-ID.
+    pub(super) fn write_refusal(&mut self, response: &rsip::Response, room: Option<&str>) {
+        let header = |pick: fn(&Header) -> Option<&str>| response.headers.iter().find_map(pick).unwrap_or("");
+        let uri = |value: &str| NameAddr::parse(value).map(|n| n.uri.to_string()).unwrap_or_default();
+        let call_id = header(|h| match h {
+            Header::CallId(c) => Some(c.value()),
+            _ => None,
+        });
+        let to = NameAddr::parse(header(|h| match h {
+            Header::To(t) => Some(t.value()),
+            _ => None,
+        }));
+        let now = crate::clock::unix_ms();
+        self.write_record(CallRecord {
+            leg_id: format!("{call_id}-{}", to.as_ref().ok().and_then(|t| t.tag()).unwrap_or("")),
+            call_id: call_id.to_string(),
+            direction: RecordDirection::Inbound,
+            from_uri: uri(header(|h| match h {
+                Header::From(f) => Some(f.value()),
+                _ => None,
+            })),
+            to_uri: to.map(|t| t.uri.to_string()).unwrap_or_default(),
+            room_number: room.map(str::to_string),
+            started_at_ms: now,
+            answered_at_ms: None,
+            ended_at_ms: Some(now),
+            cause: response.status_code.code().to_string(),
+            codec: None,
         });
     }
 
@@ -1145,6 +1210,7 @@ impl Core {
             to_uri: d.invite.uri.to_string(),
             started_ms: d.started_ms,
             talking: false,
+            foreign_packets: 0,
             muted: false,
             deaf: false,
             stats: None,

@@ -42,10 +42,12 @@ pub enum Command {
     },
     /// An INVITE passed admission (caller authenticated, room found).
     Admit(Box<Admission>),
-    /// An INVITE failed admission: challenged, or refused with `response`.
+    /// An INVITE failed admission: challenged, or refused with `response`. `known_caller`:
+    /// the caller was authenticated (or is a trunk), so the refusal gets a call record.
     Refuse {
         tx: ServerTx,
         response: rsip::Response,
+        known_caller: bool,
     },
 }
 
@@ -224,13 +226,13 @@ impl Core {
     ) {
         let metrics = &self.ctx.shared.metrics;
         let tag = new_tag();
-        match message::bad_request(bytes, error, &tag, &self.ctx.shared.config.sip.user_agent) {
+        match message::bad_request(bytes, error, &tag, &self.ctx.shared.config.sip.user_agent, ALLOW) {
             Some(reply) => {
-                tracing::debug!(src = %peer.addr, %error, "400 Bad Request");
+                tracing::debug!(src = %peer.addr, %error, code = error.status_code(), "request refused at parsing");
                 metrics.sip_bad_requests.get_or_create(&labels).inc();
                 metrics
                     .sip_responses_sent
-                    .get_or_create(&ResponseLabels { transport: labels.transport, code: 400 })
+                    .get_or_create(&ResponseLabels { transport: labels.transport, code: error.status_code() })
                     .inc();
                 self.transports.send(&Transmit { to: peer, bytes: Bytes::from(reply) });
             }
@@ -244,7 +246,9 @@ impl Core {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Respond { tx, response } => self.respond(tx, response),
-            Command::Refuse { tx, response } => self.on_admission_refused(tx, response),
+            Command::Refuse { tx, response, known_caller } => {
+                self.on_admission_refused(tx, response, known_caller)
+            }
             Command::Admit(admission) => self.on_admitted(*admission),
         }
     }

@@ -425,6 +425,7 @@ impl Core {
         let on_hold = !stream.direction.sends();
         let call = self.outbound_call(tx, d, dialog, response, Some((stream, codec)));
         let id = call.id();
+        self.write_record(call.record(None));
         self.calls.insert(call);
         match early {
             None => self.start_media(id),
@@ -477,7 +478,7 @@ impl Core {
             room_number: Some(d.room.number.clone()),
             started_at_ms: d.started_ms,
             answered_at_ms: None,
-            ended_at_ms: crate::clock::unix_ms(),
+            ended_at_ms: Some(crate::clock::unix_ms()),
             cause: cause.to_string(),
             codec: None,
         };

@@ -25,7 +25,7 @@ pub struct Admission {
 pub async fn admit(ctx: Context, tx: ServerTx, request: InboundRequest, from: Peer) {
     let command = match check(&ctx, &request, from).await {
         Ok((room, user)) => Command::Admit(Box::new(Admission { tx, request, from, room, user })),
-        Err(response) => Command::Refuse { tx, response },
+        Err((response, known_caller)) => Command::Refuse { tx, response, known_caller },
     };
     // The core only goes away at shutdown, when the answer no longer matters.
     let _ = ctx.commands.send(command).await;
@@ -35,13 +35,23 @@ async fn check(
     ctx: &Context,
     request: &InboundRequest,
     from: Peer,
-) -> Result<(Room, String), rsip::Response> {
+) -> Result<(Room, String), (rsip::Response, bool)> {
     // A trunk's calls are known by where they come from; everyone else authenticates.
     let trunk = ctx.shared.config.trunks.iter().find(|t| t.trusts(from.addr));
     let caller = match trunk {
         Some(trunk) => format!("trunk:{}", trunk.name),
-        None => authenticate(ctx, request, from).await?.username,
+        None => authenticate(ctx, request, from).await.map_err(|response| (response, false))?.username,
     };
+    room_for(ctx, request, trunk.is_some(), caller).await.map_err(|response| (response, true))
+}
+
+/// The room the dialled number leads to.
+async fn room_for(
+    ctx: &Context,
+    request: &InboundRequest,
+    from_trunk: bool,
+    caller: String,
+) -> Result<(Room, String), rsip::Response> {
     let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let Some(number) = dialled_number(request) else {
         return Err(reply(StatusCode::NotFound));
@@ -52,7 +62,7 @@ async fn check(
         reply(StatusCode::ServerInternalError)
     };
     // Trunks dial DIDs; phones dial room numbers (or DIDs).
-    let room = if trunk.is_some() {
+    let room = if from_trunk {
         match storage.room_for_did(&number).await.map_err(failed)? {
             Some(room) => Some(room),
             None => storage.room(&number).await.map_err(failed)?,

@@ -1,9 +1,12 @@
-//! Call records: one row per call leg, written when the leg ends.
+//! Call records: one row per call leg, written when the call is answered (or refused) and
+//! completed when it ends. Rows carry the node that wrote them; each node records a heartbeat,
+//! and at start closes the rows it left open (a crash, a kill, a power cut) as `lost` at the
+//! time it was last seen.
 
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{duplicate, Storage, StorageError};
+use super::{Storage, StorageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,35 +36,79 @@ pub struct CallRecord {
     pub room_number: Option<String>,
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
-    pub ended_at_ms: i64,
+    /// `None` while the call goes on.
+    pub ended_at_ms: Option<i64>,
     /// Why the leg ended: `normal` (the phone hung up), `rtp-timeout`, `wrong-pin`, `kicked`,
-    /// `session-expired`, `no-ack`, `shutdown`.
+    /// `session-expired`, `no-ack`, `shutdown`, `lost` (the process died), a refusal's status
+    /// code (`404`, `486`, …); [`IN_PROGRESS`] while it goes on.
     pub cause: String,
     pub codec: Option<String>,
 }
 
+/// The cause of a record whose call goes on.
+pub const IN_PROGRESS: &str = "in-progress";
+
+/// The cause of a record closed at start-up because the process that kept it died.
+pub const LOST: &str = "lost";
+
 impl Storage {
-    pub async fn insert_call_record(&self, r: &CallRecord) -> Result<(), StorageError> {
-        sqlx::query(
+    /// Writes a record: a new row, or the end of the one written at the answer. Either order
+    /// of the two writes leaves the ended row (an open record never overwrites a closed one).
+    pub async fn write_call_record(&self, r: &CallRecord) -> Result<(), StorageError> {
+        let on_conflict = if r.ended_at_ms.is_some() {
+            "ON CONFLICT (leg_id) DO UPDATE SET ended_at = excluded.ended_at, cause = excluded.cause,
+               codec = excluded.codec, answered_at = COALESCE(call_records.answered_at, excluded.answered_at)"
+        } else {
+            "ON CONFLICT (leg_id) DO NOTHING"
+        };
+        let sql = format!(
             "INSERT INTO call_records (leg_id, call_id, direction, from_uri, to_uri, room_number,
-               started_at, answered_at, ended_at, cause, codec)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&r.leg_id)
-        .bind(&r.call_id)
-        .bind(r.direction.as_str())
-        .bind(&r.from_uri)
-        .bind(&r.to_uri)
-        .bind(&r.room_number)
-        .bind(r.started_at_ms)
-        .bind(r.answered_at_ms)
-        .bind(r.ended_at_ms)
-        .bind(&r.cause)
-        .bind(&r.codec)
-        .execute(&self.pool)
-        .await
-        .map_err(duplicate("call record", &r.leg_id))?;
+               started_at, answered_at, ended_at, cause, codec, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {on_conflict}"
+        );
+        sqlx::query(&sql)
+            .bind(&r.leg_id)
+            .bind(&r.call_id)
+            .bind(r.direction.as_str())
+            .bind(&r.from_uri)
+            .bind(&r.to_uri)
+            .bind(&r.room_number)
+            .bind(r.started_at_ms)
+            .bind(r.answered_at_ms)
+            .bind(r.ended_at_ms)
+            .bind(&r.cause)
+            .bind(&r.codec)
+            .bind(self.node.as_ref())
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// Records that this node is alive at `now_ms` (its open records are not lost).
+    pub async fn heartbeat(&self, now_ms: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO gateway_nodes (name, started_at, last_seen_at) VALUES ($1, $2, $2)
+             ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        )
+        .bind(self.node.as_ref())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// At start, before any call: closes the records this node left open as [`LOST`], ended
+    /// when it was last seen alive (never before the call started). Returns how many.
+    pub async fn close_lost_call_records(&self) -> Result<u64, StorageError> {
+        let seen = "(SELECT last_seen_at FROM gateway_nodes WHERE name = $1)";
+        let sql = format!(
+            "UPDATE call_records
+             SET cause = $2,
+                 ended_at = CASE WHEN {seen} > started_at THEN {seen} ELSE started_at END
+             WHERE node = $1 AND ended_at IS NULL"
+        );
+        let done = sqlx::query(&sql).bind(self.node.as_ref()).bind(LOST).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     /// The newest records first, optionally for one room.
@@ -116,7 +163,7 @@ mod tests {
             room_number: room.map(Into::into),
             started_at_ms: started,
             answered_at_ms: Some(started + 500),
-            ended_at_ms: started + 60_000,
+            ended_at_ms: Some(started + 60_000),
             cause: "normal".into(),
             codec: Some("PCMU".into()),
         }
@@ -125,22 +172,67 @@ mod tests {
     #[tokio::test]
     async fn records_round_trip_newest_first() {
         for (db, guard) in databases().await {
-            db.insert_call_record(&record("a", Some("1000"), 1_000)).await.unwrap();
+            db.write_call_record(&record("a", Some("1000"), 1_000)).await.unwrap();
             let mut out = record("b", Some("2000"), 2_000);
             out.direction = Direction::Outbound;
             out.answered_at_ms = None;
             out.cause = "no-answer".into();
-            db.insert_call_record(&out).await.unwrap();
-            db.insert_call_record(&record("c", None, 3_000)).await.unwrap();
+            db.write_call_record(&out).await.unwrap();
+            db.write_call_record(&record("c", None, 3_000)).await.unwrap();
             let all = db.call_records(None, 10).await.unwrap();
             assert_eq!(all.iter().map(|r| r.leg_id.as_str()).collect::<Vec<_>>(), ["c", "b", "a"]);
             assert_eq!(all[1], out);
             assert_eq!(db.call_records(Some("1000"), 10).await.unwrap(), [record("a", Some("1000"), 1_000)]);
             assert_eq!(db.call_records(None, 1).await.unwrap().len(), 1);
-            assert!(matches!(
-                db.insert_call_record(&record("a", None, 5)).await,
-                Err(StorageError::Duplicate { .. })
-            ));
+            guard.cleanup(db).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_record_is_completed_in_either_order_and_never_reopened() {
+        for (db, guard) in databases().await {
+            let ended = record("a", Some("1000"), 1_000);
+            let open = CallRecord { ended_at_ms: None, cause: IN_PROGRESS.into(), ..ended.clone() };
+            db.write_call_record(&open).await.unwrap();
+            assert_eq!(db.call_records(None, 10).await.unwrap(), std::slice::from_ref(&open));
+            db.write_call_record(&ended).await.unwrap();
+            db.write_call_record(&open).await.unwrap();
+            assert_eq!(db.call_records(None, 10).await.unwrap(), [ended], "the end stays");
+            // The end written first (the answer's write was slow): the open one changes nothing.
+            let later = record("b", None, 2_000);
+            db.write_call_record(&later).await.unwrap();
+            db.write_call_record(&CallRecord { ended_at_ms: None, ..later.clone() }).await.unwrap();
+            assert_eq!(db.call_records(None, 1).await.unwrap(), [later]);
+            guard.cleanup(db).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn records_a_dead_process_left_open_are_closed_as_lost_when_last_seen() {
+        for (db, guard) in databases().await {
+            db.heartbeat(5_000).await.unwrap();
+            let open =
+                CallRecord { ended_at_ms: None, cause: IN_PROGRESS.into(), ..record("a", None, 1_000) };
+            db.write_call_record(&open).await.unwrap();
+            let late =
+                CallRecord { ended_at_ms: None, cause: IN_PROGRESS.into(), ..record("b", None, 9_000) };
+            db.write_call_record(&late).await.unwrap();
+            db.write_call_record(&record("c", None, 500)).await.unwrap();
+            // Another node's live call is not ours to close.
+            let mut other = db.clone();
+            other.set_node("other-node");
+            let theirs =
+                CallRecord { ended_at_ms: None, cause: IN_PROGRESS.into(), ..record("d", None, 1_500) };
+            other.write_call_record(&theirs).await.unwrap();
+
+            assert_eq!(db.close_lost_call_records().await.unwrap(), 2);
+            let all = db.call_records(None, 10).await.unwrap();
+            let by_leg = |leg: &str| all.iter().find(|r| r.leg_id == leg).unwrap().clone();
+            assert_eq!((by_leg("a").cause.as_str(), by_leg("a").ended_at_ms), (LOST, Some(5_000)));
+            assert_eq!(by_leg("b").ended_at_ms, Some(9_000), "never before the call started");
+            assert_eq!(by_leg("c").cause, "normal");
+            assert_eq!(by_leg("d"), theirs);
+            assert_eq!(db.close_lost_call_records().await.unwrap(), 0);
             guard.cleanup(db).await;
         }
     }

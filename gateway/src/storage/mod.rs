@@ -15,7 +15,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
-pub use call_records::{CallRecord, Direction};
+pub use call_records::{CallRecord, Direction, IN_PROGRESS, LOST};
 pub use registrations::Binding;
 pub use rooms::{Room, RoomUpdate};
 pub use trunks::TrunkStatus;
@@ -54,6 +54,8 @@ pub enum Backend {
 pub struct Storage {
     pool: AnyPool,
     backend: Backend,
+    /// This gateway's name in a shared database: the rows it keeps open carry it.
+    node: std::sync::Arc<str>,
 }
 
 impl Storage {
@@ -82,7 +84,7 @@ impl Storage {
             .connect_with(options)
             .await
             .map_err(|error| StorageError::Connect { url: redact(&url), error })?;
-        let storage = Storage { pool, backend };
+        let storage = Storage { pool, backend, node: default_node_name().into() };
         if backend == Backend::Sqlite {
             // Readers do not block the writer; kept in the file, so once is enough.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&storage.pool).await?;
@@ -98,6 +100,11 @@ impl Storage {
         self.backend
     }
 
+    /// Names this gateway in the database (`database.node`).
+    pub fn set_node(&mut self, node: &str) {
+        self.node = node.into();
+    }
+
     /// A round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -108,6 +115,15 @@ impl Storage {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The host's name (Linux), or `gateway`.
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "gateway".into())
 }
 
 /// Maps a unique-constraint violation to [`StorageError::Duplicate`].

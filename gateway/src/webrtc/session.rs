@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mixer::codec::AudioCodec;
 use sip_stack::sdp::sdes::Srtp;
@@ -26,6 +26,7 @@ use crate::calls::{
     BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
 };
 use crate::http::Client;
+use crate::limits::SourceSlot;
 use crate::media::{ParticipantId, Wire};
 use crate::state::Shared;
 
@@ -51,13 +52,39 @@ pub async fn upgrade(
     State(shared): State<Arc<Shared>>,
 ) -> Response {
     let source = client.behind(&shared.config.http.trusted_proxies, &headers);
-    // Each open page holds a task and a socket: at most `[webrtc] max_pages` of them.
+    // A page elsewhere must not drive a visitor's browser into our rooms (cross-site
+    // WebSocket hijacking): browsers always send Origin; other clients may leave it out.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !origin_allowed(origin.to_str().unwrap_or(""), host, &shared.config.webrtc.allowed_origins) {
+            tracing::warn!(%source, ?origin, "join WebSocket from a foreign page: refused");
+            return (StatusCode::FORBIDDEN, "this page may not join rooms here\n").into_response();
+        }
+    }
+    // Each open page holds a task and a socket: at most `[webrtc] max_pages` of them, and
+    // `max_pages_per_source` from one address.
+    let Some(slot) = shared.pages_by_source.try_take(source.ip()) else {
+        tracing::warn!(%source, "too many join pages open from one address: refused");
+        return (StatusCode::TOO_MANY_REQUESTS, "too many join pages open from your address\n")
+            .into_response();
+    };
     let Ok(page) = shared.pages.clone().try_acquire_owned() else {
         tracing::warn!(%source, "too many join pages open: refused");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many join pages open\n").into_response();
     };
     // Larger than any message we take, so an oversized one is answered rather than cut off.
-    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| run(shared, source, socket, page))
+    ws.max_message_size(4 * MAX_MESSAGE).on_upgrade(move |socket| run(shared, source, socket, (page, slot)))
+}
+
+/// Whether a page at `origin` may open the join WebSocket: the gateway's own pages (the
+/// origin's authority is the request's Host) or one the operator listed.
+fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    let origin = origin.trim().trim_end_matches('/');
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h.trim()))
 }
 
 /// A browser in a room, and what its session listens to besides the socket.
@@ -100,7 +127,12 @@ struct Session {
     heard_at: Instant,
 }
 
-async fn run(shared: Arc<Shared>, source: SocketAddr, socket: WebSocket, _page: OwnedSemaphorePermit) {
+async fn run(
+    shared: Arc<Shared>,
+    source: SocketAddr,
+    socket: WebSocket,
+    _page: (OwnedSemaphorePermit, SourceSlot),
+) {
     tracing::debug!(%source, "page connected");
     let shutdown_signal = shared.shutdown_signal();
     let mut session = Session { shared, source, socket, joined: None, heard_at: Instant::now() };
@@ -410,4 +442,22 @@ async fn join(
         peer_events,
     };
     Ok((joined, ServerMessage::Answer { sdp: peer.answer }, welcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_and_listed_pages_may_join() {
+        let listed = vec!["https://meet.example.com".to_string()];
+        assert!(origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080"), &[]));
+        assert!(origin_allowed("https://GW.example.net", Some("gw.example.net"), &[]));
+        assert!(origin_allowed("https://meet.example.com/", Some("gw.example.net"), &listed));
+        assert!(!origin_allowed("https://evil.example", Some("gw.example.net"), &listed));
+        assert!(!origin_allowed("http://127.0.0.1:9999", Some("127.0.0.1:8080"), &[]), "another port");
+        assert!(!origin_allowed("null", Some("127.0.0.1:8080"), &[]), "a sandboxed or file page");
+        assert!(!origin_allowed("https://gw.example.net", None, &[]), "no Host to compare");
+        assert!(!origin_allowed("https://gw.example.net.evil.example", Some("gw.example.net"), &[]));
+    }
 }

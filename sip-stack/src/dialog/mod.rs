@@ -13,9 +13,10 @@ pub mod session_timer;
 use std::time::{Duration, Instant};
 
 use rsip::prelude::*;
-use rsip::{Header, Method, Param, Request};
+use rsip::{Header, Method, Request};
 
 use crate::message::{InboundRequest, InboundResponse};
+use crate::name_addr::NameAddr;
 use crate::registrar::split_list;
 use crate::rng::Rng;
 
@@ -231,10 +232,9 @@ fn route_uri(route: &str) -> Option<rsip::Uri> {
 /// The first Contact URI of a message.
 fn contact_uri(headers: &rsip::Headers) -> Option<rsip::Uri> {
     headers.iter().find_map(|h| match h {
-        Header::Contact(c) => split_list(c.value())
-            .first()
-            .and_then(|v| rsip::headers::Contact::new(*v).typed().ok())
-            .map(|c| c.uri),
+        Header::Contact(c) => {
+            split_list(c.value()).first().and_then(|v| NameAddr::parse(v).ok()).map(|c| c.uri)
+        }
         _ => None,
     })
 }
@@ -262,14 +262,9 @@ fn header_value(headers: &rsip::Headers, pick: impl Fn(&Header) -> bool) -> Opti
 
 /// `value` with `;tag=tag` unless it has a tag already.
 fn with_tag(value: &str, tag: &str) -> String {
-    let has_tag = rsip::headers::To::new(value)
-        .typed()
-        .map(|to| to.params.iter().any(|p| matches!(p, Param::Tag(_))))
-        .unwrap_or(false);
-    if has_tag {
-        value.to_string()
-    } else {
-        format!("{value};tag={tag}")
+    match NameAddr::parse(value) {
+        Ok(to) if to.tag().is_some() => value.to_string(),
+        _ => format!("{value};tag={tag}"),
     }
 }
 

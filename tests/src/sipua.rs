@@ -1,0 +1,191 @@
+//! A scripted SIP phone for tests that need what no real phone does on command: sending RTP
+//! from a socket of the test's choice (a phone that moves to a new address, a stranger's
+//! socket beside it). It calls over UDP with digest authentication, offers PCMU, and streams a
+//! tone as RTP from whichever socket the test names.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sip_stack::digest::Challenge;
+
+/// An answered call from a scripted phone.
+pub struct ScriptedCall {
+    sip: UdpSocket,
+    gateway: SocketAddr,
+    call_id: String,
+    from: String,
+    to: String,
+    cseq: u32,
+    /// Where the gateway wants this leg's RTP (its SDP answer).
+    pub gateway_rtp: SocketAddr,
+}
+
+/// Calls `number` at `gateway` as `user`, offering PCMU to `rtp` (the address in the SDP).
+pub fn call(
+    gateway: SocketAddr,
+    user: &str,
+    password: &str,
+    number: &str,
+    rtp: SocketAddr,
+) -> anyhow::Result<ScriptedCall> {
+    let sip = UdpSocket::bind("127.0.0.1:0")?;
+    sip.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let local = sip.local_addr()?;
+    let call_id = format!("scripted-{}-{}", local.port(), std::process::id());
+    let from = format!("<sip:{user}@{gateway}>;tag=s{}", local.port());
+    let uri = format!("sip:{number}@{gateway}");
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        ip = rtp.ip(),
+        port = rtp.port()
+    );
+    let invite = |cseq: u32, auth: Option<&str>| {
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKscr{cseq}{port};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:{user}@{local}>\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            port = local.port()
+        )
+    };
+    let first = exchange(&sip, gateway, &invite(1, None))?;
+    let answered = if first.starts_with("SIP/2.0 401") {
+        // A final non-2xx is acknowledged in its own transaction (RFC 3261 §17.1.1.3).
+        let ack = format!(
+            "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKscr1{port};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            to = header(&first, "To").context("no To")?,
+            port = local.port()
+        );
+        sip.send_to(ack.as_bytes(), gateway)?;
+        let challenge = header(&first, "WWW-Authenticate").context("401 without a challenge")?;
+        let challenge = Challenge::parse(challenge)?;
+        let auth = challenge.answer(user, password, "INVITE", &uri, 1, "scripted");
+        exchange(&sip, gateway, &invite(2, Some(&auth)))?
+    } else {
+        first
+    };
+    if !answered.starts_with("SIP/2.0 200") {
+        bail!("call not answered: {answered}");
+    }
+    let to = header(&answered, "To").context("no To")?.to_string();
+    let cseq = if answered.contains(" 2 INVITE") { 2 } else { 1 };
+    let (_, body) = answered.split_once("\r\n\r\n").context("no body")?;
+    let ip = body.lines().find_map(|l| l.strip_prefix("c=IN IP4 ")).context("no c= line")?.trim();
+    let port = body.lines().find_map(|l| l.strip_prefix("m=audio ")).context("no m= line")?;
+    let port: u16 = port.split(' ').next().unwrap_or("").parse()?;
+    let gateway_rtp = SocketAddr::new(ip.parse()?, port);
+    let call = ScriptedCall { sip, gateway, call_id, from, to, cseq, gateway_rtp };
+    call.send(&call.request("ACK", cseq))?;
+    Ok(call)
+}
+
+impl ScriptedCall {
+    fn request(&self, method: &str, cseq: u32) -> String {
+        let local = self.sip.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        format!(
+            "{method} sip:{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKscr{method}{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            gw = self.gateway,
+            from = self.from,
+            to = self.to,
+            id = self.call_id
+        )
+    }
+
+    fn send(&self, message: &str) -> anyhow::Result<()> {
+        self.sip.send_to(message.as_bytes(), self.gateway)?;
+        Ok(())
+    }
+
+    /// Hangs up (BYE) and waits for its 200.
+    pub fn hang_up(self) -> anyhow::Result<()> {
+        let bye = exchange(&self.sip, self.gateway, &self.request("BYE", self.cseq + 1))?;
+        if !bye.starts_with("SIP/2.0 200") {
+            bail!("BYE answered {bye}");
+        }
+        Ok(())
+    }
+}
+
+/// A PCMU stream of a tone: one SSRC, sequential packets, 20 ms each.
+pub struct ToneStream {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    phase: f64,
+    frequency: f64,
+}
+
+impl ToneStream {
+    pub fn new(ssrc: u32, frequency: f64) -> ToneStream {
+        ToneStream { ssrc, seq: 1, timestamp: 0, phase: 0.0, frequency }
+    }
+
+    /// The next 20 ms packet.
+    pub fn next_packet(&mut self) -> Vec<u8> {
+        let mut packet = Vec::with_capacity(172);
+        packet.extend_from_slice(&[0x80, 0]);
+        packet.extend_from_slice(&self.seq.to_be_bytes());
+        packet.extend_from_slice(&self.timestamp.to_be_bytes());
+        packet.extend_from_slice(&self.ssrc.to_be_bytes());
+        for _ in 0..160 {
+            let sample = (self.phase.sin() * 8000.0) as i16;
+            self.phase += 2.0 * std::f64::consts::PI * self.frequency / 8000.0;
+            packet.push(mixer::g711::ulaw_encode(sample));
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(160);
+        packet
+    }
+
+    /// Sends `duration` of the tone from `socket` to `to` at real speed; returns every datagram
+    /// `socket` received meanwhile.
+    pub fn play(&mut self, socket: &UdpSocket, to: SocketAddr, duration: Duration) -> Vec<Vec<u8>> {
+        socket.set_nonblocking(true).expect("non-blocking");
+        let start = Instant::now();
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut sent = 0u32;
+        while start.elapsed() < duration {
+            let due = start + Duration::from_millis(20 * u64::from(sent));
+            if Instant::now() >= due {
+                let _ = socket.send_to(&self.next_packet(), to);
+                sent += 1;
+            }
+            while let Ok(n) = socket.recv(&mut buf) {
+                heard.push(buf[..n].to_vec());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        heard
+    }
+}
+
+/// Sends a request and returns its final response (one whose CSeq is the request's).
+fn exchange(socket: &UdpSocket, to: SocketAddr, message: &str) -> anyhow::Result<String> {
+    let cseq = header(message, "CSeq").unwrap_or("").to_string();
+    socket.send_to(message.as_bytes(), to)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 65_535];
+    while Instant::now() < deadline {
+        let Ok(n) = socket.recv(&mut buf) else { continue };
+        let response = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let final_response = response.starts_with("SIP/2.0 ") && !response.starts_with("SIP/2.0 1");
+        if final_response && header(&response, "CSeq") == Some(cseq.as_str()) {
+            return Ok(response);
+        }
+    }
+    bail!("no final response to {}", message.lines().next().unwrap_or(""))
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
