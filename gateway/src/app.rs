@@ -85,7 +85,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records this node as alive every [`HEARTBEAT`] until shutdown.
+/// Records this node as alive every [`HEARTBEAT`] until shutdown, and drops expired
+/// registrations (a phone that vanished leaves no row behind).
 async fn heartbeat(shared: std::sync::Arc<Shared>) {
     let mut shutdown = std::pin::pin!(shared.shutdown_signal());
     let mut every = tokio::time::interval(HEARTBEAT);
@@ -93,8 +94,12 @@ async fn heartbeat(shared: std::sync::Arc<Shared>) {
     loop {
         tokio::select! {
             _ = every.tick() => {
-                if let Err(e) = shared.storage.heartbeat(crate::clock::unix_ms()).await {
+                let now = crate::clock::unix_ms();
+                if let Err(e) = shared.storage.heartbeat(now).await {
                     tracing::warn!(error = %e, "heartbeat not recorded");
+                }
+                if let Err(e) = shared.storage.purge_expired_bindings(now).await {
+                    tracing::warn!(error = %e, "expired registrations not purged");
                 }
             }
             _ = &mut shutdown => return,

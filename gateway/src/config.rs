@@ -37,6 +37,7 @@ pub struct Config {
     pub conference: ConferenceConfig,
     pub prompts: PromptsConfig,
     pub webrtc: WebrtcConfig,
+    pub limits: LimitsConfig,
     /// Upstream SIP trunks and MCUs (`[[trunk]]` tables).
     #[serde(rename = "trunk")]
     pub trunks: Vec<TrunkConfig>,
@@ -303,6 +304,46 @@ impl Default for WebrtcConfig {
     }
 }
 
+/// Bounds on what the network can make the gateway hold or do (it runs on the public
+/// internet). Trunks' addresses (`inbound_sources`, proxies) are exempt from the per-source
+/// request rate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// SIP TCP/TLS connections open at once; more are closed at accept.
+    pub connections: usize,
+    /// SIP TCP/TLS connections one address may hold open.
+    pub connections_per_source: usize,
+    /// A connection that sends nothing (not even a keep-alive) for this long is closed.
+    pub connection_idle_secs: u64,
+    /// A message begun on a connection must be complete within this long (slow senders).
+    pub message_secs: u64,
+    /// SIP requests per second one address may send (burst: twice that); more are dropped
+    /// unanswered before parsing, like Kamailio's pike. 0: no limit.
+    pub requests_per_source: u32,
+    /// REGISTERs and new INVITEs waiting for their database look-ups at once; more get 503.
+    pub pending_requests: usize,
+    /// Server transactions alive at once; a new request past it gets a stateless 503.
+    pub server_transactions: usize,
+    /// Contacts one user may have registered at once (more: `403 Too Many Contacts`).
+    pub bindings_per_user: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            connections: 4096,
+            connections_per_source: 32,
+            connection_idle_secs: 300,
+            message_secs: 10,
+            requests_per_source: 100,
+            pending_requests: 1024,
+            server_transactions: 20_000,
+            bindings_per_user: 10,
+        }
+    }
+}
+
 /// WAV files replacing the built-in voice prompts (any rate, mono or stereo, 16-bit).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -462,6 +503,19 @@ impl Config {
         let key = |key: &str, message: String| Err(ConfigError::Key { key: key.into(), message });
         if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
             return key("sip.udp", "no SIP listener: give at least one UDP or TCP address".into());
+        }
+        for (name, value) in [
+            ("limits.connections", self.limits.connections),
+            ("limits.connections_per_source", self.limits.connections_per_source),
+            ("limits.pending_requests", self.limits.pending_requests),
+            ("limits.server_transactions", self.limits.server_transactions),
+            ("limits.bindings_per_user", self.limits.bindings_per_user),
+            ("limits.connection_idle_secs", self.limits.connection_idle_secs as usize),
+            ("limits.message_secs", self.limits.message_secs as usize),
+        ] {
+            if value == 0 {
+                return key(name, "expected at least 1".into());
+            }
         }
         if !self.sip.tls.is_empty() {
             for (name, file) in [

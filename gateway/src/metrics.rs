@@ -104,6 +104,12 @@ pub struct Metrics {
     pub rtp_foreign_packets: Counter,
     /// Call records whose write failed and is being retried.
     pub call_record_retries: Counter,
+    /// SIP TCP/TLS connections closed at accept: a per-source or total limit was reached.
+    pub sip_connections_refused: Counter,
+    /// SIP requests dropped unparsed: their source sent more than its rate.
+    pub sip_rate_limited: Counter,
+    /// Requests refused with 503 because too many were already waiting or in transactions.
+    pub sip_overloaded: Counter,
 }
 
 impl Default for Metrics {
@@ -189,6 +195,24 @@ impl Metrics {
             "Call record writes that failed and were tried again",
             call_record_retries.clone(),
         );
+        let sip_connections_refused = Counter::default();
+        registry.register(
+            "sip_connections_refused",
+            "SIP TCP/TLS connections closed at accept because of a per-source or total limit",
+            sip_connections_refused.clone(),
+        );
+        let sip_rate_limited = Counter::default();
+        registry.register(
+            "sip_rate_limited",
+            "SIP requests dropped before parsing because their source exceeded its rate",
+            sip_rate_limited.clone(),
+        );
+        let sip_overloaded = Counter::default();
+        registry.register(
+            "sip_overloaded",
+            "SIP requests refused with 503 because too much work was already waiting",
+            sip_overloaded.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Gateway version", build);
@@ -210,6 +234,9 @@ impl Metrics {
             mixer_encodes,
             rtp_foreign_packets,
             call_record_retries,
+            sip_connections_refused,
+            sip_rate_limited,
+            sip_overloaded,
         }
     }
 

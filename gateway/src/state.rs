@@ -35,6 +35,10 @@ pub struct Shared {
     pub pages: Arc<Semaphore>,
     /// Open join pages per address (`[webrtc] max_pages_per_source`).
     pub pages_by_source: Arc<SourceSlots>,
+    /// One permit per accepted SIP TCP/TLS connection (`[limits] connections`).
+    pub sip_connections: Arc<Semaphore>,
+    /// Accepted SIP connections per address (`[limits] connections_per_source`).
+    pub sip_connections_by_source: Arc<SourceSlots>,
 }
 
 impl Shared {
@@ -43,6 +47,8 @@ impl Shared {
         let (control, control_rx) = mpsc::channel(256);
         let pages = Arc::new(Semaphore::new(config.webrtc.max_pages));
         let config_pages_per_source = config.webrtc.max_pages_per_source;
+        let sip_connections = Arc::new(Semaphore::new(config.limits.connections));
+        let sip_connections_by_source = SourceSlots::new(config.limits.connections_per_source);
         Arc::new(Shared {
             config,
             metrics: Metrics::new(),
@@ -55,6 +61,8 @@ impl Shared {
             room_events: Mutex::new(HashMap::new()),
             pages,
             pages_by_source: SourceSlots::new(config_pages_per_source),
+            sip_connections,
+            sip_connections_by_source,
         })
     }
 

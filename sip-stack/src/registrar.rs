@@ -23,11 +23,14 @@ pub struct RegistrarPolicy {
     pub max_expires: u32,
     /// Used when neither the contact nor the request gives an expiry.
     pub default_expires: u32,
+    /// Contacts one address of record may have bound at once; a REGISTER that would pass it
+    /// is refused (`403 Too Many Contacts`) and changes nothing.
+    pub max_bindings: usize,
 }
 
 impl Default for RegistrarPolicy {
     fn default() -> RegistrarPolicy {
-        RegistrarPolicy { min_expires: 60, max_expires: 3600, default_expires: 3600 }
+        RegistrarPolicy { min_expires: 60, max_expires: 3600, default_expires: 3600, max_bindings: 10 }
     }
 }
 
@@ -39,6 +42,9 @@ pub struct ContactChange {
     pub expires: u32,
     /// q-value in thousandths.
     pub q_milli: u16,
+    /// The device's `+sip.instance` (RFC 5626 §4.1), unquoted: a phone that comes back with a
+    /// new contact (rebooted, new address) replaces its old binding instead of adding one.
+    pub instance: Option<String>,
 }
 
 /// What a REGISTER asks for, once checked.
@@ -62,6 +68,8 @@ pub enum RegisterError {
     IntervalTooBrief { min_expires: u32 },
     #[error("out-of-order REGISTER (Call-ID/CSeq not newer than the binding's)")]
     OutOfOrder,
+    #[error("more than {max} contacts for one address of record")]
+    TooManyBindings { max: usize },
     #[error("storage failed: {0}")]
     Store(String),
 }
@@ -75,6 +83,9 @@ impl RegisterError {
                 (StatusCode::IntervalTooBrief, Some(Header::MinExpires(min_expires.to_string().into())))
             }
             RegisterError::OutOfOrder => (StatusCode::Other(500, "Out Of Order Request".into()), None),
+            RegisterError::TooManyBindings { .. } => {
+                (StatusCode::Other(403, "Too Many Contacts".into()), None)
+            }
             RegisterError::Store(_) => (StatusCode::ServerInternalError, None),
         };
         let mut response = response_to(request, status, Some(to_tag), server);
@@ -134,10 +145,12 @@ pub fn plan(request: &InboundRequest, policy: &RegistrarPolicy) -> Result<Regist
         if expires > 0 && expires < policy.min_expires {
             return Err(RegisterError::IntervalTooBrief { min_expires: policy.min_expires });
         }
+        let instance = contact.param("+sip.instance").and_then(|p| p.unquoted()).map(|i| i.into_owned());
         changes.push(ContactChange {
             uri: contact.uri.to_string(),
             expires: expires.min(policy.max_expires),
             q_milli: q_milli(&contact)?,
+            instance,
         });
     }
     Ok(RegisterPlan { aor, remove_all: false, changes, call_id: env.call_id.clone(), cseq: env.cseq.seq })
@@ -183,6 +196,8 @@ pub struct StoredBinding {
     pub expires_at_ms: i64,
     pub call_id: String,
     pub cseq: u32,
+    /// The device's `+sip.instance`, when it sent one.
+    pub instance: Option<String>,
 }
 
 /// Where bindings live (the gateway implements it on its database).
@@ -236,6 +251,33 @@ impl Registrar {
                 return Err(RegisterError::OutOfOrder);
             }
         }
+        // RFC 5626 §6: a device (its +sip.instance) has one binding; a new contact replaces it.
+        let replaced: Vec<&StoredBinding> = existing
+            .iter()
+            .filter(|b| {
+                plan.changes.iter().any(|c| {
+                    c.instance.is_some() && c.instance == b.instance && c.uri != b.contact && c.expires > 0
+                })
+            })
+            .collect();
+        let mut after: Vec<&str> = existing
+            .iter()
+            .filter(|b| !replaced.iter().any(|r| r.contact == b.contact))
+            .map(|b| b.contact.as_str())
+            .collect();
+        for change in &plan.changes {
+            after.retain(|c| *c != change.uri);
+            if change.expires > 0 {
+                after.push(&change.uri);
+            }
+        }
+        // Refreshing or removing is always allowed; growing past the cap is not.
+        if after.len() > self.policy.max_bindings && after.len() > existing.len() {
+            return Err(RegisterError::TooManyBindings { max: self.policy.max_bindings });
+        }
+        for old in replaced {
+            store.remove(&plan.aor, &old.contact).await.map_err(store_err)?;
+        }
         for change in &plan.changes {
             if change.expires == 0 {
                 store.remove(&plan.aor, &change.uri).await.map_err(store_err)?;
@@ -246,6 +288,7 @@ impl Registrar {
                     expires_at_ms: now_ms + i64::from(change.expires) * 1000,
                     call_id: plan.call_id.clone(),
                     cseq: plan.cseq,
+                    instance: change.instance.clone(),
                 };
                 store.upsert(&plan.aor, &binding, now_ms).await.map_err(store_err)?;
             }
@@ -355,8 +398,18 @@ mod tests {
         assert_eq!(
             p.changes,
             [
-                ContactChange { uri: "sip:alice@10.0.0.1:5070".into(), expires: 600, q_milli: 500 },
-                ContactChange { uri: "sip:alice@10.0.0.2".into(), expires: 120, q_milli: 1000 },
+                ContactChange {
+                    uri: "sip:alice@10.0.0.1:5070".into(),
+                    expires: 600,
+                    q_milli: 500,
+                    instance: None
+                },
+                ContactChange {
+                    uri: "sip:alice@10.0.0.2".into(),
+                    expires: 120,
+                    q_milli: 1000,
+                    instance: None
+                },
             ]
         );
         let long = plan(&register(&["<sip:a@h>"], Some(99999), "c", 1), &policy).unwrap();
@@ -413,6 +466,51 @@ mod tests {
         let all = plan(&register(&["*"], Some(0), "c2", 1), &policy).unwrap();
         assert_eq!(block_on(reg.apply(&store, &all, 3)).unwrap(), []);
         assert!(block_on(store.bindings("alice", 3)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_device_that_comes_back_with_a_new_contact_replaces_its_binding() {
+        let store = MemStore::default();
+        let reg = Registrar::default();
+        let policy = RegistrarPolicy::default();
+        let phone = |host: &str, cseq| {
+            let contact = format!(r#"<sip:alice@{host}>;+sip.instance="<urn:uuid:aa-11>";reg-id=1"#);
+            plan(&register(&[&contact], Some(600), &format!("boot-{host}"), cseq), &policy).unwrap()
+        };
+        let first = phone("10.0.0.1", 1);
+        assert_eq!(first.changes[0].instance.as_deref(), Some("<urn:uuid:aa-11>"));
+        block_on(reg.apply(&store, &first, 0)).unwrap();
+        let other = plan(&register(&["<sip:alice@10.0.0.9>"], Some(600), "desk", 1), &policy).unwrap();
+        block_on(reg.apply(&store, &other, 0)).unwrap();
+        // Rebooted with a new address and Call-ID: the old binding goes, the desk phone stays.
+        let bound = block_on(reg.apply(&store, &phone("10.0.0.2", 1), 1)).unwrap();
+        let mut contacts: Vec<&str> = bound.iter().map(|b| b.contact.as_str()).collect();
+        contacts.sort();
+        assert_eq!(contacts, ["sip:alice@10.0.0.2", "sip:alice@10.0.0.9"]);
+    }
+
+    #[test]
+    fn an_address_of_record_holds_at_most_max_bindings() {
+        let store = MemStore::default();
+        let reg = Registrar { policy: RegistrarPolicy { max_bindings: 2, ..RegistrarPolicy::default() } };
+        let policy = reg.policy;
+        let add = |host: &str| {
+            plan(&register(&[&format!("<sip:alice@{host}>")], Some(600), host, 1), &policy).unwrap()
+        };
+        block_on(reg.apply(&store, &add("10.0.0.1"), 0)).unwrap();
+        block_on(reg.apply(&store, &add("10.0.0.2"), 0)).unwrap();
+        assert_eq!(
+            block_on(reg.apply(&store, &add("10.0.0.3"), 0)),
+            Err(RegisterError::TooManyBindings { max: 2 })
+        );
+        assert_eq!(block_on(store.bindings("alice", 0)).unwrap().len(), 2, "nothing was written");
+        // A refresh of a bound contact is still taken.
+        let refresh = plan(&register(&["<sip:alice@10.0.0.1>"], Some(600), "10.0.0.1", 2), &policy).unwrap();
+        assert_eq!(block_on(reg.apply(&store, &refresh, 1)).unwrap().len(), 2);
+        let text = RegisterError::TooManyBindings { max: 2 }
+            .response(&register(&[], None, "c", 1), "t", None)
+            .to_string();
+        assert!(text.starts_with("SIP/2.0 403 Too Many Contacts"), "{text}");
     }
 
     #[test]

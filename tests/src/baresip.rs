@@ -67,6 +67,9 @@ impl Baresip {
             "net_interface 127.0.0.1".into(),
             format!("rtp_ports {rtp}-{}", rtp + 20),
             "module_path /usr/lib/baresip/modules".into(),
+            // As in the config baresip writes for a new user: a device UUID, which it then
+            // sends as `+sip.instance` (RFC 5626) in every REGISTER's Contact.
+            "module uuid.so".into(),
             "module ctrl_tcp.so".into(),
             format!("ctrl_tcp_listen 127.0.0.1:{ctrl_port}"),
             "module menu.so".into(),

@@ -2,13 +2,15 @@
 //! RTP aimed at a live call, reads of the API without a token, join pages on foreign sites,
 //! and a `kill -9` in the middle of a call.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use e2e::baresip::{Baresip, PhoneOptions};
 use e2e::room::{dial, gateway, joined, participant, participants, phone, tones_heard, PHONE_PASSWORD};
 use e2e::sipua::{self, ToneStream};
-use e2e::{http_request, wait_until, Gateway, API_TOKEN, READ_TOKEN};
+use e2e::{http_request, wait_until, write_tone_wav, Gateway, API_TOKEN, READ_TOKEN};
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
 
 /// The gateway's RTP port range, from its config file.
 fn rtp_range(gw: &Gateway) -> (u16, u16) {
@@ -240,4 +242,118 @@ fn refused_calls_get_a_record() {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A phone registered over `transport` (`udp` or `tcp`) sending a tone, recording what it hears.
+fn phone_over(gw: &Gateway, user: &str, frequency: f64, transport: &str) -> Baresip {
+    let wav = gw.dir.path().join(format!("{user}.wav"));
+    write_tone_wav(&wav, 8000, frequency, 120).unwrap();
+    gw.admin(&["user", "add", user, "--password", PHONE_PASSWORD]);
+    let mut phone = Baresip::start(&PhoneOptions {
+        audio_source: Some(wav),
+        extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
+        record: true,
+    })
+    .unwrap();
+    phone
+        .add_account(&format!(
+            "<sip:{user}@{};transport={transport}>;auth_pass={PHONE_PASSWORD};regint=600;audio_codecs=PCMU/8000/1",
+            gw.sip
+        ))
+        .unwrap();
+    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
+    phone
+}
+
+#[test]
+fn two_thousand_idle_tcp_connections_do_not_stop_new_calls_over_udp_or_tcp() {
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "3000"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // 2,000 connections that never say anything, from 63 loopback addresses (32 each, the
+    // per-source limit), held open.
+    let idle: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        let mut idle = Vec::new();
+        for i in 0..2000u32 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from(([127, 0, 1, 1 + (i / 32) as u8], 0))).unwrap();
+            idle.push(socket.connect(gw.sip).await.unwrap());
+        }
+        idle
+    });
+    let open = wait_until(Duration::from_secs(10), || metric(&gw, "gateway_sip_tcp_connections") >= 2000.0);
+    assert!(open, "the gateway holds them: {}", metric(&gw, "gateway_sip_tcp_connections"));
+    // One more from an address that has its 32: closed at once.
+    let refused = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 1, 1], 0))).unwrap();
+        let mut stream = socket.connect(gw.sip).await.unwrap();
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await
+    });
+    assert!(matches!(refused, Ok(Ok(0)) | Ok(Err(_))), "the 33rd connection is closed: {refused:?}");
+    assert!(metric(&gw, "gateway_sip_connections_refused_total") >= 1.0);
+
+    let mut over_udp = phone_over(&gw, "alice", 500.0, "udp");
+    let mut over_tcp = phone_over(&gw, "bob", 1100.0, "tcp");
+    for phone in [&mut over_udp, &mut over_tcp] {
+        let from = phone.events.len();
+        phone.command("dial", &format!("sip:3000@{}", gw.sip)).unwrap();
+        phone.wait_event("CALL_ESTABLISHED", from, Duration::from_secs(10)).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 2), "{}", gw.log());
+    std::thread::sleep(Duration::from_secs(2));
+    over_udp.command("hangup", "").unwrap();
+    over_tcp.command("hangup", "").unwrap();
+    for (phone, other) in [(&over_udp, 1100.0), (&over_tcp, 500.0)] {
+        let heard = tones_heard(&phone.recordings("dec.wav")[0], &[other], 1.2);
+        assert!(heard[0] > -10.0, "{heard:?}");
+    }
+    drop(idle);
+}
+
+#[test]
+fn a_flood_of_unauthenticated_invites_does_not_keep_a_registered_phone_from_calling() {
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "3000"]);
+    let mut alice = phone(&gw, "alice", 500.0, "PCMU/8000/1", &[]);
+    // From another address, 20,000 INVITEs a second for 6 seconds (paced, so the flood tests
+    // the gateway, not the machine's other tests).
+    let flooder = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let target = gw.sip;
+    let flood = std::thread::spawn(move || {
+        let local = flooder.local_addr().unwrap();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_secs(6) && sent < 500_000 {
+            let invite = format!(
+                "INVITE sip:3000@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKflood{sent}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:mallory@{target}>;tag=f{sent}\r\nTo: <sip:3000@{target}>\r\n\
+                 Call-ID: flood-{sent}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = flooder.send_to(invite.as_bytes(), target);
+            sent += 1;
+            let due = start + Duration::from_micros(sent * 50);
+            if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        flooder.set_nonblocking(true).unwrap();
+        let mut answered = 0u64;
+        let mut buf = [0u8; 4096];
+        while flooder.recv(&mut buf).is_ok() {
+            answered += 1;
+        }
+        (sent, answered)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    dial(&mut alice, &gw, "3000");
+    assert!(wait_until(Duration::from_secs(5), || joined(&gw, "3000") == 1), "{}", gw.log());
+    let (sent, answered) = flood.join().unwrap();
+    alice.command("hangup", "").unwrap();
+    assert!(sent > 10_000, "a flood: {sent} INVITEs");
+    let dropped = metric(&gw, "gateway_sip_rate_limited_total");
+    assert!(dropped > 10_000.0, "{dropped} of {sent} dropped unparsed");
+    // 100 Trying and 401 for what got through: a few hundred at most, not one per INVITE.
+    assert!(answered < 2_000, "{answered} responses to {sent} INVITEs");
 }

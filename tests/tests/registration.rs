@@ -68,3 +68,20 @@ fn unknown_user_is_refused() {
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
+
+/// baresip's account line as its users write it: no options but the password. baresip then
+/// sends its `+sip.instance` (RFC 5626) in a quoted Contact parameter, which once got 400.
+#[test]
+fn baresip_registers_with_its_default_account_line_and_its_instance_is_kept() {
+    let gw = Gateway::start("").unwrap();
+    add_user(&gw, "carol", "wonderland2");
+    let mut phone = Baresip::start(&PhoneOptions::default()).unwrap();
+    phone.add_account(&format!("<sip:carol@{}>;auth_pass=wonderland2", gw.sip)).unwrap();
+    phone.wait_event("REGISTER_OK", 0, Duration::from_secs(10)).unwrap();
+    let bindings = registrations(&gw);
+    let bindings = bindings.as_array().unwrap();
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    let instance = bindings[0]["instance"].as_str().unwrap_or("");
+    assert!(instance.starts_with("<urn:uuid:") && instance.ends_with('>'), "instance {instance:?}");
+    phone.quit().unwrap();
+}

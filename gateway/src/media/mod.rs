@@ -11,7 +11,7 @@
 
 pub mod ports;
 pub mod prompts;
-mod srtp;
+pub mod srtp;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;

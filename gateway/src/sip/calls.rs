@@ -332,10 +332,17 @@ impl Calls {
 impl Core {
     /// An INVITE outside any dialog: admission (auth, room) runs as a task.
     pub(super) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            return self.overloaded(tx, &request);
+        };
         let terminated =
             response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.ctx.server());
         self.calls.pending.insert(tx, Pending { terminated, cancelled: false });
-        tokio::spawn(invite::admit(self.ctx.clone(), tx, request, from));
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            invite::admit(ctx, tx, request, from).await;
+            drop(permit);
+        });
     }
 
     /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.

@@ -2,6 +2,7 @@
 //! that must wait (for the database) run as their own tasks and hand their responses back as
 //! [`Command`]s, so the core itself never waits on anything but its inputs.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use sip_stack::message::{self, Inbound as Parsed, InboundRequest};
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
 use sip_stack::transport::{Peer, Transmit, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::calls::Calls;
@@ -21,6 +22,7 @@ use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
+use crate::limits::{Rate, RateLimit};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
 use crate::media::{Media, MediaEvent};
@@ -85,6 +87,11 @@ pub(super) struct Core {
     pub(super) prompts: Prompts,
     /// Call records being written; shutdown waits for them.
     pub(super) records: JoinSet<()>,
+    /// Requests per second from each address (`[limits] requests_per_source`).
+    flood: RateLimit,
+    /// One permit per REGISTER or new INVITE waiting for its look-ups (`[limits]
+    /// pending_requests`).
+    pub(super) pending: Arc<Semaphore>,
 }
 
 /// What the core needs besides the sockets: the media worker, its events, and the prompts.
@@ -115,7 +122,10 @@ pub async fn run(
         t2: Duration::from_millis(sip.t2_ms),
         t4: Duration::from_millis(sip.t4_ms),
     };
-    let layer = TransactionLayer::new(timers).with_server_name(sip.user_agent.clone());
+    let limits = &shared.config.limits;
+    let layer = TransactionLayer::new(timers)
+        .with_server_name(sip.user_agent.clone())
+        .with_max_transactions(limits.server_transactions);
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
     let ports = LocalPorts {
         udp: local,
@@ -140,6 +150,8 @@ pub async fn run(
         ports,
         prompts,
         records: JoinSet::new(),
+        flood: RateLimit::new(limits.requests_per_source),
+        pending: Arc::new(Semaphore::new(limits.pending_requests)),
     };
     core.trunks.start(Instant::now(), &mut core.layer, &shared);
     core.flush();
@@ -206,6 +218,18 @@ impl Core {
         };
         let now = Instant::now();
         let labels = TransportLabels { transport: metrics_transport(peer.transport) };
+        // A flood is dropped before any parsing; trunks are exempt (a carrier's calls all come
+        // from a few addresses).
+        let request = !bytes.starts_with(b"SIP/");
+        if request && !self.trusted(peer.addr) {
+            if let Rate::Refused { first } = self.flood.check(now, peer.addr.ip()) {
+                if first {
+                    tracing::warn!(src = %peer.addr, "SIP requests over the per-source rate: dropping");
+                }
+                self.ctx.shared.metrics.sip_rate_limited.inc();
+                return;
+            }
+        }
         match message::parse(&bytes) {
             Ok(Parsed::Request(request)) => self.layer.handle_request(now, request, peer),
             Ok(Parsed::Response(response)) => {
@@ -348,9 +372,16 @@ impl Core {
                 let response = options_response(&request, self.ctx.server());
                 self.respond(tx, response);
             }
-            Method::Register => {
-                tokio::spawn(register::handle(self.ctx.clone(), tx, request, from));
-            }
+            Method::Register => match self.pending.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let ctx = self.ctx.clone();
+                    tokio::spawn(async move {
+                        register::handle(ctx, tx, request, from).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => self.overloaded(tx, &request),
+            },
             // In a dialog (or claiming to be): BYE, re-INVITE, UPDATE, INFO, OPTIONS.
             _ if request.envelope.to.tag().is_some() => self.on_in_dialog(tx, request, from),
             Method::Invite if !shared.is_draining() => self.on_new_invite(tx, request, from),
@@ -371,6 +402,22 @@ impl Core {
                 self.respond(tx, response);
             }
         }
+    }
+}
+
+impl Core {
+    /// Whether `addr` is a trunk's: its requests are not rate-limited.
+    fn trusted(&self, addr: SocketAddr) -> bool {
+        self.ctx.shared.config.trunks.iter().any(|t| t.trusts(addr))
+    }
+
+    /// Too much already waits for look-ups: `503` with `Retry-After` (RFC 3261 §21.5.4).
+    pub(super) fn overloaded(&mut self, tx: ServerTx, request: &InboundRequest) {
+        self.ctx.shared.metrics.sip_overloaded.inc();
+        let mut response =
+            response_to(request, StatusCode::ServiceUnavailable, Some(&new_tag()), self.ctx.server());
+        push_header(&mut response, Header::RetryAfter("5".into()));
+        self.respond(tx, response);
     }
 }
 

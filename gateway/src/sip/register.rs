@@ -28,7 +28,11 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
         Err(response) => return response,
     };
 
-    let registrar = Registrar::default();
+    let policy = registrar::RegistrarPolicy {
+        max_bindings: ctx.shared.config.limits.bindings_per_user,
+        ..registrar::RegistrarPolicy::default()
+    };
+    let registrar = Registrar { policy };
     let plan = match registrar::plan(request, &registrar.policy) {
         Ok(plan) => plan,
         Err(e) => return e.response(request, &tag, ctx.server()),
@@ -88,6 +92,7 @@ impl BindingStore for Bindings<'_> {
                 expires_at_ms: b.expires_at_ms,
                 call_id: b.call_id,
                 cseq: b.cseq,
+                instance: b.instance,
             })
             .collect())
     }
@@ -102,6 +107,7 @@ impl BindingStore for Bindings<'_> {
             cseq: b.cseq,
             source: self.source.clone(),
             user_agent: self.user_agent.clone(),
+            instance: b.instance.clone(),
         };
         self.storage.upsert_binding(&binding, now_ms).await
     }

@@ -52,6 +52,10 @@ pub enum Inbound {
     },
 }
 
+/// After a failed accept the loop waits this long, doubling up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -237,7 +241,10 @@ pub async fn read_udp(
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts SIP connections (over TLS with `tls`) until shutdown begins.
+/// Accepts SIP connections (over TLS with `tls`) until shutdown begins: at most
+/// `limits.connections` open at once and `limits.connections_per_source` from one address;
+/// past either, a new connection is closed at once. When accepting fails (out of file
+/// descriptors, most likely) the loop backs off instead of spinning.
 pub async fn accept_streams(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -248,20 +255,39 @@ pub async fn accept_streams(
     // No new connections once shutdown begins.
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
         let (stream, src) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "TCP accept failed");
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
         };
+        backoff = ACCEPT_BACKOFF_FIRST;
+        let Some(slot) = shared.sip_connections_by_source.try_take(src.ip()) else {
+            tracing::debug!(%src, "too many SIP connections from one address: closed");
+            shared.metrics.sip_connections_refused.inc();
+            continue;
+        };
+        let Ok(permit) = shared.sip_connections.clone().try_acquire_owned() else {
+            tracing::warn!(%src, "SIP connection limit reached: closed");
+            shared.metrics.sip_connections_refused.inc();
+            continue;
+        };
         let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
         let (tls, tx, shared, closing) = (tls.clone(), tx.clone(), shared.clone(), closing.clone());
         tokio::spawn(async move {
+            // Held for the connection's life.
+            let _held = (slot, permit);
             let Some(acceptor) = tls else {
                 return serve_connection(stream, src, conn, Transport::Tcp, tx, shared, closing).await;
             };
@@ -288,8 +314,13 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
 ) {
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(256);
     let connected = Inbound::Connected { conn, transport, peer: src, writer: out_tx };
+    let limits = &shared.config.limits;
+    let timeouts = Some(Timeouts {
+        idle: Duration::from_secs(limits.connection_idle_secs),
+        message: Duration::from_secs(limits.message_secs),
+    });
     if tx.send(connected).await.is_ok() {
-        run_stream(stream, src, conn, transport, out_rx, &tx, &shared, closing).await;
+        run_stream(stream, src, conn, transport, out_rx, &tx, &shared, closing, timeouts).await;
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
 }
@@ -309,7 +340,7 @@ async fn open_connection(
         Ok(Ok(stream)) => match tls {
             None => {
                 tracing::debug!(to = %addr, "TCP connection open");
-                run_stream(stream, addr, conn, Transport::Tcp, queue, &tx, &shared, closing).await;
+                run_stream(stream, addr, conn, Transport::Tcp, queue, &tx, &shared, closing, None).await;
             }
             Some((connector, name)) => {
                 let handshake =
@@ -317,7 +348,8 @@ async fn open_connection(
                 match handshake {
                     Ok(Ok(stream)) => {
                         tracing::debug!(to = %addr, "TLS connection open");
-                        run_stream(stream, addr, conn, Transport::Tls, queue, &tx, &shared, closing).await;
+                        run_stream(stream, addr, conn, Transport::Tls, queue, &tx, &shared, closing, None)
+                            .await;
                     }
                     Ok(Err(e)) => tracing::warn!(to = %addr, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::warn!(to = %addr, "TLS handshake timed out"),
@@ -328,6 +360,14 @@ async fn open_connection(
         Err(_) => tracing::warn!(to = %addr, "TCP connection timed out"),
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
+}
+
+/// How long an accepted connection may stay silent, and take to finish a message. Connections
+/// we open (to trunks, which may send their calls back over them) have none.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    message: Duration,
 }
 
 /// Writes the queue to the stream and frames what comes back, until either side closes.
@@ -341,6 +381,7 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     tx: &mpsc::Sender<Inbound>,
     shared: &Shared,
     closing: watch::Receiver<bool>,
+    timeouts: Option<Timeouts>,
 ) {
     shared.metrics.tcp_connections.inc();
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -351,7 +392,7 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
             }
         }
     });
-    read_frames(&mut reader, src, conn, transport, tx, closing).await;
+    read_frames(&mut reader, src, conn, transport, tx, closing, timeouts).await;
     write_task.abort();
     shared.metrics.tcp_connections.dec();
 }
@@ -363,19 +404,38 @@ async fn read_frames(
     transport: Transport,
     tx: &mpsc::Sender<Inbound>,
     closing: watch::Receiver<bool>,
+    timeouts: Option<Timeouts>,
 ) {
     let done = closed(closing);
     tokio::pin!(done);
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16_384];
+    let mut last_read = tokio::time::Instant::now();
+    // When the bytes of a message not yet complete began to arrive.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
+        let deadline = timeouts.map(|t| {
+            let idle = last_read + t.idle;
+            partial_since.map_or(idle, |since| idle.min(since + t.message))
+        });
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             _ = &mut done => return,
+            _ = expired => {
+                tracing::debug!(%src, partial = partial_since.is_some(), "closing a silent or slow SIP connection");
+                return;
+            }
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             },
         };
+        last_read = tokio::time::Instant::now();
         framer.push(&buf[..n]);
         loop {
             match framer.next_frame() {
@@ -397,5 +457,10 @@ async fn read_frames(
                 }
             }
         }
+        partial_since = match (framer.pending(), partial_since) {
+            (0, _) => None,
+            (_, Some(since)) => Some(since),
+            (_, None) => Some(last_read),
+        };
     }
 }

@@ -19,6 +19,8 @@ pub struct Binding {
     /// Transport and address the REGISTER came from: where requests to this contact go.
     pub source: String,
     pub user_agent: Option<String>,
+    /// The device's `+sip.instance` (RFC 5626), when it sent one.
+    pub instance: Option<String>,
 }
 
 impl Storage {
@@ -26,11 +28,12 @@ impl Storage {
     pub async fn upsert_binding(&self, b: &Binding, now_ms: i64) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO registrations
-               (username, contact, q_milli, expires_at, call_id, cseq, source, user_agent, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               (username, contact, q_milli, expires_at, call_id, cseq, source, user_agent, updated_at,
+                instance)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (username, contact) DO UPDATE SET
                q_milli = $3, expires_at = $4, call_id = $5, cseq = $6, source = $7,
-               user_agent = $8, updated_at = $9",
+               user_agent = $8, updated_at = $9, instance = $10",
         )
         .bind(&b.username)
         .bind(&b.contact)
@@ -41,6 +44,7 @@ impl Storage {
         .bind(&b.source)
         .bind(&b.user_agent)
         .bind(now_ms)
+        .bind(&b.instance)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -62,7 +66,7 @@ impl Storage {
         now_ms: i64,
     ) -> Result<Vec<Binding>, StorageError> {
         sqlx::query(
-            "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent
+            "SELECT username, contact, q_milli, expires_at, call_id, cseq, source, user_agent, instance
              FROM registrations WHERE ($1 IS NULL OR username = $1) AND expires_at > $2
              ORDER BY username, q_milli DESC, contact",
         )
@@ -115,6 +119,7 @@ fn binding_from_row(row: &sqlx::any::AnyRow) -> Result<Binding, StorageError> {
         cseq: u32::try_from(cseq).unwrap_or(0),
         source: row.try_get("source")?,
         user_agent: row.try_get("user_agent")?,
+        instance: row.try_get("instance")?,
     })
 }
 
@@ -133,6 +138,7 @@ mod tests {
             cseq: 1,
             source: "udp:127.0.0.1:5070".into(),
             user_agent: Some("phone".into()),
+            instance: Some("<urn:uuid:0000-1>".into()),
         }
     }
 

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            if let Some(reply) = bad_request(data, &e, "tag", "fuzz") {
+            if let Some(reply) = bad_request(data, &e, "tag", "fuzz", "INVITE, BYE") {
                 // Our own 400 is always a message we can parse.
                 let _ = parse(&reply);
             }

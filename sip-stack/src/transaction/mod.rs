@@ -80,6 +80,8 @@ pub struct TxStats {
     pub absorbed: u64,
     pub stray_responses: u64,
     pub timeouts: u64,
+    /// New requests refused with 503 because the layer held its maximum of transactions.
+    pub overloaded: u64,
 }
 
 #[derive(Debug)]
@@ -178,6 +180,8 @@ pub struct TransactionLayer {
     server_name: Option<String>,
     /// Requests this large go over TCP instead of UDP.
     udp_request_limit: Option<usize>,
+    /// Transactions alive at once; a new request past it gets a stateless 503.
+    max_transactions: usize,
 }
 
 /// RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) must go over a
@@ -194,7 +198,15 @@ impl TransactionLayer {
             io: Io::default(),
             server_name: None,
             udp_request_limit: Some(UDP_REQUEST_LIMIT),
+            max_transactions: usize::MAX,
         }
+    }
+
+    /// Bounds the transactions alive at once: past `max`, a new request is answered `503`
+    /// with `Retry-After` and holds nothing (a flood cannot grow the tables).
+    pub fn with_max_transactions(mut self, max: usize) -> TransactionLayer {
+        self.max_transactions = max;
+        self
     }
 
     /// Keeps large requests on UDP (for a peer known to have no TCP; RFC 3261 §18.1.1 would
@@ -429,6 +441,17 @@ impl TransactionLayer {
                 self.io.events.push_back(TxEvent::Request { tx: None, request: inbound, from });
             }
             Method::Cancel => self.on_cancel(now, tx_key, inbound, reply_to),
+            _ if self.transactions.len() >= self.max_transactions => {
+                self.io.stats.overloaded += 1;
+                let mut busy = response_to(
+                    &inbound,
+                    StatusCode::ServiceUnavailable,
+                    Some("overload"),
+                    self.server_name.as_deref(),
+                );
+                crate::response::push_header(&mut busy, rsip::Header::RetryAfter("5".into()));
+                self.io.send(reply_to, Bytes::from(response_bytes(&busy)));
+            }
             _ => {
                 let id = self.next_id();
                 let invite = method == Method::Invite;

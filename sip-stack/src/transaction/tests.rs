@@ -400,3 +400,22 @@ fn a_request_over_1300_bytes_goes_over_tcp_with_a_tcp_via() {
     udp_only.send_request(now, big, peer()).unwrap();
     assert_eq!(udp_only.poll_transmit().unwrap().to.transport, Transport::Udp);
 }
+
+#[test]
+fn past_the_transaction_limit_a_request_gets_a_stateless_503_and_holds_nothing() {
+    let mut sim = Sim::new();
+    sim.layer = TransactionLayer::new(TimerConfig::default()).with_max_transactions(2);
+    for (i, branch) in ["z9hG4bKa", "z9hG4bKb", "z9hG4bKc"].iter().enumerate() {
+        let text = request_text("OPTIONS", branch, i as u32 + 1);
+        sim.layer.handle_request(sim.now, inbound_request(&text), peer());
+        sim.drain();
+    }
+    assert_eq!(sim.layer.len(), 2, "the third request made no transaction");
+    assert_eq!(sim.events.len(), 2, "nor reached the TU");
+    let busy: Vec<&String> = sim.sent.iter().map(|(_, m)| m).collect();
+    assert_eq!(busy.len(), 1, "{busy:?}");
+    assert!(busy[0].starts_with("SIP/2.0 503 "), "{}", busy[0]);
+    assert!(busy[0].contains("Retry-After: 5\r\n"), "{}", busy[0]);
+    assert!(busy[0].contains("branch=z9hG4bKc"));
+    assert_eq!(sim.layer.stats().overloaded, 1);
+}

@@ -1,3 +1,4 @@
+-- Hardening: call records that survive a crash, and the device of each registration.
 -- Call records are written when a call is answered (or refused) and completed when it ends:
 -- `ended_at` is NULL while the call goes on. `node` names the gateway that keeps the row open;
 -- each gateway records a heartbeat in `gateway_nodes`, and at start closes the rows it left
@@ -11,3 +12,7 @@ CREATE TABLE gateway_nodes (
     started_at    BIGINT NOT NULL,
     last_seen_at  BIGINT NOT NULL
 );
+
+-- RFC 5626: the device a binding belongs to (`+sip.instance`), so a phone that comes back with
+-- a new contact replaces its binding.
+ALTER TABLE registrations ADD COLUMN instance TEXT;
