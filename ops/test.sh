@@ -63,19 +63,28 @@ log "linting (protocol and media cores may not read clocks or sleep: see */clipp
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "fuzz targets: build, and a short run of each on the torture messages"
+log "fuzz targets: build, and a short run of each (the SIP ones seeded with the torture messages)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 CORPUS=$(mktemp -d /tmp/gateway-fuzz.XXXXXX)
-(
-    cd sip-stack
-    cargo fuzz build -s none
-    for target in sip_message stream_framing sdp digest; do
-        mkdir -p "$CORPUS/$target"
-        cp tests/torture/*.sip "$CORPUS/$target/"
-        cargo fuzz run -s none "$target" "$CORPUS/$target" -- -runs=20000 -max_len=4096 >"$CORPUS/$target.log" 2>&1 \
-            || { tail -40 "$CORPUS/$target.log"; exit 1; }
-    done
-)
+# crate, then its targets: a short run each keeps them building and catches shallow crashes;
+# the long campaigns are run by hand (README, "Fuzzing").
+fuzz() {
+    local crate=$1 seed=$2
+    shift 2
+    (
+        cd "$crate"
+        cargo fuzz build -s none
+        for target in "$@"; do
+            mkdir -p "$CORPUS/$target"
+            [ -n "$seed" ] && cp $seed "$CORPUS/$target/"
+            cargo fuzz run -s none "$target" "$CORPUS/$target" -- -runs=20000 -max_total_time=30 -max_len=4096 >"$CORPUS/$target.log" 2>&1 \
+                || { tail -40 "$CORPUS/$target.log"; exit 1; }
+        done
+    )
+}
+fuzz sip-stack "tests/torture/*.sip" sip_message stream_framing sdp digest name_addr
+fuzz mixer "" receive_path conference source_guard
+fuzz gateway "" join_message config srtp
 rm -rf "$CORPUS"
 
 log "testing"

@@ -773,6 +773,14 @@ mod tests {
         assert_eq!(key, "http.trusted_proxies[0]");
         let (key, _) = key_error("[webrtc]\nmax_pages = 0\n");
         assert_eq!(key, "webrtc.max_pages");
+        let (key, _) = key_error("[limits]\nconnections_per_source = 0\n");
+        assert_eq!(key, "limits.connections_per_source");
+        let (key, _) = key_error("[limits]\nconections = 10\n");
+        assert_eq!(key, "limits.conections");
+        let (key, message) = key_error(
+            "[http]\napi_token = \"same-token-0123456789\"\nread_token = \"same-token-0123456789\"\n",
+        );
+        assert_eq!((key.as_str(), message.as_str()), ("http.read_token", "must differ from http.api_token"));
         let (key, message) = key_error("[rtp]\nsrtp = \"maybe\"\n");
         assert_eq!(key, "rtp.srtp");
         assert!(message.contains("optional"), "{message}");
