@@ -51,7 +51,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         relearn_after: Duration::from_millis(u64::from(shared.config.rtp.relearn_after_ms)),
         ..SourcePolicy::default()
     };
-    let (media, events) = Media::start(rate, rtp_timeout, source_policy, &shared.metrics)
+    let hold = shared.config.rtp.hold_timeout_secs;
+    let hold_timeout = (hold > 0).then(|| Duration::from_secs(u64::from(hold)));
+    let (media, events) = Media::start(rate, rtp_timeout, hold_timeout, source_policy, &shared.metrics)
         .context("starting the media worker")?;
     let mut tasks = JoinSet::new();
     sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);

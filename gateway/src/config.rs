@@ -214,6 +214,8 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// A call whose peer sends no RTP for this long (and is not on hold) ends with BYE.
     pub timeout_secs: u32,
+    /// A call on hold this long ends with BYE (`hold-timeout`); 0: never.
+    pub hold_timeout_secs: u32,
     /// SRTP with SDES keys (RFC 4568) for calls in.
     pub srtp: SrtpMode,
     /// Media source security: a leg takes RTP and RTCP only from the address it learnt (the
@@ -250,11 +252,16 @@ pub struct ConferenceConfig {
     /// Wrong PINs from one source address within `pin_block_secs` before its calls to rooms
     /// with a PIN are refused (403) for that long.
     pub pin_failures_per_source: u32,
+    /// Wrong PINs for one room from everyone together within `pin_block_secs` before the room
+    /// refuses PIN callers (403) for that long: guessing from many addresses. 0: no room limit.
+    pub pin_failures_per_room: u32,
     pub pin_block_secs: u32,
     /// Seconds to wait for a PIN digit before the attempt counts as wrong.
     pub pin_digit_timeout_secs: u32,
     /// Session-Expires asked of phones (RFC 4028), seconds; at least 90.
     pub session_expires_secs: u32,
+    /// The longest session interval granted to a phone that asks for more (RFC 4028 §9).
+    pub max_session_expires_secs: u32,
 }
 
 impl Default for ConferenceConfig {
@@ -264,9 +271,11 @@ impl Default for ConferenceConfig {
             max_participants: 100,
             pin_attempts: 3,
             pin_failures_per_source: 10,
+            pin_failures_per_room: 100,
             pin_block_secs: 600,
             pin_digit_timeout_secs: 15,
             session_expires_secs: 1800,
+            max_session_expires_secs: 7200,
         }
     }
 }
@@ -327,6 +336,11 @@ pub struct LimitsConfig {
     pub server_transactions: usize,
     /// Contacts one user may have registered at once (more: `403 Too Many Contacts`).
     pub bindings_per_user: usize,
+    /// Digest failures (unknown user, wrong password) a minute from one address, and for one
+    /// user from anywhere; past either, attempts are refused (403) before any look-up until
+    /// the minute refills. 0: not throttled.
+    pub auth_failures_per_source: u32,
+    pub auth_failures_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -340,6 +354,8 @@ impl Default for LimitsConfig {
             pending_requests: 1024,
             server_transactions: 20_000,
             bindings_per_user: 10,
+            auth_failures_per_source: 20,
+            auth_failures_per_user: 30,
         }
     }
 }
@@ -421,6 +437,7 @@ impl Default for RtpConfig {
             port_min: 20000,
             port_max: 29999,
             timeout_secs: 30,
+            hold_timeout_secs: 3600,
             srtp: SrtpMode::Optional,
             strict_source: true,
             relearn_after_ms: 2000,

@@ -59,13 +59,13 @@ impl Drop for SourceSlot {
 /// forged sources must not grow memory, nor lock out everyone new).
 const MAX_TRACKED: usize = 65_536;
 
-/// A token bucket per source address (what Kamailio's pike module does): `per_sec` requests a
-/// second, bursts of twice that. Time is an input.
+/// A token bucket per key, a source address by default (what Kamailio's pike module does):
+/// `per_sec` a second, bursts of twice that. Time is an input.
 #[derive(Debug)]
-pub struct RateLimit {
+pub struct RateLimit<K = IpAddr> {
     per_sec: f64,
     burst: f64,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<K, Bucket>,
     next_sweep: Option<Instant>,
 }
 
@@ -87,14 +87,45 @@ pub enum Rate {
     },
 }
 
-impl RateLimit {
+impl RateLimit<IpAddr> {
     /// `per_sec` 0 allows everything.
     pub fn new(per_sec: u32) -> RateLimit {
-        let per_sec = f64::from(per_sec);
-        RateLimit { per_sec, burst: per_sec * 2.0, buckets: HashMap::new(), next_sweep: None }
+        RateLimit::with_burst(f64::from(per_sec), f64::from(per_sec) * 2.0)
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
+    /// `per_sec` tokens a second up to `burst`; `per_sec` 0 allows everything.
+    pub fn with_burst(per_sec: f64, burst: f64) -> RateLimit<K> {
+        RateLimit { per_sec, burst, buckets: HashMap::new(), next_sweep: None }
     }
 
-    pub fn check(&mut self, now: Instant, ip: IpAddr) -> Rate {
+    /// Whether `key` has a token now, without taking it.
+    pub fn has_token(&mut self, now: Instant, key: &K) -> bool {
+        if self.per_sec == 0.0 {
+            return true;
+        }
+        self.sweep(now);
+        let (per_sec, burst) = (self.per_sec, self.burst);
+        self.buckets.get(key).is_none_or(|b| {
+            (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec).min(burst) >= 1.0
+        })
+    }
+
+    /// Takes a token from `key` whether or not it has one (down to none): for counting
+    /// failures, which must not be refused themselves.
+    pub fn take(&mut self, now: Instant, key: K) {
+        if self.per_sec == 0.0 || (self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&key)) {
+            return;
+        }
+        let (per_sec, burst) = (self.per_sec, self.burst);
+        let bucket = self.buckets.entry(key).or_insert(Bucket { tokens: burst, at: now, refused: 0 });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = ((bucket.tokens + elapsed * per_sec).min(burst) - 1.0).max(0.0);
+        bucket.at = now;
+    }
+
+    pub fn check(&mut self, now: Instant, ip: K) -> Rate {
         if self.per_sec == 0.0 {
             return Rate::Allowed;
         }
@@ -133,6 +164,47 @@ impl RateLimit {
     }
 }
 
+/// Digest authentication failures (an unknown user, a wrong password) throttled per source
+/// address and per user: each failure takes a token, a bucket refills over a minute, and while
+/// one is empty attempts from that address, or for that user, are refused before any look-up —
+/// correct or not, so guessing stays slow even from many addresses. A phone caught in an attack
+/// on its account gets in once a token is back.
+#[derive(Debug)]
+pub struct AuthThrottle {
+    sources: RateLimit<IpAddr>,
+    users: RateLimit<String>,
+}
+
+/// Whose failures an attempt is refused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttled {
+    Source,
+    User,
+}
+
+impl AuthThrottle {
+    /// `per_source` and `per_user` failures a minute (and in a burst); 0: not throttled.
+    pub fn new(per_source: u32, per_user: u32) -> AuthThrottle {
+        let (source, user) = (f64::from(per_source), f64::from(per_user));
+        AuthThrottle {
+            sources: RateLimit::with_burst(source / 60.0, source),
+            users: RateLimit::with_burst(user / 60.0, user),
+        }
+    }
+
+    pub fn refused(&mut self, now: Instant, source: IpAddr, user: &str) -> Option<Throttled> {
+        if !self.sources.has_token(now, &source) {
+            return Some(Throttled::Source);
+        }
+        (!self.users.has_token(now, &user.to_string())).then_some(Throttled::User)
+    }
+
+    pub fn failed(&mut self, now: Instant, source: IpAddr, user: &str) {
+        self.sources.take(now, source);
+        self.users.take(now, user.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +228,29 @@ mod tests {
         limit.check(quiet, phone);
         assert_eq!(limit.tracked(), 1, "only the address just seen");
         assert_eq!(RateLimit::new(0).check(t0, flood), Rate::Allowed, "0 is no limit");
+    }
+
+    #[test]
+    fn digest_failures_are_throttled_per_source_and_per_user() {
+        let t0 = Instant::now();
+        let mut throttle = AuthThrottle::new(3, 5);
+        let guesser: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(throttle.refused(t0, guesser, "alice"), None);
+            throttle.failed(t0, guesser, "alice");
+        }
+        assert_eq!(throttle.refused(t0, guesser, "bob"), Some(Throttled::Source));
+        // Others guessing alice's password: two more failures empty her bucket too.
+        for host in 2..4u8 {
+            let other = IpAddr::from([198, 51, 100, host]);
+            throttle.failed(t0, other, "alice");
+        }
+        let phone: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(throttle.refused(t0, phone, "alice"), Some(Throttled::User));
+        assert_eq!(throttle.refused(t0, phone, "carol"), None);
+        // A minute later a fifth of the burst is back: her phone gets in.
+        assert_eq!(throttle.refused(t0 + Duration::from_secs(13), phone, "alice"), None);
+        assert_eq!(AuthThrottle::new(0, 0).refused(t0, guesser, "alice"), None, "0 is no limit");
     }
 
     #[test]

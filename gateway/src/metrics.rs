@@ -110,6 +110,9 @@ pub struct Metrics {
     pub sip_rate_limited: Counter,
     /// Requests refused with 503 because too many were already waiting or in transactions.
     pub sip_overloaded: Counter,
+    /// Authentication attempts refused unchecked: too many failures from the source or for
+    /// the user.
+    pub sip_auth_throttled: Counter,
 }
 
 impl Default for Metrics {
@@ -213,6 +216,12 @@ impl Metrics {
             "SIP requests refused with 503 because too much work was already waiting",
             sip_overloaded.clone(),
         );
+        let sip_auth_throttled = Counter::default();
+        registry.register(
+            "sip_auth_throttled",
+            "Digest attempts refused unchecked after too many failures from the source or for the user",
+            sip_auth_throttled.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "Gateway version", build);
@@ -237,6 +246,7 @@ impl Metrics {
             sip_connections_refused,
             sip_rate_limited,
             sip_overloaded,
+            sip_auth_throttled,
         }
     }
 

@@ -102,6 +102,44 @@ impl ScriptedCall {
         Ok(())
     }
 
+    /// Puts the call on hold (a re-INVITE offering `sendonly`, RFC 3264 §8.4) and acknowledges
+    /// the answer.
+    pub fn hold(&mut self, rtp: SocketAddr) -> anyhow::Result<()> {
+        self.cseq += 1;
+        let sdp = format!(
+            "v=0\r\no=- 1 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n\
+             a=rtpmap:0 PCMU/8000\r\na=sendonly\r\n",
+            ip = rtp.ip(),
+            port = rtp.port()
+        );
+        let head = self.request("INVITE", self.cseq);
+        let invite = head.replace(
+            "Content-Length: 0\r\n",
+            &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n", sdp.len()),
+        ) + &sdp;
+        let ok = exchange(&self.sip, self.gateway, &invite)?;
+        if !ok.starts_with("SIP/2.0 200") {
+            bail!("hold answered {ok}");
+        }
+        self.send(&self.request("ACK", self.cseq))
+    }
+
+    /// Waits for a BYE from the gateway and answers it; returns whether one came in `within`.
+    pub fn wait_for_bye(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 65_535];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = self.sip.recv_from(&mut buf) else { continue };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("BYE ") {
+                let ok = answer(&text, "200 OK");
+                let _ = self.sip.send_to(ok.as_bytes(), from);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Hangs up (BYE) and waits for its 200.
     pub fn hang_up(self) -> anyhow::Result<()> {
         let bye = exchange(&self.sip, self.gateway, &self.request("BYE", self.cseq + 1))?;
@@ -181,6 +219,18 @@ fn exchange(socket: &UdpSocket, to: SocketAddr, message: &str) -> anyhow::Result
         }
     }
     bail!("no final response to {}", message.lines().next().unwrap_or(""))
+}
+
+/// A response to `request` with `status` (`200 OK`): its Via, From, To, Call-ID and CSeq.
+fn answer(request: &str, status: &str) -> String {
+    let copied: Vec<&str> = request
+        .split("\r\n")
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+        })
+        .collect();
+    format!("SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n", copied.join("\r\n"))
 }
 
 fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {

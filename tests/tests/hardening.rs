@@ -357,3 +357,32 @@ fn a_flood_of_unauthenticated_invites_does_not_keep_a_registered_phone_from_call
     // 100 Trying and 401 for what got through: a few hundred at most, not one per INVITE.
     assert!(answered < 2_000, "{answered} responses to {sent} INVITEs");
 }
+
+#[test]
+fn a_call_left_on_hold_is_ended_after_the_hold_timeout() {
+    let gw = gateway("hold_timeout_secs = 2\n");
+    gw.admin(&["room", "add", "--number", "3000"]);
+    gw.admin(&["user", "add", "holder", "--password", PHONE_PASSWORD]);
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut call = sipua::call(gw.sip, "holder", PHONE_PASSWORD, "3000", rtp.local_addr().unwrap()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 1), "{}", gw.log());
+    call.hold(rtp.local_addr().unwrap()).unwrap();
+    // On hold no RTP is due, so the RTP timeout never fires; the hold timeout does.
+    assert!(call.wait_for_bye(Duration::from_secs(10)), "no BYE for the held call\n{}", gw.log());
+    let record = e2e::room::wait_for_record(&gw, "hold-timeout");
+    assert_eq!(record["room_number"], "3000");
+}
+
+#[test]
+fn an_http_client_that_never_finishes_its_request_is_disconnected() {
+    use std::io::{Read, Write};
+    let gw = gateway("");
+    let mut slow = std::net::TcpStream::connect(gw.http).unwrap();
+    slow.write_all(b"GET /api/v1/rooms HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = matches!(slow.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "the connection stays open");
+    assert!(started.elapsed() < Duration::from_secs(25), "closed by the header deadline, not the test's");
+}

@@ -106,35 +106,84 @@ impl PinEntry {
     }
 }
 
-/// Wrong PINs per source address within a window.
+/// Who is guessing: a caller's address, or for calls through a trunk (which all come from the
+/// carrier's few addresses) the trunk and the caller ID, so one PSTN caller cannot lock out a
+/// whole carrier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PinSource {
+    Address(IpAddr),
+    Caller { trunk: String, caller: String },
+}
+
+/// Why PIN entry is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinBlock {
+    /// This source used up its wrong PINs.
+    Source,
+    /// The room had too many wrong PINs from everyone together: someone is guessing from many
+    /// addresses. The room refuses PIN callers (a lock, never a leak) until the window passes.
+    Room,
+}
+
+/// Sources and rooms tracked at most; past it, the oldest are forgotten first.
+const MAX_TRACKED: usize = 65_536;
+
+/// Wrong PINs per source and per room, each within a window counted from its last failure.
 #[derive(Debug)]
 pub struct PinGuard {
     limit: u32,
+    /// 0: rooms are not limited as a whole.
+    room_limit: u32,
     window: Duration,
-    sources: HashMap<IpAddr, (u32, Instant)>,
+    sources: HashMap<PinSource, (u32, Instant)>,
+    rooms: HashMap<String, (u32, Instant)>,
+    next_sweep: Option<Instant>,
 }
 
 impl PinGuard {
-    pub fn new(limit: u32, window: Duration) -> PinGuard {
-        PinGuard { limit, window, sources: HashMap::new() }
+    pub fn new(limit: u32, room_limit: u32, window: Duration) -> PinGuard {
+        PinGuard {
+            limit,
+            room_limit,
+            window,
+            sources: HashMap::new(),
+            rooms: HashMap::new(),
+            next_sweep: None,
+        }
     }
 
-    /// True while `source` has used up its wrong PINs.
-    pub fn blocked(&mut self, now: Instant, source: IpAddr) -> bool {
+    /// Whether `source` may try PINs for `room` now.
+    pub fn blocked(&mut self, now: Instant, source: &PinSource, room: &str) -> Option<PinBlock> {
         self.forget_old(now);
-        self.sources.get(&source).is_some_and(|&(count, _)| count >= self.limit)
+        if self.sources.get(source).is_some_and(|&(count, _)| count >= self.limit) {
+            return Some(PinBlock::Source);
+        }
+        let room_full = self.rooms.get(room).is_some_and(|&(count, _)| count >= self.room_limit);
+        (self.room_limit > 0 && room_full).then_some(PinBlock::Room)
     }
 
-    pub fn failure(&mut self, now: Instant, source: IpAddr) {
+    pub fn failure(&mut self, now: Instant, source: PinSource, room: &str) {
         self.forget_old(now);
-        let entry = self.sources.entry(source).or_insert((0, now));
-        entry.0 += 1;
-        entry.1 = now;
+        let count = |map_len: usize| map_len < MAX_TRACKED;
+        if count(self.sources.len()) || self.sources.contains_key(&source) {
+            let entry = self.sources.entry(source).or_insert((0, now));
+            *entry = (entry.0 + 1, now);
+        }
+        if count(self.rooms.len()) || self.rooms.contains_key(room) {
+            let entry = self.rooms.entry(room.to_string()).or_insert((0, now));
+            *entry = (entry.0 + 1, now);
+        }
     }
 
+    /// At most once a second: entries whose window has passed go.
     fn forget_old(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_sweep = Some(now + Duration::from_secs(1));
         let window = self.window;
-        self.sources.retain(|_, &mut (_, last)| now.duration_since(last) < window);
+        self.sources.retain(|_, &mut (_, last)| now.saturating_duration_since(last) < window);
+        self.rooms.retain(|_, &mut (_, last)| now.saturating_duration_since(last) < window);
     }
 }
 
@@ -206,18 +255,43 @@ mod tests {
     #[test]
     fn a_source_is_blocked_after_the_limit_until_the_window_passes() {
         let t0 = t0();
-        let ip: IpAddr = [192, 0, 2, 1].into();
-        let other: IpAddr = [192, 0, 2, 2].into();
-        let mut guard = PinGuard::new(3, Duration::from_secs(600));
+        let ip = PinSource::Address([192, 0, 2, 1].into());
+        let other = PinSource::Address([192, 0, 2, 2].into());
+        let mut guard = PinGuard::new(3, 0, Duration::from_secs(600));
         for i in 0..3 {
-            assert!(!guard.blocked(t0, ip));
-            guard.failure(t0 + Duration::from_secs(i), ip);
+            assert_eq!(guard.blocked(t0, &ip, "1000"), None);
+            guard.failure(t0 + Duration::from_secs(i), ip.clone(), "1000");
         }
-        assert!(guard.blocked(t0 + Duration::from_secs(10), ip));
-        assert!(!guard.blocked(t0 + Duration::from_secs(10), other));
-        assert!(
-            !guard.blocked(t0 + Duration::from_secs(602), ip),
+        assert_eq!(guard.blocked(t0 + Duration::from_secs(10), &ip, "2000"), Some(PinBlock::Source));
+        assert_eq!(guard.blocked(t0 + Duration::from_secs(10), &other, "1000"), None);
+        assert_eq!(
+            guard.blocked(t0 + Duration::from_secs(602), &ip, "1000"),
+            None,
             "the window is counted from the last failure"
         );
+    }
+
+    #[test]
+    fn callers_through_a_trunk_are_told_apart_by_caller_id() {
+        let t0 = t0();
+        let caller = |id: &str| PinSource::Caller { trunk: "carrier".into(), caller: id.into() };
+        let mut guard = PinGuard::new(2, 0, Duration::from_secs(600));
+        guard.failure(t0, caller("+15550001"), "1000");
+        guard.failure(t0, caller("+15550001"), "1000");
+        assert_eq!(guard.blocked(t0, &caller("+15550001"), "1000"), Some(PinBlock::Source));
+        assert_eq!(guard.blocked(t0, &caller("+15550002"), "1000"), None, "the carrier's other callers");
+    }
+
+    #[test]
+    fn a_room_guessed_at_from_many_addresses_locks_until_the_window_passes() {
+        let t0 = t0();
+        let mut guard = PinGuard::new(10, 5, Duration::from_secs(600));
+        for host in 1..=5u8 {
+            guard.failure(t0, PinSource::Address([198, 51, 100, host].into()), "1000");
+        }
+        let newcomer = PinSource::Address([203, 0, 113, 9].into());
+        assert_eq!(guard.blocked(t0, &newcomer, "1000"), Some(PinBlock::Room));
+        assert_eq!(guard.blocked(t0, &newcomer, "2000"), None, "other rooms are not touched");
+        assert_eq!(guard.blocked(t0 + Duration::from_secs(601), &newcomer, "1000"), None);
     }
 }

@@ -17,6 +17,8 @@ pub enum Cause {
     /// The phone hung up.
     Normal,
     RtpTimeout,
+    /// On hold longer than `rtp.hold_timeout_secs`.
+    HoldTimeout,
     PinFailed,
     SessionExpired,
     /// Our 2xx was never acknowledged.
@@ -36,6 +38,7 @@ impl Cause {
         match self {
             Cause::Normal => "normal",
             Cause::RtpTimeout => "rtp-timeout",
+            Cause::HoldTimeout => "hold-timeout",
             Cause::PinFailed => "wrong-pin",
             Cause::SessionExpired => "session-expired",
             Cause::NoAck => "no-ack",

@@ -128,6 +128,11 @@ pub enum MediaEvent {
     RtpTimeout {
         id: ParticipantId,
     },
+    /// On hold for longer than the configured time: a held call must not keep its slot and
+    /// ports forever.
+    HoldTimeout {
+        id: ParticipantId,
+    },
     Stats {
         id: ParticipantId,
         stats: LegStats,
@@ -149,6 +154,7 @@ impl Media {
     pub fn start(
         rate: u32,
         rtp_timeout: Duration,
+        hold_timeout: Option<Duration>,
         source_policy: SourcePolicy,
         metrics: &Metrics,
     ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
@@ -165,6 +171,7 @@ impl Media {
             rooms: HashMap::new(),
             legs: HashMap::new(),
             rtp_timeout,
+            hold_timeout,
             source_policy,
             foreign_packets: metrics.rtp_foreign_packets.clone(),
             tick_seconds: metrics.mixer_tick_seconds.clone(),
@@ -204,7 +211,8 @@ struct WorkerLeg {
     foreign_reported: u64,
     last_rtp: Instant,
     timed_out: bool,
-    on_hold: bool,
+    /// Since when the leg is on hold (None: not on hold).
+    on_hold: Option<Instant>,
     next_rtcp: Instant,
     next_stats: Instant,
 }
@@ -216,6 +224,7 @@ struct Worker {
     rooms: HashMap<String, Room>,
     legs: HashMap<ParticipantId, WorkerLeg>,
     rtp_timeout: Duration,
+    hold_timeout: Option<Duration>,
     source_policy: SourcePolicy,
     foreign_packets: Counter,
     tick_seconds: Histogram,
@@ -303,7 +312,11 @@ impl Worker {
                         *remote = Some(new);
                     }
                 }
-                leg.on_hold = on_hold;
+                leg.on_hold = match (on_hold, leg.on_hold) {
+                    (true, Some(since)) => Some(since),
+                    (true, None) => Some(now),
+                    (false, _) => None,
+                };
                 leg.last_rtp = now;
                 leg.timed_out = false;
                 room.conference.set_on_hold(leg.leg, on_hold);
@@ -376,7 +389,7 @@ impl Worker {
                 foreign_reported: 0,
                 last_rtp: now,
                 timed_out: false,
-                on_hold: false,
+                on_hold: None,
                 next_rtcp: now + RTCP_INTERVAL,
                 next_stats: now + STATS_INTERVAL,
             },
@@ -537,9 +550,16 @@ impl Worker {
                     emit(&self.events, MediaEvent::Stats { id, stats, foreign_packets });
                 }
             }
-            if !leg.on_hold && !leg.timed_out && now.duration_since(leg.last_rtp) >= self.rtp_timeout {
+            if leg.on_hold.is_none() && !leg.timed_out && now.duration_since(leg.last_rtp) >= self.rtp_timeout
+            {
                 leg.timed_out = true;
                 emit(&self.events, MediaEvent::RtpTimeout { id });
+            }
+            let held_too_long =
+                leg.on_hold.zip(self.hold_timeout).is_some_and(|(since, limit)| now - since >= limit);
+            if held_too_long && !leg.timed_out {
+                leg.timed_out = true;
+                emit(&self.events, MediaEvent::HoldTimeout { id });
             }
         }
     }

@@ -1,6 +1,9 @@
 //! Digest authentication of requests from desk phones (RFC 3261 §22, RFC 7616) against the
 //! HA1 values stored for each user.
 
+use std::sync::PoisonError;
+use std::time::Instant;
+
 use rsip::prelude::*;
 use rsip::{Header, StatusCode};
 use sip_stack::digest::{DigestResponse, VerifyError};
@@ -32,10 +35,20 @@ pub async fn authenticate(
             return Err(reply(StatusCode::Other(400, "Malformed Authorization".into())));
         }
     };
+    // One lock around the throttle's state; held for a look-up, never across an await.
+    let throttle = || ctx.auth.lock().unwrap_or_else(PoisonError::into_inner);
+    let refused = throttle().refused(Instant::now(), from.addr.ip(), &credentials.username);
+    if let Some(whose) = refused {
+        tracing::info!(username = %credentials.username, src = %from.addr, ?whose, "{method} refused: too many failed attempts");
+        ctx.shared.metrics.sip_auth_throttled.inc();
+        return Err(reply(StatusCode::Forbidden));
+    }
+    let failed = || throttle().failed(Instant::now(), from.addr.ip(), &credentials.username);
     let user = match ctx.shared.storage.user(&credentials.username).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             tracing::info!(username = %credentials.username, src = %from.addr, %method, "{method} from an unknown user");
+            failed();
             return Err(reply(StatusCode::Forbidden));
         }
         Err(e) => {
@@ -57,6 +70,7 @@ pub async fn authenticate(
         }
         Err(e) => {
             tracing::info!(username = %credentials.username, src = %from.addr, error = %e, "{method} refused");
+            failed();
             Err(reply(StatusCode::Forbidden))
         }
     }

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::calls::new_branch;
 use super::core::Core;
 use crate::calls::ivr::check_pin;
+use crate::calls::ivr::PinSource;
 use crate::calls::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
 use crate::media::{Audience, LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
@@ -118,7 +119,8 @@ impl Core {
         }
         let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
         let moderator = if has_pin {
-            if self.calls.guard.blocked(now, source.ip()) {
+            let guessing = PinSource::Address(source.ip());
+            if self.calls.guard.blocked(now, &guessing, &room.number).is_some() {
                 return Err(JoinRefused::Blocked);
             }
             let entered = pin.unwrap_or_default();
@@ -126,7 +128,7 @@ impl Core {
                 Some(moderator) => moderator,
                 None => {
                     tracing::info!(room = %room.number, %source, "browser: wrong PIN");
-                    self.calls.guard.failure(now, source.ip());
+                    self.calls.guard.failure(now, guessing, &room.number);
                     return Err(JoinRefused::WrongPin);
                 }
             }

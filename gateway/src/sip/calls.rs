@@ -31,7 +31,7 @@ use super::browsers::Browser;
 use super::core::{new_tag, Core, ALLOW};
 use super::dialout::Dialing;
 use super::invite::{self, Admission};
-use crate::calls::ivr::{PinEntry, PinGuard, PinStep};
+use crate::calls::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::config::SrtpMode;
 use crate::media::ports::PortPair;
@@ -211,7 +211,7 @@ enum Outgoing {
 }
 
 impl Calls {
-    pub fn new(pin_failures: u32, pin_window: Duration) -> Calls {
+    pub fn new(pin_failures: u32, pin_room_failures: u32, pin_window: Duration) -> Calls {
         Calls {
             calls: HashMap::new(),
             by_dialog: HashMap::new(),
@@ -222,7 +222,7 @@ impl Calls {
             browsers: HashMap::new(),
             star: HashSet::new(),
             next_id: 1,
-            guard: PinGuard::new(pin_failures, pin_window),
+            guard: PinGuard::new(pin_failures, pin_room_failures, pin_window),
         }
     }
 
@@ -397,8 +397,16 @@ impl Core {
             return refuse(self, StatusCode::BusyHere, "room full");
         }
         let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
-        if has_pin && self.calls.guard.blocked(now, from.addr.ip()) {
-            return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this address");
+        let from_uri = request.envelope.from.uri.to_string();
+        let guessing = pin_source(&user, &from_uri, from.addr.ip());
+        match has_pin.then(|| self.calls.guard.blocked(now, &guessing, &room.number)).flatten() {
+            Some(PinBlock::Source) => {
+                return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this caller")
+            }
+            Some(PinBlock::Room) => {
+                return refuse(self, StatusCode::Forbidden, "too many wrong PINs for this room")
+            }
+            None => {}
         }
         // An INVITE without a body asks us to offer; the answer comes in the ACK (RFC 3261
         // §13.2.1, "late offer", common with trunks and PBXes).
@@ -416,6 +424,7 @@ impl Core {
         let policy = SessionTimerPolicy {
             min_se: 90,
             session_expires: self.ctx.shared.config.conference.session_expires_secs,
+            max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
         };
         let timer = session_timer::negotiate_uas(&request.request, &policy);
         if let UasDecision::TooSmall { .. } = timer {
@@ -682,7 +691,11 @@ impl Core {
         push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
         push_header(&mut response, Header::Allow(ALLOW.into()));
         if let Some(session) = &mut call.session {
-            let policy = SessionTimerPolicy { min_se: 90, session_expires: call.session_interval };
+            let policy = SessionTimerPolicy {
+                min_se: 90,
+                session_expires: call.session_interval,
+                max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
+            };
             if let UasDecision::Use { interval, refresher, .. } =
                 session_timer::negotiate_uas(&request.request, &policy)
             {
@@ -916,17 +929,17 @@ impl Core {
 
     fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
-        let source = call.peer.addr.ip();
+        let source = pin_source(&call.user, &call.from_uri, call.peer.addr.ip());
         match step {
             PinStep::More => {}
             PinStep::Wrong { left } => {
                 tracing::info!(participant = %id, left, "wrong PIN");
-                self.calls.guard.failure(now, source);
+                self.calls.guard.failure(now, source, &call.room.number);
                 self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.wrong_pin.clone()));
             }
             PinStep::Failed => {
                 tracing::info!(participant = %id, "wrong PIN, no attempts left: goodbye");
-                self.calls.guard.failure(now, source);
+                self.calls.guard.failure(now, source, &call.room.number);
                 call.stage = Stage::Goodbye;
                 self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.goodbye.clone()));
             }
@@ -973,6 +986,10 @@ impl Core {
                 tracing::info!(participant = %id, "no RTP: hanging up");
                 self.end_call(id, Cause::RtpTimeout, true);
                 self.end_browser(id, Cause::RtpTimeout, true);
+            }
+            MediaEvent::HoldTimeout { id } => {
+                tracing::info!(participant = %id, "on hold too long: hanging up");
+                self.end_call(id, Cause::HoldTimeout, true);
             }
             MediaEvent::Stats { id, stats, foreign_packets } => {
                 let (room, codec, lost_reported, figures) =
@@ -1461,6 +1478,19 @@ fn info_digit(request: &InboundRequest) -> Option<char> {
     }
 }
 
+/// Who a wrong PIN counts against: a trunk's caller by caller ID (the From user), anyone else
+/// by address.
+fn pin_source(user: &str, from_uri: &str, addr: IpAddr) -> PinSource {
+    match user.strip_prefix("trunk:") {
+        Some(trunk) => {
+            let caller = from_uri.split_once(':').map_or(from_uri, |(_, rest)| rest);
+            let caller = caller.split(['@', ';']).next().unwrap_or("");
+            PinSource::Caller { trunk: trunk.to_string(), caller: caller.to_string() }
+        }
+        None => PinSource::Address(addr),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1486,5 +1516,15 @@ mod tests {
         assert_eq!(info_digit(&info("application/dtmf", "7")), Some('7'));
         assert_eq!(info_digit(&info("text/plain", "7")), None);
         assert_eq!(info_digit(&info("application/dtmf-relay", "Duration=160")), None);
+    }
+
+    #[test]
+    fn trunk_callers_count_by_caller_id_and_phones_by_address() {
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        assert_eq!(
+            pin_source("trunk:carrier", "sip:+15551230000@carrier.example;user=phone", ip),
+            PinSource::Caller { trunk: "carrier".into(), caller: "+15551230000".into() }
+        );
+        assert_eq!(pin_source("alice", "sip:alice@192.0.2.7", ip), PinSource::Address(ip));
     }
 }

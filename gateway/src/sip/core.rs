@@ -22,7 +22,7 @@ use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
-use crate::limits::{Rate, RateLimit};
+use crate::limits::{AuthThrottle, Rate, RateLimit};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
 use crate::media::{Media, MediaEvent};
@@ -59,6 +59,8 @@ pub struct Context {
     pub shared: Arc<Shared>,
     /// One lock around the digest server's whole state (its nonce counts).
     pub digest: Arc<Mutex<DigestServer>>,
+    /// Digest failures per source and per user (`[limits] auth_failures_*`).
+    pub auth: Arc<Mutex<AuthThrottle>>,
     pub commands: mpsc::Sender<Command>,
 }
 
@@ -136,12 +138,21 @@ pub async fn run(
     let conference = &shared.config.conference;
     let calls = Calls::new(
         conference.pin_failures_per_source,
+        conference.pin_failures_per_room,
         Duration::from_secs(u64::from(conference.pin_block_secs)),
     );
     let rtp = &shared.config.rtp;
     let ports = Ports::new(rtp.address, rtp.port_min, rtp.port_max);
     let mut core = Core {
-        ctx: Context { shared: shared.clone(), digest: Arc::new(Mutex::new(digest)), commands },
+        ctx: Context {
+            shared: shared.clone(),
+            digest: Arc::new(Mutex::new(digest)),
+            auth: Arc::new(Mutex::new(AuthThrottle::new(
+                limits.auth_failures_per_source,
+                limits.auth_failures_per_user,
+            ))),
+            commands,
+        },
         layer,
         transports,
         trunks,

@@ -34,11 +34,14 @@ pub struct SessionTimerPolicy {
     pub min_se: u32,
     /// The interval asked for when the peer proposes none.
     pub session_expires: u32,
+    /// The longest interval granted: a longer request is reduced to it (§9), so a session
+    /// nobody refreshes cannot hold its resources for days. The peer's own Min-SE still wins.
+    pub max_session_expires: u32,
 }
 
 impl Default for SessionTimerPolicy {
     fn default() -> SessionTimerPolicy {
-        SessionTimerPolicy { min_se: 90, session_expires: 1800 }
+        SessionTimerPolicy { min_se: 90, session_expires: 1800, max_session_expires: 7200 }
     }
 }
 
@@ -122,7 +125,7 @@ pub fn negotiate_uas(invite: &Request, policy: &SessionTimerPolicy) -> UasDecisi
         Some((interval, _)) if interval < policy.min_se && uac_supports => {
             return UasDecision::TooSmall { min_se: policy.min_se };
         }
-        Some((interval, refresher)) => (interval.max(floor), refresher),
+        Some((interval, refresher)) => (interval.min(policy.max_session_expires).max(floor), refresher),
         None => (policy.session_expires.max(floor), None),
     };
     // §9: without a choice in the request, the UAC refreshes if it can, else we do.
@@ -235,6 +238,18 @@ mod tests {
         assert_eq!(
             negotiate_uas(&invite("Supported: timer\r\nSession-Expires: 300\r\nMin-SE: 400\r\n"), &policy),
             UasDecision::Use { interval: 400, refresher: Refresher::Uac, require_timer: true }
+        );
+        // A day asked for: reduced to the policy's longest (§9), but never below the UAC's Min-SE.
+        assert_eq!(
+            negotiate_uas(&invite("Supported: timer\r\nSession-Expires: 86400\r\n"), &policy),
+            UasDecision::Use { interval: 7200, refresher: Refresher::Uac, require_timer: true }
+        );
+        assert_eq!(
+            negotiate_uas(
+                &invite("Supported: timer\r\nSession-Expires: 4294967295\r\nMin-SE: 9000\r\n"),
+                &policy
+            ),
+            UasDecision::Use { interval: 9000, refresher: Refresher::Uac, require_timer: true }
         );
         let headers = UasDecision::Use { interval: 600, refresher: Refresher::Uas, require_timer: true }
             .response_headers();

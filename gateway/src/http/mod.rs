@@ -19,10 +19,13 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use self::deadlines::WithDeadlines;
 use crate::api::{authorize, bearer, same_secret, Access, ApiError};
 use crate::config::HttpConfig;
 use crate::sip::tls::{self, TlsError};
 use crate::state::Shared;
+
+mod deadlines;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,14 +63,14 @@ pub async fn bind(config: &HttpConfig) -> Result<HttpListener, BindError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, TcpListener>> for Client {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Client {
+impl Connected<IncomingStream<'_, WithDeadlines<TcpListener>>> for Client {
+    fn connect_info(stream: IncomingStream<'_, WithDeadlines<TcpListener>>) -> Client {
         Client(*stream.remote_addr())
     }
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for Client {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Client {
+impl Connected<IncomingStream<'_, WithDeadlines<TlsListener>>> for Client {
+    fn connect_info(stream: IncomingStream<'_, WithDeadlines<TlsListener>>) -> Client {
         Client(*stream.remote_addr())
     }
 }
@@ -110,8 +113,8 @@ pub async fn serve(listener: HttpListener, shared: Arc<Shared>) {
         tracing::info!(%addr, scheme, "HTTP listening");
     }
     let result = match tls {
-        None => serve_on(tcp, shared).await,
-        Some(acceptor) => serve_on(TlsListener::start(tcp, acceptor), shared).await,
+        None => serve_on(WithDeadlines(tcp), shared).await,
+        Some(acceptor) => serve_on(WithDeadlines(TlsListener::start(tcp, acceptor)), shared).await,
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server failed");

@@ -1,0 +1,124 @@
+//! Deadlines on an HTTP connection's reads, which hyper leaves unset when axum serves: a
+//! client must send its first request's header section within [`HEADER_TIMEOUT`] (slowloris
+//! and idle sockets hold nothing for long), and a connection that sends nothing for
+//! [`IDLE_TIMEOUT`] is closed (join pages answer the server's pings every 15 s).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep, Instant, Sleep};
+
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A listener whose connections carry [`Deadlines`].
+pub struct WithDeadlines<L>(pub L);
+
+impl<L: Listener> Listener for WithDeadlines<L> {
+    type Io = Deadlines<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        (Deadlines::new(io), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A stream whose reads fail with `TimedOut` past its deadline.
+pub struct Deadlines<S> {
+    inner: S,
+    deadline: Pin<Box<Sleep>>,
+    /// Until the first header section ends: the last bytes seen, to find `\r\n\r\n` across reads.
+    head: Option<[u8; 3]>,
+}
+
+impl<S> Deadlines<S> {
+    fn new(inner: S) -> Deadlines<S> {
+        Deadlines { inner, deadline: Box::pin(sleep(HEADER_TIMEOUT)), head: Some([0; 3]) }
+    }
+}
+
+/// Whether `tail` (the three bytes before) and `new` hold `\r\n\r\n`; updates `tail`.
+fn ends_head(tail: &mut [u8; 3], new: &[u8]) -> bool {
+    let mut window = Vec::with_capacity(3 + new.len());
+    window.extend_from_slice(tail);
+    window.extend_from_slice(new);
+    let found = window.windows(4).any(|w| w == b"\r\n\r\n");
+    tail.copy_from_slice(&window[window.len() - 3..]);
+    found
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let this = &mut *self;
+                let new = &buf.filled()[before..];
+                if let Some(tail) = &mut this.head {
+                    if ends_head(tail, new) {
+                        this.head = None;
+                    }
+                }
+                // Any bytes keep a connection alive, but only a whole header section ends the
+                // header deadline.
+                if this.head.is_none() && !new.is_empty() {
+                    this.deadline.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                ready!(self.deadline.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "HTTP client too slow or idle")))
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_header_section_is_found_across_reads() {
+        let mut tail = [0u8; 3];
+        assert!(!ends_head(&mut tail, b"GET / HTTP/1.1\r\nHost: x\r\n\r"));
+        assert!(ends_head(&mut tail, b"\n"));
+        let mut tail = [0u8; 3];
+        assert!(!ends_head(&mut tail, b"\r"));
+        assert!(!ends_head(&mut tail, b"\n"));
+        assert!(!ends_head(&mut tail, b"\r"));
+        assert!(ends_head(&mut tail, b"\nbody"));
+        let mut tail = [0u8; 3];
+        assert!(!ends_head(&mut tail, b""));
+        assert!(!ends_head(&mut tail, b"\r\n\r"));
+    }
+}
