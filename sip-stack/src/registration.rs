@@ -7,9 +7,11 @@
 //!
 //! It authenticates (401/407), refreshes before the granted expiry, follows `423 Interval Too
 //! Brief`, re-registers with the public address the registrar saw (`received`/`rport`), and
-//! after a failure retries with exponential backoff and jitter, forever. Only a refusal of the
-//! credentials (`403`, or a fresh challenge answered and challenged again) stops it, in
-//! [`RegState::Rejected`], until it is started again.
+//! after a failure retries with exponential backoff and jitter, forever. A refusal of the
+//! credentials (`403`, or a fresh challenge answered and challenged again) moves it to
+//! [`RegState::Rejected`], which tries again only slowly ([`REJECTED_RETRY_FIRST`], doubling
+//! to [`REJECTED_RETRY_MAX`]): carriers send transient 403s, but a wrong password must not
+//! hammer the registrar.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +23,14 @@ use rsip::{Header, Request, Response};
 use crate::digest::{ChallengeOutcome, DigestClient};
 use crate::rng::Rng;
 use crate::transport::Transport;
+
+/// After a refusal of the credentials, the first new attempt waits this long…
+pub const REJECTED_RETRY_FIRST: Duration = Duration::from_secs(600);
+/// …and later ones double up to this.
+pub const REJECTED_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// A registrar's `Retry-After` is taken up to this (a huge value must not park the trunk, nor
+/// overflow the clock).
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
 /// What to register, where, and how.
 #[derive(Debug, Clone)]
@@ -66,9 +76,11 @@ pub enum RegState {
         next_attempt: Instant,
         last_error: String,
     },
-    /// The registrar refused the credentials; nothing more is sent until restarted.
+    /// The registrar refused the credentials; the next attempt, slow, is at `next_attempt`.
     Rejected {
         reason: String,
+        rejections: u32,
+        next_attempt: Instant,
     },
     Unregistering,
     Unregistered,
@@ -128,6 +140,8 @@ pub struct RegistrationClient {
     expires: u32,
     /// Failed attempts since the last success: the backoff exponent.
     failures: u32,
+    /// Refusals of the credentials since the last success: the slow retry's exponent.
+    rejections: u32,
     in_flight: Option<u32>,
     timer: Option<Instant>,
     requests: VecDeque<Request>,
@@ -152,6 +166,7 @@ impl RegistrationClient {
             answering_fresh_challenge: false,
             expires,
             failures: 0,
+            rejections: 0,
             in_flight: None,
             timer: None,
             requests: VecDeque::new(),
@@ -171,6 +186,7 @@ impl RegistrationClient {
     pub fn start(&mut self, now: Instant) {
         self.digest.reset();
         self.failures = 0;
+        self.rejections = 0;
         self.send_register(now, self.expires);
         self.set_state(RegState::Registering);
     }
@@ -211,6 +227,12 @@ impl RegistrationClient {
                 self.send_register(now, self.expires);
                 self.set_state(RegState::Registering);
             }
+            // A fresh start for the credentials: new challenge, new nonce count.
+            RegState::Rejected { .. } => {
+                self.digest.reset();
+                self.send_register(now, self.expires);
+                self.set_state(RegState::Registering);
+            }
             _ => {}
         }
     }
@@ -238,7 +260,7 @@ impl RegistrationClient {
                     self.fail(now, format!("{code} with no usable challenge"), None);
                 }
             }
-            403 => self.reject(format!("403 {}", reason(response))),
+            403 => self.reject(now, format!("403 {}", reason(response))),
             423 => {
                 // §10.2.8: ask again with at least Min-Expires.
                 let min = response.headers.iter().find_map(|h| match h {
@@ -298,6 +320,7 @@ impl RegistrationClient {
             }
         }
         self.failures = 0;
+        self.rejections = 0;
         let granted = self.granted_expires(response).max(1);
         // Refresh at 90 % of the granted time, and at least 5 s before it runs out.
         let granted_d = Duration::from_secs(u64::from(granted));
@@ -349,10 +372,13 @@ impl RegistrationClient {
         // Credentials made for a challenge we had just received, challenged again without
         // `stale`: the username or password is wrong. Retrying would only hammer the server.
         if self.answering_fresh_challenge && !stale {
-            self.reject(format!(
-                "{} after answering a fresh challenge: credentials refused",
-                response.status_code.code()
-            ));
+            self.reject(
+                now,
+                format!(
+                    "{} after answering a fresh challenge: credentials refused",
+                    response.status_code.code()
+                ),
+            );
             return false;
         }
         match self.digest.on_challenges(values) {
@@ -363,16 +389,21 @@ impl RegistrationClient {
                 true
             }
             Ok(ChallengeOutcome::Rejected) => {
-                self.reject("challenged again with the same nonce: credentials refused".into());
+                self.reject(now, "challenged again with the same nonce: credentials refused".into());
                 false
             }
             Err(_) => false,
         }
     }
 
-    fn reject(&mut self, reason: String) {
-        self.timer = None;
-        self.set_state(RegState::Rejected { reason });
+    fn reject(&mut self, now: Instant, reason: String) {
+        self.rejections = self.rejections.saturating_add(1);
+        let rejections = self.rejections;
+        let wait =
+            REJECTED_RETRY_FIRST.saturating_mul(1u32 << (rejections - 1).min(8)).min(REJECTED_RETRY_MAX);
+        let next_attempt = now + wait;
+        self.timer = Some(next_attempt);
+        self.set_state(RegState::Rejected { reason, rejections, next_attempt });
     }
 
     fn fail(&mut self, now: Instant, error: String, retry_after: Option<Duration>) {
@@ -381,7 +412,7 @@ impl RegistrationClient {
         let exp = self.config.retry_base.saturating_mul(1u32 << (failures - 1).min(16));
         let base = exp.min(self.config.retry_max);
         let jitter = 0.8 + 0.4 * self.rng.unit();
-        let delay = retry_after.unwrap_or_else(|| base.mul_f64(jitter));
+        let delay = retry_after.map_or_else(|| base.mul_f64(jitter), |r| r.min(RETRY_AFTER_MAX));
         let next_attempt = now + delay;
         self.timer = Some(next_attempt);
         self.set_state(RegState::Retrying { failures, next_attempt, last_error: error });

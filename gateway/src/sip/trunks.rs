@@ -143,7 +143,9 @@ impl Trunks {
                     local,
                     user_agent: Some(user_agent.to_string()),
                     retry_base: Duration::from_secs(2),
-                    retry_max: Duration::from_secs(300),
+                    // After an outage of any length, registered again within a minute of the
+                    // registrar answering: 45 s at most between tries (±20 %).
+                    retry_max: Duration::from_secs(45),
                     // Over TCP the source port the registrar sees is our connection's, not a listener.
                     learn_public_address: public.is_none() && transport == Transport::Udp,
                 };
@@ -405,8 +407,9 @@ fn log_state(name: &str, state: &RegState) {
             let wait = next_attempt.saturating_duration_since(Instant::now());
             tracing::warn!(trunk = %name, failures, retry_in = ?wait, error = %last_error, "trunk registration failed; retrying");
         }
-        RegState::Rejected { reason } => {
-            tracing::error!(trunk = %name, %reason, "trunk credentials rejected; not retrying until the configuration changes");
+        RegState::Rejected { reason, next_attempt, .. } => {
+            let wait = next_attempt.saturating_duration_since(Instant::now());
+            tracing::error!(trunk = %name, %reason, retry_in = ?wait, "trunk credentials rejected; trying again slowly");
         }
         other => tracing::info!(trunk = %name, state = other.name(), "trunk state"),
     }
@@ -429,7 +432,10 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
             view.next_attempt_ms = Some(instant_to_unix_ms(*next_attempt, now));
             view.detail = Some(last_error.clone());
         }
-        RegState::Rejected { reason } => view.detail = Some(reason.clone()),
+        RegState::Rejected { reason, next_attempt, .. } => {
+            view.next_attempt_ms = Some(instant_to_unix_ms(*next_attempt, now));
+            view.detail = Some(reason.clone());
+        }
         RegState::Unregistered => view.registered_until_ms = None,
         _ => {}
     }

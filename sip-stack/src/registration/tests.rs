@@ -154,10 +154,52 @@ fn wrong_password_is_rejected_without_a_retry_loop() {
     }
     assert!(matches!(client.state(), RegState::Rejected { .. }), "{:?}", client.state());
     assert_eq!(client.poll_request(), None);
-    assert_eq!(client.poll_timeout(), None, "nothing scheduled: no retry loop");
-    // Starting again (new configuration) tries again.
-    client.start(t0 + Duration::from_secs(60));
+    // No retry loop: the next attempt is ten minutes away, and each refusal doubles the wait
+    // up to an hour.
+    let mut at = t0;
+    for wait in [600, 1200, 2400, 3600, 3600] {
+        assert_eq!(client.poll_timeout(), Some(at + Duration::from_secs(wait)), "after {wait} s");
+        at += Duration::from_secs(wait);
+        client.handle_timeout(at);
+        assert_eq!(client.state().name(), "registering");
+        for _ in 0..2 {
+            let request = client.poll_request().unwrap();
+            client.handle_response(at, &registrar.answer(&request, 0, 300));
+        }
+        assert_eq!(client.state().name(), "rejected");
+    }
+    // Starting again (new configuration) tries again at once.
+    client.start(at);
     assert!(client.poll_request().is_some());
+}
+
+#[test]
+fn a_transient_403_is_tried_again_and_registers() {
+    let (t0, mut registrar) = (t0(), Registrar::new("secret"));
+    let mut client = RegistrationClient::new(config(), 9);
+    client.start(t0);
+    let request = client.poll_request().unwrap();
+    client.handle_response(t0, &reply(&request, 403, None, &[]));
+    let RegState::Rejected { next_attempt, .. } = client.state().clone() else {
+        panic!("{:?}", client.state())
+    };
+    assert_eq!(next_attempt, t0 + Duration::from_secs(600));
+    client.handle_timeout(next_attempt);
+    for _ in 0..2 {
+        let request = client.poll_request().unwrap();
+        client.handle_response(next_attempt, &registrar.answer(&request, 600, 300));
+    }
+    assert_eq!(client.state().name(), "registered");
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_does_not_overflow() {
+    let t0 = t0();
+    let mut client = RegistrationClient::new(config(), 10);
+    client.start(t0);
+    let request = client.poll_request().unwrap();
+    client.handle_response(t0, &reply(&request, 503, None, &["Retry-After: 18446744073709551615".into()]));
+    assert_eq!(client.poll_timeout(), Some(t0 + RETRY_AFTER_MAX));
 }
 
 #[test]
@@ -167,7 +209,7 @@ fn forbidden_is_rejected() {
     client.start(t0);
     let request = client.poll_request().unwrap();
     client.handle_response(t0, &reply(&request, 403, None, &[]));
-    assert!(matches!(client.state(), RegState::Rejected { reason } if reason.starts_with("403")));
+    assert!(matches!(client.state(), RegState::Rejected { reason, .. } if reason.starts_with("403")));
 }
 
 #[test]
