@@ -1,0 +1,159 @@
+//! A soak generator: participants that keep joining and leaving a room for a long time, each
+//! call authenticated and streaming a PCMU tone from its own socket, while the gateway's
+//! resident memory and open descriptors are read from `/proc` every ten seconds. What must
+//! hold: both stay flat, and every call is answered and hears the room.
+//!
+//! ```sh
+//! soak --gateway 127.0.0.1:5060 --room 1000 --users 200 --password secret --minutes 30 --pid PID
+//! ```
+//! `ops/soak.sh` starts a release gateway, creates the users and the room, and runs it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::sipua::{self, ToneStream};
+
+struct Options {
+    gateway: SocketAddr,
+    room: String,
+    users: usize,
+    prefix: String,
+    password: String,
+    minutes: u64,
+    pid: u32,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        gateway: "127.0.0.1:5060".parse().unwrap(),
+        room: "1000".into(),
+        users: 200,
+        prefix: "soak".into(),
+        password: "soak-password".into(),
+        minutes: 30,
+        pid: 0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--gateway" => o.gateway = value.parse().map_err(|_| format!("bad address {value}"))?,
+            "--room" => o.room = value.clone(),
+            "--users" => o.users = value.parse().map_err(bad)?,
+            "--prefix" => o.prefix = value.clone(),
+            "--password" => o.password = value.clone(),
+            "--minutes" => o.minutes = value.parse().map_err(bad)?,
+            "--pid" => o.pid = value.parse().map_err(bad)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if o.pid == 0 {
+        return Err("--pid of the gateway is needed to read its memory".into());
+    }
+    Ok(o)
+}
+
+/// Resident memory in KiB and open descriptors of `pid`.
+fn sample(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    (rss, fds)
+}
+
+#[derive(Default)]
+struct Counts {
+    calls: AtomicU64,
+    failed: AtomicU64,
+    silent: AtomicU64,
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(o.minutes * 60);
+    let counts = Arc::new(Counts::default());
+    let mut threads = Vec::new();
+    for i in 0..o.users {
+        let (user, password, room, gateway) =
+            (format!("{}{i}", o.prefix), o.password.clone(), o.room.clone(), o.gateway);
+        let counts = counts.clone();
+        threads.push(std::thread::spawn(move || {
+            // Staggered: calls last 5 to 34 s, so the room's membership keeps changing.
+            let mut n = i as u64;
+            while Instant::now() < deadline {
+                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let length = Duration::from_secs(5 + (n >> 33) % 30);
+                let Ok(rtp) = UdpSocket::bind("127.0.0.1:0") else { continue };
+                let local = rtp.local_addr().expect("bound");
+                match sipua::call(gateway, &user, &password, &room, local) {
+                    Ok(call) => {
+                        let heard = ToneStream::new(n as u32, 300.0 + (i % 40) as f64 * 50.0).play(
+                            &rtp,
+                            call.gateway_rtp,
+                            length.min(deadline.saturating_duration_since(Instant::now())),
+                        );
+                        counts.calls.fetch_add(1, Ordering::Relaxed);
+                        if heard.len() < 10 {
+                            counts.silent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if call.hang_up().is_err() {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{user}: {e}");
+                        counts.failed.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        }));
+    }
+    println!("minute,rss_kib,fds,calls,failed,silent");
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while Instant::now() < deadline {
+        let (rss, fds) = sample(o.pid);
+        let c = &counts;
+        let (calls, failed, silent) = (
+            c.calls.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.silent.load(Ordering::Relaxed),
+        );
+        println!("{:.1},{rss},{fds},{calls},{failed},{silent}", start.elapsed().as_secs_f64() / 60.0);
+        samples.push((rss, fds));
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let (rss, fds) = sample(o.pid);
+    let max_rss = samples.iter().map(|s| s.0).max().unwrap_or(0);
+    let max_fds = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let first = samples.get(1).copied().unwrap_or((0, 0));
+    println!(
+        "summary: calls {} failed {} silent {}; RSS KiB at 10 s {} max {} after {}; fds at 10 s {} max {} after {}",
+        counts.calls.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.silent.load(Ordering::Relaxed),
+        first.0,
+        max_rss,
+        rss,
+        first.1,
+        max_fds,
+        fds
+    );
+}
