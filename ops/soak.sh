@@ -5,13 +5,19 @@
 # ten seconds (tests/src/bin/soak.rs). Builds release binaries and runs a gateway with SQLite
 # in a temporary directory.
 #   bash ops/soak.sh [MINUTES] [PARTICIPANTS]
+# PROFILE=dev uses the binaries `cargo build` made (no release build; slower media code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-30}
 users=${2:-200}
 
-cargo build --release -p gateway -p e2e --bin gateway --bin soak
-bin=target/release
+if [ "${PROFILE:-release}" = dev ]; then
+    cargo build -p gateway -p e2e --bin gateway --bin soak
+    bin=target/debug
+else
+    cargo build --release -p gateway -p e2e --bin gateway --bin soak
+    bin=target/release
+fi
 work=$(mktemp -d /tmp/gateway-soak.XXXXXX)
 trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
