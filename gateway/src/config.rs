@@ -521,7 +521,14 @@ impl Config {
         if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
             return key("sip.udp", "no SIP listener: give at least one UDP or TCP address".into());
         }
+        if self.rtp.relearn_after_ms < 500 {
+            return key(
+                "rtp.relearn_after_ms",
+                "expected at least 500: shorter lets a stranger take over a pause".into(),
+            );
+        }
         for (name, value) in [
+            ("webrtc.max_pages_per_source", self.webrtc.max_pages_per_source),
             ("limits.connections", self.limits.connections),
             ("limits.connections_per_source", self.limits.connections_per_source),
             ("limits.pending_requests", self.limits.pending_requests),

@@ -199,9 +199,13 @@ impl AuthThrottle {
         (!self.users.has_token(now, &user.to_string())).then_some(Throttled::User)
     }
 
-    pub fn failed(&mut self, now: Instant, source: IpAddr, user: &str) {
+    /// A failure from `source`; `user` when the account exists (a wrong password). Names that
+    /// exist nowhere count against the source only, so they cannot fill the table.
+    pub fn failed(&mut self, now: Instant, source: IpAddr, user: Option<&str>) {
         self.sources.take(now, source);
-        self.users.take(now, user.to_string());
+        if let Some(user) = user {
+            self.users.take(now, user.to_string());
+        }
     }
 }
 
@@ -237,13 +241,13 @@ mod tests {
         let guesser: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(throttle.refused(t0, guesser, "alice"), None);
-            throttle.failed(t0, guesser, "alice");
+            throttle.failed(t0, guesser, Some("alice"));
         }
         assert_eq!(throttle.refused(t0, guesser, "bob"), Some(Throttled::Source));
         // Others guessing alice's password: two more failures empty her bucket too.
         for host in 2..4u8 {
             let other = IpAddr::from([198, 51, 100, host]);
-            throttle.failed(t0, other, "alice");
+            throttle.failed(t0, other, Some("alice"));
         }
         let phone: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(throttle.refused(t0, phone, "alice"), Some(Throttled::User));
@@ -251,6 +255,10 @@ mod tests {
         // A minute later a fifth of the burst is back: her phone gets in.
         assert_eq!(throttle.refused(t0 + Duration::from_secs(13), phone, "alice"), None);
         assert_eq!(AuthThrottle::new(0, 0).refused(t0, guesser, "alice"), None, "0 is no limit");
+        // Unknown names count against their source only.
+        let mut throttle = AuthThrottle::new(100, 1);
+        throttle.failed(t0, guesser, None);
+        assert_eq!(throttle.refused(t0, phone, "nobody"), None);
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //!   SSRC, with consecutive sequence numbers (RFC 3550 §A.1's idea of a valid source);
 //! - once learnt, packets from any other address are dropped and counted;
 //! - another address replaces the learnt one only after the learnt one has been silent for
-//!   [`SourcePolicy::relearn_after`] and the newcomer has passed probation (a phone that really
-//!   moves, a NAT binding that changed);
+//!   [`SourcePolicy::relearn_after`], never while the call is on hold, and only with the learnt
+//!   stream's own SSRC and a probation run (a phone whose NAT binding changed keeps its SSRC;
+//!   a stranger does not know it unless he can read the stream anyway);
+//! - a packet from the SDP's address always wins at once, so a stranger who raced the phone
+//!   to the port loses it to the phone's first packet;
 //! - RTCP is taken only from the learnt address, the port above it, or where the SDP said.
 //!
 //! On SRTP legs the caller feeds only packets that authenticated, so nobody without the key
@@ -59,8 +62,8 @@ struct Candidate {
 enum State {
     /// Nothing learnt yet; `expected` is the SDP's address.
     Learning { expected: Option<SocketAddr>, candidate: Option<Candidate> },
-    /// `source` is the peer; `last_seen` its latest packet.
-    Locked { source: SocketAddr, last_seen: Instant, candidate: Option<Candidate> },
+    /// `source` is the peer, sending `ssrc`; `last_seen` its latest packet.
+    Locked { source: SocketAddr, ssrc: u32, last_seen: Instant, candidate: Option<Candidate> },
 }
 
 /// One leg's source guard.
@@ -68,23 +71,41 @@ enum State {
 pub struct SourceGuard {
     policy: SourcePolicy,
     state: State,
+    /// The address the SDP named: its packets are always taken.
+    expected: Option<SocketAddr>,
+    /// On hold: the phone may be silent for long, so nobody new is learnt.
+    held: bool,
     foreign: u64,
 }
 
 impl SourceGuard {
     /// A guard for a leg whose SDP named `expected` (None: no usable address, or on hold).
     pub fn new(policy: SourcePolicy, expected: Option<SocketAddr>) -> SourceGuard {
-        SourceGuard { policy, state: State::Learning { expected, candidate: None }, foreign: 0 }
+        SourceGuard {
+            policy,
+            state: State::Learning { expected, candidate: None },
+            expected,
+            held: false,
+            foreign: 0,
+        }
     }
 
     /// The SDP now names `expected` (a re-INVITE that moved the media): learn again, taking a
     /// packet from there at once. The same address as before changes nothing.
     pub fn expect(&mut self, expected: SocketAddr) {
+        if self.expected == Some(expected) {
+            return;
+        }
+        self.expected = Some(expected);
         match self.state {
-            State::Learning { expected: Some(e), .. } if e == expected => {}
             State::Locked { source, .. } if source == expected => {}
             _ => self.state = State::Learning { expected: Some(expected), candidate: None },
         }
+    }
+
+    /// The call went on hold (or came back): while held, nobody new is learnt.
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// The learnt source, if any.
@@ -102,39 +123,39 @@ impl SourceGuard {
 
     /// An RTP packet (already authenticated on SRTP legs) from `from`.
     pub fn check_rtp(&mut self, now: Instant, from: SocketAddr, ssrc: u32, seq: u16) -> Verdict {
+        let locked = State::Locked { source: from, ssrc, last_seen: now, candidate: None };
         if !self.policy.strict {
-            return match self.state {
-                State::Locked { source, .. } if source == from => {
-                    self.state = State::Locked { source, last_seen: now, candidate: None };
-                    Verdict::Accept
-                }
-                _ => {
-                    self.state = State::Locked { source: from, last_seen: now, candidate: None };
-                    Verdict::Learned
-                }
-            };
+            let same = matches!(self.state, State::Locked { source, .. } if source == from);
+            self.state = locked;
+            return if same { Verdict::Accept } else { Verdict::Learned };
         }
         let probation = self.policy.probation.max(1);
+        let (expected, held, relearn_after) = (self.expected, self.held, self.policy.relearn_after);
         match &mut self.state {
             State::Learning { expected, candidate } => {
                 if *expected == Some(from) || serve(candidate, from, ssrc, seq, probation) {
-                    self.state = State::Locked { source: from, last_seen: now, candidate: None };
+                    self.state = locked;
                     return Verdict::Learned;
                 }
                 Verdict::Drop
             }
-            State::Locked { source, last_seen, candidate } => {
+            State::Locked { source, ssrc: locked_ssrc, last_seen, candidate } => {
                 if *source == from {
-                    *last_seen = now;
-                    *candidate = None;
+                    // The peer may change its SSRC (a new stream after a re-INVITE).
+                    (*locked_ssrc, *last_seen, *candidate) = (ssrc, now, None);
                     return Verdict::Accept;
                 }
-                let silent = now.saturating_duration_since(*last_seen) >= self.policy.relearn_after;
-                if silent && serve(candidate, from, ssrc, seq, probation) {
-                    self.state = State::Locked { source: from, last_seen: now, candidate: None };
+                if expected == Some(from) {
+                    self.state = locked;
                     return Verdict::Learned;
                 }
-                if !silent {
+                let silent = now.saturating_duration_since(*last_seen) >= relearn_after;
+                let may_move = silent && !held && ssrc == *locked_ssrc;
+                if may_move && serve(candidate, from, ssrc, seq, probation) {
+                    self.state = locked;
+                    return Verdict::Learned;
+                }
+                if !may_move {
                     *candidate = None;
                 }
                 self.foreign += 1;
@@ -268,18 +289,57 @@ mod tests {
     fn a_phone_that_moves_is_followed_after_the_old_address_falls_silent() {
         let t0 = origin();
         let policy = SourcePolicy::default();
-        let mut g = SourceGuard::new(policy, Some(addr(PHONE)));
-        g.check_rtp(t0, addr(PHONE), 7, 0);
-        let moved = addr("192.0.2.10:4444");
+        // Behind NAT: the SDP names a private address; the binding's address is learnt.
+        let mut g = SourceGuard::new(policy, Some(addr("10.0.0.5:4000")));
+        let old = addr("198.51.100.7:31000");
+        for seq in 0..4 {
+            g.check_rtp(t0, old, 7, seq);
+        }
+        let moved = addr("198.51.100.7:31888");
         // Too early: the old address spoke 1 s ago.
         let early = t0 + Duration::from_secs(1);
-        for seq in 1..=10 {
+        for seq in 4..=10 {
             assert_eq!(g.check_rtp(early, moved, 7, seq), Verdict::Drop);
         }
         let late = t0 + policy.relearn_after;
         let verdicts: Vec<Verdict> = (11..=14).map(|s| g.check_rtp(late, moved, 7, s)).collect();
         assert_eq!(verdicts, [Verdict::Drop, Verdict::Drop, Verdict::Drop, Verdict::Learned]);
-        assert_eq!(g.check_rtp(late, addr(PHONE), 7, 1), Verdict::Drop, "the old address is foreign now");
+        assert_eq!(g.check_rtp(late, old, 7, 15), Verdict::Drop, "the old address is foreign now");
+    }
+
+    #[test]
+    fn a_stranger_cannot_take_over_a_silent_or_held_call() {
+        let t0 = origin();
+        let nat = addr("198.51.100.7:31000");
+        let mut g = SourceGuard::new(SourcePolicy::default(), Some(addr("10.0.0.5:4000")));
+        for seq in 0..4 {
+            g.check_rtp(t0, nat, 7, seq);
+        }
+        assert_eq!(g.source(), Some(nat));
+        // The phone falls silent (VAD) for ten seconds: a stranger's own stream is not taken.
+        let later = t0 + Duration::from_secs(10);
+        for seq in 0..50 {
+            assert_eq!(g.check_rtp(later, addr(ROGUE), 99, seq), Verdict::Drop);
+        }
+        // On hold, not even a stream with the phone's SSRC is.
+        g.set_held(true);
+        for seq in 100..150 {
+            assert_eq!(g.check_rtp(later, addr(ROGUE), 7, seq), Verdict::Drop);
+        }
+        g.set_held(false);
+        assert_eq!(g.check_rtp(later, nat, 7, 4), Verdict::Accept, "the phone resumes");
+    }
+
+    #[test]
+    fn the_sdp_address_wins_back_a_port_a_stranger_raced_for() {
+        let t0 = origin();
+        let mut g = SourceGuard::new(SourcePolicy::default(), Some(addr(PHONE)));
+        for seq in 0..4 {
+            g.check_rtp(t0, addr(ROGUE), 99, seq);
+        }
+        assert_eq!(g.source(), Some(addr(ROGUE)), "the stranger was first");
+        assert_eq!(g.check_rtp(t0, addr(PHONE), 7, 0), Verdict::Learned);
+        assert_eq!(g.check_rtp(t0, addr(ROGUE), 99, 4), Verdict::Drop);
     }
 
     #[test]

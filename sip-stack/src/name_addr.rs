@@ -75,7 +75,7 @@ impl NameAddr {
             if bytes.get(i) != Some(&b'<') {
                 return Err(NameAddrError::BadUri);
             }
-        } else if let Some(open) = raw.find('<') {
+        } else if let Some(open) = angle_before_params(raw) {
             // Tokens before the `<` are the display name (`token1 token2 <sip:…>`).
             let name = raw[..open].trim();
             if name.contains('"') {
@@ -137,6 +137,21 @@ impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
     }
+}
+
+/// Where the `<` of a name-addr is: outside quotes and before any `;` (a `<` after one is in a
+/// parameter of an addr-spec, `sip:a@h;+sip.instance="<urn:…>"`).
+fn angle_before_params(raw: &str) -> Option<usize> {
+    let mut quoted = false;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => return Some(i),
+            b';' if !quoted => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `*( LWS ";" LWS name [ LWS "=" LWS value ] )` to the end of `raw`, from byte `i`.
@@ -289,6 +304,9 @@ mod tests {
             NameAddr::parse("<sip:a@example.com>;received=[2001:db8::1];x=host.example.com:5060").unwrap();
         assert_eq!(c.param("received").unwrap().value.as_deref(), Some("[2001:db8::1]"));
         assert_eq!(c.param("x").unwrap().value.as_deref(), Some("host.example.com:5060"));
+        let c = NameAddr::parse(r#"sip:a@h.example;+sip.instance="<urn:uuid:1>";reg-id=1"#).unwrap();
+        assert_eq!(c.uri.to_string(), "sip:a@h.example");
+        assert_eq!(c.param("+sip.instance").unwrap().unquoted().unwrap(), "<urn:uuid:1>");
         let c = NameAddr::parse("sip:bob@example.com;tag=abc").unwrap();
         assert_eq!(c.uri.to_string(), "sip:bob@example.com");
         assert_eq!(c.tag(), Some("abc"));

@@ -1,11 +1,14 @@
-//! Deadlines on an HTTP connection's reads, which hyper leaves unset when axum serves: a
-//! client must send its first request's header section within [`HEADER_TIMEOUT`] (slowloris
-//! and idle sockets hold nothing for long), and a connection that sends nothing for
-//! [`IDLE_TIMEOUT`] is closed (join pages answer the server's pings every 15 s).
+//! Bounds on HTTP connections, which hyper leaves unset when axum serves: a client must send
+//! its first request's header section within [`HEADER_TIMEOUT`] (slowloris and idle sockets
+//! hold nothing for long), a connection that sends nothing for [`IDLE_TIMEOUT`] is closed (join
+//! pages answer the server's pings every 15 s), and one address holds at most
+//! [`PER_SOURCE`] connections (trusted proxies, which carry everyone, are exempt).
 
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -13,23 +16,47 @@ use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep, Instant, Sleep};
 
+use crate::limits::{SourceSlot, SourceSlots};
+
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const PER_SOURCE: usize = 64;
 
-/// A listener whose connections carry [`Deadlines`].
-pub struct WithDeadlines<L>(pub L);
+/// A listener whose connections carry [`Deadlines`] and a per-source slot.
+pub struct WithDeadlines<L> {
+    inner: L,
+    slots: Arc<SourceSlots>,
+    exempt: Vec<IpAddr>,
+}
 
-impl<L: Listener> Listener for WithDeadlines<L> {
+impl<L> WithDeadlines<L> {
+    pub fn new(inner: L, exempt: Vec<IpAddr>) -> WithDeadlines<L> {
+        WithDeadlines { inner, slots: SourceSlots::new(PER_SOURCE), exempt }
+    }
+}
+
+impl<L: Listener<Addr = SocketAddr>> Listener for WithDeadlines<L> {
     type Io = Deadlines<L::Io>;
-    type Addr = L::Addr;
+    type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (Deadlines::new(io), addr)
+        loop {
+            let (io, addr) = self.inner.accept().await;
+            let slot = if self.exempt.contains(&addr.ip()) {
+                None
+            } else {
+                match self.slots.try_take(addr.ip()) {
+                    Some(slot) => Some(slot),
+                    // Dropping the stream closes it.
+                    None => continue,
+                }
+            };
+            return (Deadlines::new(io, slot), addr);
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 }
 
@@ -37,13 +64,21 @@ impl<L: Listener> Listener for WithDeadlines<L> {
 pub struct Deadlines<S> {
     inner: S,
     deadline: Pin<Box<Sleep>>,
-    /// Until the first header section ends: the last bytes seen, to find `\r\n\r\n` across reads.
-    head: Option<[u8; 3]>,
+    /// Until the first header section ends: the last bytes seen, to find `\r\n\r\n` across
+    /// reads, and whether anything but line ends came yet (blank lines do not end a head).
+    head: Option<([u8; 3], bool)>,
+    /// Given back when the connection closes.
+    _slot: Option<SourceSlot>,
 }
 
 impl<S> Deadlines<S> {
-    fn new(inner: S) -> Deadlines<S> {
-        Deadlines { inner, deadline: Box::pin(sleep(HEADER_TIMEOUT)), head: Some([0; 3]) }
+    fn new(inner: S, slot: Option<SourceSlot>) -> Deadlines<S> {
+        Deadlines {
+            inner,
+            deadline: Box::pin(sleep(HEADER_TIMEOUT)),
+            head: Some(([0; 3], false)),
+            _slot: slot,
+        }
     }
 }
 
@@ -68,8 +103,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<S> {
             Poll::Ready(Ok(())) => {
                 let this = &mut *self;
                 let new = &buf.filled()[before..];
-                if let Some(tail) = &mut this.head {
-                    if ends_head(tail, new) {
+                if let Some((tail, begun)) = &mut this.head {
+                    *begun |= new.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+                    if ends_head(tail, new) && *begun {
                         this.head = None;
                     }
                 }

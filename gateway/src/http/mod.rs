@@ -29,6 +29,8 @@ mod deadlines;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes under way at once.
+const MAX_HANDSHAKES: usize = 256;
 /// Handshaken connections waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
@@ -108,13 +110,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// Serves until shutdown begins.
 pub async fn serve(listener: HttpListener, shared: Arc<Shared>) {
     let HttpListener { tcp, tls } = listener;
+    let proxies = shared.config.http.trusted_proxies.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Ok(addr) = tcp.local_addr() {
         tracing::info!(%addr, scheme, "HTTP listening");
     }
     let result = match tls {
-        None => serve_on(WithDeadlines(tcp), shared).await,
-        Some(acceptor) => serve_on(WithDeadlines(TlsListener::start(tcp, acceptor)), shared).await,
+        None => serve_on(WithDeadlines::new(tcp, proxies), shared).await,
+        Some(acceptor) => {
+            serve_on(WithDeadlines::new(TlsListener::start(tcp, acceptor), proxies), shared).await
+        }
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server failed");
@@ -143,6 +148,7 @@ impl TlsListener {
     fn start(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
         let local = tcp.local_addr();
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -154,8 +160,14 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Handshakes cost CPU and a task each: past the bound a new one is closed.
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many HTTPS handshakes at once: closed");
+                    continue;
+                };
                 let (acceptor, ready) = (acceptor.clone(), ready_tx.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = ready.send((tls, peer)).await;

@@ -312,6 +312,7 @@ impl Worker {
                         *remote = Some(new);
                     }
                 }
+                leg.source.set_held(on_hold);
                 leg.on_hold = match (on_hold, leg.on_hold) {
                     (true, Some(since)) => Some(since),
                     (true, None) => Some(now),

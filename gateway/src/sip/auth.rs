@@ -43,12 +43,12 @@ pub async fn authenticate(
         ctx.shared.metrics.sip_auth_throttled.inc();
         return Err(reply(StatusCode::Forbidden));
     }
-    let failed = || throttle().failed(Instant::now(), from.addr.ip(), &credentials.username);
+    let failed = |user: Option<&str>| throttle().failed(Instant::now(), from.addr.ip(), user);
     let user = match ctx.shared.storage.user(&credentials.username).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             tracing::info!(username = %credentials.username, src = %from.addr, %method, "{method} from an unknown user");
-            failed();
+            failed(None);
             return Err(reply(StatusCode::Forbidden));
         }
         Err(e) => {
@@ -70,7 +70,7 @@ pub async fn authenticate(
         }
         Err(e) => {
             tracing::info!(username = %credentials.username, src = %from.addr, error = %e, "{method} refused");
-            failed();
+            failed(Some(&credentials.username));
             Err(reply(StatusCode::Forbidden))
         }
     }

@@ -437,6 +437,7 @@ async fn read_frames(
         };
         last_read = tokio::time::Instant::now();
         framer.push(&buf[..n]);
+        let mut completed = false;
         loop {
             match framer.next_frame() {
                 Ok(None) => break,
@@ -446,6 +447,7 @@ async fn read_frames(
                     }
                 }
                 Ok(Some(Frame::Message(bytes))) => {
+                    completed = true;
                     if tx.send(Inbound::Stream { conn, transport, src, bytes }).await.is_err() {
                         return;
                     }
@@ -457,10 +459,12 @@ async fn read_frames(
                 }
             }
         }
+        // What is left is the start of a message that began in this read if one completed
+        // in it (a busy stream never ends a read on a boundary), else the same as before.
         partial_since = match (framer.pending(), partial_since) {
             (0, _) => None,
-            (_, Some(since)) => Some(since),
-            (_, None) => Some(last_read),
+            (_, Some(since)) if !completed => Some(since),
+            _ => Some(last_read),
         };
     }
 }

@@ -66,13 +66,16 @@ impl Storage {
                started_at, answered_at, ended_at, cause, codec, node)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {on_conflict}"
         );
+        // Values from the network; PostgreSQL refuses a NUL in text, which would make the
+        // write fail on every retry.
+        let text = |s: &str| s.replace('\0', "\u{fffd}");
         sqlx::query(&sql)
-            .bind(&r.leg_id)
-            .bind(&r.call_id)
+            .bind(text(&r.leg_id))
+            .bind(text(&r.call_id))
             .bind(r.direction.as_str())
-            .bind(&r.from_uri)
-            .bind(&r.to_uri)
-            .bind(&r.room_number)
+            .bind(text(&r.from_uri))
+            .bind(text(&r.to_uri))
+            .bind(r.room_number.as_deref().map(text))
             .bind(r.started_at_ms)
             .bind(r.answered_at_ms)
             .bind(r.ended_at_ms)
@@ -184,6 +187,18 @@ mod tests {
             assert_eq!(all[1], out);
             assert_eq!(db.call_records(Some("1000"), 10).await.unwrap(), [record("a", Some("1000"), 1_000)]);
             assert_eq!(db.call_records(None, 1).await.unwrap().len(), 1);
+            guard.cleanup(db).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn values_with_nul_bytes_from_the_network_are_written() {
+        for (db, guard) in databases().await {
+            let mut r = record("nul", None, 1_000);
+            r.call_id = "call\0id".into();
+            r.from_uri = "sip:\0@h".into();
+            db.write_call_record(&r).await.unwrap();
+            assert_eq!(db.call_records(None, 1).await.unwrap()[0].call_id, "call\u{fffd}id");
             guard.cleanup(db).await;
         }
     }
