@@ -204,8 +204,9 @@ impl ToneStream {
     }
 }
 
-/// Sends a request and returns its final response (one whose CSeq is the request's).
-fn exchange(socket: &UdpSocket, to: SocketAddr, message: &str) -> anyhow::Result<String> {
+/// Sends a request over UDP and returns its final response (one whose CSeq is the
+/// request's), waiting at most 5 s; `socket` needs a read timeout.
+pub fn exchange(socket: &UdpSocket, to: SocketAddr, message: &str) -> anyhow::Result<String> {
     let cseq = header(message, "CSeq").unwrap_or("").to_string();
     socket.send_to(message.as_bytes(), to)?;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -233,7 +234,8 @@ fn answer(request: &str, status: &str) -> String {
     format!("SIP/2.0 {status}\r\n{}\r\nContent-Length: 0\r\n\r\n", copied.join("\r\n"))
 }
 
-fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+/// The value of the first header called `name` (case-insensitive) in a message's text.
+pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     message.split("\r\n").find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())

@@ -5,8 +5,9 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::sipua::{self, header};
 use e2e::Gateway;
 use sip_stack::digest::Challenge;
 
@@ -66,34 +67,14 @@ impl Phone {
         format!("{}\r\n\r\n{body}", lines.join("\r\n"))
     }
 
-    /// Sends `message` and returns the final response (provisional ones are skipped).
+    /// Sends `message` and returns its final response (provisional ones are skipped).
     fn exchange(&self, message: &str) -> String {
-        self.socket.send_to(message.as_bytes(), self.gateway).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut buf = vec![0u8; 65_535];
-        while Instant::now() < deadline {
-            let Ok(n) = self.socket.recv(&mut buf) else { continue };
-            let response = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if response.starts_with("SIP/2.0 1") {
-                continue;
-            }
-            if response.starts_with("SIP/2.0 ") {
-                return response;
-            }
-        }
-        panic!("no final response to:\n{message}");
+        sipua::exchange(&self.socket, self.gateway, message).unwrap_or_else(|e| panic!("{e}:\n{message}"))
     }
 }
 
 fn status(response: &str) -> u16 {
     response[8..11].parse().unwrap()
-}
-
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    response.split("\r\n").find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 #[test]
