@@ -1,11 +1,14 @@
-//! `gateway run`: start every listener, serve until SIGINT/SIGTERM, shut down cleanly.
+//! `gateway run`: start every listener, serve until SIGINT/SIGTERM, shut down cleanly; on
+//! SIGHUP read the config file again and apply its trunks and prompts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use mixer::source::SourcePolicy;
 use tokio::task::JoinSet;
 
+use crate::calls::Control;
 use crate::config::Config;
 use crate::media::prompts::Prompts;
 use crate::media::Media;
@@ -21,7 +24,10 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for tasks to finish before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Reads the configuration again, as start-up read it (file, environment, command line).
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let mut storage = Storage::connect(&config.database.url, config.database.max_connections)
         .await
         .context("opening the database")?;
@@ -61,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.spawn(heartbeat(shared.clone()));
     tracing::info!("gateway ready");
 
-    wait_for_signal().await?;
+    signals(&shared, &reload).await?;
     tracing::info!("shutting down: refusing new calls");
     shared.begin_shutdown();
     // Calls in progress are hung up and their records written by their own tasks as they see
@@ -76,20 +82,71 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Serves signals until SIGTERM or SIGINT: SIGHUP reloads.
+async fn signals(shared: &Arc<Shared>, reload: &Reload) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // What the last reload applied (start-up's configuration at first).
+    let mut applied = shared.config.clone();
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM");
+                return Ok(());
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT");
+                return Ok(());
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reading the configuration again");
+                match apply(shared, reload, &applied).await {
+                    Ok(config) => applied = config,
+                    Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e:#}"),
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+/// Reads and checks the configuration, then hands its trunks and prompts to call control.
+/// Nothing is applied unless all of it loads. Other changed tables are named: they take
+/// effect at the next restart.
+async fn apply(shared: &Arc<Shared>, reload: &Reload, applied: &Config) -> anyhow::Result<Config> {
+    let config = reload()?;
+    let prompts = Prompts::load(&config.prompts, shared.config.conference.mix_rate)?;
+    let running = &shared.config;
+    let restart_only = [
+        ("sip", running.sip != config.sip),
+        ("http", running.http != config.http),
+        ("rtp", running.rtp != config.rtp),
+        ("database", running.database != config.database),
+        ("log", running.log != config.log),
+        ("conference", running.conference != config.conference),
+        ("webrtc", running.webrtc != config.webrtc),
+        ("limits", running.limits != config.limits),
+    ];
+    for (table, _) in restart_only.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(table = %format!("[{table}]"), "changed in the configuration: takes effect at the next restart");
+    }
+    if config.trunks != applied.trunks {
+        let names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
+        shared.storage.retain_trunks(&names).await.context("pruning trunk status")?;
+    }
+    let trunks = config.trunks.clone();
+    shared
+        .control
+        .send(Control::Reload { trunks, prompts })
+        .await
+        .map_err(|_| anyhow::anyhow!("call control has stopped"))?;
+    Ok(config)
 }
 
 /// Records this node as alive every [`HEARTBEAT`] until shutdown, and drops expired
 /// registrations (a phone that vanished leaves no row behind).
-async fn heartbeat(shared: std::sync::Arc<Shared>) {
+async fn heartbeat(shared: Arc<Shared>) {
     let mut shutdown = std::pin::pin!(shared.shutdown_signal());
     let mut every = tokio::time::interval(HEARTBEAT);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -28,11 +28,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file: Some(file) } => Some(file.clone()),
         _ => cli.config.clone(),
     };
-    let mut config = Config::load(config_path.as_deref())?;
-    if let Some(url) = &cli.database {
-        config.database.url = url.clone();
-        config.validate()?;
-    }
+    let database = cli.database.clone();
+    // Start-up and every SIGHUP read the configuration the same way.
+    let load = move || -> anyhow::Result<Config> {
+        let mut config = Config::load(config_path.as_deref())?;
+        if let Some(url) = &database {
+            config.database.url = url.clone();
+            config.validate()?;
+        }
+        Ok(config)
+    };
+    let mut config = load()?;
     if let Some(format) = cli.log_format {
         config.log.format = format;
     }
@@ -43,7 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Run => runtime.block_on(app::run(config)),
+        Command::Run => runtime.block_on(app::run(config, Box::new(load))),
         Command::CheckConfig { .. } => {
             println!("configuration OK");
             println!("{config:#?}");

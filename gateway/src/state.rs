@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::calls::{Control, RoomEvent};
-use crate::config::Config;
+use crate::config::{Config, TrunkConfig};
 use crate::limits::SourceSlots;
 use crate::metrics::Metrics;
 use crate::sip::trunks::TrunkView;
@@ -24,6 +24,8 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     /// One lock around every trunk's published state.
     trunks: Mutex<Vec<TrunkView>>,
+    /// The `[[trunk]]` tables in force: those of `config` until a reload (`SIGHUP`) changes them.
+    trunk_configs: Mutex<Arc<[TrunkConfig]>>,
     /// Requests from the API to call control.
     pub control: mpsc::Sender<Control>,
     /// The receiving end, taken once by the SIP core.
@@ -49,6 +51,7 @@ impl Shared {
         let config_pages_per_source = config.webrtc.max_pages_per_source;
         let sip_connections = Arc::new(Semaphore::new(config.limits.connections));
         let sip_connections_by_source = SourceSlots::new(config.limits.connections_per_source);
+        let trunk_configs = Mutex::new(config.trunks.clone().into());
         Arc::new(Shared {
             config,
             metrics: Metrics::new(),
@@ -56,6 +59,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             shutdown,
             trunks: Mutex::new(Vec::new()),
+            trunk_configs,
             control,
             control_rx: Mutex::new(Some(control_rx)),
             room_events: Mutex::new(HashMap::new()),
@@ -105,6 +109,20 @@ impl Shared {
             Some(t) => *t = view,
             None => trunks.push(view),
         }
+    }
+
+    /// Forgets a trunk taken out of the configuration.
+    pub fn remove_trunk_view(&self, name: &str) {
+        self.trunks.lock().unwrap_or_else(|p| p.into_inner()).retain(|t| t.name != name);
+    }
+
+    /// The trunks in force (the config file's, as last loaded).
+    pub fn trunk_configs(&self) -> Arc<[TrunkConfig]> {
+        self.trunk_configs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_trunk_configs(&self, trunks: &[TrunkConfig]) {
+        *self.trunk_configs.lock().unwrap_or_else(|p| p.into_inner()) = trunks.into();
     }
 
     pub fn trunk_views(&self) -> Vec<TrunkView> {

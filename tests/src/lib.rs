@@ -182,6 +182,13 @@ impl Gateway {
         }
     }
 
+    /// Sends SIGHUP: the gateway reads its config file again.
+    pub fn reload(&self) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM and waits (at most 20 s) for the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
 use e2e::kamailio::Kamailio;
-use e2e::{cli, http_get, wait_until, Gateway};
+use e2e::{cli, http_get, wait_until, write_tone_wav, Gateway};
 use serde_json::Value;
 
 fn trunk_config(kamailio: &Kamailio, password: &str, expires: u32) -> String {
@@ -148,4 +148,104 @@ fn registers_over_tcp_on_one_connection() {
     wait_trunk(&gw, Duration::from_secs(5), "reachable", |t| t["reachable"] == true);
     let (_, metrics) = http_get(gw.http, "/metrics").unwrap();
     assert!(metrics.contains("gateway_sip_tcp_connections 1"), "{metrics}");
+}
+
+/// The tone shares (dB) of `frequencies` in the phone's recording's last `seconds`.
+fn heard(phone: &e2e::baresip::Baresip, frequencies: &[f64], seconds: f64) -> Vec<f64> {
+    let recording = phone.recordings("dec.wav");
+    assert_eq!(recording.len(), 1, "{}", phone.log());
+    e2e::room::tones_heard(&recording[0], frequencies, seconds)
+}
+
+#[test]
+fn sighup_swaps_trunks_and_prompts_and_keeps_the_calls() {
+    use e2e::room::{dial, gateway, joined, phone};
+    let mut old_carrier = Kamailio::new("registrar", "carrier-secret").unwrap();
+    old_carrier.start().unwrap();
+    let mut new_carrier = Kamailio::new("registrar", "mcu-secret").unwrap();
+    new_carrier.start().unwrap();
+
+    // The PIN prompt is a 700 Hz tone at first, 1300 Hz after the reload.
+    let gw = gateway("");
+    let (old_prompt, new_prompt) = (gw.dir.path().join("old.wav"), gw.dir.path().join("new.wav"));
+    write_tone_wav(&old_prompt, 8000, 700.0, 4).unwrap();
+    write_tone_wav(&new_prompt, 8000, 1300.0, 4).unwrap();
+    let config_path = gw.dir.path().join("gateway.toml");
+    let base = std::fs::read_to_string(&config_path).unwrap();
+    let old_trunk = trunk_config(&old_carrier, "carrier-secret", 300);
+    let config = |prompt: &str, trunks: &str, extra: &str| {
+        format!("{base}{extra}\n[prompts]\nenter_pin = \"{prompt}\"\n{trunks}")
+    };
+    std::fs::write(&config_path, config("old.wav", &old_trunk, "")).unwrap();
+    // The gateway read the file without these: it takes them on the first reload.
+    gw.reload();
+    wait_trunk(&gw, Duration::from_secs(10), "registered", |t| t["state"] == "registered");
+    assert!(old_carrier.bindings().contains("+15551230000"), "{}", old_carrier.bindings());
+
+    // A call is going on.
+    gw.admin(&["room", "add", "--number", "3000"]);
+    gw.admin(&["room", "add", "--number", "4000", "--pin", "2468"]);
+    let mut alice = phone(&gw, "alice", 500.0, "PCMU/8000/1", &[]);
+    let mut bob = phone(&gw, "bob", 1100.0, "PCMU/8000/1", &[]);
+    dial(&mut alice, &gw, "3000");
+    dial(&mut bob, &gw, "3000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 2), "{}", gw.log());
+
+    // The carrier goes, an MCU's trunk (its own registrar) comes, the prompt changes; and a table that only a
+    // restart applies changes too.
+    let new_trunk = format!(
+        "[[trunk]]\nname = \"mcu\"\nproxy = \"sip:{}\"\nusername = \"+15551230000\"\n\
+         auth_username = \"acct-42\"\npassword = \"mcu-secret\"\n",
+        new_carrier.addr
+    );
+    let (alice_events, bob_events) = (alice.events.len(), bob.events.len());
+    std::fs::write(&config_path, config("new.wav", &new_trunk, "[conference]\npin_attempts = 5")).unwrap();
+    gw.reload();
+    let trunks = || -> Vec<Value> {
+        let (_, body) = http_get(gw.http, "/api/v1/trunks").unwrap();
+        serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().clone()
+    };
+    let swapped = wait_until(Duration::from_secs(10), || {
+        let t = trunks();
+        t.len() == 1 && t[0]["name"] == "mcu" && t[0]["state"] == "registered"
+    });
+    assert!(swapped, "{:?}\n{}", trunks(), gw.log());
+    assert!(new_carrier.bindings().contains("+15551230000"), "{}", new_carrier.bindings());
+    // The old carrier's binding was taken back, not left to expire.
+    let gone = wait_until(Duration::from_secs(5), || !old_carrier.bindings().contains("+15551230000"));
+    assert!(gone, "binding left at the old carrier:\n{}", old_carrier.bindings());
+    let log = gw.log();
+    assert!(log.contains("[conference]") && log.contains("takes effect at the next restart"), "{log}");
+
+    // The call went on through it: no BYE.
+    std::thread::sleep(Duration::from_secs(2));
+    for (phone, from) in [(&mut alice, alice_events), (&mut bob, bob_events)] {
+        let closed = phone.wait_event("CALL_CLOSED", from, Duration::from_millis(200));
+        assert!(closed.is_err(), "a call was dropped by the reload: {}", phone.log());
+    }
+    assert_eq!(joined(&gw, "3000"), 2);
+
+    // A new caller hears the new prompt.
+    let mut carol = phone(&gw, "carol", 900.0, "PCMU/8000/1", &[]);
+    dial(&mut carol, &gw, "4000");
+    std::thread::sleep(Duration::from_secs(3));
+    carol.command("hangup", "").unwrap();
+    let prompt = heard(&carol, &[1300.0, 700.0], 2.0);
+    assert!(prompt[0] > -10.0 && prompt[1] < -30.0, "carol did not hear the new prompt: {prompt:?}");
+
+    // A file that does not load changes nothing, and the log names the key.
+    std::fs::write(&config_path, config("new.wav", &new_trunk, "[conference]\npin_atempts = 5")).unwrap();
+    gw.reload();
+    let refused = wait_until(Duration::from_secs(5), || gw.log().contains("configuration not reloaded"));
+    assert!(refused, "{}", gw.log());
+    assert!(gw.log().contains("pin_atempts"), "the error does not name the key:\n{}", gw.log());
+    assert_eq!(trunks()[0]["state"], "registered");
+    assert_eq!(joined(&gw, "3000"), 2);
+
+    // After both reloads the two phones still hear each other.
+    std::thread::sleep(Duration::from_secs(3));
+    alice.command("hangup", "").unwrap();
+    bob.command("hangup", "").unwrap();
+    assert!(heard(&alice, &[1100.0], 2.5)[0] > -10.0, "alice no longer hears bob");
+    assert!(heard(&bob, &[500.0], 2.5)[0] > -10.0, "bob no longer hears alice");
 }

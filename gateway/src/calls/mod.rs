@@ -155,6 +155,11 @@ pub enum Control {
         id: ParticipantId,
         cause: Cause,
     },
+    /// `SIGHUP`: the trunks and prompts of the config file, read again and checked.
+    Reload {
+        trunks: Vec<crate::config::TrunkConfig>,
+        prompts: crate::media::prompts::Prompts,
+    },
 }
 
 /// A browser's join request, PIN unchecked.

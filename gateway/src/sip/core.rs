@@ -22,6 +22,7 @@ use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
+use crate::config::TrunkConfig;
 use crate::limits::{AuthThrottle, Rate, RateLimit};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
@@ -324,7 +325,19 @@ impl Core {
             Control::BrowserMedia { id, config, wire } => self.browser_media(id, config, wire),
             Control::BrowserConnected { id } => self.browser_connected(id),
             Control::BrowserLeave { id, cause } => self.end_browser(id, cause, false),
+            Control::Reload { trunks, prompts } => self.reload(&trunks, prompts),
         }
+    }
+
+    /// New trunks and prompts from the config file; calls in progress go on as they are (a
+    /// prompt already playing plays to its end).
+    fn reload(&mut self, trunks: &[TrunkConfig], prompts: Prompts) {
+        self.prompts = prompts;
+        let shared = self.ctx.shared.clone();
+        shared.set_trunk_configs(trunks);
+        super::add_tls_trunks(trunks, &mut self.transports);
+        self.trunks.reload(Instant::now(), trunks, &mut self.layer, &shared);
+        tracing::info!(trunks = trunks.len(), "trunks and prompts reloaded");
     }
 
     /// Sends a response in a server transaction, counting it by transport and code.
@@ -419,7 +432,7 @@ impl Core {
 impl Core {
     /// Whether `addr` is a trunk's: its requests are not rate-limited.
     fn trusted(&self, addr: SocketAddr) -> bool {
-        self.ctx.shared.config.trunks.iter().any(|t| t.trusts(addr))
+        self.trunks.trusts(addr)
     }
 
     /// Too much already waits for look-ups: `503` with `Retry-After` (RFC 3261 §21.5.4).

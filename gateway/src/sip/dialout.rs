@@ -180,8 +180,9 @@ impl Core {
     fn route(&self, request: &DialRequest) -> Result<Route, ControlError> {
         let bad = |m: String| Err(ControlError::BadTarget(m));
         let to = request.to.trim();
+        let trunks = self.ctx.shared.trunk_configs();
         let trunk = match &request.trunk {
-            Some(name) => match self.ctx.shared.config.trunks.iter().find(|t| &t.name == name) {
+            Some(name) => match trunks.iter().find(|t| &t.name == name) {
                 Some(t) => Some(t),
                 None => return bad(format!("no trunk named `{name}`")),
             },

@@ -37,7 +37,8 @@ async fn check(
     from: Peer,
 ) -> Result<(Room, String), (rsip::Response, bool)> {
     // A trunk's calls are known by where they come from; everyone else authenticates.
-    let trunk = ctx.shared.config.trunks.iter().find(|t| t.trusts(from.addr));
+    let trunks = ctx.shared.trunk_configs();
+    let trunk = trunks.iter().find(|t| t.trusts(from.addr));
     let caller = match trunk {
         Some(trunk) => format!("trunk:{}", trunk.name),
         None => authenticate(ctx, request, from).await.map_err(|response| (response, false))?.username,

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{SipConfig, TrunkTransport};
+use crate::config::{SipConfig, TrunkConfig, TrunkTransport};
 use crate::state::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,20 +122,24 @@ impl Listeners {
             }
         }
         let mut transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
-        // TLS trunks: the trust anchors and name their server certificate is checked against.
-        for trunk in shared.config.trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
-            let Ok(proxy) = rsip::Uri::try_from(trunk.proxy.as_str()) else { continue };
-            let (Some(addr), Some(name)) =
-                (trunks::resolve(&proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
-            else {
-                tracing::error!(trunk = %trunk.name, "TLS trunk without an address or server name");
-                continue;
-            };
-            match tls::connector(trunk.tls_ca_file.as_deref()) {
-                Ok(connector) => transports.add_tls_peer(addr, connector, name),
-                Err(e) => tracing::error!(trunk = %trunk.name, error = %e, "TLS trunk unusable"),
-            }
-        }
+        add_tls_trunks(&shared.config.trunks, &mut transports);
         tasks.spawn(core::run(shared.clone(), transports, rx, close, media));
+    }
+}
+
+/// TLS trunks: the trust anchors and name each one's server certificate is checked against.
+pub(crate) fn add_tls_trunks(trunks: &[TrunkConfig], transports: &mut transport::Transports) {
+    for trunk in trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
+        let Ok(proxy) = rsip::Uri::try_from(trunk.proxy.as_str()) else { continue };
+        let (Some(addr), Some(name)) =
+            (trunks::resolve(&proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
+        else {
+            tracing::error!(trunk = %trunk.name, "TLS trunk without an address or server name");
+            continue;
+        };
+        match tls::connector(trunk.tls_ca_file.as_deref()) {
+            Ok(connector) => transports.add_tls_peer(addr, connector, name),
+            Err(e) => tracing::error!(trunk = %trunk.name, error = %e, "TLS trunk unusable"),
+        }
     }
 }

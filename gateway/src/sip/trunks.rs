@@ -37,10 +37,28 @@ pub struct TrunkView {
     pub options_rtt_ms: Option<u64>,
 }
 
+impl TrunkView {
+    fn new(name: &str, state: &'static str, contact: String) -> TrunkView {
+        TrunkView {
+            name: name.to_string(),
+            state,
+            detail: None,
+            registered_until_ms: None,
+            next_refresh_ms: None,
+            next_attempt_ms: None,
+            registrations: 0,
+            contact,
+            reachable: None,
+            options_rtt_ms: None,
+        }
+    }
+}
+
 /// OPTIONS pings to one trunk (RFC 3261 §11): any response means it is there.
 struct KeepAlive {
+    id: u64,
     /// The registering trunk whose view this shares; `None` for a trunk that does not register.
-    runner: Option<usize>,
+    runner: Option<u64>,
     peer: Option<SocketAddr>,
     proxy: rsip::Uri,
     from: String,
@@ -53,11 +71,15 @@ struct KeepAlive {
 }
 
 struct Runner {
+    id: u64,
     client: RegistrationClient,
     proxy: rsip::Uri,
     peer: Option<SocketAddr>,
     transport: Transport,
     view: TrunkView,
+    /// Taken out of the configuration by a reload: un-registering, then gone. It publishes
+    /// nothing more.
+    retiring: bool,
 }
 
 /// Our listeners, which Via and Contact name for a trunk's transport.
@@ -103,14 +125,21 @@ impl Endpoint {
     }
 }
 
-/// Every registering trunk.
+/// Every configured trunk: a registration client for each that registers, OPTIONS pings for
+/// each that asks for them.
 pub struct Trunks {
+    /// The `[[trunk]]` tables these were built from.
+    configs: Vec<TrunkConfig>,
     runners: Vec<Runner>,
-    by_tx: HashMap<ClientTx, usize>,
+    by_tx: HashMap<ClientTx, u64>,
     keepalives: Vec<KeepAlive>,
-    pings: HashMap<ClientTx, usize>,
+    pings: HashMap<ClientTx, u64>,
     stopping: bool,
+    ports: LocalPorts,
+    public: Option<IpAddr>,
     user_agent: String,
+    /// Ids of runners and keep-alives (a reload adds new ones).
+    next_id: u64,
 }
 
 impl Trunks {
@@ -120,95 +149,97 @@ impl Trunks {
         public: Option<IpAddr>,
         user_agent: &str,
     ) -> Trunks {
-        let runners = configs
-            .iter()
-            .filter(|t| t.register)
-            .map(|t| {
-                let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, ports, public);
-                let uri =
-                    |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
-                let registrar = match &t.domain {
-                    Some(domain) => uri(format!("sip:{domain}")),
-                    None => uri(format!("sip:{}", proxy.host_with_port)),
-                };
-                let config = RegistrationConfig {
-                    registrar,
-                    aor: uri(format!("sip:{}@{host}", t.username)),
-                    contact: uri(format!("sip:{}@{local}{}", t.username, transport.uri_param())),
-                    auth_username: t.auth_user().to_string(),
-                    password: t.password.clone().unwrap_or_default(),
-                    realm: t.realm.clone(),
-                    expires: t.expires,
-                    transport,
-                    local,
-                    user_agent: Some(user_agent.to_string()),
-                    retry_base: Duration::from_secs(2),
-                    // After an outage of any length, registered again within a minute of the
-                    // registrar answering: 45 s at most between tries (±20 %).
-                    retry_max: Duration::from_secs(45),
-                    // Over TCP the source port the registrar sees is our connection's, not a listener.
-                    learn_public_address: public.is_none() && transport == Transport::Udp,
-                };
-                let view = TrunkView {
-                    name: t.name.clone(),
-                    state: "idle",
-                    detail: None,
-                    registered_until_ms: None,
-                    next_refresh_ms: None,
-                    next_attempt_ms: None,
-                    registrations: 0,
-                    contact: config.contact.to_string(),
-                    reachable: None,
-                    options_rtt_ms: None,
-                };
-                Runner {
-                    client: RegistrationClient::new(config, rand::random()),
-                    proxy,
-                    peer,
-                    transport,
-                    view,
-                }
-            })
-            .collect();
-        let registering: Vec<&TrunkConfig> = configs.iter().filter(|t| t.register).collect();
-        let keepalives = configs
-            .iter()
-            .filter(|t| t.options_interval_secs > 0)
-            .map(|t| {
-                let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, ports, public);
-                KeepAlive {
-                    runner: registering.iter().position(|r| r.name == t.name),
-                    peer,
-                    from: format!("sip:{}@{host}", t.username),
-                    local,
-                    transport,
-                    interval: Duration::from_secs(u64::from(t.options_interval_secs)),
-                    next: Instant::now(),
-                    sent_at: None,
-                    view: TrunkView {
-                        name: t.name.clone(),
-                        state: "not-registering",
-                        detail: None,
-                        registered_until_ms: None,
-                        next_refresh_ms: None,
-                        next_attempt_ms: None,
-                        registrations: 0,
-                        contact: String::new(),
-                        reachable: None,
-                        options_rtt_ms: None,
-                    },
-                    proxy,
-                }
-            })
-            .collect();
-        Trunks {
-            runners,
+        let mut trunks = Trunks {
+            configs: Vec::new(),
+            runners: Vec::new(),
             by_tx: HashMap::new(),
-            keepalives,
+            keepalives: Vec::new(),
             pings: HashMap::new(),
             stopping: false,
+            ports,
+            public,
             user_agent: user_agent.to_string(),
+            next_id: 0,
+        };
+        for t in configs {
+            trunks.add(t);
         }
+        trunks
+    }
+
+    /// Builds the registration client and pings of one trunk, not yet started.
+    fn add(&mut self, t: &TrunkConfig) {
+        self.configs.push(t.clone());
+        let runner = t.register.then(|| {
+            self.next_id += 1;
+            self.runner(self.next_id, t)
+        });
+        let runner_id = runner.as_ref().map(|r| r.id);
+        self.runners.extend(runner);
+        if t.options_interval_secs > 0 {
+            self.next_id += 1;
+            let keepalive = self.keepalive(self.next_id, t, runner_id);
+            self.keepalives.push(keepalive);
+        }
+    }
+
+    fn runner(&self, id: u64, t: &TrunkConfig) -> Runner {
+        let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, self.ports, self.public);
+        let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
+        let registrar = match &t.domain {
+            Some(domain) => uri(format!("sip:{domain}")),
+            None => uri(format!("sip:{}", proxy.host_with_port)),
+        };
+        let config = RegistrationConfig {
+            registrar,
+            aor: uri(format!("sip:{}@{host}", t.username)),
+            contact: uri(format!("sip:{}@{local}{}", t.username, transport.uri_param())),
+            auth_username: t.auth_user().to_string(),
+            password: t.password.clone().unwrap_or_default(),
+            realm: t.realm.clone(),
+            expires: t.expires,
+            transport,
+            local,
+            user_agent: Some(self.user_agent.clone()),
+            retry_base: Duration::from_secs(2),
+            // After an outage of any length, registered again within a minute of the
+            // registrar answering: 45 s at most between tries (±20 %).
+            retry_max: Duration::from_secs(45),
+            // Over TCP the source port the registrar sees is our connection's, not a listener.
+            learn_public_address: self.public.is_none() && transport == Transport::Udp,
+        };
+        let view = TrunkView::new(&t.name, "idle", config.contact.to_string());
+        Runner {
+            id,
+            client: RegistrationClient::new(config, rand::random()),
+            proxy,
+            peer,
+            transport,
+            view,
+            retiring: false,
+        }
+    }
+
+    fn keepalive(&self, id: u64, t: &TrunkConfig, runner: Option<u64>) -> KeepAlive {
+        let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, self.ports, self.public);
+        KeepAlive {
+            id,
+            runner,
+            peer,
+            from: format!("sip:{}@{host}", t.username),
+            local,
+            transport,
+            interval: Duration::from_secs(u64::from(t.options_interval_secs)),
+            next: Instant::now(),
+            sent_at: None,
+            view: TrunkView::new(&t.name, "not-registering", String::new()),
+            proxy,
+        }
+    }
+
+    /// Whether `addr` is one of a trunk's inbound sources.
+    pub fn trusts(&self, addr: SocketAddr) -> bool {
+        self.configs.iter().any(|t| t.trusts(addr))
     }
 
     pub fn start(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
@@ -224,12 +255,96 @@ impl Trunks {
         }
     }
 
+    /// `SIGHUP`: the trunks as the configuration now has them. A trunk whose table did not
+    /// change goes on as it is; one that is gone is un-registered; one that changed is
+    /// registered anew (un-registering the old binding first when the address of record,
+    /// contact or registrar differ); a new one starts. Calls are not touched.
+    pub fn reload(
+        &mut self,
+        now: Instant,
+        configs: &[TrunkConfig],
+        layer: &mut TransactionLayer,
+        shared: &Arc<Shared>,
+    ) {
+        if self.stopping {
+            return;
+        }
+        let old = std::mem::take(&mut self.configs);
+        let kept: Vec<TrunkConfig> = old.iter().filter(|t| configs.contains(t)).cloned().collect();
+        let is_kept = |name: &str| kept.iter().any(|k| k.name == name);
+        for t in old.iter().filter(|t| !is_kept(&t.name)) {
+            if configs.iter().any(|n| n.name == t.name) {
+                tracing::info!(trunk = %t.name, "trunk changed in the configuration");
+            } else {
+                tracing::info!(trunk = %t.name, "trunk removed from the configuration");
+                shared.remove_trunk_view(&t.name);
+                let labels = TrunkLabels { trunk: t.name.clone() };
+                shared.metrics.trunk_registered.remove(&labels);
+                shared.metrics.trunk_reachable.remove(&labels);
+            }
+        }
+        // The pings of what is not kept stop now; registrations once un-registered.
+        self.keepalives.retain(|k| is_kept(&k.view.name));
+        let keepalives = &self.keepalives;
+        self.pings.retain(|_, id| keepalives.iter().any(|k| k.id == *id));
+        self.configs = kept;
+        let (first_runner, first_keepalive) = (self.runners.len(), self.keepalives.len());
+        for t in configs.iter().filter(|t| !self.configs.contains(t)).cloned().collect::<Vec<_>>() {
+            if !old.iter().any(|o| o.name == t.name) {
+                tracing::info!(trunk = %t.name, "trunk added to the configuration");
+            }
+            self.add(&t);
+        }
+        for i in 0..first_runner {
+            let runner = &self.runners[i];
+            if runner.retiring || self.configs.iter().any(|t| t.name == runner.view.name && t.register) {
+                continue;
+            }
+            let (a, replaced) = (runner.client.config(), &self.runners[first_runner..]);
+            // A new REGISTER for the same binding replaces it: nothing to un-register.
+            let same_binding = replaced.iter().any(|n| {
+                let b = n.client.config();
+                n.view.name == runner.view.name
+                    && (a.registrar == b.registrar && a.aor == b.aor && a.contact == b.contact)
+            });
+            let runner = &mut self.runners[i];
+            runner.retiring = true;
+            if !same_binding {
+                runner.client.stop(now);
+                self.pump(i, now, layer, shared);
+            }
+        }
+        for keepalive in &mut self.keepalives[first_keepalive..] {
+            keepalive.next = now;
+            if keepalive.runner.is_none() {
+                shared.set_trunk_view(keepalive.view.clone());
+            }
+        }
+        for i in first_runner..self.runners.len() {
+            self.runners[i].client.start(now);
+            self.pump(i, now, layer, shared);
+        }
+        self.sweep();
+    }
+
+    /// Forgets retired trunks that have finished un-registering.
+    fn sweep(&mut self) {
+        let before = self.runners.len();
+        self.runners.retain(|r| !r.retiring || matches!(r.client.state(), RegState::Unregistering));
+        if self.runners.len() != before {
+            let runners = &self.runners;
+            self.by_tx.retain(|_, id| runners.iter().any(|r| r.id == *id));
+        }
+    }
+
     /// Un-registers every trunk.
     pub fn stop(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
         self.stopping = true;
         for i in 0..self.runners.len() {
-            self.runners[i].client.stop(now);
-            self.pump(i, now, layer, shared);
+            if !self.runners[i].retiring {
+                self.runners[i].client.stop(now);
+                self.pump(i, now, layer, shared);
+            }
         }
     }
 
@@ -255,8 +370,8 @@ impl Trunks {
                 self.ping(i, now, layer);
             }
         }
+        self.sweep();
     }
-
     fn ping(&mut self, i: usize, now: Instant, layer: &mut TransactionLayer) {
         let k = &mut self.keepalives[i];
         k.next = now + k.interval;
@@ -285,7 +400,7 @@ impl Trunks {
         };
         if let Ok(tx) = layer.send_request(now, request, peer) {
             k.sent_at = Some(now);
-            self.pings.insert(tx, i);
+            self.pings.insert(tx, k.id);
         }
     }
 
@@ -294,8 +409,8 @@ impl Trunks {
         let k = &mut self.keepalives[i];
         let rtt = k.sent_at.filter(|_| answered).map(|at| now.duration_since(at).as_millis() as u64);
         let name = k.view.name.clone();
-        let view = match k.runner {
-            Some(r) => &mut self.runners[r].view,
+        let view = match k.runner.and_then(|id| self.runners.iter_mut().find(|r| r.id == id)) {
+            Some(runner) => &mut runner.view,
             None => &mut k.view,
         };
         if view.reachable != Some(answered) {
@@ -325,7 +440,11 @@ impl Trunks {
             TxEvent::TransportError { tx } => (*tx, Err(RegFailure::Transport)),
             _ => return Some(event),
         };
-        if let Some(&i) = self.pings.get(&tx) {
+        if let Some(&id) = self.pings.get(&tx) {
+            let Some(i) = self.keepalives.iter().position(|k| k.id == id) else {
+                self.pings.remove(&tx);
+                return None;
+            };
             match outcome {
                 Ok(response) if response.status_code.code() < 200 => {}
                 Ok(_) => {
@@ -339,7 +458,11 @@ impl Trunks {
             }
             return None;
         }
-        let Some(&i) = self.by_tx.get(&tx) else { return Some(event) };
+        let Some(&id) = self.by_tx.get(&tx) else { return Some(event) };
+        let Some(i) = self.runners.iter().position(|r| r.id == id) else {
+            self.by_tx.remove(&tx);
+            return None;
+        };
         match outcome {
             Ok(response) => {
                 if response.status_code.code() >= 200 {
@@ -353,6 +476,7 @@ impl Trunks {
             }
         }
         self.pump(i, now, layer, shared);
+        self.sweep();
         None
     }
 
@@ -375,7 +499,7 @@ impl Trunks {
             };
             match layer.send_request(now, request, peer) {
                 Ok(tx) => {
-                    self.by_tx.insert(tx, i);
+                    self.by_tx.insert(tx, runner.id);
                 }
                 Err(e) => {
                     tracing::error!(trunk = %runner.view.name, error = %e, "REGISTER not sent");
@@ -394,7 +518,7 @@ impl Trunks {
                 RegEvent::StateChanged(state) => log_state(&runner.view.name, &state),
             }
         }
-        if changed {
+        if changed && !runner.retiring {
             publish(runner, now, shared);
         }
     }
