@@ -242,7 +242,21 @@ fn sighup_swaps_trunks_and_prompts_and_keeps_the_calls() {
     assert_eq!(trunks()[0]["state"], "registered");
     assert_eq!(joined(&gw, "3000"), 2);
 
-    // After both reloads the two phones still hear each other.
+    // A trunk whose table changes registers anew; its binding is replaced, never taken back.
+    let before = gw.log().matches("trunk registered trunk=mcu").count();
+    let changed = new_trunk.replace("password", "expires = 120\npassword");
+    std::fs::write(&config_path, config("new.wav", &changed, "[conference]\npin_attempts = 5")).unwrap();
+    gw.reload();
+    let again = wait_until(Duration::from_secs(5), || {
+        gw.log().matches("trunk registered trunk=mcu").count() > before
+    });
+    assert!(again, "{}", gw.log());
+    assert!(gw.log().contains("trunk registered trunk=mcu expires=120"), "{}", gw.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(new_carrier.bindings().contains("+15551230000"), "{}", new_carrier.bindings());
+    assert_eq!(trunks()[0]["state"], "registered");
+
+    // After all the reloads the two phones still hear each other.
     std::thread::sleep(Duration::from_secs(3));
     alice.command("hangup", "").unwrap();
     bob.command("hangup", "").unwrap();
