@@ -22,6 +22,8 @@ pub struct PhoneOptions {
     /// Record each call's audio with the `sndfile` module: what the phone sent (`*-enc.wav`)
     /// and what it decoded from the network (`*-dec.wav`), in the phone's directory.
     pub record: bool,
+    /// The address it listens on for SIP and RTP (default 127.0.0.1).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A running baresip instance with its control connection.
@@ -61,10 +63,11 @@ impl Baresip {
             }
         };
         let ctrl_port = free_port();
+        let ip = options.ip.unwrap_or([127, 0, 0, 1].into());
         let rtp = free_port() & !1;
         let mut config = vec![
-            format!("sip_listen 127.0.0.1:{sip_port}"),
-            "net_interface 127.0.0.1".into(),
+            format!("sip_listen {ip}:{sip_port}"),
+            format!("net_interface {ip}"),
             format!("rtp_ports {rtp}-{}", rtp + 20),
             "module_path /usr/lib/baresip/modules".into(),
             // As in the config baresip writes for a new user: a device UUID, which it then
@@ -112,7 +115,7 @@ impl Baresip {
             }
         };
         ctrl.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+        let sip = SocketAddr::new(ip, sip_port);
         Ok(Baresip { dir, sip, child, ctrl, buf: Vec::new(), events: Vec::new(), next_token: 1 })
     }
 

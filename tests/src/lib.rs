@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod baresip;
+pub mod impair;
 pub mod chromium;
 pub mod kamailio;
 pub mod room;
@@ -70,8 +71,14 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with `sip_keys` added to the `[sip]` table.
     pub fn start_with(sip_keys: &str, extra_toml: &str) -> anyhow::Result<Gateway> {
+        let (sip, _) = Gateway::addresses();
+        Gateway::start_at(sip, sip_keys, extra_toml)
+    }
+
+    /// Like [`Gateway::start_with`], with SIP (UDP and TCP) on `sip`.
+    pub fn start_at(sip: SocketAddr, sip_keys: &str, extra_toml: &str) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir()?;
-        let (sip, http) = Gateway::addresses();
+        let (_, http) = Gateway::addresses();
         let config = format!(
             "[sip]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\n{sip_keys}\n[http]\nlisten = \"{http}\"\n\
              api_token = \"{API_TOKEN}\"\nread_token = \"{READ_TOKEN}\"\n{extra_toml}"

@@ -47,6 +47,7 @@ pub fn phone(gw: &Gateway, user: &str, frequency: f64, codec: &str, extra: &[&st
             .chain(extra.iter().map(|l| l.to_string()))
             .collect(),
         record: true,
+        ip: None,
     })
     .unwrap();
     phone

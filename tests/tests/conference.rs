@@ -473,6 +473,7 @@ fn trunk_calls_are_known_by_source_and_reach_rooms_by_did() {
         audio_source: Some(wav),
         extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
         record: false,
+        ip: None,
     })
     .unwrap();
     let trunk = format!(

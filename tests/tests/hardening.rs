@@ -253,6 +253,7 @@ fn phone_over(gw: &Gateway, user: &str, frequency: f64, transport: &str) -> Bare
         audio_source: Some(wav),
         extra_config: vec!["ausrc_srate 8000".into(), "ausrc_channels 1".into()],
         record: true,
+        ip: None,
     })
     .unwrap();
     phone
