@@ -1,8 +1,10 @@
 //! Bounds on HTTP connections, which hyper leaves unset when axum serves: a client must send
 //! its first request's header section within [`HEADER_TIMEOUT`] (slowloris and idle sockets
 //! hold nothing for long), a connection that sends nothing for [`IDLE_TIMEOUT`] is closed (join
-//! pages answer the server's pings every 15 s), and one address holds at most
-//! [`PER_SOURCE`] connections (trusted proxies, which carry everyone, are exempt).
+//! pages answer the server's pings every 15 s), one address holds at most [`PER_SOURCE`]
+//! connections (trusted proxies, which carry everyone, are exempt), and all together at most
+//! [`TOTAL`]: past that a new connection is closed at once, keeping descriptors for SIP and
+//! media.
 
 use std::future::Future;
 use std::io;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, Instant, Sleep};
 
 use crate::limits::{SourceSlot, SourceSlots};
@@ -21,17 +24,24 @@ use crate::limits::{SourceSlot, SourceSlots};
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const PER_SOURCE: usize = 64;
+pub const TOTAL: usize = 4096;
 
 /// A listener whose connections carry [`Deadlines`] and a per-source slot.
 pub struct WithDeadlines<L> {
     inner: L,
     slots: Arc<SourceSlots>,
+    total: Arc<Semaphore>,
     exempt: Vec<IpAddr>,
 }
 
 impl<L> WithDeadlines<L> {
     pub fn new(inner: L, exempt: Vec<IpAddr>) -> WithDeadlines<L> {
-        WithDeadlines { inner, slots: SourceSlots::new(PER_SOURCE), exempt }
+        WithDeadlines::with_limits(inner, exempt, PER_SOURCE, TOTAL)
+    }
+
+    fn with_limits(inner: L, exempt: Vec<IpAddr>, per_source: usize, total: usize) -> WithDeadlines<L> {
+        let total = Arc::new(Semaphore::new(total));
+        WithDeadlines { inner, slots: SourceSlots::new(per_source), total, exempt }
     }
 }
 
@@ -42,16 +52,20 @@ impl<L: Listener<Addr = SocketAddr>> Listener for WithDeadlines<L> {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             let (io, addr) = self.inner.accept().await;
+            // Dropping the stream closes it.
+            let Ok(permit) = self.total.clone().try_acquire_owned() else {
+                tracing::debug!(%addr, "HTTP connections at their limit: closed");
+                continue;
+            };
             let slot = if self.exempt.contains(&addr.ip()) {
                 None
             } else {
                 match self.slots.try_take(addr.ip()) {
                     Some(slot) => Some(slot),
-                    // Dropping the stream closes it.
                     None => continue,
                 }
             };
-            return (Deadlines::new(io, slot), addr);
+            return (Deadlines::new(io, slot, permit), addr);
         }
     }
 
@@ -69,15 +83,17 @@ pub struct Deadlines<S> {
     head: Option<([u8; 3], bool)>,
     /// Given back when the connection closes.
     _slot: Option<SourceSlot>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl<S> Deadlines<S> {
-    fn new(inner: S, slot: Option<SourceSlot>) -> Deadlines<S> {
+    fn new(inner: S, slot: Option<SourceSlot>, permit: OwnedSemaphorePermit) -> Deadlines<S> {
         Deadlines {
             inner,
             deadline: Box::pin(sleep(HEADER_TIMEOUT)),
             head: Some(([0; 3], false)),
             _slot: slot,
+            _permit: permit,
         }
     }
 }
@@ -141,7 +157,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<S> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::{TcpListener, TcpStream};
+
     use super::*;
+
+    /// Whether the server closed `stream` (a read sees the end) rather than keeping it.
+    async fn closed(stream: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    /// Opens three connections to a listener with these limits: which of them it keeps.
+    async fn kept_of_three(per_source: usize, total: usize) -> Vec<bool> {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = WithDeadlines::with_limits(tcp, Vec::new(), per_source, total);
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.0);
+            }
+        });
+        let mut kept = Vec::new();
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            kept.push(!closed(&mut stream).await);
+            streams.push(stream);
+        }
+        accepted.abort();
+        kept
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_per_source_or_the_total_limit_are_closed() {
+        assert_eq!(kept_of_three(2, 10).await, [true, true, false]);
+        assert_eq!(kept_of_three(10, 2).await, [true, true, false]);
+        assert_eq!(kept_of_three(10, 10).await, [true, true, true]);
+    }
 
     #[test]
     fn the_end_of_a_header_section_is_found_across_reads() {

@@ -23,7 +23,7 @@ use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
 use crate::config::TrunkConfig;
-use crate::limits::{AuthThrottle, Rate, RateLimit};
+use crate::limits::{AuthThrottle, KeyedLocks, Rate, RateLimit};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
 use crate::media::{Media, MediaEvent};
@@ -62,6 +62,8 @@ pub struct Context {
     pub digest: Arc<Mutex<DigestServer>>,
     /// Digest failures per source and per user (`[limits] auth_failures_*`).
     pub auth: Arc<Mutex<AuthThrottle>>,
+    /// One REGISTER per user at a time.
+    pub registrations: Arc<KeyedLocks>,
     pub commands: mpsc::Sender<Command>,
 }
 
@@ -152,6 +154,7 @@ pub async fn run(
                 limits.auth_failures_per_source,
                 limits.auth_failures_per_user,
             ))),
+            registrations: Arc::default(),
             commands,
         },
         layer,

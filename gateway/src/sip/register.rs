@@ -42,6 +42,9 @@ async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::R
         tracing::info!(username = %user.username, aor = %plan.aor, "REGISTER for another user's AOR");
         return reply(StatusCode::Forbidden);
     }
+    // Read, check against the cap and write as one step: two REGISTERs of one user at the
+    // same instant cannot both pass it.
+    let _one_at_a_time = ctx.registrations.lock(&plan.aor).await;
     let store = Bindings {
         storage: &ctx.shared.storage,
         source: source(from),

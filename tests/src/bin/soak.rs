@@ -83,6 +83,8 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The gateway before any call: what memory must come back near once every call has left.
+    let before = sample(o.pid);
     let deadline = Instant::now() + Duration::from_secs(o.minutes * 60);
     let counts = Arc::new(Counts::default());
     let mut threads = Vec::new();
@@ -141,19 +143,27 @@ fn main() {
         let _ = t.join();
     }
     let (rss, fds) = sample(o.pid);
+    // Ten seconds later: what the gateway still holds once it has nothing to do.
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = sample(o.pid);
     let max_rss = samples.iter().map(|s| s.0).max().unwrap_or(0);
     let max_fds = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let first = samples.get(1).copied().unwrap_or((0, 0));
     println!(
-        "summary: calls {} failed {} silent {}; RSS KiB at 10 s {} max {} after {}; fds at 10 s {} max {} after {}",
+        "summary: calls {} failed {} silent {}; RSS KiB before {} at 10 s {} max {} after {} idle {}; \
+         fds before {} at 10 s {} max {} after {} idle {}",
         counts.calls.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
         counts.silent.load(Ordering::Relaxed),
+        before.0,
         first.0,
         max_rss,
         rss,
+        idle.0,
+        before.1,
         first.1,
         max_fds,
-        fds
+        fds,
+        idle.1
     );
 }
