@@ -19,7 +19,8 @@ else
     bin=target/release
 fi
 work=$(mktemp -d /tmp/gateway-soak.XXXXXX)
-trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# The gateway's log outlives the run, for a look at what it warned about.
+trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; cp "$work/gateway.log" /tmp/gateway-soak-last.log 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 20000))
 cat > "$work/gateway.toml" <<TOML
@@ -56,3 +57,6 @@ done
 echo "== $users participants joining and leaving room 1000 for $minutes minutes"
 "$bin/soak" --gateway "127.0.0.1:$port" --users "$users" --minutes "$minutes" --pid "$gw"
 echo "== gateway CPU time (user+system): $(ps -o times= -p "$gw") s; warnings logged: $(grep -c WARN "$work/gateway.log" || true)"
+echo "== warnings, by message"
+grep -E 'WARN|ERROR' "$work/gateway.log" | sed -E 's/^[^ ]+ +//; s/ (participant|remote|src|leg|call_id|user)=[^ ]+//g' | cut -c1-120 \
+    | sort | uniq -c | sort -rn | head -15 || true

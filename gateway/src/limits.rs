@@ -235,7 +235,7 @@ impl KeyedLocks {
     }
 
     /// Keys held or waited for.
-    pub fn len(&self) -> usize {
+    pub fn keys_in_use(&self) -> usize {
         self.held.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
@@ -271,10 +271,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "two holders of one key at once");
-        assert_eq!(locks.len(), 1);
+        assert_eq!(locks.keys_in_use(), 1);
         drop(alice);
         waiter.await.unwrap();
-        assert_eq!(locks.len(), 0, "an entry outlived its holders");
+        assert_eq!(locks.keys_in_use(), 0, "an entry outlived its holders");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use e2e::sipua::{self, ToneStream};
@@ -68,6 +68,42 @@ fn sample(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
+/// A call's media while it lasts, sent and read by the one pacing thread (a thread per call
+/// waking every 20 ms would load the machine more than the gateway does).
+struct Leg {
+    socket: UdpSocket,
+    to: SocketAddr,
+    stream: ToneStream,
+    received: Arc<AtomicU64>,
+    until: Instant,
+}
+
+/// Every 20 ms: a packet to the gateway from each live leg, and whatever came back counted.
+fn pace(legs: &Mutex<Vec<Leg>>, deadline: Instant) {
+    let mut tick = Instant::now();
+    let mut buf = [0u8; 2048];
+    loop {
+        let now = Instant::now();
+        let live = {
+            let mut legs = legs.lock().unwrap_or_else(PoisonError::into_inner);
+            legs.retain(|l| l.until > now);
+            for leg in legs.iter_mut() {
+                let _ = leg.socket.send_to(&leg.stream.next_packet(), leg.to);
+                while leg.socket.recv(&mut buf).is_ok() {
+                    leg.received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            legs.len()
+        };
+        if live == 0 && now > deadline {
+            return;
+        }
+        // Behind (an overloaded machine): go on from now rather than send a burst.
+        tick = (tick + Duration::from_millis(20)).max(now);
+        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     calls: AtomicU64,
@@ -87,28 +123,42 @@ fn main() {
     let before = sample(o.pid);
     let deadline = Instant::now() + Duration::from_secs(o.minutes * 60);
     let counts = Arc::new(Counts::default());
+    let legs: Arc<Mutex<Vec<Leg>>> = Arc::default();
+    let pacer = std::thread::spawn({
+        let legs = legs.clone();
+        move || pace(&legs, deadline)
+    });
     let mut threads = Vec::new();
     for i in 0..o.users {
         let (user, password, room, gateway) =
             (format!("{}{i}", o.prefix), o.password.clone(), o.room.clone(), o.gateway);
-        let counts = counts.clone();
+        let (counts, legs) = (counts.clone(), legs.clone());
         threads.push(std::thread::spawn(move || {
+            // The first calls ramp up over 10 ms per participant, not all at once.
+            std::thread::sleep(Duration::from_millis(10 * i as u64));
             // Staggered: calls last 5 to 34 s, so the room's membership keeps changing.
             let mut n = i as u64;
             while Instant::now() < deadline {
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let length = Duration::from_secs(5 + (n >> 33) % 30);
+                let length = Duration::from_secs(5 + (n >> 33) % 30)
+                    .min(deadline.saturating_duration_since(Instant::now()));
                 let Ok(rtp) = UdpSocket::bind("127.0.0.1:0") else { continue };
                 let local = rtp.local_addr().expect("bound");
                 match sipua::call(gateway, &user, &password, &room, local) {
                     Ok(call) => {
-                        let heard = ToneStream::new(n as u32, 300.0 + (i % 40) as f64 * 50.0).play(
-                            &rtp,
-                            call.gateway_rtp,
-                            length.min(deadline.saturating_duration_since(Instant::now())),
-                        );
+                        let received = Arc::new(AtomicU64::new(0));
+                        rtp.set_nonblocking(true).expect("non-blocking");
+                        let leg = Leg {
+                            socket: rtp,
+                            to: call.gateway_rtp,
+                            stream: ToneStream::new(n as u32, 300.0 + (i % 40) as f64 * 50.0),
+                            received: received.clone(),
+                            until: Instant::now() + length,
+                        };
+                        legs.lock().unwrap_or_else(PoisonError::into_inner).push(leg);
+                        std::thread::sleep(length);
                         counts.calls.fetch_add(1, Ordering::Relaxed);
-                        if heard.len() < 10 {
+                        if received.load(Ordering::Relaxed) < 10 {
                             counts.silent.fetch_add(1, Ordering::Relaxed);
                         }
                         if call.hang_up().is_err() {
@@ -142,9 +192,15 @@ fn main() {
     for t in threads {
         let _ = t.join();
     }
+    let _ = pacer.join();
     let (rss, fds) = sample(o.pid);
-    // Ten seconds later: what the gateway still holds once it has nothing to do.
-    std::thread::sleep(Duration::from_secs(10));
+    // A minute later, when calls whose ACK or BYE was lost have timed out too (no ACK: 32 s;
+    // no RTP: 30 s): what the gateway still holds once it has nothing to do.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(10));
+        let (rss, fds) = sample(o.pid);
+        println!("{:.1},{rss},{fds},,,", start.elapsed().as_secs_f64() / 60.0);
+    }
     let idle = sample(o.pid);
     let max_rss = samples.iter().map(|s| s.0).max().unwrap_or(0);
     let max_fds = samples.iter().map(|s| s.1).max().unwrap_or(0);
