@@ -199,7 +199,8 @@ fn carry(gateway: File, phones: File, mut impairment: Impairment, stop: &AtomicB
         }
         let wait = held.peek().map_or(Duration::from_millis(10), |h| h.at.saturating_duration_since(now));
         let timeout = wait.as_millis().clamp(1, 10) as i32;
-        let mut fds = ends.each_ref().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        let mut fds =
+            ends.each_ref().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         // SAFETY: two valid pollfd structs for two open descriptors.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
         if ready <= 0 {

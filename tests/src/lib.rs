@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod baresip;
-pub mod impair;
 pub mod chromium;
+pub mod impair;
 pub mod kamailio;
 pub mod room;
 pub mod sipua;
