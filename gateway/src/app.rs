@@ -65,6 +65,7 @@ pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);
     tasks.spawn(http::serve(http_listener, shared.clone()));
     tasks.spawn(heartbeat(shared.clone()));
+    tasks.spawn(crate::memory::trim_periodically(shared.clone()));
     tracing::info!("gateway ready");
 
     signals(&shared, &reload).await?;

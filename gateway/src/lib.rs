@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod sip;
 pub mod state;

@@ -1,10 +1,27 @@
 //! Per-source bounds: what one address may hold open at once (join pages, connections) and how
 //! fast it may send (SIP requests).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Gives back the memory of a table that grew for a peak of traffic once three quarters of it
+/// stand empty (a map never shrinks by itself). It halves at most once per halving of the
+/// entries, so the rehash is paid for by the removals that made room.
+pub fn shrink_sparse<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// [`shrink_sparse`] for a set.
+pub fn shrink_sparse_set<K: Hash + Eq>(set: &mut HashSet<K>) {
+    if set.capacity() > 64 && set.len() < set.capacity() / 4 {
+        set.shrink_to(set.len() * 2);
+    }
+}
 
 /// Counts what each address holds; an address holds at most `max` at once. The map holds only
 /// addresses with something open, so it is bounded by the total the caller allows.
@@ -50,6 +67,7 @@ impl Drop for SourceSlot {
             *count -= 1;
             if *count == 0 {
                 counts.remove(&self.ip);
+                shrink_sparse(&mut counts);
             }
         }
     }
@@ -156,6 +174,7 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
         let (per_sec, burst) = (self.per_sec, self.burst);
         self.buckets
             .retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < burst);
+        shrink_sparse(&mut self.buckets);
     }
 
     /// Addresses tracked now.
@@ -247,6 +266,7 @@ impl Drop for KeyedGuard {
         // Only the map's own reference left: nobody holds or waits.
         if held.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             held.remove(&self.key);
+            shrink_sparse(&mut held);
         }
     }
 }
@@ -337,6 +357,29 @@ mod tests {
         assert_eq!(limit.check(t0 + Duration::from_secs(2), ip), Rate::Allowed);
         assert_eq!(limit.check(t0 + Duration::from_secs(2), ip), Rate::Allowed);
         assert_eq!(limit.check(t0 + Duration::from_secs(2), ip), Rate::Refused { first: true });
+    }
+
+    #[test]
+    fn a_table_grown_for_a_peak_gives_its_memory_back_as_it_empties() {
+        let mut map: HashMap<u32, [u8; 64]> = (0..10_000).map(|k| (k, [0; 64])).collect();
+        let peak = map.capacity();
+        let mut shrinks = 0;
+        for k in 0..10_000 {
+            map.remove(&k);
+            let before = map.capacity();
+            shrink_sparse(&mut map);
+            shrinks += usize::from(map.capacity() < before);
+            assert!(map.capacity() >= map.len());
+        }
+        assert!(peak >= 10_000);
+        assert!(map.capacity() <= 64, "{} slots left of {peak}", map.capacity());
+        // Halving each time: a handful of rehashes for 10,000 removals.
+        assert!((2..=10).contains(&shrinks), "{shrinks} rehashes");
+        let mut small: HashMap<u32, u32> = (0..40).map(|k| (k, k)).collect();
+        small.clear();
+        let kept = small.capacity();
+        shrink_sparse(&mut small);
+        assert_eq!(small.capacity(), kept, "a small table keeps its room");
     }
 
     #[test]

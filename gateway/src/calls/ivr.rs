@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::limits::shrink_sparse;
+
 /// What a digit (or the timeout) led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinStep {
@@ -184,6 +186,8 @@ impl PinGuard {
         let window = self.window;
         self.sources.retain(|_, &mut (_, last)| now.saturating_duration_since(last) < window);
         self.rooms.retain(|_, &mut (_, last)| now.saturating_duration_since(last) < window);
+        shrink_sparse(&mut self.sources);
+        shrink_sparse(&mut self.rooms);
     }
 }
 

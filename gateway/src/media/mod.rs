@@ -29,6 +29,7 @@ use sip_stack::sdp::sdes::SrtpKeys;
 use tokio::sync::mpsc;
 
 use self::srtp::Srtp;
+use crate::limits::shrink_sparse;
 use crate::metrics::{EncodeLabels, Metrics};
 
 /// A participant: one leg of one conference, named by call control.
@@ -273,11 +274,14 @@ impl Worker {
             MediaCommand::Add(setup) => self.add(now, *setup),
             MediaCommand::Remove(id) => {
                 if let Some(leg) = self.legs.remove(&id) {
+                    shrink_sparse(&mut self.legs);
                     if let Some(room) = self.rooms.get_mut(&leg.room) {
                         room.conference.remove_leg(leg.leg);
                         room.participants.remove(&leg.leg);
+                        shrink_sparse(&mut room.participants);
                         if room.conference.is_empty() {
                             self.rooms.remove(&leg.room);
+                            shrink_sparse(&mut self.rooms);
                         }
                     }
                 }

@@ -34,6 +34,7 @@ use super::invite::{self, Admission};
 use crate::calls::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::config::SrtpMode;
+use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
@@ -224,6 +225,18 @@ impl Calls {
             next_id: 1,
             guard: PinGuard::new(pin_failures, pin_room_failures, pin_window),
         }
+    }
+
+    /// Gives back what the tables grew to for a peak, once most of them stand empty.
+    pub(super) fn compact(&mut self) {
+        shrink_sparse(&mut self.calls);
+        shrink_sparse(&mut self.by_dialog);
+        shrink_sparse(&mut self.pending);
+        shrink_sparse(&mut self.requests);
+        shrink_sparse(&mut self.dialing);
+        shrink_sparse(&mut self.answered);
+        shrink_sparse(&mut self.browsers);
+        shrink_sparse_set(&mut self.star);
     }
 
     pub(super) fn new_id(&mut self) -> ParticipantId {

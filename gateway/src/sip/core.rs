@@ -370,6 +370,7 @@ impl Core {
                 self.on_event(event);
             }
         }
+        self.calls.compact();
     }
 
     fn on_event(&mut self, event: TxEvent) {

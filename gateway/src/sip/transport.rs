@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::limits::shrink_sparse;
 use crate::state::Shared;
 
 /// What socket tasks hand to the core.
@@ -127,6 +128,8 @@ impl Transports {
             if self.by_peer.get(&stream.key) == Some(&conn) {
                 self.by_peer.remove(&stream.key);
             }
+            shrink_sparse(&mut self.streams);
+            shrink_sparse(&mut self.by_peer);
         }
     }
 

@@ -4,7 +4,10 @@
 //! must marshal.
 //!
 //! Input: records of `[control, length, bytes…]`; `control` picks the leg (bit 0), RTP or
-//! RTCP (bit 1) and how many 2 ms steps pass first (bits 2-7).
+//! RTCP (bit 1) and how many 2 ms steps pass first (bits 2-7). An input ends after
+//! [`MAX_TICKS`] ticks of the mix: each encodes Opus, and without a bound a long input of short
+//! records ran thousands of them, a few inputs a second. The jitter buffer's horizon is well
+//! inside it.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -13,6 +16,9 @@ use libfuzzer_sys::fuzz_target;
 use mixer::codec::AudioCodec;
 use mixer::conference::{Conference, LegConfig};
 use rtc_shared::marshal::{Marshal, Unmarshal};
+
+/// Mix ticks (20 ms each) one input may run: two seconds of virtual time.
+const MAX_TICKS: u32 = 100;
 
 fn leg(codec: AudioCodec, payload_type: u8) -> LegConfig {
     LegConfig {
@@ -35,12 +41,17 @@ fuzz_target!(|data: &[u8]| {
     let mut next_tick = start + Duration::from_millis(20);
     let mut rest = data;
     let mut out = vec![0u8; 2048];
+    let mut ticks = 0;
     while let [control, length, tail @ ..] = rest {
         let take = usize::from(*length).min(tail.len());
         let (datagram, after) = tail.split_at(take);
         rest = after;
         now += Duration::from_millis(2 * u64::from(control >> 2));
         while next_tick <= now {
+            ticks += 1;
+            if ticks > MAX_TICKS {
+                return;
+            }
             next_tick += Duration::from_millis(20);
             conference.tick(|_, packet| {
                 packet.marshal_to(&mut out).expect("our packets marshal");

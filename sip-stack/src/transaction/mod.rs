@@ -266,6 +266,9 @@ impl TransactionLayer {
                 break;
             }
             self.io.heap.pop();
+            if self.io.heap.capacity() > 64 && self.io.heap.len() < self.io.heap.capacity() / 4 {
+                self.io.heap.shrink_to(self.io.heap.len() * 2);
+            }
             let Some(tx) = self.transactions.get_mut(&id) else { continue };
             if tx.timers.deadline(timer) != Some(at) {
                 continue;
@@ -700,6 +703,8 @@ impl TransactionLayer {
     fn terminate(&mut self, id: u64) {
         if let Some(t) = self.transactions.remove(&id) {
             self.keys.remove(&t.key);
+            shrink_sparse(&mut self.transactions);
+            shrink_sparse(&mut self.keys);
         }
     }
 
@@ -707,6 +712,15 @@ impl TransactionLayer {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+}
+
+/// Gives back the memory of a table that grew for a peak of traffic once three quarters of it
+/// stand empty. It halves at most once per halving of the entries, so the rehash is paid for by
+/// the removals that made room.
+fn shrink_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 

@@ -419,3 +419,25 @@ fn past_the_transaction_limit_a_request_gets_a_stateless_503_and_holds_nothing()
     assert!(busy[0].contains("branch=z9hG4bKc"));
     assert_eq!(sim.layer.stats().overloaded, 1);
 }
+
+#[test]
+fn tables_grown_for_a_peak_give_their_memory_back() {
+    let mut sim = Sim::new();
+    for n in 0..2000 {
+        let inbound = inbound_request(&request_text("OPTIONS", &format!("z9hG4bKpeak{n}"), 1));
+        sim.layer.handle_request(sim.now, inbound.clone(), peer());
+        sim.drain();
+        let (_, TxEvent::Request { tx: Some(tx), .. }) = sim.events.pop().unwrap() else {
+            panic!("a request")
+        };
+        sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, None, None)).unwrap();
+    }
+    assert_eq!(sim.layer.len(), 2000);
+    let peak = sim.layer.transactions.capacity() + sim.layer.keys.capacity();
+    assert!(sim.layer.io.heap.capacity() >= 2000);
+    sim.run_until(40.0);
+    assert!(sim.layer.is_empty());
+    let idle = sim.layer.transactions.capacity() + sim.layer.keys.capacity();
+    assert!(idle <= 2 * 64 + 16, "{peak} slots at the peak, {idle} left once idle");
+    assert!(sim.layer.io.heap.capacity() <= 128, "timer heap holds {}", sim.layer.io.heap.capacity());
+}
