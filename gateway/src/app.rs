@@ -27,6 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Reads the configuration again, as start-up read it (file, environment, command line).
 pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
+#[allow(clippy::disallowed_methods)] // start-up
 pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let mut storage = Storage::connect(&config.database.url, config.database.max_connections)
         .await
@@ -147,6 +148,7 @@ async fn apply(shared: &Arc<Shared>, reload: &Reload, applied: &Config) -> anyho
 
 /// Records this node as alive every [`HEARTBEAT`] until shutdown, and drops expired
 /// registrations (a phone that vanished leaves no row behind).
+#[allow(clippy::disallowed_methods)] // a housekeeping task
 async fn heartbeat(shared: Arc<Shared>) {
     let mut shutdown = std::pin::pin!(shared.shutdown_signal());
     let mut every = tokio::time::interval(HEARTBEAT);

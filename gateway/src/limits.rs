@@ -299,6 +299,7 @@ mod tests {
 
     #[test]
     fn one_source_gets_its_rate_and_others_are_not_held_back() {
+        #[allow(clippy::disallowed_methods)] // the origin of virtual time
         let t0 = Instant::now();
         let mut limit = RateLimit::new(10);
         let flood: IpAddr = "192.0.2.66".parse().unwrap();
@@ -320,6 +321,7 @@ mod tests {
 
     #[test]
     fn digest_failures_are_throttled_per_source_and_per_user() {
+        #[allow(clippy::disallowed_methods)] // the origin of virtual time
         let t0 = Instant::now();
         let mut throttle = AuthThrottle::new(3, 5);
         let guesser: IpAddr = "198.51.100.1".parse().unwrap();
@@ -347,6 +349,7 @@ mod tests {
 
     #[test]
     fn the_first_refusal_is_told_apart_for_logging() {
+        #[allow(clippy::disallowed_methods)] // the origin of virtual time
         let t0 = Instant::now();
         let mut limit = RateLimit::new(1);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();

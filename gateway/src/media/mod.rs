@@ -235,6 +235,7 @@ struct Worker {
 }
 
 impl Worker {
+    #[allow(clippy::disallowed_methods)] // the media worker's loop paces the ticks
     fn run(mut self) {
         let mut next = Instant::now() + TICK;
         loop {
@@ -635,6 +636,7 @@ fn is_rtcp(datagram: &[u8]) -> bool {
 }
 
 /// The wall clock as a 64-bit NTP timestamp (RFC 3550 §4).
+#[allow(clippy::disallowed_methods)] // RTCP sender reports carry the wall clock
 fn ntp_now() -> u64 {
     const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -16,6 +16,7 @@ use crate::storage::SipUser;
 
 /// The user who sent `request`, or the response to send instead: a challenge (401) when it
 /// carries no usable credentials, 403 when they are wrong.
+#[allow(clippy::disallowed_methods)] // a handler task, outside the core: it runs after its look-ups
 pub async fn authenticate(
     ctx: &Context,
     request: &InboundRequest,

@@ -108,7 +108,7 @@ impl Browser {
 impl Core {
     /// The room's limit and PIN, as for a phone; a port for the peer connection.
     pub(super) fn browser_join(&mut self, join: BrowserJoin) -> Result<BrowserAdmitted, JoinRefused> {
-        let now = std::time::Instant::now();
+        let now = self.now.at;
         let BrowserJoin { room, pin, display_name, source, ended } = join;
         if self.ctx.shared.is_draining() {
             return Err(JoinRefused::Unavailable);
@@ -154,7 +154,7 @@ impl Core {
             source,
             moderator,
             call_id: format!("webrtc-{}", new_branch()),
-            started_ms: crate::clock::unix_ms(),
+            started_ms: self.now.unix_ms,
             stage: Stage::Negotiating,
             talking: false,
             muted: false,
@@ -180,7 +180,7 @@ impl Core {
     /// not yet keyed, would be lost on the way).
     pub(super) fn browser_connected(&mut self, id: ParticipantId) {
         let Some(browser) = self.calls.browsers.get_mut(&id) else { return };
-        let answered_ms = crate::clock::unix_ms();
+        let answered_ms = self.now.unix_ms;
         let (config, wire) = match std::mem::replace(&mut browser.stage, Stage::InMix { answered_ms }) {
             Stage::Connecting { config, wire } => (config, wire),
             // Reconnected after a network change, or (never) connected before the answer.
@@ -230,6 +230,6 @@ impl Core {
         self.count_call(cause.as_str());
         self.publish_left(id, &room);
         tracing::info!(participant = %id, %room, cause = cause.as_str(), "browser left");
-        self.write_record(browser.record(Some((crate::clock::unix_ms(), cause.as_str()))));
+        self.write_record(browser.record(Some((self.now.unix_ms, cause.as_str()))));
     }
 }

@@ -394,7 +394,7 @@ impl Core {
             // Cancelled meanwhile (answered with 487), or the transaction is gone.
             _ => return,
         }
-        let now = Instant::now();
+        let now = self.now.at;
         let refuse = |core: &mut Core, status: StatusCode, why: &str| {
             tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
             core.count_call(&status.code().to_string());
@@ -515,7 +515,7 @@ impl Core {
 
         let id = self.calls.new_id();
         let on_hold = !stream.direction.sends();
-        let started_ms = crate::clock::unix_ms();
+        let started_ms = self.now.unix_ms;
         let from_header = &request.envelope.from;
         let call = Call {
             id,
@@ -646,7 +646,7 @@ impl Core {
                 response_to(&request, StatusCode::CallTransactionDoesNotExist, None, self.ctx.server());
             return self.respond(tx, response);
         };
-        let now = Instant::now();
+        let now = self.now.at;
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
         if let Err(e) = call.dialog.on_request(&request) {
             tracing::debug!(participant = %id, error = %e, "in-dialog request refused");
@@ -853,7 +853,7 @@ impl Core {
                         let mut rng = sip_stack::rng::Rng::new(rand::random());
                         let delay = sip_stack::dialog::glare_delay(owns_call_id, &mut rng);
                         tracing::debug!(participant = %id, ?delay, "re-INVITE glare: retrying");
-                        call.retry_refresh_at = Some(Instant::now() + delay);
+                        call.retry_refresh_at = Some(self.now.at + delay);
                     }
                 }
                 // §10 of RFC 4028: a refresh answered 408 or 481 ends the session.
@@ -865,7 +865,7 @@ impl Core {
     }
 
     fn refreshed(&mut self, id: ParticipantId, invite_seq: Option<u32>, response: &InboundResponse) {
-        let now = Instant::now();
+        let now = self.now.at;
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
         let (interval, refresher) = session_timer::from_response(&response.response)
             .unwrap_or((call.session_interval, Refresher::Uac));
@@ -975,7 +975,7 @@ impl Core {
     }
 
     pub(super) fn on_media_event(&mut self, event: MediaEvent) {
-        let now = Instant::now();
+        let now = self.now.at;
         match event {
             MediaEvent::Dtmf { id, digit } => self.on_digit(id, digit, now),
             MediaEvent::Talking { id, talking } => {
@@ -1124,7 +1124,7 @@ impl Core {
         if send_bye {
             let via = call.via();
             let bye = call.dialog.request(Method::Bye, &via, &new_branch());
-            match self.layer.send_request(Instant::now(), bye, call.peer) {
+            match self.layer.send_request(self.now.at, bye, call.peer) {
                 Ok(tx) => {
                     self.calls.requests.insert(tx, Outgoing::Bye);
                 }
@@ -1147,7 +1147,7 @@ impl Core {
         self.calls.star.remove(&id);
         self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
-        self.write_record(call.record(Some((crate::clock::unix_ms(), cause.as_str()))));
+        self.write_record(call.record(Some((self.now.unix_ms, cause.as_str()))));
         call.ok = None;
     }
 
@@ -1182,7 +1182,7 @@ impl Core {
             Header::To(t) => Some(t.value()),
             _ => None,
         }));
-        let now = crate::clock::unix_ms();
+        let now = self.now.unix_ms;
         self.write_record(CallRecord {
             leg_id: format!("{call_id}-{}", to.as_ref().ok().and_then(|t| t.tag()).unwrap_or("")),
             call_id: call_id.to_string(),
@@ -1211,7 +1211,7 @@ impl Core {
         response: &InboundResponse,
         media: Option<(AudioStream, AudioCodec)>,
     ) -> Call {
-        let now = Instant::now();
+        let now = self.now.at;
         let (stream, codec) = media.unwrap_or_else(|| (no_stream_yet(), AudioCodec::G722));
         // RFC 4028 §7.2: the 2xx says who refreshes; we asked to be the refresher.
         let timer = session_timer::from_response(&response.response);

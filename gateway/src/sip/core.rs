@@ -22,6 +22,7 @@ use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
 use super::trunks::{LocalPorts, Trunks};
 use crate::calls::{Cause, Control, ControlError};
+use crate::clock::Now;
 use crate::config::TrunkConfig;
 use crate::limits::{AuthThrottle, KeyedLocks, Rate, RateLimit};
 use crate::media::ports::Ports;
@@ -97,6 +98,19 @@ pub(super) struct Core {
     /// One permit per REGISTER or new INVITE waiting for its look-ups (`[limits]
     /// pending_requests`).
     pub(super) pending: Arc<Semaphore>,
+    /// When the input being handled came: the core's only time (see [`run`]).
+    pub(super) now: Now,
+}
+
+/// What wakes the core.
+enum Input {
+    Shutdown,
+    Inbound(Inbound),
+    Command(Command),
+    Media(MediaEvent),
+    Control(Control),
+    /// The earliest deadline passed.
+    Timer,
 }
 
 /// What the core needs besides the sockets: the media worker, its events, and the prompts.
@@ -106,6 +120,9 @@ pub struct MediaParts {
     pub prompts: Prompts,
 }
 
+/// The loop around the core, and the one place call control gets its time from: it reads the
+/// clock once per input and hands that to the core with it.
+#[allow(clippy::disallowed_methods)]
 pub async fn run(
     shared: Arc<Shared>,
     transports: Transports,
@@ -167,8 +184,9 @@ pub async fn run(
         records: JoinSet::new(),
         flood: RateLimit::new(limits.requests_per_source),
         pending: Arc::new(Semaphore::new(limits.pending_requests)),
+        now: Now::read(),
     };
-    core.trunks.start(Instant::now(), &mut core.layer, &shared);
+    core.trunks.start(core.now, &mut core.layer, &shared);
     core.flush();
 
     let shutdown = shared.shutdown_signal();
@@ -178,7 +196,7 @@ pub async fn run(
     loop {
         if let Some(stop_by) = stop_by {
             let settled = core.trunks.stopped() && core.calls.byes_in_flight() == 0;
-            if settled || Instant::now() >= stop_by {
+            if settled || Now::read().at >= stop_by {
                 break;
             }
         }
@@ -193,24 +211,19 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = &mut shutdown, if stop_by.is_none() => {
-                let now = Instant::now();
-                stop_by = Some(now + UNREGISTER_GRACE);
-                core.trunks.stop(now, &mut core.layer, &shared);
-                core.end_all_calls(Cause::Shutdown);
-            }
-            Some(message) = inbound.recv() => core.on_inbound(message),
-            Some(command) = command_rx.recv() => core.on_command(command),
-            Some(event) = media_events.recv() => core.on_media_event(event),
-            Some(request) = control.recv() => core.on_control(request),
-            _ = timer => {
-                let now = Instant::now();
-                core.layer.handle_timeout(now);
-                core.trunks.handle_timeout(now, &mut core.layer, &shared);
-                core.handle_calls_timeout(now);
-            }
+        let input = tokio::select! {
+            _ = &mut shutdown, if stop_by.is_none() => Input::Shutdown,
+            Some(message) = inbound.recv() => Input::Inbound(message),
+            Some(command) = command_rx.recv() => Input::Command(command),
+            Some(event) = media_events.recv() => Input::Media(event),
+            Some(request) = control.recv() => Input::Control(request),
+            _ = timer => Input::Timer,
+        };
+        core.now = Now::read();
+        if matches!(input, Input::Shutdown) {
+            stop_by = Some(core.now.at + UNREGISTER_GRACE);
         }
+        core.handle(input);
         core.flush();
     }
     close.send_replace(true);
@@ -219,6 +232,28 @@ pub async fn run(
 }
 
 impl Core {
+    /// Handles one input at `self.now`.
+    fn handle(&mut self, input: Input) {
+        let now = self.now.at;
+        match input {
+            Input::Shutdown => {
+                let shared = self.ctx.shared.clone();
+                self.trunks.stop(self.now, &mut self.layer, &shared);
+                self.end_all_calls(Cause::Shutdown);
+            }
+            Input::Inbound(message) => self.on_inbound(message),
+            Input::Command(command) => self.on_command(command),
+            Input::Media(event) => self.on_media_event(event),
+            Input::Control(request) => self.on_control(request),
+            Input::Timer => {
+                let shared = self.ctx.shared.clone();
+                self.layer.handle_timeout(now);
+                self.trunks.handle_timeout(self.now, &mut self.layer, &shared);
+                self.handle_calls_timeout(now);
+            }
+        }
+    }
+
     fn on_inbound(&mut self, message: Inbound) {
         let (peer, bytes) = match message {
             Inbound::Datagram { socket, src, bytes } => (udp_peer(socket, src), bytes),
@@ -231,7 +266,7 @@ impl Core {
             }
             Inbound::Closed { conn } => return self.transports.closed(conn),
         };
-        let now = Instant::now();
+        let now = self.now.at;
         let labels = TransportLabels { transport: metrics_transport(peer.transport) };
         // A flood is dropped before any parsing; trunks are exempt (a carrier's calls all come
         // from a few addresses).
@@ -339,7 +374,7 @@ impl Core {
         let shared = self.ctx.shared.clone();
         shared.set_trunk_configs(trunks);
         super::add_tls_trunks(trunks, &mut self.transports);
-        self.trunks.reload(Instant::now(), trunks, &mut self.layer, &shared);
+        self.trunks.reload(self.now, trunks, &mut self.layer, &shared);
         tracing::info!(trunks = trunks.len(), "trunks and prompts reloaded");
     }
 
@@ -347,7 +382,7 @@ impl Core {
     pub(super) fn respond(&mut self, tx: ServerTx, response: rsip::Response) {
         let code = response.status_code.code();
         let transport = self.layer.server_peer(tx).map(|p| metrics_transport(p.transport));
-        match self.layer.send_response(Instant::now(), tx, response) {
+        match self.layer.send_response(self.now.at, tx, response) {
             Ok(()) => {
                 if let Some(transport) = transport {
                     let labels = ResponseLabels { transport, code };
@@ -366,7 +401,7 @@ impl Core {
             }
             let Some(event) = self.layer.poll_event() else { break };
             let shared = self.ctx.shared.clone();
-            if let Some(event) = self.trunks.on_event(Instant::now(), event, &mut self.layer, &shared) {
+            if let Some(event) = self.trunks.on_event(self.now, event, &mut self.layer, &shared) {
                 self.on_event(event);
             }
         }

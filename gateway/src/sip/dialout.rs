@@ -110,7 +110,7 @@ impl Core {
     /// Starts a call out of `room`; the participant id names it in the API from now on.
     pub(super) fn dial(&mut self, room: Room, request: DialRequest) -> Result<ParticipantId, ControlError> {
         let route = self.route(&request)?;
-        let now = Instant::now();
+        let now = self.now.at;
         let ports = self.ports.allocate().map_err(|_| ControlError::NoPorts)?;
         let advertised = self.advertised_ip(route.peer);
         let port = self.sip_port(route.transport);
@@ -158,7 +158,7 @@ impl Core {
                 target: request.to,
                 trunk: request.trunk,
                 state: DialState::Calling,
-                started_ms: crate::clock::unix_ms(),
+                started_ms: self.now.unix_ms,
                 invite,
                 peer,
                 via_host,
@@ -344,7 +344,7 @@ impl Core {
             Header::Authorization(value.into())
         });
         invite.headers = headers;
-        match self.layer.send_request(Instant::now(), invite.clone(), d.peer) {
+        match self.layer.send_request(self.now.at, invite.clone(), d.peer) {
             Ok(new_tx) => {
                 d.invite = invite;
                 self.calls.dialing.insert(new_tx, d);
@@ -479,7 +479,7 @@ impl Core {
             room_number: Some(d.room.number.clone()),
             started_at_ms: d.started_ms,
             answered_at_ms: None,
-            ended_at_ms: Some(crate::clock::unix_ms()),
+            ended_at_ms: Some(self.now.unix_ms),
             cause: cause.to_string(),
             codec: None,
         };
@@ -512,7 +512,7 @@ impl Core {
     pub(super) fn cancel_all_dialing(&mut self) {
         let txs: Vec<ClientTx> = self.calls.dialing.keys().copied().collect();
         for tx in txs {
-            let now = Instant::now();
+            let now = self.now.at;
             if let Some(d) = self.calls.dialing.get(&tx) {
                 if let Some(cancel) = cancel_for(&d.invite) {
                     let _ = self.layer.send_request(now, cancel, d.peer);

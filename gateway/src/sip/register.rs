@@ -18,6 +18,7 @@ pub async fn handle(ctx: Context, tx: ServerTx, request: InboundRequest, from: P
     ctx.respond(tx, response).await;
 }
 
+#[allow(clippy::disallowed_methods)] // a handler task, outside the core
 async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
     let now_ms = crate::clock::unix_ms();
     let tag = new_tag();

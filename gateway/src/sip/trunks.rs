@@ -12,7 +12,7 @@ use sip_stack::registration::{RegEvent, RegFailure, RegState, RegistrationClient
 use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
-use crate::clock::instant_to_unix_ms;
+use crate::clock::{instant_to_unix_ms, Now};
 use crate::config::{TrunkConfig, TrunkTransport};
 use crate::metrics::TrunkLabels;
 use crate::state::Shared;
@@ -65,7 +65,8 @@ struct KeepAlive {
     local: SocketAddr,
     transport: Transport,
     interval: Duration,
-    next: Instant,
+    /// When the next OPTIONS goes (none until the trunk starts).
+    next: Option<Instant>,
     sent_at: Option<Instant>,
     view: TrunkView,
 }
@@ -230,7 +231,7 @@ impl Trunks {
             local,
             transport,
             interval: Duration::from_secs(u64::from(t.options_interval_secs)),
-            next: Instant::now(),
+            next: None,
             sent_at: None,
             view: TrunkView::new(&t.name, "not-registering", String::new()),
             proxy,
@@ -242,15 +243,15 @@ impl Trunks {
         self.configs.iter().any(|t| t.trusts(addr))
     }
 
-    pub fn start(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn start(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
         for keepalive in &mut self.keepalives {
-            keepalive.next = now;
+            keepalive.next = Some(now.at);
             if keepalive.runner.is_none() {
                 shared.set_trunk_view(keepalive.view.clone());
             }
         }
         for i in 0..self.runners.len() {
-            self.runners[i].client.start(now);
+            self.runners[i].client.start(now.at);
             self.pump(i, now, layer, shared);
         }
     }
@@ -261,7 +262,7 @@ impl Trunks {
     /// contact or registrar differ); a new one starts. Calls are not touched.
     pub fn reload(
         &mut self,
-        now: Instant,
+        now: Now,
         configs: &[TrunkConfig],
         layer: &mut TransactionLayer,
         shared: &Arc<Shared>,
@@ -310,18 +311,18 @@ impl Trunks {
             let runner = &mut self.runners[i];
             runner.retiring = true;
             if !same_binding {
-                runner.client.stop(now);
+                runner.client.stop(now.at);
                 self.pump(i, now, layer, shared);
             }
         }
         for keepalive in &mut self.keepalives[first_keepalive..] {
-            keepalive.next = now;
+            keepalive.next = Some(now.at);
             if keepalive.runner.is_none() {
                 shared.set_trunk_view(keepalive.view.clone());
             }
         }
         for i in first_runner..self.runners.len() {
-            self.runners[i].client.start(now);
+            self.runners[i].client.start(now.at);
             self.pump(i, now, layer, shared);
         }
         self.sweep();
@@ -338,11 +339,11 @@ impl Trunks {
     }
 
     /// Un-registers every trunk.
-    pub fn stop(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn stop(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
         self.stopping = true;
         for i in 0..self.runners.len() {
             if !self.runners[i].retiring {
-                self.runners[i].client.stop(now);
+                self.runners[i].client.stop(now.at);
                 self.pump(i, now, layer, shared);
             }
         }
@@ -354,27 +355,27 @@ impl Trunks {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let pings = self.keepalives.iter().filter(|_| !self.stopping).map(|k| k.next);
+        let pings = self.keepalives.iter().filter(|_| !self.stopping).filter_map(|k| k.next);
         self.runners.iter().filter_map(|r| r.client.poll_timeout()).chain(pings).min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn handle_timeout(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
         for i in 0..self.runners.len() {
-            if self.runners[i].client.poll_timeout().is_some_and(|t| t <= now) {
-                self.runners[i].client.handle_timeout(now);
+            if self.runners[i].client.poll_timeout().is_some_and(|t| t <= now.at) {
+                self.runners[i].client.handle_timeout(now.at);
                 self.pump(i, now, layer, shared);
             }
         }
         for i in 0..self.keepalives.len() {
-            if !self.stopping && self.keepalives[i].next <= now {
+            if !self.stopping && self.keepalives[i].next.is_some_and(|at| at <= now.at) {
                 self.ping(i, now, layer);
             }
         }
         self.sweep();
     }
-    fn ping(&mut self, i: usize, now: Instant, layer: &mut TransactionLayer) {
+    fn ping(&mut self, i: usize, now: Now, layer: &mut TransactionLayer) {
         let k = &mut self.keepalives[i];
-        k.next = now + k.interval;
+        k.next = Some(now.at + k.interval);
         if k.peer.is_none() {
             k.peer = resolve(&k.proxy);
         }
@@ -398,16 +399,16 @@ impl Trunks {
             Transport::Udp => Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) },
             other => Peer { transport: other, addr, connection: None },
         };
-        if let Ok(tx) = layer.send_request(now, request, peer) {
-            k.sent_at = Some(now);
+        if let Ok(tx) = layer.send_request(now.at, request, peer) {
+            k.sent_at = Some(now.at);
             self.pings.insert(tx, k.id);
         }
     }
 
     /// A ping's outcome: any response means the trunk is there; a timeout that it is not.
-    fn pinged(&mut self, i: usize, now: Instant, answered: bool, shared: &Arc<Shared>) {
+    fn pinged(&mut self, i: usize, now: Now, answered: bool, shared: &Arc<Shared>) {
         let k = &mut self.keepalives[i];
-        let rtt = k.sent_at.filter(|_| answered).map(|at| now.duration_since(at).as_millis() as u64);
+        let rtt = k.sent_at.filter(|_| answered).map(|at| now.at.duration_since(at).as_millis() as u64);
         let name = k.view.name.clone();
         let view = match k.runner.and_then(|id| self.runners.iter_mut().find(|r| r.id == id)) {
             Some(runner) => &mut runner.view,
@@ -429,7 +430,7 @@ impl Trunks {
     /// Takes the transaction events that belong to a trunk; returns the others.
     pub fn on_event(
         &mut self,
-        now: Instant,
+        now: Now,
         event: TxEvent,
         layer: &mut TransactionLayer,
         shared: &Arc<Shared>,
@@ -468,11 +469,11 @@ impl Trunks {
                 if response.status_code.code() >= 200 {
                     self.by_tx.remove(&tx);
                 }
-                self.runners[i].client.handle_response(now, response);
+                self.runners[i].client.handle_response(now.at, response);
             }
             Err(failure) => {
                 self.by_tx.remove(&tx);
-                self.runners[i].client.handle_failure(now, failure);
+                self.runners[i].client.handle_failure(now.at, failure);
             }
         }
         self.pump(i, now, layer, shared);
@@ -481,7 +482,7 @@ impl Trunks {
     }
 
     /// Sends what the client queued and publishes its state changes.
-    fn pump(&mut self, i: usize, now: Instant, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    fn pump(&mut self, i: usize, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
         let runner = &mut self.runners[i];
         while let Some(request) = runner.client.poll_request() {
             if runner.peer.is_none() {
@@ -489,7 +490,7 @@ impl Trunks {
             }
             let Some(addr) = runner.peer else {
                 runner.view.detail = Some(format!("cannot resolve {}", runner.proxy.host_with_port));
-                runner.client.handle_failure(now, RegFailure::Transport);
+                runner.client.handle_failure(now.at, RegFailure::Transport);
                 continue;
             };
             let peer = match runner.transport {
@@ -497,13 +498,13 @@ impl Trunks {
                 // The connection open to the registrar, or a new one.
                 other => Peer { transport: other, addr, connection: None },
             };
-            match layer.send_request(now, request, peer) {
+            match layer.send_request(now.at, request, peer) {
                 Ok(tx) => {
                     self.by_tx.insert(tx, runner.id);
                 }
                 Err(e) => {
                     tracing::error!(trunk = %runner.view.name, error = %e, "REGISTER not sent");
-                    runner.client.handle_failure(now, RegFailure::Transport);
+                    runner.client.handle_failure(now.at, RegFailure::Transport);
                 }
             }
         }
@@ -515,7 +516,7 @@ impl Trunks {
                     tracing::info!(trunk = %runner.view.name, %addr, "registrar sees us at another address; updating Contact");
                     runner.view.contact = runner.client.config().contact.to_string();
                 }
-                RegEvent::StateChanged(state) => log_state(&runner.view.name, &state),
+                RegEvent::StateChanged(state) => log_state(&runner.view.name, &state, now),
             }
         }
         if changed && !runner.retiring {
@@ -524,22 +525,22 @@ impl Trunks {
     }
 }
 
-fn log_state(name: &str, state: &RegState) {
+fn log_state(name: &str, state: &RegState, now: Now) {
     match state {
         RegState::Registered { expires, .. } => tracing::info!(trunk = %name, expires, "trunk registered"),
         RegState::Retrying { failures, next_attempt, last_error } => {
-            let wait = next_attempt.saturating_duration_since(Instant::now());
+            let wait = next_attempt.saturating_duration_since(now.at);
             tracing::warn!(trunk = %name, failures, retry_in = ?wait, error = %last_error, "trunk registration failed; retrying");
         }
         RegState::Rejected { reason, next_attempt, .. } => {
-            let wait = next_attempt.saturating_duration_since(Instant::now());
+            let wait = next_attempt.saturating_duration_since(now.at);
             tracing::error!(trunk = %name, %reason, retry_in = ?wait, "trunk credentials rejected; trying again slowly");
         }
         other => tracing::info!(trunk = %name, state = other.name(), "trunk state"),
     }
 }
 
-fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
+fn publish(runner: &mut Runner, now: Now, shared: &Arc<Shared>) {
     let state = runner.client.state().clone();
     let view = &mut runner.view;
     view.state = state.name();
@@ -573,7 +574,7 @@ fn publish(runner: &mut Runner, now: Instant, shared: &Arc<Shared>) {
         detail: view.detail.clone(),
         registered_until_ms: view.registered_until_ms,
         next_attempt_at_ms: view.next_attempt_ms,
-        updated_at_ms: instant_to_unix_ms(now, now),
+        updated_at_ms: now.unix_ms,
     };
     let storage = shared.storage.clone();
     tokio::spawn(async move {
