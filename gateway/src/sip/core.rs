@@ -103,7 +103,7 @@ pub(super) struct Core {
 }
 
 /// What wakes the core.
-enum Input {
+pub(super) enum Input {
     Shutdown,
     Inbound(Inbound),
     Command(Command),
@@ -133,59 +133,7 @@ pub async fn run(
     let MediaParts { media, events: mut media_events, prompts } = media;
     let mut control = shared.take_control_receiver().unwrap_or_else(|| mpsc::channel(1).1);
     let (commands, mut command_rx) = mpsc::channel(1024);
-    // Validated at start-up: every name is a known algorithm.
-    let algorithms =
-        shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
-    let digest = DigestServer::new(shared.config.sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
-        .with_algorithms(algorithms);
-    let sip = &shared.config.sip;
-    let timers = TimerConfig {
-        t1: Duration::from_millis(sip.t1_ms),
-        t2: Duration::from_millis(sip.t2_ms),
-        t4: Duration::from_millis(sip.t4_ms),
-    };
-    let limits = &shared.config.limits;
-    let layer = TransactionLayer::new(timers)
-        .with_server_name(sip.user_agent.clone())
-        .with_max_transactions(limits.server_transactions);
-    let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let ports = LocalPorts {
-        udp: local,
-        tcp: sip.tcp.first().map(|a| a.port()),
-        tls: sip.tls.first().map(|a| a.port()),
-    };
-    let trunks = Trunks::new(&shared.config.trunks, ports, sip.public_address, &sip.user_agent);
-    let conference = &shared.config.conference;
-    let calls = Calls::new(
-        conference.pin_failures_per_source,
-        conference.pin_failures_per_room,
-        Duration::from_secs(u64::from(conference.pin_block_secs)),
-    );
-    let rtp = &shared.config.rtp;
-    let ports = Ports::new(rtp.address, rtp.port_min, rtp.port_max);
-    let mut core = Core {
-        ctx: Context {
-            shared: shared.clone(),
-            digest: Arc::new(Mutex::new(digest)),
-            auth: Arc::new(Mutex::new(AuthThrottle::new(
-                limits.auth_failures_per_source,
-                limits.auth_failures_per_user,
-            ))),
-            registrations: Arc::default(),
-            commands,
-        },
-        layer,
-        transports,
-        trunks,
-        calls,
-        media,
-        ports,
-        prompts,
-        records: JoinSet::new(),
-        flood: RateLimit::new(limits.requests_per_source),
-        pending: Arc::new(Semaphore::new(limits.pending_requests)),
-        now: Now::read(),
-    };
+    let mut core = Core::new(&shared, transports, media, prompts, commands, Now::read());
     core.trunks.start(core.now, &mut core.layer, &shared);
     core.flush();
 
@@ -200,11 +148,7 @@ pub async fn run(
                 break;
             }
         }
-        let deadline =
-            [core.layer.poll_timeout(), core.trunks.poll_timeout(), core.calls.poll_timeout(), stop_by]
-                .into_iter()
-                .flatten()
-                .min();
+        let deadline = [core.poll_timeout(), stop_by].into_iter().flatten().min();
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -232,8 +176,82 @@ pub async fn run(
 }
 
 impl Core {
+    /// The core as configured, at `now`, with nothing started: [`run`] starts the trunks.
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        transports: Transports,
+        media: Media,
+        prompts: Prompts,
+        commands: mpsc::Sender<Command>,
+        now: Now,
+    ) -> Core {
+        // Validated at start-up: every name is a known algorithm.
+        let algorithms =
+            shared.config.sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
+        let digest = DigestServer::new(shared.config.sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
+            .with_algorithms(algorithms);
+        let sip = &shared.config.sip;
+        let timers = TimerConfig {
+            t1: Duration::from_millis(sip.t1_ms),
+            t2: Duration::from_millis(sip.t2_ms),
+            t4: Duration::from_millis(sip.t4_ms),
+        };
+        let limits = &shared.config.limits;
+        let layer = TransactionLayer::new(timers)
+            .with_server_name(sip.user_agent.clone())
+            .with_max_transactions(limits.server_transactions);
+        let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
+        let ports = LocalPorts {
+            udp: local,
+            tcp: sip.tcp.first().map(|a| a.port()),
+            tls: sip.tls.first().map(|a| a.port()),
+        };
+        let trunks = Trunks::new(&shared.config.trunks, ports, sip.public_address, &sip.user_agent);
+        let conference = &shared.config.conference;
+        let calls = Calls::new(
+            conference.pin_failures_per_source,
+            conference.pin_failures_per_room,
+            Duration::from_secs(u64::from(conference.pin_block_secs)),
+        );
+        let rtp = &shared.config.rtp;
+        let ports = Ports::new(rtp.address, rtp.port_min, rtp.port_max);
+        Core {
+            ctx: Context {
+                shared: shared.clone(),
+                digest: Arc::new(Mutex::new(digest)),
+                auth: Arc::new(Mutex::new(AuthThrottle::new(
+                    limits.auth_failures_per_source,
+                    limits.auth_failures_per_user,
+                ))),
+                registrations: Arc::default(),
+                commands,
+            },
+            layer,
+            transports,
+            trunks,
+            calls,
+            media,
+            ports,
+            prompts,
+            records: JoinSet::new(),
+            flood: RateLimit::new(limits.requests_per_source),
+            pending: Arc::new(Semaphore::new(limits.pending_requests)),
+            now,
+        }
+    }
+
+    /// The earliest deadline of the transactions, the trunks and the calls.
+    pub(super) fn poll_timeout(&mut self) -> Option<Instant> {
+        [self.layer.poll_timeout(), self.trunks.poll_timeout(), self.calls.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+impl Core {
     /// Handles one input at `self.now`.
-    fn handle(&mut self, input: Input) {
+    pub(super) fn handle(&mut self, input: Input) {
         let now = self.now.at;
         match input {
             Input::Shutdown => {
@@ -394,7 +412,7 @@ impl Core {
     }
 
     /// Sends what the layer queued and acts on its events.
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         loop {
             while let Some(t) = self.layer.poll_transmit() {
                 self.transports.send(&t);
@@ -505,3 +523,6 @@ fn metrics_transport(transport: Transport) -> metrics::Transport {
 pub fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+#[cfg(test)]
+mod tests;
