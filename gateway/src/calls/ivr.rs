@@ -72,8 +72,8 @@ impl PinEntry {
             }
             d if d.is_ascii_digit() => {
                 self.digits.push(d);
-                // Enough digits for the longest PIN and one of them matches: no `#` needed.
-                // Beyond the longest PIN, the attempt is wrong whatever follows.
+                // `#` (or the digit timeout) ends an attempt; a digit beyond the longest PIN
+                // ends it at once, wrong whatever follows.
                 if self.digits.len() > self.longest() {
                     self.complete()
                 } else {

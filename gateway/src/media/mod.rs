@@ -184,6 +184,14 @@ impl Media {
         Ok((Media { commands }, event_rx))
     }
 
+    /// A handle with no worker behind it: its commands go to the receiver, for tests that
+    /// stand in for the media plane.
+    #[cfg(test)]
+    pub fn detached() -> (Media, std_mpsc::Receiver<MediaCommand>) {
+        let (commands, receiver) = std_mpsc::channel();
+        (Media { commands }, receiver)
+    }
+
     /// Queues a command for the next tick; false once the worker is gone.
     pub fn send(&self, command: MediaCommand) -> bool {
         self.commands.send(command).is_ok()

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mixer::source::SourcePolicy;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -16,13 +15,15 @@ use super::{Command, Core, Input};
 use crate::clock::Now;
 use crate::config::{Config, TrunkConfig, TrustedSource};
 use crate::media::prompts::Prompts;
-use crate::media::{Media, MediaEvent};
+use crate::media::{Audience, Media, MediaCommand, MediaEvent, ParticipantId};
 use crate::sip::transport::{Inbound, Transports};
 use crate::state::Shared;
 use crate::storage::{Room, Storage};
 
-/// A room reached through a trunk that trusts the phone's address, so no digest round.
+/// Rooms reached through a trunk that trusts the phone's address, so no digest round: one
+/// open, one behind PIN 1234.
 const DID: &str = "5551000";
+const PIN_DID: &str = "5552000";
 
 struct Harness {
     core: Core,
@@ -33,7 +34,10 @@ struct Harness {
     t0: Now,
     /// What the phone received, with when (seconds of virtual time).
     heard: Vec<(f64, String)>,
-    _media_events: mpsc::Receiver<MediaEvent>,
+    /// Stands for the media worker: the commands call control gave it.
+    media: std::sync::mpsc::Receiver<MediaCommand>,
+    /// Those commands in short (`play 1 enter_pin`), with when.
+    played: Vec<(f64, String)>,
     _inbound: mpsc::Receiver<Inbound>,
     _closing: watch::Sender<bool>,
     _db: tempfile::TempDir,
@@ -72,21 +76,25 @@ impl Harness {
             dids: vec![DID.into()],
         };
         storage.add_room(&room, 0).await.unwrap();
+        let pin_room =
+            Room { number: "2000".into(), pin: Some("1234".into()), dids: vec![PIN_DID.into()], ..room };
+        storage.add_room(&pin_room, 0).await.unwrap();
         let shared = Shared::new(config, storage);
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let gateway = socket.local_addr().unwrap();
         let (inbound_tx, inbound) = mpsc::channel(16);
         let (closing, closing_rx) = watch::channel(false);
         let transports = Transports::new(vec![socket], inbound_tx, shared.clone(), closing_rx);
-        let (media, media_events) =
-            Media::start(16_000, Duration::from_secs(30), None, SourcePolicy::default(), &shared.metrics)
-                .unwrap();
+        let (media, media_rx) = Media::detached();
         let prompts = Prompts::load(&shared.config.prompts, 16_000).unwrap();
         let (commands_tx, commands) = mpsc::channel(16);
         // The only clock read: the origin of virtual time.
         #[allow(clippy::disallowed_methods)]
         let t0 = Now::read();
         let core = Core::new(&shared, transports, media, prompts, commands_tx, t0);
+        // The runtime learns that the gateway's socket is writable when it first polls it;
+        // until then tokio's sends on it would block.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let phone = StdUdpSocket::bind("127.0.0.1:0").unwrap();
         phone.set_nonblocking(true).unwrap();
         Harness {
@@ -96,7 +104,8 @@ impl Harness {
             gateway,
             t0,
             heard: vec![],
-            _media_events: media_events,
+            media: media_rx,
+            played: vec![],
             _inbound: inbound,
             _closing: closing,
             _db: db,
@@ -121,6 +130,46 @@ impl Harness {
             let at = self.secs();
             self.heard.push((at, String::from_utf8_lossy(&buf[..n]).into_owned()));
         }
+        while let Ok(command) = self.media.try_recv() {
+            let short = self.short(&command);
+            self.played.push((self.secs(), short));
+        }
+    }
+
+    fn short(&self, command: &MediaCommand) -> String {
+        let p = &self.core.prompts;
+        let prompts = [
+            (&p.enter_pin, "enter_pin"),
+            (&p.wrong_pin, "wrong_pin"),
+            (&p.goodbye, "goodbye"),
+            (&p.first_participant, "first_participant"),
+            (&p.join_tone, "join_tone"),
+            (&p.leave_tone, "leave_tone"),
+        ];
+        match command {
+            MediaCommand::Add(setup) => format!("add {}", setup.id.0),
+            MediaCommand::Remove(id) => format!("remove {}", id.0),
+            MediaCommand::Join(id) => format!("join {}", id.0),
+            MediaCommand::Play(audience, samples) => {
+                let name = prompts.iter().find(|(p, _)| Arc::ptr_eq(p, samples)).map_or("?", |(_, n)| n);
+                match audience {
+                    Audience::Leg(id) => format!("play {} {name}", id.0),
+                    Audience::Room(room) => format!("play room {room} {name}"),
+                }
+            }
+            other => format!("{other:?}").split([' ', '(', '{']).next().unwrap_or_default().to_lowercase(),
+        }
+    }
+
+    /// The media worker reports `event` at `secs`.
+    fn media_says(&mut self, secs: f64, event: MediaEvent) {
+        self.set_time(secs);
+        self.input(Input::Media(event));
+    }
+
+    /// (time, command) of the media commands starting with `start`.
+    fn played(&self, start: &str) -> Vec<(f64, &str)> {
+        self.played.iter().filter(|(_, c)| c.starts_with(start)).map(|(at, c)| (*at, c.as_str())).collect()
     }
 
     /// The phone sends `text` at `secs`.
@@ -170,8 +219,8 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// An INVITE to the room's DID with a PCMU offer and the given extra header lines.
-fn invite(phone: SocketAddr, gateway: SocketAddr, extra: &str) -> String {
+/// An INVITE to `did` with a PCMU offer and the given extra header lines.
+fn invite(phone: SocketAddr, gateway: SocketAddr, did: &str, extra: &str) -> String {
     let sdp = format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
@@ -179,11 +228,11 @@ fn invite(phone: SocketAddr, gateway: SocketAddr, extra: &str) -> String {
         phone.port() + 2
     );
     format!(
-        "INVITE sip:{DID}@{gateway} SIP/2.0\r\n\
+        "INVITE sip:{did}@{gateway} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:+15550001@{phone}>;tag=phone1\r\n\
-         To: <sip:{DID}@{gateway}>\r\n\
+         To: <sip:{did}@{gateway}>\r\n\
          Call-ID: core-test-1\r\n\
          CSeq: 1 INVITE\r\n\
          Contact: <sip:+15550001@{phone}>\r\n\
@@ -219,9 +268,14 @@ fn ok_to(request: &str) -> String {
     out
 }
 
-/// Calls the room, is answered and ACKs at time 0; returns the 200.
+/// Calls the open room, is answered and ACKs at time 0; returns the 200.
 async fn answered_call(h: &mut Harness, extra: &str) -> String {
-    let text = invite(h.phone(), h.gateway, extra);
+    call_to(h, DID, extra).await
+}
+
+/// Calls `did`, is answered and ACKs at time 0; returns the 200.
+async fn call_to(h: &mut Harness, did: &str, extra: &str) -> String {
+    let text = invite(h.phone(), h.gateway, did, extra);
     h.phone_sends(0.0, &text);
     h.admission().await;
     let ok = h.heard("SIP/2.0 200").first().map(|(_, m)| m.to_string()).expect("the call is answered");
@@ -319,11 +373,174 @@ async fn a_phone_that_does_not_allow_update_is_refreshed_by_re_invite() {
 #[tokio::test]
 async fn an_interval_below_min_se_gets_422_naming_it() {
     let mut h = Harness::new().await;
-    let text = invite(h.phone(), h.gateway, "Supported: timer\r\nSession-Expires: 30\r\n");
+    let text = invite(h.phone(), h.gateway, DID, "Supported: timer\r\nSession-Expires: 30\r\n");
     h.phone_sends(0.0, &text);
     h.admission().await;
     let refusals = h.heard("SIP/2.0 422");
     assert_eq!(refusals.len(), 1, "{:?}", h.heard);
     assert_eq!(header(refusals[0].1, "Min-SE"), Some("90"));
     assert!(h.heard("SIP/2.0 200").is_empty());
+}
+
+/// An INFO carrying `digit` (application/dtmf-relay), CSeq `seq`.
+fn info(h: &Harness, seq: u32, digit: char) -> String {
+    let to = header(h.heard("SIP/2.0 200")[0].1, "To").unwrap().to_string();
+    let body = format!("Signal={digit}\r\nDuration=160\r\n");
+    format!(
+        "INFO sip:gateway@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKinfo{seq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: {to}\r\n\
+         Call-ID: core-test-1\r\nCSeq: {seq} INFO\r\nContent-Type: application/dtmf-relay\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        gw = h.gateway,
+        phone = h.phone(),
+    )
+}
+
+#[tokio::test]
+async fn silence_at_the_pin_prompt_counts_as_wrong_three_times_then_goodbye_and_bye() {
+    let mut h = Harness::new().await;
+    call_to(&mut h, PIN_DID, "").await;
+    let me = ParticipantId(1);
+    assert_eq!(h.played("play"), [(0.0, "play 1 enter_pin")]);
+    // The digit timeout (15 s) runs from the end of the prompt.
+    h.media_says(4.0, MediaEvent::PromptFinished { id: me });
+    h.run_until(18.999);
+    assert!(h.played("play 1 wrong_pin").is_empty());
+    h.run_until(19.0);
+    assert_eq!(h.played("play 1 wrong_pin"), [(19.0, "play 1 wrong_pin")]);
+    h.media_says(21.0, MediaEvent::PromptFinished { id: me });
+    h.run_until(50.0);
+    assert_eq!(
+        h.played("play 1"),
+        [(0.0, "play 1 enter_pin"), (19.0, "play 1 wrong_pin"), (36.0, "play 1 wrong_pin")]
+    );
+    h.media_says(38.0, MediaEvent::PromptFinished { id: me });
+    h.run_until(53.0);
+    assert_eq!(h.played("play 1 goodbye"), [(53.0, "play 1 goodbye")]);
+    assert!(h.heard("BYE").is_empty(), "the goodbye is heard to its end");
+    h.media_says(56.0, MediaEvent::PromptFinished { id: me });
+    assert_eq!(h.heard("BYE").first().map(|(at, _)| *at), Some(56.0));
+    assert_eq!(h.played("remove"), [(56.0, "remove 1")]);
+    assert!(h.played("join").is_empty(), "never in the mix");
+}
+
+#[tokio::test]
+async fn the_right_pin_by_sip_info_joins_the_mix_at_its_hash() {
+    let mut h = Harness::new().await;
+    call_to(&mut h, PIN_DID, "").await;
+    h.media_says(4.0, MediaEvent::PromptFinished { id: ParticipantId(1) });
+    for (n, digit) in "1234#".chars().enumerate() {
+        let at = 5.0 + n as f64;
+        let text = info(&h, 2 + n as u32, digit);
+        h.phone_sends(at, &text);
+    }
+    assert_eq!(h.played("join"), [(9.0, "join 1")]);
+    let answered: Vec<f64> =
+        h.heard("SIP/2.0 200").iter().filter(|(_, m)| m.contains(" INFO\r\n")).map(|(at, _)| *at).collect();
+    assert_eq!(answered, [5.0, 6.0, 7.0, 8.0, 9.0], "every INFO answered when it came");
+    h.run_until(60.0);
+    assert!(h.played("play 1 wrong_pin").is_empty(), "no digit timeout once joined");
+    assert!(h.heard("BYE").is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_told_at_its_hash_and_the_next_try_is_timed_from_there() {
+    let mut h = Harness::new().await;
+    call_to(&mut h, PIN_DID, "").await;
+    h.media_says(4.0, MediaEvent::PromptFinished { id: ParticipantId(1) });
+    for (n, digit) in "9999#".chars().enumerate() {
+        let text = info(&h, 2 + n as u32, digit);
+        h.phone_sends(5.0 + n as f64, &text);
+    }
+    assert_eq!(h.played("play 1 wrong_pin"), [(9.0, "play 1 wrong_pin")]);
+    h.run_until(23.999);
+    assert_eq!(h.played("play 1 wrong_pin").len(), 1);
+    h.run_until(24.0);
+    assert_eq!(h.played("play 1 wrong_pin").len(), 2, "the second try timed out 15 s after the first");
+    assert!(h.played("join").is_empty());
+}
+
+#[tokio::test]
+async fn a_cancel_before_the_answer_gets_487_and_the_late_admission_is_dropped() {
+    let mut h = Harness::new().await;
+    let text = invite(h.phone(), h.gateway, DID, "");
+    h.phone_sends(0.0, &text);
+    let cancel = format!(
+        "CANCEL sip:{DID}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: <sip:{DID}@{gw}>\r\n\
+         Call-ID: core-test-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        gw = h.gateway,
+        phone = h.phone(),
+    );
+    h.phone_sends(0.1, &cancel);
+    let answers: Vec<(f64, Option<&str>)> =
+        h.heard("SIP/2.0 200").iter().map(|(at, m)| (*at, header(m, "CSeq"))).collect();
+    assert_eq!(answers, [(0.1, Some("1 CANCEL"))]);
+    assert_eq!(h.heard("SIP/2.0 487").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [0.1]);
+    h.admission().await;
+    assert!(h.heard("SIP/2.0 200").iter().all(|(_, m)| header(m, "CSeq") == Some("1 CANCEL")));
+    assert!(h.played("add").is_empty(), "no media for a cancelled call");
+}
+
+#[tokio::test]
+async fn no_rtp_ends_the_call_when_the_media_worker_says_so() {
+    let mut h = Harness::new().await;
+    answered_call(&mut h, "").await;
+    assert_eq!(h.played("add"), [(0.0, "add 1")]);
+    h.media_says(30.0, MediaEvent::RtpTimeout { id: ParticipantId(1) });
+    assert_eq!(h.heard("BYE").first().map(|(at, _)| *at), Some(30.0));
+    assert_eq!(h.played("remove"), [(30.0, "remove 1")]);
+}
+
+#[tokio::test]
+async fn shutdown_hangs_up_every_call_at_once() {
+    let mut h = Harness::new().await;
+    answered_call(&mut h, "").await;
+    h.set_time(12.5);
+    h.input(Input::Shutdown);
+    assert_eq!(h.heard("BYE").first().map(|(at, _)| *at), Some(12.5));
+    assert_eq!(h.core.calls.byes_in_flight(), 1, "the loop waits for the BYE's answer");
+    let bye = h.heard("BYE")[0].1.to_string();
+    let answer = ok_to(&bye);
+    h.phone_sends(12.6, &answer);
+    assert_eq!(h.core.calls.byes_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_phone_re_invite_during_our_refresh_re_invite_is_glare_491_and_ours_is_retried_within_2_s() {
+    let mut h = Harness::new().await;
+    answered_call(
+        &mut h,
+        "Supported: timer\r\nAllow: INVITE, ACK, BYE\r\nSession-Expires: 90;refresher=uas\r\n",
+    )
+    .await;
+    h.run_until(45.0);
+    let ours = h.heard("INVITE").first().map(|(_, m)| m.to_string()).expect("our refresh re-INVITE");
+    let to = header(h.heard("SIP/2.0 200")[0].1, "To").unwrap().to_string();
+    let theirs = invite(h.phone(), h.gateway, DID, "")
+        .replace("branch=z9hG4bKcore1", "branch=z9hG4bKglare")
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+        .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"));
+    h.phone_sends(45.1, &theirs);
+    assert_eq!(h.heard("SIP/2.0 491").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [45.1]);
+    // The phone refuses ours the same way: we try again after a random 0-2 s (§14.1: we do not
+    // own the Call-ID).
+    let mut refusal = ok_to(&ours).replace("SIP/2.0 200 OK", "SIP/2.0 491 Request Pending");
+    refusal = refusal.replace("Session-Expires: 90;refresher=uac\r\n", "");
+    h.phone_sends(45.2, &refusal);
+    h.run_until(50.0);
+    let retries: Vec<f64> = h
+        .heard("INVITE")
+        .iter()
+        .filter(|(_, m)| header(m, "Via") != header(&ours, "Via"))
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(!retries.is_empty(), "{:?}", h.heard("INVITE"));
+    assert!((45.2..=47.2).contains(&retries[0]), "retried at {}", retries[0]);
+    // The retry is one new transaction, resent on Timer A until answered.
+    let branches: std::collections::HashSet<_> =
+        h.heard("INVITE").iter().filter_map(|(_, m)| header(m, "Via")).collect();
+    assert_eq!(branches.len(), 2, "ours and its one retry");
+    assert_eq!(retries.get(1).map(|at| ((at - retries[0]) * 1000.0).round()), Some(500.0));
 }
