@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::{Command, Core, Input};
+use crate::calls::{Control, DialRequest};
 use crate::clock::Now;
 use crate::config::{Config, TrunkConfig, TrustedSource};
 use crate::media::prompts::Prompts;
@@ -150,6 +151,9 @@ impl Harness {
             MediaCommand::Add(setup) => format!("add {}", setup.id.0),
             MediaCommand::Remove(id) => format!("remove {}", id.0),
             MediaCommand::Join(id) => format!("join {}", id.0),
+            MediaCommand::Update { id, config, on_hold, .. } => {
+                format!("update {} {} {}", id.0, config.codec.name(), if *on_hold { "held" } else { "live" })
+            }
             MediaCommand::Play(audience, samples) => {
                 let name = prompts.iter().find(|(p, _)| Arc::ptr_eq(p, samples)).map_or("?", |(_, n)| n);
                 match audience {
@@ -543,4 +547,136 @@ async fn a_phone_re_invite_during_our_refresh_re_invite_is_glare_491_and_ours_is
         h.heard("INVITE").iter().filter_map(|(_, m)| header(m, "Via")).collect();
     assert_eq!(branches.len(), 2, "ours and its one retry");
     assert_eq!(retries.get(1).map(|at| ((at - retries[0]) * 1000.0).round()), Some(500.0));
+}
+
+/// The phone's response `code` to the core's request `request`, with `to_tag` and `sdp`.
+fn reply(request: &str, code: &str, to_tag: &str, contact: SocketAddr, sdp: Option<&str>) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        out.push_str(&format!("{name}: {}\r\n", header(request, name).unwrap()));
+    }
+    out.push_str(&format!(
+        "To: {};tag={to_tag}\r\nContact: <sip:far@{contact}>\r\n",
+        header(request, "To").unwrap()
+    ));
+    match sdp {
+        Some(body) => out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => out.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    out
+}
+
+fn far_sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+}
+
+impl Harness {
+    /// Dials the phone out of room 1000 at `secs`, ringing at most `ring` seconds.
+    async fn dial(&mut self, secs: f64, ring: u32) {
+        let room = self.core.ctx.shared.storage.room("1000").await.unwrap().unwrap();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = DialRequest {
+            to: format!("sip:far@{}", self.phone()),
+            trunk: None,
+            ring_timeout_secs: Some(ring),
+        };
+        self.set_time(secs);
+        self.input(Input::Control(Control::Dial { room, request, reply }));
+        assert_eq!(answer.await.unwrap(), Ok(ParticipantId(1)));
+    }
+}
+
+#[tokio::test]
+async fn a_call_out_nobody_answers_is_cancelled_at_the_ring_timeout() {
+    let mut h = Harness::new().await;
+    h.dial(0.0, 20).await;
+    let invite = h.heard("INVITE").first().map(|(at, m)| (*at, m.to_string())).expect("our INVITE");
+    assert_eq!(invite.0, 0.0);
+    h.run_until(1.0);
+    let ringing = reply(&invite.1, "180 Ringing", "far1", h.phone(), None);
+    h.phone_sends(1.0, &ringing);
+    // Ringing: no more INVITE retransmissions (Timer A stops in Proceeding).
+    h.run_until(19.999);
+    assert_eq!(h.heard("INVITE").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [0.0, 0.5]);
+    assert!(h.heard("CANCEL").is_empty());
+    h.run_until(20.0);
+    let cancel = h.heard("CANCEL").first().map(|(at, m)| (*at, m.to_string())).expect("a CANCEL");
+    assert_eq!(cancel.0, 20.0);
+    assert_eq!(header(&cancel.1, "Via"), header(&invite.1, "Via"), "the CANCEL names the INVITE's branch");
+    let cancelled = reply(&cancel.1, "200 OK", "far1", h.phone(), None);
+    h.phone_sends(20.1, &cancelled);
+    let terminated = reply(&invite.1, "487 Request Terminated", "far1", h.phone(), None);
+    h.phone_sends(20.1, &terminated);
+    assert_eq!(h.heard("ACK").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [20.1], "the 487 is ACKed");
+    assert!(h.played("add").is_empty(), "nothing joined the room");
+}
+
+#[tokio::test]
+async fn early_media_joins_the_room_at_183_and_the_answer_keeps_the_leg() {
+    let mut h = Harness::new().await;
+    h.dial(0.0, 60).await;
+    let invite = h.heard("INVITE")[0].1.to_string();
+    let sdp = far_sdp(h.phone().port() + 2);
+    let progress = reply(&invite, "183 Session Progress", "far1", h.phone(), Some(&sdp));
+    h.phone_sends(2.0, &progress);
+    assert_eq!(h.played("add"), [(2.0, "add 1")], "the far end's announcement plays into the room");
+    let ok = reply(&invite, "200 OK", "far1", h.phone(), Some(&sdp));
+    h.phone_sends(5.0, &ok);
+    assert_eq!(h.heard("ACK").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [5.0]);
+    assert_eq!(h.played("add").len(), 1, "the early leg is the call's leg");
+    assert!(h.played("remove").is_empty());
+    h.run_until(70.0);
+    assert!(h.heard("CANCEL").is_empty(), "answered calls are not cancelled at the ring timeout");
+}
+
+#[tokio::test]
+async fn hold_and_resume_by_re_invite_reach_the_media_plane() {
+    let mut h = Harness::new().await;
+    let ok = answered_call(&mut h, "").await;
+    let to = header(&ok, "To").unwrap().to_string();
+    let reinvite = |seq: u32, direction: &str| {
+        invite(h.phone(), h.gateway, DID, "")
+            .replace("branch=z9hG4bKcore1", &format!("branch=z9hG4bKhold{seq}"))
+            .replace("CSeq: 1 INVITE", &format!("CSeq: {seq} INVITE"))
+            .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"))
+            .replace("a=sendrecv", direction)
+            .replace("o=- 1 1 IN", &format!("o=- 1 {seq} IN"))
+    };
+    let hold = reinvite(2, "a=sendonly");
+    let resume = reinvite(3, "a=sendrecv");
+    h.phone_sends(10.0, &hold);
+    let answer = h.heard("SIP/2.0 200").last().map(|(at, m)| (*at, m.to_string())).unwrap();
+    assert_eq!(answer.0, 10.0);
+    assert!(answer.1.contains("a=recvonly"), "held: we only listen\n{}", answer.1);
+    assert_eq!(h.played("update"), [(10.0, "update 1 PCMU held")]);
+    h.phone_sends(30.0, &resume);
+    let answer = h.heard("SIP/2.0 200").last().map(|(at, m)| (*at, m.to_string())).unwrap();
+    assert_eq!(answer.0, 30.0);
+    assert!(answer.1.contains("a=sendrecv"), "resumed\n{}", answer.1);
+    assert_eq!(h.played("update"), [(10.0, "update 1 PCMU held"), (30.0, "update 1 PCMU live")]);
+}
+
+#[tokio::test]
+async fn a_re_invite_offering_another_codec_changes_the_leg_codec() {
+    let mut h = Harness::new().await;
+    let ok = answered_call(&mut h, "").await;
+    let to = header(&ok, "To").unwrap().to_string();
+    let reinvite = invite(h.phone(), h.gateway, DID, "")
+        .replace("branch=z9hG4bKcore1", "branch=z9hG4bKcodec")
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+        .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"))
+        .replace("RTP/AVP 0 101", "RTP/AVP 8 101")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
+        .replace("o=- 1 1 IN", "o=- 1 2 IN");
+    h.phone_sends(7.0, &reinvite);
+    let answer = h.heard("SIP/2.0 200").last().map(|(at, m)| (*at, m.to_string())).unwrap();
+    assert_eq!(answer.0, 7.0);
+    assert!(answer.1.contains("m=audio 20000 RTP/AVP 8"), "the answer takes PCMA\n{}", answer.1);
+    assert_eq!(h.played("update"), [(7.0, "update 1 PCMA live")]);
 }
