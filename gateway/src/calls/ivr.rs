@@ -157,10 +157,16 @@ impl PinGuard {
     /// Whether `source` may try PINs for `room` now.
     pub fn blocked(&mut self, now: Instant, source: &PinSource, room: &str) -> Option<PinBlock> {
         self.forget_old(now);
-        if self.sources.get(source).is_some_and(|&(count, _)| count >= self.limit) {
+        // Each entry's own age decides, not the last sweep: a block ends exactly a window
+        // after the last wrong PIN.
+        let window = self.window;
+        let over = |&(count, last): &(u32, Instant), limit: u32| {
+            count >= limit && now.saturating_duration_since(last) < window
+        };
+        if self.sources.get(source).is_some_and(|e| over(e, self.limit)) {
             return Some(PinBlock::Source);
         }
-        let room_full = self.rooms.get(room).is_some_and(|&(count, _)| count >= self.room_limit);
+        let room_full = self.rooms.get(room).is_some_and(|e| over(e, self.room_limit));
         (self.room_limit > 0 && room_full).then_some(PinBlock::Room)
     }
 

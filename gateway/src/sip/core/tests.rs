@@ -46,8 +46,14 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with(|_| {}).await
+    }
+
+    /// A harness whose default configuration `change` edits first.
+    async fn with(change: impl FnOnce(&mut Config)) -> Harness {
         let db = tempfile::tempdir().unwrap();
         let mut config = Config::default();
+        change(&mut config);
         config.database.url = format!("sqlite://{}", db.path().join("core.db").display());
         config.rtp.address = [127, 0, 0, 1].into();
         config.trunks.push(TrunkConfig {
@@ -679,4 +685,72 @@ async fn a_re_invite_offering_another_codec_changes_the_leg_codec() {
     assert_eq!(answer.0, 7.0);
     assert!(answer.1.contains("m=audio 20000 RTP/AVP 8"), "the answer takes PCMA\n{}", answer.1);
     assert_eq!(h.played("update"), [(7.0, "update 1 PCMA live")]);
+}
+
+/// The `n`th call's version of a message of the first call: its own Call-ID, tag and branches.
+fn nth_call(text: &str, n: u32) -> String {
+    text.replace("core-test-1", &format!("core-test-{n}"))
+        .replace("tag=phone1", &format!("tag=phone{n}"))
+        .replace("branch=z9hG4bK", &format!("branch=z9hG4bKcall{n}"))
+}
+
+#[tokio::test]
+async fn a_caller_out_of_pin_tries_is_refused_until_the_block_window_passes() {
+    let mut h = Harness::with(|c| {
+        c.conference.pin_failures_per_source = 3;
+        c.conference.pin_block_secs = 600;
+    })
+    .await;
+    call_to(&mut h, PIN_DID, "").await;
+    for attempt in 0..3u32 {
+        for (n, digit) in "9999#".chars().enumerate() {
+            let seq = 2 + attempt * 5 + n as u32;
+            let text = info(&h, seq, digit);
+            h.phone_sends(5.0 + f64::from(attempt) * 10.0 + n as f64, &text);
+        }
+    }
+    assert_eq!(h.played("play 1 goodbye").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [29.0]);
+    // The same caller ID through the same trunk, a minute later: refused at admission.
+    let second = nth_call(&invite(h.phone(), h.gateway, PIN_DID, ""), 2);
+    h.phone_sends(90.0, &second);
+    h.admission().await;
+    let refused: Vec<(f64, Option<&str>)> =
+        h.heard("SIP/2.0 403").iter().map(|(at, m)| (*at, header(m, "Call-ID"))).collect();
+    assert_eq!(refused, [(90.0, Some("core-test-2"))]);
+    // The window runs from the last wrong PIN (29 s): at 629 s the caller may try again.
+    let third = nth_call(&invite(h.phone(), h.gateway, PIN_DID, ""), 3);
+    h.phone_sends(628.9, &third);
+    h.admission().await;
+    assert_eq!(h.heard("SIP/2.0 403").len(), 2, "still blocked just before the window ends");
+    let fourth = nth_call(&invite(h.phone(), h.gateway, PIN_DID, ""), 4);
+    h.phone_sends(629.0, &fourth);
+    h.admission().await;
+    let answered: Vec<Option<&str>> =
+        h.heard("SIP/2.0 200").iter().map(|(_, m)| header(m, "Call-ID")).collect();
+    assert!(answered.contains(&Some("core-test-4")), "{answered:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_after_the_answer_changes_nothing() {
+    let mut h = Harness::new().await;
+    answered_call(&mut h, "").await;
+    let cancel = format!(
+        "CANCEL sip:{DID}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: <sip:{DID}@{gw}>\r\n\
+         Call-ID: core-test-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        gw = h.gateway,
+        phone = h.phone(),
+    );
+    h.phone_sends(3.0, &cancel);
+    assert!(h.heard("SIP/2.0 487").is_empty(), "the INVITE already had its final response");
+    let cancel_answers: Vec<f64> = h
+        .heard("SIP/2.0 200")
+        .iter()
+        .filter(|(_, m)| header(m, "CSeq") == Some("1 CANCEL"))
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(cancel_answers, [3.0], "§9.2: the CANCEL itself is answered");
+    h.run_until(40.0);
+    assert!(h.heard("BYE").is_empty(), "the call goes on");
+    assert!(h.played("remove").is_empty());
 }
