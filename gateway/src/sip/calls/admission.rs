@@ -1,0 +1,299 @@
+//! A new INVITE: admission (look-ups as a task), the answer, the leg started.
+
+use super::*;
+
+impl Core {
+    /// An INVITE outside any dialog: admission (auth, room) runs as a task.
+    pub(in crate::sip) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            return self.overloaded(tx, &request);
+        };
+        let terminated =
+            response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.ctx.server());
+        self.calls.pending.insert(tx, Pending { terminated, cancelled: false });
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            invite::admit(ctx, tx, request, from).await;
+            drop(permit);
+        });
+    }
+
+    /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.
+    pub(in crate::sip) fn on_cancelled(&mut self, tx: ServerTx) {
+        let Some(pending) = self.calls.pending.get_mut(&tx).filter(|p| !p.cancelled) else { return };
+        pending.cancelled = true;
+        let response = pending.terminated.clone();
+        self.respond(tx, response);
+        self.count_call("cancelled");
+    }
+
+    /// A refusal of an INVITE from admission, counted by its code.
+    pub(in crate::sip) fn on_admission_refused(
+        &mut self,
+        tx: ServerTx,
+        response: rsip::Response,
+        known_caller: bool,
+    ) {
+        if self.calls.pending.remove(&tx).is_some_and(|p| p.cancelled) {
+            return;
+        }
+        let code = response.status_code.code();
+        if !matches!(code, 401 | 407) {
+            self.count_call(&code.to_string());
+        }
+        if known_caller {
+            self.write_refusal(&response, None);
+        }
+        self.respond(tx, response);
+    }
+
+    pub(in crate::sip) fn on_admitted(&mut self, admission: Admission) {
+        let Admission { tx, request, from, room, user } = admission;
+        match self.calls.pending.remove(&tx) {
+            Some(p) if !p.cancelled => {}
+            // Cancelled meanwhile (answered with 487), or the transaction is gone.
+            _ => return,
+        }
+        let now = self.now.at;
+        let refuse = |core: &mut Core, status: StatusCode, why: &str| {
+            tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
+            core.count_call(&status.code().to_string());
+            let response = response_to(&request, status, Some(&new_tag()), core.ctx.server());
+            core.write_refusal(&response, Some(&room.number));
+            core.respond(tx, response);
+        };
+        if self.ctx.shared.is_draining() {
+            return refuse(self, StatusCode::ServiceUnavailable, "shutting down");
+        }
+        let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
+        if self.calls.occupancy(&room.number) >= limit as usize {
+            return refuse(self, StatusCode::BusyHere, "room full");
+        }
+        let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
+        let from_uri = request.envelope.from.uri.to_string();
+        let guessing = pin_source(&user, &from_uri, from.addr.ip());
+        match has_pin.then(|| self.calls.guard.blocked(now, &guessing, &room.number)).flatten() {
+            Some(PinBlock::Source) => {
+                return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this caller")
+            }
+            Some(PinBlock::Room) => {
+                return refuse(self, StatusCode::Forbidden, "too many wrong PINs for this room")
+            }
+            None => {}
+        }
+        // An INVITE without a body asks us to offer; the answer comes in the ACK (RFC 3261
+        // §13.2.1, "late offer", common with trunks and PBXes).
+        let offer = if request.request.body.is_empty() {
+            None
+        } else {
+            match sdp::parse(&request.request.body) {
+                Ok(offer) => Some(offer),
+                Err(e) => {
+                    tracing::info!(error = %e, "INVITE with a broken SDP offer");
+                    return refuse(self, StatusCode::NotAcceptableHere, "SDP does not parse");
+                }
+            }
+        };
+        let policy = SessionTimerPolicy {
+            min_se: 90,
+            session_expires: self.ctx.shared.config.conference.session_expires_secs,
+            max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
+        };
+        let timer = session_timer::negotiate_uas(&request.request, &policy);
+        if let UasDecision::TooSmall { .. } = timer {
+            let mut response = response_to(
+                &request,
+                StatusCode::SessionIntervalTooSmall,
+                Some(&new_tag()),
+                self.ctx.server(),
+            );
+            for h in timer.response_headers() {
+                push_header(&mut response, h);
+            }
+            self.count_call("422");
+            return self.respond(tx, response);
+        }
+        let ports = match self.ports.allocate() {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port for a call");
+                return refuse(self, StatusCode::ServiceUnavailable, "no RTP port");
+            }
+        };
+        let advertised = self.advertised_ip(from.addr);
+        let local = local_audio(advertised, ports.port, srtp_policy(self.ctx.shared.config.rtp.srtp));
+        let sdp_session = rand::random::<u32>() as u64;
+        let (body, stream, pending_media) = match offer {
+            Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
+                Ok((answer, stream)) => (answer, stream, None),
+                Err(e) => {
+                    tracing::info!(error = %e, "SDP offer refused");
+                    let reason = match e {
+                        SdpError::Srtp { .. } => "SRTP policy",
+                        _ => "no codec in common",
+                    };
+                    return refuse(self, StatusCode::NotAcceptableHere, reason);
+                }
+            },
+            None => {
+                tracing::debug!("INVITE without SDP: offering in the 200, the answer comes in the ACK");
+                let ours = sdp::offer(&local, sdp_session, 1);
+                (ours.clone(), no_stream_yet(), Some(ours))
+            }
+        };
+        let Some(codec) = audio_codec(&stream.codec) else {
+            return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+        };
+        let tag = new_tag();
+        let contact = self.contact(&room.number, advertised, from.transport);
+        let mut dialog = match Dialog::uas(&request, &tag, &contact, rand::random::<u16>() as u32) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                tracing::info!(error = %e, "INVITE cannot make a dialog");
+                return refuse(self, StatusCode::BadRequest, "no dialog");
+            }
+        };
+        dialog.state = sip_stack::dialog::DialogState::Confirmed;
+
+        let mut ok = response_to(&request, StatusCode::OK, Some(&tag), self.ctx.server());
+        push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
+        push_header(&mut ok, Header::Allow(ALLOW.into()));
+        push_header(&mut ok, Header::Supported("timer".into()));
+        let (session, session_interval) = match timer {
+            UasDecision::Use { interval, refresher, .. } => {
+                for h in timer.response_headers() {
+                    push_header(&mut ok, h);
+                }
+                (Some(SessionTimer::new(now, interval, refresher == Refresher::Uas)), interval)
+            }
+            UasDecision::TooSmall { .. } => (None, 0),
+        };
+        set_body(&mut ok, "application/sdp", body.to_string().into_bytes());
+        let to = self.layer.server_peer(tx).unwrap_or(from);
+        let bytes = Bytes::from(response_bytes(&ok));
+        self.respond(tx, ok);
+
+        let id = self.calls.new_id();
+        let on_hold = !stream.direction.sends();
+        let started_ms = self.now.unix_ms;
+        let from_header = &request.envelope.from;
+        let call = Call {
+            id,
+            direction: RecordDirection::Inbound,
+            invite_tx: None,
+            dialog,
+            peer: from,
+            via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
+            stage: if has_pin {
+                let c = &self.ctx.shared.config.conference;
+                Stage::Pin(PinEntry::new(
+                    now,
+                    room.pin.clone(),
+                    room.moderator_pin.clone(),
+                    c.pin_attempts,
+                    Duration::from_secs(u64::from(c.pin_digit_timeout_secs)),
+                ))
+            } else {
+                Stage::Joined { moderator: false }
+            },
+            room,
+            ok: Some(PendingOk {
+                timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
+                to,
+                bytes,
+            }),
+            session,
+            session_interval,
+            local,
+            sdp_session,
+            sdp_version: 1,
+            stream,
+            codec,
+            peer_allows_update: allows(&request.request.headers, "UPDATE"),
+            user,
+            display_name: from_header
+                .display_name
+                .clone()
+                .map(|d| d.trim_matches('"').to_string())
+                .unwrap_or_default(),
+            from_uri: from_header.uri.to_string(),
+            to_uri: request.envelope.to.uri.to_string(),
+            started_ms,
+            talking: false,
+            foreign_packets: 0,
+            muted: false,
+            deaf: false,
+            on_hold,
+            stats: None,
+            lost_reported: 0,
+            reinvite_pending: false,
+            reoffer: None,
+            retry_refresh_at: None,
+            media: match pending_media {
+                Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
+                None => Media::Pending(ports),
+            },
+        };
+        tracing::info!(
+            participant = %id, room = %call.room.number, user = %call.user, codec = codec.name(),
+            pin = has_pin, "call answered"
+        );
+        self.calls.by_dialog.insert(call.dialog.id.clone(), id);
+        let awaiting = matches!(call.media, Media::AwaitingAnswer { .. });
+        // Written at the answer, so a crash from here on still leaves the call's record.
+        self.write_record(call.record(None));
+        self.calls.calls.insert(id, call);
+        if !awaiting {
+            self.start_media(id);
+        }
+    }
+
+    /// The leg joins its conference's media, and the caller hears the PIN prompt or the room.
+    pub(in crate::sip) fn start_media(&mut self, id: ParticipantId) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
+        let stream = &call.stream;
+        let leg = LegSetup {
+            id,
+            room: call.room.number.clone(),
+            config: leg_config(call.codec, stream),
+            wire: Wire::Udp {
+                rtp: ports.rtp,
+                rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
+                remote: stream.remote,
+                remote_rtcp: stream.remote.and_then(crate::media::rtcp_beside),
+            },
+            srtp: stream.srtp,
+            joined: call.joined(),
+        };
+        self.media.send(MediaCommand::Add(Box::new(leg)));
+        if call.on_hold {
+            self.media.send(MediaCommand::Update {
+                id,
+                config: leg_config(call.codec, stream),
+                remote: stream.remote,
+                on_hold: true,
+                srtp: stream.srtp,
+            });
+        }
+        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+        let room = call.room.number.clone();
+        if call.joined() {
+            self.announce_join(id, &room);
+            self.publish(id);
+        } else {
+            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
+        }
+    }
+
+    /// Tones for the room, and the "first participant" prompt for a caller alone.
+    pub(in crate::sip) fn announce_join(&mut self, id: ParticipantId, room: &str) {
+        if self.calls.joined_in_room(room, id) == 0 {
+            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
+        } else {
+            self.media
+                .send(MediaCommand::Play(Audience::Room(room.to_string()), self.prompts.join_tone.clone()));
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Requests and responses within a call's dialog: BYE, re-INVITE and UPDATE (refresh, hold,
+//! codec change), INFO, ACK, our own session refreshes (RFC 4028 §7.4) and their answers.
+
+use super::*;
+
+impl Core {
+    /// A request inside a dialog, or claiming to be (it has a To tag).
+    pub(in crate::sip) fn on_in_dialog(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+        let method = request.request.method;
+        let id = DialogId::of_request(&request).and_then(|d| self.calls.by_dialog.get(&d).copied());
+        let Some(id) = id else {
+            let response =
+                response_to(&request, StatusCode::CallTransactionDoesNotExist, None, self.ctx.server());
+            return self.respond(tx, response);
+        };
+        let now = self.now.at;
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        if let Err(e) = call.dialog.on_request(&request) {
+            tracing::debug!(participant = %id, error = %e, "in-dialog request refused");
+            let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
+            return self.respond(tx, response);
+        }
+        let glare = call.reinvite_pending;
+        let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.ctx.server());
+        match method {
+            // §14.2: our own re-INVITE is out; the phone tries again after its glare delay.
+            Method::Invite if glare => {
+                let response = response_to(&request, StatusCode::RequestPending, None, self.ctx.server());
+                self.respond(tx, response);
+            }
+            Method::Bye => {
+                self.respond(tx, ok(self));
+                self.end_call(id, Cause::Normal, false);
+            }
+            Method::Invite | Method::Update => self.on_offer(tx, id, &request, from, now),
+            Method::Info => {
+                let digit = info_digit(&request);
+                self.respond(tx, ok(self));
+                if let Some(digit) = digit {
+                    self.on_digit(id, digit, now);
+                }
+            }
+            Method::Options => {
+                let mut response = ok(self);
+                push_header(&mut response, Header::Allow(ALLOW.into()));
+                self.respond(tx, response);
+            }
+            _ => {
+                let mut response =
+                    response_to(&request, StatusCode::MethodNotAllowed, None, self.ctx.server());
+                push_header(&mut response, Header::Allow(ALLOW.into()));
+                self.respond(tx, response);
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE: a session refresh, and maybe a new offer (hold, resume, codec
+    /// change, new address).
+    pub(super) fn on_offer(
+        &mut self,
+        tx: ServerTx,
+        id: ParticipantId,
+        request: &InboundRequest,
+        from: Peer,
+        now: Instant,
+    ) {
+        let server = self.ctx.server().map(str::to_string);
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let method = request.request.method;
+        let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
+        push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
+        push_header(&mut response, Header::Allow(ALLOW.into()));
+        if let Some(session) = &mut call.session {
+            let policy = SessionTimerPolicy {
+                min_se: 90,
+                session_expires: call.session_interval,
+                max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
+            };
+            if let UasDecision::Use { interval, refresher, .. } =
+                session_timer::negotiate_uas(&request.request, &policy)
+            {
+                session.refreshed(now, interval, refresher == Refresher::Uas);
+                call.session_interval = interval;
+                for h in (UasDecision::Use { interval, refresher, require_timer: false }).response_headers() {
+                    push_header(&mut response, h);
+                }
+            }
+        }
+        let mut update = None;
+        let srtp_mode = self.ctx.shared.config.rtp.srtp;
+        if !request.request.body.is_empty() {
+            let answered = sdp::parse(&request.request.body).and_then(|offer| {
+                call.sdp_version += 1;
+                let answered = sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version)?;
+                // Another suite means new contexts: under our old key they would use its
+                // keystream again (RFC 3711 §9.1), so a new key goes with it.
+                let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
+                if suite(&answered.1).is_some()
+                    && suite(&call.stream).is_some_and(|old| Some(old) != suite(&answered.1))
+                {
+                    call.local.srtp = srtp_policy(srtp_mode);
+                    return sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version);
+                }
+                Ok(answered)
+            });
+            let (answer, stream) = match answered {
+                Ok(answered) => answered,
+                Err(e) => {
+                    tracing::info!(participant = %id, error = %e, "re-offer refused");
+                    let response =
+                        response_to(request, StatusCode::NotAcceptableHere, None, server.as_deref());
+                    return self.respond(tx, response);
+                }
+            };
+            let Some(codec) = audio_codec(&stream.codec) else { return };
+            let on_hold = !stream.direction.sends();
+            if on_hold != call.on_hold {
+                tracing::info!(participant = %id, on_hold, "hold changed");
+            }
+            call.on_hold = on_hold;
+            call.codec = codec;
+            update = Some(MediaCommand::Update {
+                id,
+                config: leg_config(codec, &stream),
+                remote: stream.remote,
+                on_hold,
+                srtp: stream.srtp,
+            });
+            call.stream = stream;
+            set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
+        } else if method == Method::Invite {
+            // An offerless re-INVITE: we offer our current stream; its answer comes in the ACK.
+            call.sdp_version += 1;
+            let mut local = call.local.clone();
+            local.codecs = vec![*sdp_codec(call.codec)];
+            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
+            set_body(&mut response, "application/sdp", offer.to_string().into_bytes());
+            call.reoffer = Some(Box::new(offer));
+        }
+        if method == Method::Invite {
+            let to = self.layer.server_peer(tx).unwrap_or(from);
+            call.ok = Some(PendingOk {
+                timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
+                to,
+                bytes: Bytes::from(response_bytes(&response)),
+            });
+        }
+        self.respond(tx, response);
+        if let Some(update) = update {
+            self.media.send(update);
+        }
+    }
+
+    /// The ACK of our 2xx (it has no transaction of its own); after a late offer, it carries
+    /// the answer.
+    pub(in crate::sip) fn on_ack(&mut self, request: &InboundRequest) {
+        let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
+        let Some(id) = id else { return };
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        call.ok = None;
+        if let Some(offer) = call.reoffer.take() {
+            return self.take_reanswer(id, &offer, &request.request.body);
+        }
+        let Media::AwaitingAnswer { .. } = call.media else { return };
+        let Media::AwaitingAnswer { offer, ports } = std::mem::replace(&mut call.media, Media::Running)
+        else {
+            return;
+        };
+        let answered = sdp::parse(&request.request.body)
+            .and_then(|answer| sdp::read_answer(&offer, &answer, &call.local))
+            .ok()
+            .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
+        match answered {
+            Some((stream, codec)) => {
+                call.on_hold = !stream.direction.sends();
+                call.codec = codec;
+                call.stream = stream;
+                call.media = Media::Pending(ports);
+                self.start_media(id);
+            }
+            None => {
+                tracing::info!(participant = %id, "no usable SDP answer in the ACK: hanging up");
+                self.end_call(id, Cause::BadSdp, true);
+            }
+        }
+    }
+
+    /// Answers to our INVITEs, BYEs and session refreshes; false when the event is not ours.
+    pub(in crate::sip) fn on_client_event(&mut self, event: &TxEvent) -> bool {
+        if self.on_dial_event(event) {
+            return true;
+        }
+        let (tx, response) = match event {
+            TxEvent::Response { tx, response } => (*tx, Some(response)),
+            TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => (*tx, None),
+            _ => return false,
+        };
+        let Some(&outgoing) = self.calls.requests.get(&tx) else { return false };
+        let code = response.map(|r| r.response.status_code.code());
+        if code.is_none_or(|c| c >= 200) {
+            self.calls.requests.remove(&tx);
+        }
+        if let Outgoing::Refresh { id, invite_seq } = outgoing {
+            if code.is_none_or(|c| c >= 200) {
+                if let Some(call) = self.calls.calls.get_mut(&id) {
+                    call.reinvite_pending = false;
+                    if !matches!(code, Some(200..=299)) {
+                        // Refused: no answer to our re-offer will come.
+                        call.reoffer = None;
+                    }
+                }
+            }
+            match (code, response) {
+                (Some(200..=299), Some(response)) => self.refreshed(id, invite_seq, response),
+                (Some(100..=199), _) => {}
+                // Glare (RFC 3261 §14.1): both sides re-INVITEd; ours goes again after a delay.
+                (Some(491), _) => {
+                    if let Some(call) = self.calls.calls.get_mut(&id) {
+                        let owns_call_id = call.direction == RecordDirection::Outbound;
+                        let mut rng = sip_stack::rng::Rng::new(rand::random());
+                        let delay = sip_stack::dialog::glare_delay(owns_call_id, &mut rng);
+                        tracing::debug!(participant = %id, ?delay, "re-INVITE glare: retrying");
+                        call.retry_refresh_at = Some(self.now.at + delay);
+                    }
+                }
+                // §10 of RFC 4028: a refresh answered 408 or 481 ends the session.
+                (Some(408 | 481) | None, _) => self.end_call(id, Cause::SessionExpired, true),
+                _ => tracing::info!(participant = %id, ?code, "session refresh refused"),
+            }
+        }
+        true
+    }
+
+    pub(super) fn refreshed(
+        &mut self,
+        id: ParticipantId,
+        invite_seq: Option<u32>,
+        response: &InboundResponse,
+    ) {
+        let now = self.now.at;
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let (interval, refresher) = session_timer::from_response(&response.response)
+            .unwrap_or((call.session_interval, Refresher::Uac));
+        if let Some(session) = &mut call.session {
+            // We sent the refresh, so we are the UAC of this transaction.
+            session.refreshed(now, interval, refresher == Refresher::Uac);
+        }
+        if let Some(seq) = invite_seq {
+            let branch = new_branch();
+            let via = call.via();
+            let ack = call.dialog.ack(seq, &via, &branch);
+            let bytes = Bytes::from(sip_stack::message::request_bytes(&ack));
+            self.layer.send_stateless(call.peer, bytes);
+            if let Some(offer) = call.reoffer.take() {
+                self.take_reanswer(id, &offer, &response.response.body);
+            }
+        }
+    }
+
+    /// The answer to our offer within the dialog: new SRTP keys (a phone may re-key in any
+    /// answer) or a new address reach the media worker.
+    pub(super) fn take_reanswer(&mut self, id: ParticipantId, offer: &sdp::Session, body: &[u8]) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.local));
+        let stream = match answered {
+            Ok(stream) => stream,
+            Err(e) => {
+                return tracing::warn!(participant = %id, error = %e, "answer to our re-offer not taken")
+            }
+        };
+        if (stream.srtp, stream.remote) == (call.stream.srtp, call.stream.remote) {
+            return;
+        }
+        call.stream.srtp = stream.srtp;
+        call.stream.remote = stream.remote;
+        self.media.send(MediaCommand::Update {
+            id,
+            config: leg_config(call.codec, &call.stream),
+            remote: call.stream.remote,
+            on_hold: call.on_hold,
+            srtp: call.stream.srtp,
+        });
+    }
+
+    /// RFC 4028 §7.4: we refresh with UPDATE where the phone allows it, else re-INVITE.
+    pub(super) fn send_refresh(&mut self, id: ParticipantId, now: Instant) {
+        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let via = call.via();
+        let method = if call.peer_allows_update { Method::Update } else { Method::Invite };
+        let mut request = call.dialog.request(method, &via, &new_branch());
+        let seq = request.cseq_header().ok().and_then(|c| c.typed().ok()).map(|c| c.seq);
+        request.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        request.headers.push(Header::Other(
+            "Session-Expires".into(),
+            format!("{};refresher=uac", call.session_interval),
+        ));
+        request.headers.push(Header::Supported("timer".into()));
+        if method == Method::Invite {
+            call.sdp_version += 1;
+            let mut local = call.local.clone();
+            local.codecs = vec![*sdp_codec(call.codec)];
+            if call.on_hold {
+                local.direction = call.stream.direction;
+            }
+            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
+            let body = offer.to_string().into_bytes();
+            call.reoffer = Some(Box::new(offer));
+            request.headers.push(Header::ContentType("application/sdp".into()));
+            request.headers.push(Header::ContentLength((body.len() as u32).into()));
+            request.body = body;
+        } else {
+            request.headers.push(Header::ContentLength(0.into()));
+        }
+        match self.layer.send_request(now, request, call.peer) {
+            Ok(tx) => {
+                let invite_seq = (method == Method::Invite).then_some(seq).flatten();
+                call.reinvite_pending = method == Method::Invite;
+                self.calls.requests.insert(tx, Outgoing::Refresh { id, invite_seq });
+            }
+            Err(e) => tracing::warn!(participant = %id, error = %e, "session refresh not sent"),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Ending calls, and their records.
+
+use super::*;
+
+impl Core {
+    /// Ends a call: BYE to the phone when `send_bye`, the leg out of the mix, the record
+    /// written.
+    pub(in crate::sip) fn end_call(&mut self, id: ParticipantId, cause: Cause, send_bye: bool) {
+        let Some(mut call) = self.calls.calls.remove(&id) else { return };
+        self.calls.by_dialog.remove(&call.dialog.id);
+        if let Some(tx) = call.invite_tx {
+            self.calls.answered.remove(&tx);
+        }
+        if send_bye {
+            let via = call.via();
+            let bye = call.dialog.request(Method::Bye, &via, &new_branch());
+            match self.layer.send_request(self.now.at, bye, call.peer) {
+                Ok(tx) => {
+                    self.calls.requests.insert(tx, Outgoing::Bye);
+                }
+                Err(e) => tracing::warn!(participant = %id, error = %e, "BYE not sent"),
+            }
+        }
+        let running = matches!(call.media, Media::Running);
+        if running {
+            self.media.send(MediaCommand::Remove(id));
+            let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+            self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
+        }
+        if call.joined() && self.calls.joined_in_room(&call.room.number, id) > 0 {
+            self.media.send(MediaCommand::Play(
+                Audience::Room(call.room.number.clone()),
+                self.prompts.leave_tone.clone(),
+            ));
+        }
+        self.count_call(cause.as_str());
+        self.calls.star.remove(&id);
+        self.publish_left(id, &call.room.number);
+        tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
+        self.write_record(call.record(Some((self.now.unix_ms, cause.as_str()))));
+        call.ok = None;
+    }
+
+    /// Writes a call record in the background, trying again until the database takes it
+    /// (a record is never only logged); shutdown waits for every write.
+    pub(in crate::sip) fn write_record(&mut self, record: CallRecord) {
+        let storage = self.ctx.shared.storage.clone();
+        let retries = self.ctx.shared.metrics.call_record_retries.clone();
+        // Reap the writes already done, so the set holds only those in flight.
+        while self.records.try_join_next().is_some() {}
+        self.records.spawn(async move {
+            let mut wait = RECORD_RETRY_FIRST;
+            while let Err(e) = storage.write_call_record(&record).await {
+                tracing::warn!(error = %e, leg = %record.leg_id, retry_in_ms = wait.as_millis() as u64, "call record not written yet");
+                retries.inc();
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX);
+            }
+        });
+    }
+
+    /// The record of a call refused with `response` (404, 486, 488, 403…): the response
+    /// copies the request's From, To and Call-ID.
+    pub(in crate::sip) fn write_refusal(&mut self, response: &rsip::Response, room: Option<&str>) {
+        let header = |pick: fn(&Header) -> Option<&str>| response.headers.iter().find_map(pick).unwrap_or("");
+        let uri = |value: &str| NameAddr::parse(value).map(|n| n.uri.to_string()).unwrap_or_default();
+        let call_id = header(|h| match h {
+            Header::CallId(c) => Some(c.value()),
+            _ => None,
+        });
+        let to = NameAddr::parse(header(|h| match h {
+            Header::To(t) => Some(t.value()),
+            _ => None,
+        }));
+        let now = self.now.unix_ms;
+        self.write_record(CallRecord {
+            leg_id: format!("{call_id}-{}", to.as_ref().ok().and_then(|t| t.tag()).unwrap_or("")),
+            call_id: call_id.to_string(),
+            direction: RecordDirection::Inbound,
+            from_uri: uri(header(|h| match h {
+                Header::From(f) => Some(f.value()),
+                _ => None,
+            })),
+            to_uri: to.map(|t| t.uri.to_string()).unwrap_or_default(),
+            room_number: room.map(str::to_string),
+            started_at_ms: now,
+            answered_at_ms: None,
+            ended_at_ms: Some(now),
+            cause: response.status_code.code().to_string(),
+            codec: None,
+        });
+    }
+
+    /// Hangs up every call, and cancels every call out (shutdown).
+    pub(in crate::sip) fn end_all_calls(&mut self, cause: Cause) {
+        self.cancel_all_dialing();
+        let ids: Vec<ParticipantId> = self.calls.calls.keys().copied().collect();
+        for id in ids {
+            self.end_call(id, cause, true);
+        }
+        let ids: Vec<ParticipantId> = self.calls.browsers.keys().copied().collect();
+        for id in ids {
+            self.end_browser(id, cause, true);
+        }
+    }
+}
