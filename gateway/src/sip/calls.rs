@@ -10,7 +10,8 @@
 //! answer is in `admission`, the dialog's requests and our refreshes in `in_dialog`, the keypad,
 //! the media worker's reports and the timers in `events`, hanging up and records in `teardown`.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,24 @@ enum Media {
 }
 
 impl Call {
+    /// The earliest of the call's timers: the 2xx resent until ACKed, the session timer, the
+    /// PIN digit timeout, a refresh to retry after glare.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let pin = match &self.stage {
+            Stage::Pin(entry) => Some(entry.poll_timeout()),
+            _ => None,
+        };
+        [
+            self.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
+            self.session.as_ref().map(|s| s.poll_timeout()),
+            pin,
+            self.retry_refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     pub(super) fn id(&self) -> ParticipantId {
         self.id
     }
@@ -210,6 +229,11 @@ pub struct Calls {
     pub(super) browsers: HashMap<ParticipantId, Browser>,
     /// Participants who pressed `*`: the next digit is a command.
     star: HashSet<ParticipantId>,
+    /// Each call's next deadline, earliest first; an entry stands while `scheduled` agrees.
+    deadlines: BinaryHeap<Reverse<(Instant, ParticipantId)>>,
+    scheduled: HashMap<ParticipantId, Instant>,
+    /// Calls the input being handled changed, whose deadlines may have moved.
+    touched: HashSet<ParticipantId>,
     next_id: u64,
     pub(super) guard: PinGuard,
 }
@@ -231,6 +255,9 @@ impl Calls {
             answered: HashMap::new(),
             browsers: HashMap::new(),
             star: HashSet::new(),
+            deadlines: BinaryHeap::new(),
+            scheduled: HashMap::new(),
+            touched: HashSet::new(),
             next_id: 1,
             guard: PinGuard::new(pin_failures, pin_room_failures, pin_window),
         }
@@ -254,7 +281,51 @@ impl Calls {
         id
     }
 
+    /// A call to change: its deadlines are looked at again after this input.
+    pub(super) fn call_mut(&mut self, id: ParticipantId) -> Option<&mut Call> {
+        let call = self.calls.get_mut(&id)?;
+        self.touched.insert(id);
+        Some(call)
+    }
+
+    /// Puts the deadlines of the calls this input changed into the schedule. The heap keeps
+    /// stale entries until they surface: an entry counts only while it is the call's deadline.
+    pub(super) fn reschedule(&mut self) {
+        for id in self.touched.drain() {
+            match self.calls.get(&id).and_then(Call::poll_timeout) {
+                Some(at) if self.scheduled.get(&id) != Some(&at) => {
+                    self.scheduled.insert(id, at);
+                    self.deadlines.push(Reverse((at, id)));
+                }
+                Some(_) => {}
+                None => {
+                    self.scheduled.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The calls whose deadline has come by `now`, taken off the schedule.
+    fn due(&mut self, now: Instant) -> Vec<ParticipantId> {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if self.scheduled.get(&id) != Some(&at) {
+                self.deadlines.pop();
+                continue;
+            }
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            self.scheduled.remove(&id);
+            self.touched.insert(id);
+            due.push(id);
+        }
+        due
+    }
+
     pub(super) fn insert(&mut self, call: Call) {
+        self.touched.insert(call.id);
         self.by_dialog.insert(call.dialog.id.clone(), call.id);
         self.calls.insert(call.id, call);
     }
@@ -264,24 +335,16 @@ impl Calls {
         self.requests.values().filter(|o| matches!(o, Outgoing::Bye)).count()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .flat_map(|c| {
-                let pin = match &c.stage {
-                    Stage::Pin(entry) => Some(entry.poll_timeout()),
-                    _ => None,
-                };
-                [
-                    c.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
-                    c.session.as_ref().map(|s| s.poll_timeout()),
-                    pin,
-                    c.retry_refresh_at,
-                ]
-            })
-            .flatten()
-            .chain(self.dialing.values().filter_map(Dialing::poll_timeout))
-            .min()
+    /// The earliest deadline of any call, or of any call out still ringing.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if self.scheduled.get(&id) == Some(&at) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+        let calls = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        calls.into_iter().chain(self.dialing.values().filter_map(Dialing::poll_timeout)).min()
     }
 
     fn in_room<'a>(&'a self, room: &'a str) -> impl Iterator<Item = &'a Call> + 'a {
@@ -426,7 +489,7 @@ impl Core {
         if self.calls.browsers.get(&id).is_some_and(|b| b.room.number == room) {
             return Ok(self.browser_action(id, action));
         }
-        let Some(call) = self.calls.calls.get_mut(&id).filter(|c| c.room.number == room) else {
+        let Some(call) = self.calls.call_mut(id).filter(|c| c.room.number == room) else {
             return Err(ControlError::NoSuchParticipant);
         };
         match action {

@@ -423,6 +423,7 @@ impl Core {
                 self.on_event(event);
             }
         }
+        self.calls.reschedule();
         self.calls.compact();
     }
 

@@ -250,7 +250,7 @@ impl Core {
 
     /// The leg joins its conference's media, and the caller hears the PIN prompt or the room.
     pub(in crate::sip) fn start_media(&mut self, id: ParticipantId) {
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
         let stream = &call.stream;
         let leg = LegSetup {

@@ -7,7 +7,7 @@ impl Core {
     /// A digit from RFC 4733, SIP INFO or in-band detection: the PIN in the IVR, a command
     /// in the room.
     pub(super) fn on_digit(&mut self, id: ParticipantId, digit: char, now: Instant) {
-        if let Some(Call { stage: Stage::Pin(entry), .. }) = self.calls.calls.get_mut(&id) {
+        if let Some(Call { stage: Stage::Pin(entry), .. }) = self.calls.call_mut(id) {
             let step = entry.digit(now, digit);
             return self.pin_step(id, step, now);
         }
@@ -35,6 +35,7 @@ impl Core {
     }
 
     pub(super) fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
+        self.calls.touched.insert(id);
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
         let source = pin_source(&call.user, &call.from_uri, call.peer.addr.ip());
         match step {
@@ -73,7 +74,7 @@ impl Core {
         match event {
             MediaEvent::Dtmf { id, digit } => self.on_digit(id, digit, now),
             MediaEvent::Talking { id, talking } => {
-                if let Some(call) = self.calls.calls.get_mut(&id) {
+                if let Some(call) = self.calls.call_mut(id) {
                     call.talking = talking;
                 }
                 if let Some(browser) = self.calls.browsers.get_mut(&id) {
@@ -82,7 +83,7 @@ impl Core {
                 self.publish(id);
             }
             MediaEvent::PromptFinished { id } => {
-                let Some(call) = self.calls.calls.get_mut(&id) else { return };
+                let Some(call) = self.calls.call_mut(id) else { return };
                 match &mut call.stage {
                     Stage::Goodbye => self.end_call(id, Cause::PinFailed, true),
                     Stage::Pin(entry) => entry.restart_timer(now),
@@ -115,7 +116,7 @@ impl Core {
                 }
                 metrics.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
                 *figures = Some(stats);
-                if let Some(call) = self.calls.calls.get_mut(&id) {
+                if let Some(call) = self.calls.call_mut(id) {
                     call.talking = stats.talking;
                     call.foreign_packets = foreign_packets;
                 }
@@ -128,7 +129,8 @@ impl Core {
         let mut end = Vec::new();
         let mut refresh = Vec::new();
         let mut pin = Vec::new();
-        for call in self.calls.calls.values_mut() {
+        for id in self.calls.due(now) {
+            let Some(call) = self.calls.calls.get_mut(&id) else { continue };
             if let Some(ok) = &mut call.ok {
                 match ok.timer.handle_timeout(now) {
                     Some(OkAction::Resend) => resend.push((ok.to, ok.bytes.clone())),

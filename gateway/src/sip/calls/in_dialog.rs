@@ -14,7 +14,7 @@ impl Core {
             return self.respond(tx, response);
         };
         let now = self.now.at;
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         if let Err(e) = call.dialog.on_request(&request) {
             tracing::debug!(participant = %id, error = %e, "in-dialog request refused");
             let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
@@ -65,7 +65,7 @@ impl Core {
         now: Instant,
     ) {
         let server = self.ctx.server().map(str::to_string);
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         let method = request.request.method;
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
         push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
@@ -156,7 +156,7 @@ impl Core {
     pub(in crate::sip) fn on_ack(&mut self, request: &InboundRequest) {
         let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
         let Some(id) = id else { return };
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         call.ok = None;
         if let Some(offer) = call.reoffer.take() {
             return self.take_reanswer(id, &offer, &request.request.body);
@@ -202,7 +202,7 @@ impl Core {
         }
         if let Outgoing::Refresh { id, invite_seq } = outgoing {
             if code.is_none_or(|c| c >= 200) {
-                if let Some(call) = self.calls.calls.get_mut(&id) {
+                if let Some(call) = self.calls.call_mut(id) {
                     call.reinvite_pending = false;
                     if !matches!(code, Some(200..=299)) {
                         // Refused: no answer to our re-offer will come.
@@ -215,7 +215,7 @@ impl Core {
                 (Some(100..=199), _) => {}
                 // Glare (RFC 3261 §14.1): both sides re-INVITEd; ours goes again after a delay.
                 (Some(491), _) => {
-                    if let Some(call) = self.calls.calls.get_mut(&id) {
+                    if let Some(call) = self.calls.call_mut(id) {
                         let owns_call_id = call.direction == RecordDirection::Outbound;
                         let mut rng = sip_stack::rng::Rng::new(rand::random());
                         let delay = sip_stack::dialog::glare_delay(owns_call_id, &mut rng);
@@ -238,7 +238,7 @@ impl Core {
         response: &InboundResponse,
     ) {
         let now = self.now.at;
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         let (interval, refresher) = session_timer::from_response(&response.response)
             .unwrap_or((call.session_interval, Refresher::Uac));
         if let Some(session) = &mut call.session {
@@ -260,7 +260,7 @@ impl Core {
     /// The answer to our offer within the dialog: new SRTP keys (a phone may re-key in any
     /// answer) or a new address reach the media worker.
     pub(super) fn take_reanswer(&mut self, id: ParticipantId, offer: &sdp::Session, body: &[u8]) {
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.local));
         let stream = match answered {
             Ok(stream) => stream,
@@ -284,7 +284,7 @@ impl Core {
 
     /// RFC 4028 §7.4: we refresh with UPDATE where the phone allows it, else re-INVITE.
     pub(super) fn send_refresh(&mut self, id: ParticipantId, now: Instant) {
-        let Some(call) = self.calls.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.call_mut(id) else { return };
         let via = call.via();
         let method = if call.peer_allows_update { Method::Update } else { Method::Invite };
         let mut request = call.dialog.request(method, &via, &new_branch());

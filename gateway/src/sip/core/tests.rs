@@ -754,3 +754,46 @@ async fn a_cancel_after_the_answer_changes_nothing() {
     assert!(h.heard("BYE").is_empty(), "the call goes on");
     assert!(h.played("remove").is_empty());
 }
+
+#[tokio::test]
+async fn a_2xx_never_acked_is_resent_on_t1_doubling_to_t2_and_the_call_ends_at_64_t1() {
+    let mut h = Harness::new().await;
+    let text = invite(h.phone(), h.gateway, DID, "");
+    h.phone_sends(0.0, &text);
+    h.admission().await;
+    h.run_until(40.0);
+    let oks: Vec<f64> = h.heard("SIP/2.0 200").iter().map(|(at, _)| *at).collect();
+    assert_eq!(oks, [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]);
+    // §13.3.1.4: no ACK in 64*T1, the dialog ends with a BYE.
+    assert_eq!(h.heard("BYE").first().map(|(at, _)| *at), Some(32.0));
+}
+
+#[tokio::test]
+async fn each_call_keeps_its_own_deadline_among_many() {
+    let mut h = Harness::new().await;
+    let sessions = [(1, 0.0, 90), (2, 1.0, 120), (3, 2.0, 180)];
+    for (n, at, interval) in sessions {
+        let extra = format!("Supported: timer\r\nSession-Expires: {interval};refresher=uac\r\n");
+        let text = nth_call(&invite(h.phone(), h.gateway, DID, &extra), n);
+        h.phone_sends(at, &text);
+        h.admission().await;
+        let ok = h.heard("SIP/2.0 200").last().map(|(_, m)| m.to_string()).unwrap();
+        let ack =
+            nth_call(&ack(h.phone(), h.gateway, &ok.replace(&format!("core-test-{n}"), "core-test-1")), n);
+        h.phone_sends(at, &ack);
+    }
+    h.run_until(200.0);
+    let byes: Vec<(f64, Option<&str>)> = h
+        .heard("BYE")
+        .iter()
+        .map(|(at, m)| (*at, header(m, "Call-ID")))
+        .filter(|(at, _)| at.fract() == 0.0)
+        .collect();
+    // Each at its interval minus min(32 s, interval / 3) after its answer.
+    assert_eq!(
+        byes,
+        [(60.0, Some("core-test-1")), (89.0, Some("core-test-2")), (150.0, Some("core-test-3"))],
+        "{:?}",
+        h.heard("BYE").iter().map(|(at, m)| (*at, header(m, "Call-ID"))).collect::<Vec<_>>()
+    );
+}
