@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
-use crate::calls::{Control, RoomEvent};
+use crate::calls::{Control, RoomEvent, TrunkView};
 use crate::config::{Config, TrunkConfig};
 use crate::limits::SourceSlots;
 use crate::metrics::Metrics;
-use crate::sip::trunks::TrunkView;
 use crate::storage::Storage;
 
 /// Room events a page may fall behind by before it is sent the whole list again.

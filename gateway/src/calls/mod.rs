@@ -81,6 +81,42 @@ pub struct ParticipantView {
     pub started_at_ms: i64,
 }
 
+/// A trunk's state as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrunkView {
+    pub name: String,
+    pub state: &'static str,
+    /// The last error, or why the credentials were refused.
+    pub detail: Option<String>,
+    pub registered_until_ms: Option<i64>,
+    pub next_refresh_ms: Option<i64>,
+    pub next_attempt_ms: Option<i64>,
+    /// Successful REGISTERs since start (the first one and every refresh).
+    pub registrations: u64,
+    pub contact: String,
+    /// Whether the last OPTIONS ping was answered (`None` without pings, or before the first).
+    pub reachable: Option<bool>,
+    /// Round trip of the last answered ping.
+    pub options_rtt_ms: Option<u64>,
+}
+
+impl TrunkView {
+    pub fn new(name: &str, state: &'static str, contact: String) -> TrunkView {
+        TrunkView {
+            name: name.to_string(),
+            state,
+            detail: None,
+            registered_until_ms: None,
+            next_refresh_ms: None,
+            next_attempt_ms: None,
+            registrations: 0,
+            contact,
+            reachable: None,
+            options_rtt_ms: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConferenceView {
     pub room: String,
