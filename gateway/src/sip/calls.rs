@@ -84,29 +84,62 @@ struct PendingOk {
 #[derive(Debug)]
 pub struct Call {
     id: ParticipantId,
-    direction: RecordDirection,
     /// For a call out: the transaction of our INVITE, whose 2xx retransmissions get ACKs.
     invite_tx: Option<ClientTx>,
     dialog: Dialog,
     /// Where the INVITE came from: in-dialog requests go back there (phones behind NAT).
     peer: Peer,
     via_host: String,
+    /// The phone said it takes UPDATE: our refreshes use it instead of re-INVITE.
+    peer_allows_update: bool,
     room: Room,
     stage: Stage,
-    ok: Option<PendingOk>,
-    session: Option<SessionTimer>,
-    session_interval: u32,
-    local: LocalAudio,
-    sdp_session: u64,
-    sdp_version: u64,
-    stream: AudioStream,
-    codec: AudioCodec,
-    peer_allows_update: bool,
+    media: Media,
+    party: Party,
+    sdp: Negotiation,
+    timers: Timers,
+    leg: LegState,
+}
+
+/// Who called whom and when: the call record and the API view.
+#[derive(Debug)]
+struct Party {
+    direction: RecordDirection,
     user: String,
     display_name: String,
     from_uri: String,
     to_uri: String,
     started_ms: i64,
+}
+
+/// Offer and answer of the call's audio.
+#[derive(Debug)]
+struct Negotiation {
+    local: LocalAudio,
+    sdp_session: u64,
+    sdp_version: u64,
+    stream: AudioStream,
+    codec: AudioCodec,
+    /// Our offer within the dialog (a refresh re-INVITE, or the 2xx to an offerless
+    /// re-INVITE), until its answer comes.
+    reoffer: Option<Box<sdp::Session>>,
+}
+
+/// The dialog's clocks: the 2xx until its ACK, the session timer and our refreshes.
+#[derive(Debug)]
+struct Timers {
+    ok: Option<PendingOk>,
+    session: Option<SessionTimer>,
+    session_interval: u32,
+    /// Our re-INVITE (session refresh) is out: a re-INVITE from the phone now is glare.
+    reinvite_pending: bool,
+    /// A refresh refused with 491, to try again at this time (RFC 3261 §14.1).
+    retry_refresh_at: Option<Instant>,
+}
+
+/// The leg as the room sees it.
+#[derive(Debug, Default)]
+struct LegState {
     talking: bool,
     /// Packets from strangers the media worker dropped (source security).
     foreign_packets: u64,
@@ -116,14 +149,6 @@ pub struct Call {
     stats: Option<LegStats>,
     /// Lost packets already counted in the metrics.
     lost_reported: u64,
-    media: Media,
-    /// Our re-INVITE (session refresh) is out: a re-INVITE from the phone now is glare.
-    reinvite_pending: bool,
-    /// Our offer within the dialog (a refresh re-INVITE, or the 2xx to an offerless
-    /// re-INVITE), until its answer comes.
-    reoffer: Option<Box<sdp::Session>>,
-    /// A refresh refused with 491, to try again at this time (RFC 3261 §14.1).
-    retry_refresh_at: Option<Instant>,
 }
 
 /// Where the call's media stands.
@@ -146,10 +171,10 @@ impl Call {
             _ => None,
         };
         [
-            self.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
-            self.session.as_ref().map(|s| s.poll_timeout()),
+            self.timers.ok.as_ref().and_then(|o| o.timer.poll_timeout()),
+            self.timers.session.as_ref().map(|s| s.poll_timeout()),
             pin,
-            self.retry_refresh_at,
+            self.timers.retry_refresh_at,
         ]
         .into_iter()
         .flatten()
@@ -169,39 +194,39 @@ impl Call {
         CallRecord {
             leg_id: format!("{}-{}", self.dialog.id.call_id, self.dialog.id.local_tag),
             call_id: self.dialog.id.call_id.clone(),
-            direction: self.direction,
-            from_uri: self.from_uri.clone(),
-            to_uri: self.to_uri.clone(),
+            direction: self.party.direction,
+            from_uri: self.party.from_uri.clone(),
+            to_uri: self.party.to_uri.clone(),
             room_number: Some(self.room.number.clone()),
-            started_at_ms: self.started_ms,
-            answered_at_ms: Some(self.started_ms),
+            started_at_ms: self.party.started_ms,
+            answered_at_ms: Some(self.party.started_ms),
             ended_at_ms: end.map(|(at, _)| at),
             cause: end.map_or(IN_PROGRESS, |(_, cause)| cause).into(),
-            codec: Some(self.codec.name().into()),
+            codec: Some(self.sdp.codec.name().into()),
         }
     }
 
     fn view(&self) -> ParticipantView {
-        let stats = self.stats.as_ref();
+        let stats = self.leg.stats.as_ref();
         let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
         ParticipantView {
             id: self.id,
-            display_name: self.display_name.clone(),
-            user: self.user.clone(),
-            codec: self.codec.name(),
-            direction: direction_name(self.direction),
+            display_name: self.party.display_name.clone(),
+            user: self.party.user.clone(),
+            codec: self.sdp.codec.name(),
+            direction: direction_name(self.party.direction),
             state: if self.joined() { "joined" } else { "pin" },
             joined: self.joined(),
             moderator: matches!(self.stage, Stage::Joined { moderator: true }),
-            talking: self.talking,
-            muted: self.muted,
-            deaf: self.deaf,
-            on_hold: self.on_hold,
-            encrypted: self.stream.srtp.is_some(),
+            talking: self.leg.talking,
+            muted: self.leg.muted,
+            deaf: self.leg.deaf,
+            on_hold: self.leg.on_hold,
+            encrypted: self.sdp.stream.srtp.is_some(),
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
-            foreign_packets: self.foreign_packets,
-            started_at_ms: self.started_ms,
+            foreign_packets: self.leg.foreign_packets,
+            started_at_ms: self.party.started_ms,
         }
     }
 }
@@ -429,51 +454,53 @@ impl Core {
         let (stream, codec) = media.unwrap_or_else(|| (no_stream_yet(), AudioCodec::G722));
         // RFC 4028 §7.2: the 2xx says who refreshes; we asked to be the refresher.
         let timer = session_timer::from_response(&response.response);
+        let on_hold = !stream.direction.sends();
         Call {
             id: d.id,
-            direction: RecordDirection::Outbound,
             invite_tx: Some(invite_tx),
             peer: d.peer,
             via_host: d.via_host,
-            stage: Stage::Joined { moderator: false },
-            ok: None,
-            session: timer
-                .map(|(interval, refresher)| SessionTimer::new(now, interval, refresher == Refresher::Uac)),
-            session_interval: timer.map_or(0, |(interval, _)| interval),
-            local: d.local,
-            sdp_session: d.sdp_session,
-            sdp_version: 1,
-            on_hold: !stream.direction.sends(),
-            stream,
-            codec,
             peer_allows_update: allows(&response.response.headers, "UPDATE"),
-            user: d.trunk.unwrap_or_default(),
-            display_name: d.target,
-            from_uri: d
-                .invite
-                .headers
-                .iter()
-                .find_map(|h| match h {
-                    Header::From(f) => f.typed().ok().map(|f| f.uri.to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default(),
-            to_uri: d.invite.uri.to_string(),
-            started_ms: d.started_ms,
-            talking: false,
-            foreign_packets: 0,
-            muted: false,
-            deaf: false,
-            stats: None,
-            lost_reported: 0,
-            reinvite_pending: false,
-            reoffer: None,
-            retry_refresh_at: None,
+            stage: Stage::Joined { moderator: false },
             // After early media the leg is in the mix already.
             media: match d.ports {
                 Some(ports) => Media::Pending(ports),
                 None => Media::Running,
             },
+            party: Party {
+                direction: RecordDirection::Outbound,
+                user: d.trunk.unwrap_or_default(),
+                display_name: d.target,
+                from_uri: d
+                    .invite
+                    .headers
+                    .iter()
+                    .find_map(|h| match h {
+                        Header::From(f) => f.typed().ok().map(|f| f.uri.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                to_uri: d.invite.uri.to_string(),
+                started_ms: d.started_ms,
+            },
+            sdp: Negotiation {
+                local: d.local,
+                sdp_session: d.sdp_session,
+                sdp_version: 1,
+                stream,
+                codec,
+                reoffer: None,
+            },
+            timers: Timers {
+                ok: None,
+                session: timer.map(|(interval, refresher)| {
+                    SessionTimer::new(now, interval, refresher == Refresher::Uac)
+                }),
+                session_interval: timer.map_or(0, |(interval, _)| interval),
+                reinvite_pending: false,
+                retry_refresh_at: None,
+            },
+            leg: LegState { on_hold, ..LegState::default() },
             room: d.room,
             dialog,
         }
@@ -494,11 +521,11 @@ impl Core {
         };
         match action {
             ParticipantAction::Mute(muted) => {
-                call.muted = muted;
+                call.leg.muted = muted;
                 self.media.send(MediaCommand::SetMuted(id, muted || !call.joined()));
             }
             ParticipantAction::Deaf(deaf) => {
-                call.deaf = deaf;
+                call.leg.deaf = deaf;
                 self.media.send(MediaCommand::SetDeaf(id, deaf || !call.joined()));
             }
             ParticipantAction::Kick => {

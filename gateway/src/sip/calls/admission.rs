@@ -179,11 +179,11 @@ impl Core {
         let from_header = &request.envelope.from;
         let call = Call {
             id,
-            direction: RecordDirection::Inbound,
             invite_tx: None,
             dialog,
             peer: from,
             via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
+            peer_allows_update: allows(&request.request.headers, "UPDATE"),
             stage: if has_pin {
                 let c = &self.ctx.shared.config.conference;
                 Stage::Pin(PinEntry::new(
@@ -197,45 +197,38 @@ impl Core {
                 Stage::Joined { moderator: false }
             },
             room,
-            ok: Some(PendingOk {
-                timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
-                to,
-                bytes,
-            }),
-            session,
-            session_interval,
-            local,
-            sdp_session,
-            sdp_version: 1,
-            stream,
-            codec,
-            peer_allows_update: allows(&request.request.headers, "UPDATE"),
-            user,
-            display_name: from_header
-                .display_name
-                .clone()
-                .map(|d| d.trim_matches('"').to_string())
-                .unwrap_or_default(),
-            from_uri: from_header.uri.to_string(),
-            to_uri: request.envelope.to.uri.to_string(),
-            started_ms,
-            talking: false,
-            foreign_packets: 0,
-            muted: false,
-            deaf: false,
-            on_hold,
-            stats: None,
-            lost_reported: 0,
-            reinvite_pending: false,
-            reoffer: None,
-            retry_refresh_at: None,
             media: match pending_media {
                 Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
                 None => Media::Pending(ports),
             },
+            party: Party {
+                direction: RecordDirection::Inbound,
+                user,
+                display_name: from_header
+                    .display_name
+                    .clone()
+                    .map(|d| d.trim_matches('"').to_string())
+                    .unwrap_or_default(),
+                from_uri: from_header.uri.to_string(),
+                to_uri: request.envelope.to.uri.to_string(),
+                started_ms,
+            },
+            sdp: Negotiation { local, sdp_session, sdp_version: 1, stream, codec, reoffer: None },
+            timers: Timers {
+                ok: Some(PendingOk {
+                    timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
+                    to,
+                    bytes,
+                }),
+                session,
+                session_interval,
+                reinvite_pending: false,
+                retry_refresh_at: None,
+            },
+            leg: LegState { on_hold, ..LegState::default() },
         };
         tracing::info!(
-            participant = %id, room = %call.room.number, user = %call.user, codec = codec.name(),
+            participant = %id, room = %call.room.number, user = %call.party.user, codec = codec.name(),
             pin = has_pin, "call answered"
         );
         self.calls.by_dialog.insert(call.dialog.id.clone(), id);
@@ -252,11 +245,11 @@ impl Core {
     pub(in crate::sip) fn start_media(&mut self, id: ParticipantId) {
         let Some(call) = self.calls.call_mut(id) else { return };
         let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
-        let stream = &call.stream;
+        let stream = &call.sdp.stream;
         let leg = LegSetup {
             id,
             room: call.room.number.clone(),
-            config: leg_config(call.codec, stream),
+            config: leg_config(call.sdp.codec, stream),
             wire: Wire::Udp {
                 rtp: ports.rtp,
                 rtcp: (!stream.rtcp_mux).then_some(ports.rtcp),
@@ -267,16 +260,16 @@ impl Core {
             joined: call.joined(),
         };
         self.media.send(MediaCommand::Add(Box::new(leg)));
-        if call.on_hold {
+        if call.leg.on_hold {
             self.media.send(MediaCommand::Update {
                 id,
-                config: leg_config(call.codec, stream),
+                config: leg_config(call.sdp.codec, stream),
                 remote: stream.remote,
                 on_hold: true,
                 srtp: stream.srtp,
             });
         }
-        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.sdp.codec.name().into() };
         self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
         let room = call.room.number.clone();
         if call.joined() {

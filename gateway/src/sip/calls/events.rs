@@ -23,7 +23,7 @@ impl Core {
             return;
         }
         let muted = match (self.calls.calls.get(&id), self.calls.browsers.get(&id)) {
-            (Some(call), _) if call.joined() => call.muted,
+            (Some(call), _) if call.joined() => call.leg.muted,
             (_, Some(browser)) => browser.muted,
             _ => return,
         };
@@ -37,7 +37,7 @@ impl Core {
     pub(super) fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
         self.calls.touched.insert(id);
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
-        let source = pin_source(&call.user, &call.from_uri, call.peer.addr.ip());
+        let source = pin_source(&call.party.user, &call.party.from_uri, call.peer.addr.ip());
         match step {
             PinStep::More => {}
             PinStep::Wrong { left } => {
@@ -57,10 +57,10 @@ impl Core {
                 let room = call.room.number.clone();
                 self.media.send(MediaCommand::Join(id));
                 // A mute or deafening from the API while in the IVR still holds.
-                if call.muted {
+                if call.leg.muted {
                     self.media.send(MediaCommand::SetMuted(id, true));
                 }
-                if call.deaf {
+                if call.leg.deaf {
                     self.media.send(MediaCommand::SetDeaf(id, true));
                 }
                 self.announce_join(id, &room);
@@ -75,7 +75,7 @@ impl Core {
             MediaEvent::Dtmf { id, digit } => self.on_digit(id, digit, now),
             MediaEvent::Talking { id, talking } => {
                 if let Some(call) = self.calls.call_mut(id) {
-                    call.talking = talking;
+                    call.leg.talking = talking;
                 }
                 if let Some(browser) = self.calls.browsers.get_mut(&id) {
                     browser.talking = talking;
@@ -102,9 +102,12 @@ impl Core {
             MediaEvent::Stats { id, stats, foreign_packets } => {
                 let (room, codec, lost_reported, figures) =
                     match (self.calls.calls.get_mut(&id), self.calls.browsers.get_mut(&id)) {
-                        (Some(call), _) => {
-                            (&call.room.number, call.codec.name(), &mut call.lost_reported, &mut call.stats)
-                        }
+                        (Some(call), _) => (
+                            &call.room.number,
+                            call.sdp.codec.name(),
+                            &mut call.leg.lost_reported,
+                            &mut call.leg.stats,
+                        ),
                         (_, Some(b)) => (&b.room.number, "opus", &mut b.lost_reported, &mut b.stats),
                         _ => return,
                     };
@@ -117,8 +120,8 @@ impl Core {
                 metrics.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
                 *figures = Some(stats);
                 if let Some(call) = self.calls.call_mut(id) {
-                    call.talking = stats.talking;
-                    call.foreign_packets = foreign_packets;
+                    call.leg.talking = stats.talking;
+                    call.leg.foreign_packets = foreign_packets;
                 }
             }
         }
@@ -131,18 +134,18 @@ impl Core {
         let mut pin = Vec::new();
         for id in self.calls.due(now) {
             let Some(call) = self.calls.calls.get_mut(&id) else { continue };
-            if let Some(ok) = &mut call.ok {
+            if let Some(ok) = &mut call.timers.ok {
                 match ok.timer.handle_timeout(now) {
                     Some(OkAction::Resend) => resend.push((ok.to, ok.bytes.clone())),
                     Some(OkAction::GiveUp) => end.push((call.id, Cause::NoAck)),
                     None => {}
                 }
             }
-            if call.retry_refresh_at.is_some_and(|at| at <= now) {
-                call.retry_refresh_at = None;
+            if call.timers.retry_refresh_at.is_some_and(|at| at <= now) {
+                call.timers.retry_refresh_at = None;
                 refresh.push(call.id);
             }
-            if let Some(session) = &mut call.session {
+            if let Some(session) = &mut call.timers.session {
                 match session.handle_timeout(now) {
                     Some(TimerAction::Refresh) => refresh.push(call.id),
                     Some(TimerAction::Expired) => end.push((call.id, Cause::SessionExpired)),

@@ -20,7 +20,7 @@ impl Core {
             let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
             return self.respond(tx, response);
         }
-        let glare = call.reinvite_pending;
+        let glare = call.timers.reinvite_pending;
         let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.ctx.server());
         match method {
             // §14.2: our own re-INVITE is out; the phone tries again after its glare delay.
@@ -70,17 +70,17 @@ impl Core {
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
         push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
         push_header(&mut response, Header::Allow(ALLOW.into()));
-        if let Some(session) = &mut call.session {
+        if let Some(session) = &mut call.timers.session {
             let policy = SessionTimerPolicy {
                 min_se: 90,
-                session_expires: call.session_interval,
+                session_expires: call.timers.session_interval,
                 max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
             };
             if let UasDecision::Use { interval, refresher, .. } =
                 session_timer::negotiate_uas(&request.request, &policy)
             {
                 session.refreshed(now, interval, refresher == Refresher::Uas);
-                call.session_interval = interval;
+                call.timers.session_interval = interval;
                 for h in (UasDecision::Use { interval, refresher, require_timer: false }).response_headers() {
                     push_header(&mut response, h);
                 }
@@ -90,16 +90,17 @@ impl Core {
         let srtp_mode = self.ctx.shared.config.rtp.srtp;
         if !request.request.body.is_empty() {
             let answered = sdp::parse(&request.request.body).and_then(|offer| {
-                call.sdp_version += 1;
-                let answered = sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version)?;
+                call.sdp.sdp_version += 1;
+                let answered =
+                    sdp::answer(&offer, &call.sdp.local, call.sdp.sdp_session, call.sdp.sdp_version)?;
                 // Another suite means new contexts: under our old key they would use its
                 // keystream again (RFC 3711 §9.1), so a new key goes with it.
                 let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
                 if suite(&answered.1).is_some()
-                    && suite(&call.stream).is_some_and(|old| Some(old) != suite(&answered.1))
+                    && suite(&call.sdp.stream).is_some_and(|old| Some(old) != suite(&answered.1))
                 {
-                    call.local.srtp = srtp_policy(srtp_mode);
-                    return sdp::answer(&offer, &call.local, call.sdp_session, call.sdp_version);
+                    call.sdp.local.srtp = srtp_policy(srtp_mode);
+                    return sdp::answer(&offer, &call.sdp.local, call.sdp.sdp_session, call.sdp.sdp_version);
                 }
                 Ok(answered)
             });
@@ -114,11 +115,11 @@ impl Core {
             };
             let Some(codec) = audio_codec(&stream.codec) else { return };
             let on_hold = !stream.direction.sends();
-            if on_hold != call.on_hold {
+            if on_hold != call.leg.on_hold {
                 tracing::info!(participant = %id, on_hold, "hold changed");
             }
-            call.on_hold = on_hold;
-            call.codec = codec;
+            call.leg.on_hold = on_hold;
+            call.sdp.codec = codec;
             update = Some(MediaCommand::Update {
                 id,
                 config: leg_config(codec, &stream),
@@ -126,20 +127,20 @@ impl Core {
                 on_hold,
                 srtp: stream.srtp,
             });
-            call.stream = stream;
+            call.sdp.stream = stream;
             set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
         } else if method == Method::Invite {
             // An offerless re-INVITE: we offer our current stream; its answer comes in the ACK.
-            call.sdp_version += 1;
-            let mut local = call.local.clone();
-            local.codecs = vec![*sdp_codec(call.codec)];
-            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
+            call.sdp.sdp_version += 1;
+            let mut local = call.sdp.local.clone();
+            local.codecs = vec![*sdp_codec(call.sdp.codec)];
+            let offer = sdp::reoffer(&local, &call.sdp.stream, call.sdp.sdp_session, call.sdp.sdp_version);
             set_body(&mut response, "application/sdp", offer.to_string().into_bytes());
-            call.reoffer = Some(Box::new(offer));
+            call.sdp.reoffer = Some(Box::new(offer));
         }
         if method == Method::Invite {
             let to = self.layer.server_peer(tx).unwrap_or(from);
-            call.ok = Some(PendingOk {
+            call.timers.ok = Some(PendingOk {
                 timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
                 to,
                 bytes: Bytes::from(response_bytes(&response)),
@@ -157,8 +158,8 @@ impl Core {
         let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
         let Some(id) = id else { return };
         let Some(call) = self.calls.call_mut(id) else { return };
-        call.ok = None;
-        if let Some(offer) = call.reoffer.take() {
+        call.timers.ok = None;
+        if let Some(offer) = call.sdp.reoffer.take() {
             return self.take_reanswer(id, &offer, &request.request.body);
         }
         let Media::AwaitingAnswer { .. } = call.media else { return };
@@ -167,14 +168,14 @@ impl Core {
             return;
         };
         let answered = sdp::parse(&request.request.body)
-            .and_then(|answer| sdp::read_answer(&offer, &answer, &call.local))
+            .and_then(|answer| sdp::read_answer(&offer, &answer, &call.sdp.local))
             .ok()
             .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
         match answered {
             Some((stream, codec)) => {
-                call.on_hold = !stream.direction.sends();
-                call.codec = codec;
-                call.stream = stream;
+                call.leg.on_hold = !stream.direction.sends();
+                call.sdp.codec = codec;
+                call.sdp.stream = stream;
                 call.media = Media::Pending(ports);
                 self.start_media(id);
             }
@@ -203,10 +204,10 @@ impl Core {
         if let Outgoing::Refresh { id, invite_seq } = outgoing {
             if code.is_none_or(|c| c >= 200) {
                 if let Some(call) = self.calls.call_mut(id) {
-                    call.reinvite_pending = false;
+                    call.timers.reinvite_pending = false;
                     if !matches!(code, Some(200..=299)) {
                         // Refused: no answer to our re-offer will come.
-                        call.reoffer = None;
+                        call.sdp.reoffer = None;
                     }
                 }
             }
@@ -216,11 +217,11 @@ impl Core {
                 // Glare (RFC 3261 §14.1): both sides re-INVITEd; ours goes again after a delay.
                 (Some(491), _) => {
                     if let Some(call) = self.calls.call_mut(id) {
-                        let owns_call_id = call.direction == RecordDirection::Outbound;
+                        let owns_call_id = call.party.direction == RecordDirection::Outbound;
                         let mut rng = sip_stack::rng::Rng::new(rand::random());
                         let delay = sip_stack::dialog::glare_delay(owns_call_id, &mut rng);
                         tracing::debug!(participant = %id, ?delay, "re-INVITE glare: retrying");
-                        call.retry_refresh_at = Some(self.now.at + delay);
+                        call.timers.retry_refresh_at = Some(self.now.at + delay);
                     }
                 }
                 // §10 of RFC 4028: a refresh answered 408 or 481 ends the session.
@@ -240,8 +241,8 @@ impl Core {
         let now = self.now.at;
         let Some(call) = self.calls.call_mut(id) else { return };
         let (interval, refresher) = session_timer::from_response(&response.response)
-            .unwrap_or((call.session_interval, Refresher::Uac));
-        if let Some(session) = &mut call.session {
+            .unwrap_or((call.timers.session_interval, Refresher::Uac));
+        if let Some(session) = &mut call.timers.session {
             // We sent the refresh, so we are the UAC of this transaction.
             session.refreshed(now, interval, refresher == Refresher::Uac);
         }
@@ -251,7 +252,7 @@ impl Core {
             let ack = call.dialog.ack(seq, &via, &branch);
             let bytes = Bytes::from(sip_stack::message::request_bytes(&ack));
             self.layer.send_stateless(call.peer, bytes);
-            if let Some(offer) = call.reoffer.take() {
+            if let Some(offer) = call.sdp.reoffer.take() {
                 self.take_reanswer(id, &offer, &response.response.body);
             }
         }
@@ -261,24 +262,24 @@ impl Core {
     /// answer) or a new address reach the media worker.
     pub(super) fn take_reanswer(&mut self, id: ParticipantId, offer: &sdp::Session, body: &[u8]) {
         let Some(call) = self.calls.call_mut(id) else { return };
-        let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.local));
+        let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.sdp.local));
         let stream = match answered {
             Ok(stream) => stream,
             Err(e) => {
                 return tracing::warn!(participant = %id, error = %e, "answer to our re-offer not taken")
             }
         };
-        if (stream.srtp, stream.remote) == (call.stream.srtp, call.stream.remote) {
+        if (stream.srtp, stream.remote) == (call.sdp.stream.srtp, call.sdp.stream.remote) {
             return;
         }
-        call.stream.srtp = stream.srtp;
-        call.stream.remote = stream.remote;
+        call.sdp.stream.srtp = stream.srtp;
+        call.sdp.stream.remote = stream.remote;
         self.media.send(MediaCommand::Update {
             id,
-            config: leg_config(call.codec, &call.stream),
-            remote: call.stream.remote,
-            on_hold: call.on_hold,
-            srtp: call.stream.srtp,
+            config: leg_config(call.sdp.codec, &call.sdp.stream),
+            remote: call.sdp.stream.remote,
+            on_hold: call.leg.on_hold,
+            srtp: call.sdp.stream.srtp,
         });
     }
 
@@ -292,19 +293,19 @@ impl Core {
         request.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
         request.headers.push(Header::Other(
             "Session-Expires".into(),
-            format!("{};refresher=uac", call.session_interval),
+            format!("{};refresher=uac", call.timers.session_interval),
         ));
         request.headers.push(Header::Supported("timer".into()));
         if method == Method::Invite {
-            call.sdp_version += 1;
-            let mut local = call.local.clone();
-            local.codecs = vec![*sdp_codec(call.codec)];
-            if call.on_hold {
-                local.direction = call.stream.direction;
+            call.sdp.sdp_version += 1;
+            let mut local = call.sdp.local.clone();
+            local.codecs = vec![*sdp_codec(call.sdp.codec)];
+            if call.leg.on_hold {
+                local.direction = call.sdp.stream.direction;
             }
-            let offer = sdp::reoffer(&local, &call.stream, call.sdp_session, call.sdp_version);
+            let offer = sdp::reoffer(&local, &call.sdp.stream, call.sdp.sdp_session, call.sdp.sdp_version);
             let body = offer.to_string().into_bytes();
-            call.reoffer = Some(Box::new(offer));
+            call.sdp.reoffer = Some(Box::new(offer));
             request.headers.push(Header::ContentType("application/sdp".into()));
             request.headers.push(Header::ContentLength((body.len() as u32).into()));
             request.body = body;
@@ -314,7 +315,7 @@ impl Core {
         match self.layer.send_request(now, request, call.peer) {
             Ok(tx) => {
                 let invite_seq = (method == Method::Invite).then_some(seq).flatten();
-                call.reinvite_pending = method == Method::Invite;
+                call.timers.reinvite_pending = method == Method::Invite;
                 self.calls.requests.insert(tx, Outgoing::Refresh { id, invite_seq });
             }
             Err(e) => tracing::warn!(participant = %id, error = %e, "session refresh not sent"),

@@ -24,7 +24,8 @@ impl Core {
         let running = matches!(call.media, Media::Running);
         if running {
             self.media.send(MediaCommand::Remove(id));
-            let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.codec.name().into() };
+            let labels =
+                RoomCodecLabels { room: call.room.number.clone(), codec: call.sdp.codec.name().into() };
             self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
         }
         if call.joined() && self.calls.joined_in_room(&call.room.number, id) > 0 {
@@ -38,7 +39,7 @@ impl Core {
         self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
         self.write_record(call.record(Some((self.now.unix_ms, cause.as_str()))));
-        call.ok = None;
+        call.timers.ok = None;
     }
 
     /// Writes a call record in the background, trying again until the database takes it
