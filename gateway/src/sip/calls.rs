@@ -411,7 +411,7 @@ impl Calls {
                 id: d.id,
                 display_name: d.target.clone(),
                 user: d.trunk.clone().unwrap_or_default(),
-                codec: d.early.as_ref().map_or("", |(_, codec)| codec.name()),
+                codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
                 direction: "outbound",
                 state: d.state.as_str(),
                 joined: false,
@@ -463,7 +463,7 @@ impl Core {
             peer_allows_update: allows(&response.response.headers, "UPDATE"),
             stage: Stage::Joined { moderator: false },
             // After early media the leg is in the mix already.
-            media: match d.ports {
+            media: match d.sdp.ports {
                 Some(ports) => Media::Pending(ports),
                 None => Media::Running,
             },
@@ -484,8 +484,8 @@ impl Core {
                 started_ms: d.started_ms,
             },
             sdp: Negotiation {
-                local: d.local,
-                sdp_session: d.sdp_session,
+                local: d.sdp.local,
+                sdp_session: d.sdp.sdp_session,
                 sdp_version: 1,
                 stream,
                 codec,

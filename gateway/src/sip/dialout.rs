@@ -77,8 +77,21 @@ pub struct Dialing {
     pub(super) peer: Peer,
     pub(super) via_host: String,
     pub(super) contact: String,
+    pub(super) auth: DialAuth,
+    pub(super) sdp: DialSdp,
+    pub(super) ring_deadline: Instant,
+}
+
+/// How a call out answers a challenge.
+#[derive(Debug)]
+pub(super) struct DialAuth {
     pub(super) credentials: Option<Credentials>,
     pub(super) digest: DigestClient,
+}
+
+/// A call out's offer, and its media until the answer.
+#[derive(Debug)]
+pub(super) struct DialSdp {
     pub(super) local: LocalAudio,
     pub(super) offer: sdp::Session,
     pub(super) sdp_session: u64,
@@ -86,7 +99,6 @@ pub struct Dialing {
     pub(super) ports: Option<PortPair>,
     /// The stream of early media, once it started.
     pub(super) early: Option<(AudioStream, AudioCodec)>,
-    pub(super) ring_deadline: Instant,
 }
 
 impl Dialing {
@@ -163,13 +175,8 @@ impl Core {
                 peer,
                 via_host,
                 contact,
-                credentials: route.credentials,
-                digest: DigestClient::default(),
-                local,
-                offer,
-                sdp_session,
-                ports: Some(ports),
-                early: None,
+                auth: DialAuth { credentials: route.credentials, digest: DigestClient::default() },
+                sdp: DialSdp { local, offer, sdp_session, ports: Some(ports), early: None },
                 ring_deadline: now + ring,
             },
         );
@@ -302,10 +309,10 @@ impl Core {
                 _ => None,
             })
             .collect();
-        let Some(credentials) = d.credentials.clone() else {
+        let Some(credentials) = d.auth.credentials.clone() else {
             return self.end_dialing(d, &response.response.status_code.code().to_string());
         };
-        let outcome = d.digest.on_challenges(challenges.iter().map(String::as_str));
+        let outcome = d.auth.digest.on_challenges(challenges.iter().map(String::as_str));
         // With a realm configured, only that realm's challenges are answered.
         let realm_ok = credentials
             .realm
@@ -317,9 +324,13 @@ impl Core {
         }
         let uri = d.invite.uri.to_string();
         let cnonce = format!("{:016x}", rand::random::<u64>());
-        let Some(value) =
-            d.digest.authorization(&credentials.username, &credentials.password, "INVITE", &uri, &cnonce)
-        else {
+        let Some(value) = d.auth.digest.authorization(
+            &credentials.username,
+            &credentials.password,
+            "INVITE",
+            &uri,
+            &cnonce,
+        ) else {
             return self.end_dialing(d, "auth-rejected");
         };
         let mut invite = d.invite.clone();
@@ -360,14 +371,14 @@ impl Core {
     /// plays into the room, which it does not hear yet (deaf until the answer).
     fn early_media(&mut self, tx: ClientTx, response: &InboundResponse) {
         let Some(d) = self.calls.dialing.get_mut(&tx) else { return };
-        if d.early.is_some() || d.state == DialState::Cancelling {
+        if d.sdp.early.is_some() || d.state == DialState::Cancelling {
             return;
         }
         let answered = sdp::parse(&response.response.body)
-            .and_then(|answer| sdp::read_answer(&d.offer, &answer, &d.local))
+            .and_then(|answer| sdp::read_answer(&d.sdp.offer, &answer, &d.sdp.local))
             .ok()
             .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
-        let (Some((stream, codec)), Some(ports)) = (answered, d.ports.take()) else { return };
+        let (Some((stream, codec)), Some(ports)) = (answered, d.sdp.ports.take()) else { return };
         tracing::info!(participant = %d.id, codec = codec.name(), "early media");
         let leg = LegSetup {
             id: d.id,
@@ -385,7 +396,7 @@ impl Core {
         let id = d.id;
         let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
         d.state = DialState::Early;
-        d.early = Some((stream, codec));
+        d.sdp.early = Some((stream, codec));
         self.media.send(MediaCommand::Add(Box::new(leg)));
         self.media.send(MediaCommand::SetMuted(id, false));
         self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
@@ -408,7 +419,7 @@ impl Core {
         self.layer.send_stateless(d.peer, ack.clone());
         self.calls.answered.insert(tx, (d.peer, ack));
         let answered = sdp::parse(&response.response.body)
-            .and_then(|answer| sdp::read_answer(&d.offer, &answer, &d.local))
+            .and_then(|answer| sdp::read_answer(&d.sdp.offer, &answer, &d.sdp.local))
             .ok()
             .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
         let Some((stream, codec)) = answered else {
@@ -419,7 +430,7 @@ impl Core {
             return self.end_call(id, Cause::BadSdp, true);
         };
         tracing::info!(participant = %d.id, room = %d.room.number, codec = codec.name(), "call out answered");
-        let early = d.early.as_ref().map(|(_, codec)| *codec);
+        let early = d.sdp.early.as_ref().map(|(_, codec)| *codec);
         let room = d.room.number.clone();
         let config = leg_config(codec, &stream);
         let remote = stream.remote;
@@ -455,7 +466,7 @@ impl Core {
 
     /// A call out that will not be answered: its early media leg out, its record written.
     fn end_dialing(&mut self, d: Dialing, cause: &str) {
-        if let Some((_, codec)) = &d.early {
+        if let Some((_, codec)) = &d.sdp.early {
             self.media.send(MediaCommand::Remove(d.id));
             let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
             self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
