@@ -30,6 +30,7 @@ pub mod message;
 pub mod name_addr;
 pub mod registrar;
 pub mod registration;
+pub mod request;
 pub mod response;
 pub mod rng;
 mod salvage;

@@ -20,6 +20,7 @@ use rsip::{Header, Method};
 use sip_stack::dialog::Dialog;
 use sip_stack::digest::{ChallengeOutcome, DigestClient};
 use sip_stack::message::{request_bytes, InboundResponse};
+use sip_stack::request::NewRequest;
 use sip_stack::sdp::sdes::Srtp;
 use sip_stack::sdp::{self, AudioStream, LocalAudio};
 use sip_stack::transaction::{ClientTx, TxEvent};
@@ -113,8 +114,8 @@ struct Route {
     peer: SocketAddr,
     transport: Transport,
     from: String,
-    /// A P-Asserted-Identity or P-Preferred-Identity header line.
-    identity: Option<String>,
+    /// A P-Asserted-Identity or P-Preferred-Identity header.
+    identity: Option<Header>,
     credentials: Option<Credentials>,
 }
 
@@ -135,25 +136,28 @@ impl Core {
         let body = offer.to_string();
         let call_id = format!("{:016x}@{advertised}", rand::random::<u64>());
         let session_expires = self.ctx.shared.config.conference.session_expires_secs;
-        let text = format!(
-            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/{via} {via_host};rport;branch={branch}\r\nMax-Forwards: 70\r\n\
-             From: <{from}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <{contact}>\r\n{identity}Allow: {ALLOW}\r\nSupported: timer\r\n\
-             Session-Expires: {session_expires};refresher=uac\r\nUser-Agent: {agent}\r\n\
-             Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}",
-            uri = route.uri,
-            via = route.transport.via_token(),
-            branch = new_branch(),
-            from = route.from,
-            tag = new_tag(),
-            identity = route.identity.as_deref().map(|h| format!("{h}\r\n")).unwrap_or_default(),
-            agent = self.ctx.shared.config.sip.user_agent,
-            length = body.len(),
-        );
-        let invite = rsip::Request::try_from(text.as_str()).map_err(|e| {
-            tracing::warn!(error = %e, "INVITE for a call out does not parse");
-            ControlError::BadTarget(format!("cannot build an INVITE to `{}`", route.uri))
-        })?;
+        let mut headers = Vec::new();
+        headers.extend(route.identity.clone());
+        headers.push(Header::Allow(ALLOW.into()));
+        headers.push(Header::Supported("timer".into()));
+        headers.push(Header::Other("Session-Expires".into(), format!("{session_expires};refresher=uac")));
+        headers.push(Header::UserAgent(self.ctx.shared.config.sip.user_agent.clone().into()));
+        let invite = NewRequest {
+            method: Method::Invite,
+            uri: route.uri.clone(),
+            transport: route.transport,
+            sent_by: via_host.clone(),
+            branch: new_branch(),
+            from: route.from.clone(),
+            from_tag: new_tag(),
+            to: route.uri.to_string(),
+            call_id,
+            cseq: 1,
+            contact: Some(contact.clone()),
+            headers,
+            body: Some(("application/sdp".into(), body.into_bytes())),
+        }
+        .build();
         let peer = Peer { transport: route.transport, addr: route.peer, connection: None };
         let tx = self.layer.send_request(now, invite.clone(), peer).map_err(|e| {
             tracing::warn!(error = %e, "INVITE not sent");
@@ -216,8 +220,12 @@ impl Core {
                 let caller = trunk.caller_id.as_deref().unwrap_or(&trunk.username);
                 let identity = match trunk.identity_header {
                     IdentityHeader::None => None,
-                    IdentityHeader::Pai => Some(format!("P-Asserted-Identity: <sip:{caller}@{host}>")),
-                    IdentityHeader::Ppi => Some(format!("P-Preferred-Identity: <sip:{caller}@{host}>")),
+                    IdentityHeader::Pai => {
+                        Some(Header::Other("P-Asserted-Identity".into(), format!("<sip:{caller}@{host}>")))
+                    }
+                    IdentityHeader::Ppi => {
+                        Some(Header::Other("P-Preferred-Identity".into(), format!("<sip:{caller}@{host}>")))
+                    }
                 };
                 Ok(Route {
                     uri,

@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rsip::{Header, Method};
 use sip_stack::registration::{RegEvent, RegFailure, RegState, RegistrationClient, RegistrationConfig};
+use sip_stack::request::NewRequest;
 use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
@@ -337,6 +339,7 @@ impl Trunks {
         }
         self.sweep();
     }
+
     fn ping(&mut self, i: usize, now: Now, layer: &mut TransactionLayer) {
         let k = &mut self.keepalives[i];
         k.next = Some(now.at + k.interval);
@@ -344,21 +347,22 @@ impl Trunks {
             k.peer = resolve(&k.proxy);
         }
         let Some(addr) = k.peer else { return };
-        let text = format!(
-            "OPTIONS {proxy} SIP/2.0\r\nVia: SIP/2.0/{via} {local};rport;branch=z9hG4bK{branch:016x}\r\n\
-             Max-Forwards: 70\r\nFrom: <{from}>;tag={tag:016x}\r\nTo: <{proxy}>\r\n\
-             Call-ID: {call:016x}@{ip}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: {agent}\r\nContent-Length: 0\r\n\r\n",
-            proxy = k.proxy,
-            via = k.transport.via_token(),
-            local = k.local,
-            branch = rand::random::<u64>(),
-            from = k.from,
-            tag = rand::random::<u64>(),
-            call = rand::random::<u64>(),
-            ip = k.local.ip(),
-            agent = self.user_agent,
-        );
-        let Ok(request) = rsip::Request::try_from(text.as_str()) else { return };
+        let request = NewRequest {
+            method: Method::Options,
+            uri: k.proxy.clone(),
+            transport: k.transport,
+            sent_by: k.local.to_string(),
+            branch: format!("z9hG4bK{:016x}", rand::random::<u64>()),
+            from: k.from.clone(),
+            from_tag: format!("{:016x}", rand::random::<u64>()),
+            to: k.proxy.to_string(),
+            call_id: format!("{:016x}@{}", rand::random::<u64>(), k.local.ip()),
+            cseq: 1,
+            contact: None,
+            headers: vec![Header::UserAgent(self.user_agent.clone().into())],
+            body: None,
+        }
+        .build();
         let peer = match k.transport {
             Transport::Udp => Peer { transport: Transport::Udp, addr, connection: Some(ConnectionId(0)) },
             other => Peer { transport: other, addr, connection: None },
