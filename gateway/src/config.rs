@@ -60,7 +60,7 @@ pub struct TrunkConfig {
     /// Unique name, used in the API, metrics and logs.
     pub name: String,
     /// Registrar/proxy URI: `sip:host[:port]`.
-    pub proxy: String,
+    pub proxy: SipUri,
     #[serde(default)]
     pub transport: TrunkTransport,
     /// User part of our address of record (From/To), often the number.
@@ -108,6 +108,34 @@ pub enum IdentityHeader {
 }
 
 /// A source address trusted for inbound calls: any port of an IP, or one IP and port.
+/// A `sip:` URI, parsed once when the configuration is read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SipUri(rsip::Uri);
+
+impl SipUri {
+    pub fn uri(&self) -> &rsip::Uri {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SipUri {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<SipUri, String> {
+        match rsip::Uri::try_from(text.trim()) {
+            Ok(uri) if matches!(uri.scheme, Some(rsip::Scheme::Sip)) => Ok(SipUri(uri)),
+            _ => Err(format!("expected sip:host[:port], got `{text}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for SipUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum TrustedSource {

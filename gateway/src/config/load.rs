@@ -204,9 +204,18 @@ impl Config {
             if trunk.name.is_empty() || self.trunks[..i].iter().any(|t| t.name == trunk.name) {
                 return key(&k("name"), format!("expected a unique, non-empty name, got `{}`", trunk.name));
             }
-            match rsip::Uri::try_from(trunk.proxy.as_str()) {
-                Ok(uri) if matches!(uri.scheme, Some(rsip::Scheme::Sip)) => {}
-                _ => return key(&k("proxy"), format!("expected sip:host[:port], got `{}`", trunk.proxy)),
+            // The proxy was parsed with the file (`SipUri`). The user part goes into URIs.
+            if !is_sip_user(&trunk.username) {
+                return key(
+                    &k("username"),
+                    format!("`{}` cannot be the user part of a SIP URI", trunk.username),
+                );
+            }
+            if let Some(domain) = &trunk.domain {
+                let host_chars = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+                if domain.is_empty() || !domain.chars().all(host_chars) {
+                    return key(&k("domain"), format!("`{domain}` is not a SIP domain"));
+                }
             }
             if trunk.transport == TrunkTransport::Tls && self.sip.tls.is_empty() {
                 return key(
@@ -258,6 +267,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// RFC 3261 §25.1 `user`: unreserved and user-unreserved characters, or `%XX` escapes.
+fn is_sip_user(user: &str) -> bool {
+    let bytes = user.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 3,
+            b if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    !user.is_empty()
 }
 
 fn parse_addrs(var: &'static str, list: &str) -> Result<Vec<SocketAddr>, ConfigError> {

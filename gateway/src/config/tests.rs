@@ -100,6 +100,11 @@ fn trunks_are_checked() {
     assert_eq!(key, "trunk[0].password");
     let (key, _) = key_error(&good.replace("sip:127.0.0.1:5080", "http://x"));
     assert_eq!(key, "trunk[0].proxy");
+    let (key, _) = key_error(&good.replace("username = \"+1555\"", "username = \"+1 555\""));
+    assert_eq!(key, "trunk[0].username", "a space cannot go into the AOR");
+    let (key, _) =
+        key_error(&good.replace("username = \"+1555\"", "username = \"+1555\"\ndomain = \"bad domain\""));
+    assert_eq!(key, "trunk[0].domain");
     let (key, _) = key_error(&format!("{good}{good}"));
     assert_eq!(key, "trunk[1].name");
     let (key, _) = key_error(&good.replace("username = \"+1555\"", "usrname = \"+1555\""));

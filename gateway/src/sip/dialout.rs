@@ -201,9 +201,7 @@ impl Core {
         };
         match trunk {
             Some(trunk) => {
-                // Validated at start-up: the proxy is a sip: URI.
-                let proxy =
-                    rsip::Uri::try_from(trunk.proxy.as_str()).map_err(|_| ControlError::Unavailable)?;
+                let proxy = trunk.proxy.uri().clone();
                 let Some(peer) = super::trunks::resolve(&proxy) else {
                     return bad(format!("trunk `{}` has no IP address to send to", trunk.name));
                 };

@@ -130,9 +130,9 @@ impl Listeners {
 /// TLS trunks: the trust anchors and name each one's server certificate is checked against.
 pub(crate) fn add_tls_trunks(trunks: &[TrunkConfig], transports: &mut transport::Transports) {
     for trunk in trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
-        let Ok(proxy) = rsip::Uri::try_from(trunk.proxy.as_str()) else { continue };
+        let proxy = trunk.proxy.uri();
         let (Some(addr), Some(name)) =
-            (trunks::resolve(&proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
+            (trunks::resolve(proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
         else {
             tracing::error!(trunk = %trunk.name, "TLS trunk without an address or server name");
             continue;

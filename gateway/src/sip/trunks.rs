@@ -73,8 +73,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn of(t: &TrunkConfig, ports: LocalPorts, public: Option<IpAddr>) -> Endpoint {
-        // Validated at start-up: the proxy is a sip: URI.
-        let proxy = rsip::Uri::try_from(t.proxy.as_str()).expect("validated proxy URI");
+        let proxy = t.proxy.uri().clone();
         let peer = resolve(&proxy);
         let udp = ports.udp;
         let ip = public
@@ -152,6 +151,7 @@ impl Trunks {
 
     fn runner(&self, id: u64, t: &TrunkConfig) -> Runner {
         let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, self.ports, self.public);
+        // The user part and the domain were checked with the configuration (`config::load`).
         let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
         let registrar = match &t.domain {
             Some(domain) => uri(format!("sip:{domain}")),

@@ -58,7 +58,7 @@ impl Harness {
         config.rtp.address = [127, 0, 0, 1].into();
         config.trunks.push(TrunkConfig {
             name: "carrier".into(),
-            proxy: "127.0.0.1:9".into(),
+            proxy: "sip:127.0.0.1:9".to_string().try_into().unwrap(),
             transport: Default::default(),
             username: "gateway".into(),
             auth_username: None,
