@@ -253,6 +253,27 @@ fn invite(phone: SocketAddr, gateway: SocketAddr, did: &str, extra: &str) -> Str
     )
 }
 
+/// The phone's re-INVITE in the first call's dialog (`to` with our tag), CSeq `seq`, the same
+/// offer in SDP version `seq`.
+fn reinvite(h: &Harness, to: &str, seq: u32) -> String {
+    invite(h.phone(), h.gateway, DID, "")
+        .replace("branch=z9hG4bKcore1", &format!("branch=z9hG4bKre{seq}"))
+        .replace("CSeq: 1 INVITE", &format!("CSeq: {seq} INVITE"))
+        .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"))
+        .replace("o=- 1 1 IN", &format!("o=- 1 {seq} IN"))
+}
+
+/// The CANCEL of the first call's INVITE.
+fn cancel(h: &Harness) -> String {
+    format!(
+        "CANCEL sip:{DID}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
+     Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: <sip:{DID}@{gw}>\r\n\
+     Call-ID: core-test-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        gw = h.gateway,
+        phone = h.phone(),
+    )
+}
+
 /// The ACK for the 2xx `ok`.
 fn ack(phone: SocketAddr, gateway: SocketAddr, ok: &str) -> String {
     let to = header(ok, "To").unwrap();
@@ -476,13 +497,7 @@ async fn a_cancel_before_the_answer_gets_487_and_the_late_admission_is_dropped()
     let mut h = Harness::new().await;
     let text = invite(h.phone(), h.gateway, DID, "");
     h.phone_sends(0.0, &text);
-    let cancel = format!(
-        "CANCEL sip:{DID}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: <sip:{DID}@{gw}>\r\n\
-         Call-ID: core-test-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-        gw = h.gateway,
-        phone = h.phone(),
-    );
+    let cancel = cancel(&h);
     h.phone_sends(0.1, &cancel);
     let answers: Vec<(f64, Option<&str>)> =
         h.heard("SIP/2.0 200").iter().map(|(at, m)| (*at, header(m, "CSeq"))).collect();
@@ -528,10 +543,7 @@ async fn a_phone_re_invite_during_our_refresh_re_invite_is_glare_491_and_ours_is
     h.run_until(45.0);
     let ours = h.heard("INVITE").first().map(|(_, m)| m.to_string()).expect("our refresh re-INVITE");
     let to = header(h.heard("SIP/2.0 200")[0].1, "To").unwrap().to_string();
-    let theirs = invite(h.phone(), h.gateway, DID, "")
-        .replace("branch=z9hG4bKcore1", "branch=z9hG4bKglare")
-        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
-        .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"));
+    let theirs = reinvite(&h, &to, 2);
     h.phone_sends(45.1, &theirs);
     assert_eq!(h.heard("SIP/2.0 491").iter().map(|(at, _)| *at).collect::<Vec<_>>(), [45.1]);
     // The phone refuses ours the same way: we try again after a random 0-2 s (§14.1: we do not
@@ -646,16 +658,8 @@ async fn hold_and_resume_by_re_invite_reach_the_media_plane() {
     let mut h = Harness::new().await;
     let ok = answered_call(&mut h, "").await;
     let to = header(&ok, "To").unwrap().to_string();
-    let reinvite = |seq: u32, direction: &str| {
-        invite(h.phone(), h.gateway, DID, "")
-            .replace("branch=z9hG4bKcore1", &format!("branch=z9hG4bKhold{seq}"))
-            .replace("CSeq: 1 INVITE", &format!("CSeq: {seq} INVITE"))
-            .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"))
-            .replace("a=sendrecv", direction)
-            .replace("o=- 1 1 IN", &format!("o=- 1 {seq} IN"))
-    };
-    let hold = reinvite(2, "a=sendonly");
-    let resume = reinvite(3, "a=sendrecv");
+    let hold = reinvite(&h, &to, 2).replace("a=sendrecv", "a=sendonly");
+    let resume = reinvite(&h, &to, 3);
     h.phone_sends(10.0, &hold);
     let answer = h.heard("SIP/2.0 200").last().map(|(at, m)| (*at, m.to_string())).unwrap();
     assert_eq!(answer.0, 10.0);
@@ -673,13 +677,9 @@ async fn a_re_invite_offering_another_codec_changes_the_leg_codec() {
     let mut h = Harness::new().await;
     let ok = answered_call(&mut h, "").await;
     let to = header(&ok, "To").unwrap().to_string();
-    let reinvite = invite(h.phone(), h.gateway, DID, "")
-        .replace("branch=z9hG4bKcore1", "branch=z9hG4bKcodec")
-        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
-        .replace(&format!("To: <sip:{DID}@{}>", h.gateway), &format!("To: {to}"))
+    let reinvite = reinvite(&h, &to, 2)
         .replace("RTP/AVP 0 101", "RTP/AVP 8 101")
-        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
-        .replace("o=- 1 1 IN", "o=- 1 2 IN");
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000");
     h.phone_sends(7.0, &reinvite);
     let answer = h.heard("SIP/2.0 200").last().map(|(at, m)| (*at, m.to_string())).unwrap();
     assert_eq!(answer.0, 7.0);
@@ -734,13 +734,7 @@ async fn a_caller_out_of_pin_tries_is_refused_until_the_block_window_passes() {
 async fn a_cancel_after_the_answer_changes_nothing() {
     let mut h = Harness::new().await;
     answered_call(&mut h, "").await;
-    let cancel = format!(
-        "CANCEL sip:{DID}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKcore1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15550001@{phone}>;tag=phone1\r\nTo: <sip:{DID}@{gw}>\r\n\
-         Call-ID: core-test-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-        gw = h.gateway,
-        phone = h.phone(),
-    );
+    let cancel = cancel(&h);
     h.phone_sends(3.0, &cancel);
     assert!(h.heard("SIP/2.0 487").is_empty(), "the INVITE already had its final response");
     let cancel_answers: Vec<f64> = h
