@@ -205,7 +205,7 @@ impl Config {
                 return key(&k("name"), format!("expected a unique, non-empty name, got `{}`", trunk.name));
             }
             // The proxy was parsed with the file (`SipUri`). The user part goes into URIs.
-            if !is_sip_user(&trunk.username) {
+            if !crate::storage::is_user_part(&trunk.username) {
                 return key(
                     &k("username"),
                     format!("`{}` cannot be the user part of a SIP URI", trunk.username),
@@ -267,20 +267,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// RFC 3261 §25.1 `user`: unreserved and user-unreserved characters, or `%XX` escapes.
-fn is_sip_user(user: &str) -> bool {
-    let bytes = user.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 3,
-            b if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) => i += 1,
-            _ => return false,
-        }
-    }
-    !user.is_empty()
 }
 
 fn parse_addrs(var: &'static str, list: &str) -> Result<Vec<SocketAddr>, ConfigError> {

@@ -19,7 +19,7 @@ pub use call_records::{CallRecord, Direction, IN_PROGRESS, LOST};
 pub use registrations::Binding;
 pub use rooms::{Room, RoomUpdate};
 pub use trunks::TrunkStatus;
-pub use users::SipUser;
+pub use users::{is_user_part, SipUser};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../sql/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../sql/postgres");

@@ -27,12 +27,16 @@ impl SipUser {
     }
 }
 
+/// An RFC 3261 user part, minus escapes, of 1-64 characters: what phones put in their digest
+/// username, and what a trunk puts in its address of record.
+pub fn is_user_part(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b))
+}
+
 fn validate(username: &str, password: &str) -> Result<(), StorageError> {
-    // RFC 3261 user part, minus escapes: what phones put in their digest username.
-    let user_ok = !username.is_empty()
-        && username.len() <= 64
-        && username.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b));
-    if !user_ok {
+    if !is_user_part(username) {
         return Err(StorageError::Invalid {
             field: "username",
             message: format!("`{username}` must be 1-64 unreserved characters"),
