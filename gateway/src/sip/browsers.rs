@@ -110,10 +110,10 @@ impl Core {
     pub(super) fn browser_join(&mut self, join: BrowserJoin) -> Result<BrowserAdmitted, JoinRefused> {
         let now = self.now.at;
         let BrowserJoin { room, pin, display_name, source, ended } = join;
-        if self.ctx.shared.is_draining() {
+        if self.shared.is_draining() {
             return Err(JoinRefused::Unavailable);
         }
-        let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
+        let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);
         if self.calls.occupancy(&room.number) >= limit as usize {
             return Err(JoinRefused::RoomFull);
         }
@@ -138,7 +138,7 @@ impl Core {
         // The pair's sockets are closed again at once: the peer connection binds the RTP
         // port itself, on the WebRTC addresses. Round-robin allocation keeps it from being
         // handed out meanwhile.
-        let port = match self.ports.allocate_free_on(&self.ctx.shared.config.webrtc.addresses) {
+        let port = match self.ports.allocate_free_on(&self.shared.config.webrtc.addresses) {
             Ok(pair) => pair.port,
             Err(e) => {
                 tracing::error!(error = %e, "no media port for a browser");
@@ -192,7 +192,8 @@ impl Core {
         let room = browser.room.number.clone();
         // Written when it joins, so a crash from here on still leaves its record.
         let record = browser.record(None);
-        self.media.send(MediaCommand::Add(Box::new(LegSetup {
+        let (muted, deaf, labels) = (browser.muted, browser.deaf, browser.labels());
+        self.out.media(MediaCommand::Add(Box::new(LegSetup {
             id,
             room: room.clone(),
             config,
@@ -200,13 +201,13 @@ impl Core {
             srtp: None,
             joined: true,
         })));
-        if browser.muted {
-            self.media.send(MediaCommand::SetMuted(id, true));
+        if muted {
+            self.out.media(MediaCommand::SetMuted(id, true));
         }
-        if browser.deaf {
-            self.media.send(MediaCommand::SetDeaf(id, true));
+        if deaf {
+            self.out.media(MediaCommand::SetDeaf(id, true));
         }
-        self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).inc();
+        self.shared.metrics.active_legs.get_or_create(&labels).inc();
         self.write_record(record);
         self.announce_join(id, &room);
         self.publish(id);
@@ -217,11 +218,11 @@ impl Core {
         let Some(mut browser) = self.calls.browsers.remove(&id) else { return };
         let room = browser.room.number.clone();
         if browser.in_mix() {
-            self.media.send(MediaCommand::Remove(id));
-            self.ctx.shared.metrics.active_legs.get_or_create(&browser.labels()).dec();
+            self.out.media(MediaCommand::Remove(id));
+            self.shared.metrics.active_legs.get_or_create(&browser.labels()).dec();
             if self.calls.joined_in_room(&room, id) > 0 {
-                self.media
-                    .send(MediaCommand::Play(Audience::Room(room.clone()), self.prompts.leave_tone.clone()));
+                let tone = self.prompts.leave_tone.clone();
+                self.out.media(MediaCommand::Play(Audience::Room(room.clone()), tone));
             }
         }
         if let (true, Some(ended)) = (tell, browser.ended.take()) {

@@ -33,9 +33,9 @@ use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
 use super::browsers::Browser;
-use super::core::{new_tag, Core, ALLOW};
+use super::core::{new_tag, Core, Lookup, LookupKind, Output, ALLOW};
 use super::dialout::Dialing;
-use super::invite::{self, Admission};
+use super::invite::Admission;
 use crate::calls::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::config::SrtpMode;
@@ -52,11 +52,6 @@ mod teardown;
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
-/// A call record the database refused is tried again after this, doubling up to
-/// [`RECORD_RETRY_MAX`], until it is written.
-const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
-const RECORD_RETRY_MAX: Duration = Duration::from_secs(10);
-
 const CODECS: [sdp::Codec; 4] = [sdp::G722, sdp::OPUS, sdp::PCMU, sdp::PCMA];
 
 /// Where a call is in its life.
@@ -522,11 +517,11 @@ impl Core {
         match action {
             ParticipantAction::Mute(muted) => {
                 call.leg.muted = muted;
-                self.media.send(MediaCommand::SetMuted(id, muted || !call.joined()));
+                self.out.media(MediaCommand::SetMuted(id, muted || !call.joined()));
             }
             ParticipantAction::Deaf(deaf) => {
                 call.leg.deaf = deaf;
-                self.media.send(MediaCommand::SetDeaf(id, deaf || !call.joined()));
+                self.out.media(MediaCommand::SetDeaf(id, deaf || !call.joined()));
             }
             ParticipantAction::Kick => {
                 self.end_call(id, Cause::Kicked, true);
@@ -542,11 +537,11 @@ impl Core {
         match action {
             ParticipantAction::Mute(muted) => {
                 browser.muted = muted;
-                self.media.send(MediaCommand::SetMuted(id, muted));
+                self.out.media(MediaCommand::SetMuted(id, muted));
             }
             ParticipantAction::Deaf(deaf) => {
                 browser.deaf = deaf;
-                self.media.send(MediaCommand::SetDeaf(id, deaf));
+                self.out.media(MediaCommand::SetDeaf(id, deaf));
             }
             ParticipantAction::Kick => {
                 self.end_browser(id, Cause::Kicked, true);
@@ -558,24 +553,23 @@ impl Core {
     }
 
     /// Tells the room's pages how a participant now stands.
-    pub(super) fn publish(&self, id: ParticipantId) {
+    pub(super) fn publish(&mut self, id: ParticipantId) {
         if let Some((room, participant)) = self.calls.view(id) {
-            // No page listening is no error.
-            self.ctx.shared.publish_room_event(RoomEvent::Participant { room, participant });
+            self.out.push(Output::Room(RoomEvent::Participant { room, participant }));
         }
     }
 
-    pub(super) fn publish_left(&self, id: ParticipantId, room: &str) {
-        self.ctx.shared.publish_room_event(RoomEvent::Left { room: room.to_string(), id });
+    pub(super) fn publish_left(&mut self, id: ParticipantId, room: &str) {
+        self.out.push(Output::Room(RoomEvent::Left { room: room.to_string(), id }));
     }
 
     pub(super) fn count_call(&self, result: &str) {
-        self.ctx.shared.metrics.calls.get_or_create(&CallLabels { result: result.into() }).inc();
+        self.shared.metrics.calls.get_or_create(&CallLabels { result: result.into() }).inc();
     }
 
     /// The address to put in SDP and Contact for a peer at `peer`.
     pub(super) fn advertised_ip(&self, peer: SocketAddr) -> IpAddr {
-        let config = &self.ctx.shared.config;
+        let config = &self.shared.config;
         config
             .sip
             .public_address
@@ -585,9 +579,9 @@ impl Core {
     }
 
     pub(super) fn sip_port(&self, transport: Transport) -> u16 {
-        let config = &self.ctx.shared.config.sip;
+        let config = &self.shared.config.sip;
         match transport {
-            Transport::Udp => self.transports.udp_local_addr().map_or(5060, |a| a.port()),
+            Transport::Udp => self.local.port(),
             Transport::Tcp => config.tcp.first().map_or(5060, |a| a.port()),
             Transport::Tls => config.tls.first().map_or(5061, |a| a.port()),
         }

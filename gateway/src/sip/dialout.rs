@@ -135,13 +135,13 @@ impl Core {
         let offer = sdp::offer(&local, sdp_session, 1);
         let body = offer.to_string();
         let call_id = format!("{:016x}@{advertised}", rand::random::<u64>());
-        let session_expires = self.ctx.shared.config.conference.session_expires_secs;
+        let session_expires = self.shared.config.conference.session_expires_secs;
         let mut headers = Vec::new();
         headers.extend(route.identity.clone());
         headers.push(Header::Allow(ALLOW.into()));
         headers.push(Header::Supported("timer".into()));
         headers.push(Header::Other("Session-Expires".into(), format!("{session_expires};refresher=uac")));
-        headers.push(Header::UserAgent(self.ctx.shared.config.sip.user_agent.clone().into()));
+        headers.push(Header::UserAgent(self.shared.config.sip.user_agent.clone().into()));
         let invite = NewRequest {
             method: Method::Invite,
             uri: route.uri.clone(),
@@ -191,7 +191,7 @@ impl Core {
     fn route(&self, request: &DialRequest) -> Result<Route, ControlError> {
         let bad = |m: String| Err(ControlError::BadTarget(m));
         let to = request.to.trim();
-        let trunks = self.ctx.shared.trunk_configs();
+        let trunks = self.shared.trunk_configs();
         let trunk = match &request.trunk {
             Some(name) => match trunks.iter().find(|t| &t.name == name) {
                 Some(t) => Some(t),
@@ -403,9 +403,9 @@ impl Core {
         let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
         d.state = DialState::Early;
         d.sdp.early = Some((stream, codec));
-        self.media.send(MediaCommand::Add(Box::new(leg)));
-        self.media.send(MediaCommand::SetMuted(id, false));
-        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+        self.out.media(MediaCommand::Add(Box::new(leg)));
+        self.out.media(MediaCommand::SetMuted(id, false));
+        self.shared.metrics.active_legs.get_or_create(&labels).inc();
     }
 
     /// A 2xx: ACK, the dialog, and the leg joins the room.
@@ -450,14 +450,14 @@ impl Core {
             // The early leg becomes the call's: the answer's stream, heard and hearing.
             Some(early_codec) => {
                 if early_codec != codec {
-                    let metrics = &self.ctx.shared.metrics;
+                    let metrics = &self.shared.metrics;
                     let old = RoomCodecLabels { room: room.clone(), codec: early_codec.name().into() };
                     metrics.active_legs.get_or_create(&old).dec();
                     let new = RoomCodecLabels { room: room.clone(), codec: codec.name().into() };
                     metrics.active_legs.get_or_create(&new).inc();
                 }
-                self.media.send(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
-                self.media.send(MediaCommand::Join(id));
+                self.out.media(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
+                self.out.media(MediaCommand::Join(id));
                 self.announce_join(id, &room);
                 self.publish(id);
             }
@@ -473,9 +473,9 @@ impl Core {
     /// A call out that will not be answered: its early media leg out, its record written.
     fn end_dialing(&mut self, d: Dialing, cause: &str) {
         if let Some((_, codec)) = &d.sdp.early {
-            self.media.send(MediaCommand::Remove(d.id));
+            self.out.media(MediaCommand::Remove(d.id));
             let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
-            self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
+            self.shared.metrics.active_legs.get_or_create(&labels).dec();
         }
         tracing::info!(participant = %d.id, room = %d.room.number, to = %d.target, cause, "call out failed");
         self.count_call(cause);

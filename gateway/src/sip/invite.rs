@@ -22,13 +22,12 @@ pub struct Admission {
     pub user: String,
 }
 
-pub async fn admit(ctx: Context, tx: ServerTx, request: InboundRequest, from: Peer) {
-    let command = match check(&ctx, &request, from).await {
+/// The verdict on a new INVITE: admitted, or refused with its response.
+pub async fn admit(ctx: &Context, tx: ServerTx, request: InboundRequest, from: Peer) -> Command {
+    match check(ctx, &request, from).await {
         Ok((room, user)) => Command::Admit(Box::new(Admission { tx, request, from, room, user })),
         Err((response, known_caller)) => Command::Refuse { tx, response, known_caller },
-    };
-    // The core only goes away at shutdown, when the answer no longer matters.
-    let _ = ctx.commands.send(command).await;
+    }
 }
 
 async fn check(

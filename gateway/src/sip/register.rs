@@ -6,20 +6,15 @@ use rsip::StatusCode;
 use sip_stack::message::InboundRequest;
 use sip_stack::registrar::{self, BindingStore, Registrar, StoredBinding};
 use sip_stack::response::response_to;
-use sip_stack::transaction::ServerTx;
 use sip_stack::transport::{Peer, Transport};
 
 use super::auth::authenticate;
 use super::core::{new_tag, Context};
 use crate::storage::{Binding, Storage, StorageError};
 
-pub async fn handle(ctx: Context, tx: ServerTx, request: InboundRequest, from: Peer) {
-    let response = respond(&ctx, &request, from).await;
-    ctx.respond(tx, response).await;
-}
-
-#[allow(clippy::disallowed_methods)] // a handler task, outside the core
-async fn respond(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
+/// The response to a REGISTER from `from`.
+#[allow(clippy::disallowed_methods)] // a look-up task, outside the core
+pub async fn handle(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
     let now_ms = crate::clock::unix_ms();
     let tag = new_tag();
     let reply = |status: StatusCode| response_to(request, status, Some(&tag), ctx.server());

@@ -2,9 +2,8 @@
 //! through the core's transaction layer, its state published for the API, metrics, logs and the
 //! database; and OPTIONS pings to each trunk that asks for them, which tell whether it answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsip::{Header, Method};
@@ -16,8 +15,7 @@ use sip_stack::transport::{ConnectionId, Peer, Transport};
 use crate::calls::TrunkView;
 use crate::clock::{instant_to_unix_ms, Now};
 use crate::config::{TrunkConfig, TrunkTransport};
-use crate::metrics::TrunkLabels;
-use crate::state::Shared;
+use crate::metrics::{Metrics, TrunkLabels};
 use crate::storage::TrunkStatus;
 
 /// OPTIONS pings to one trunk (RFC 3261 §11): any response means it is there.
@@ -106,6 +104,18 @@ pub struct Trunks {
     user_agent: String,
     /// Ids of runners and keep-alives (a reload adds new ones).
     next_id: u64,
+    /// What the API and the database are to learn, in order.
+    outbox: VecDeque<TrunkOutput>,
+}
+
+/// What the trunks tell the rest of the gateway: their state, for the API's views and for the
+/// database.
+#[derive(Debug)]
+pub enum TrunkOutput {
+    View(TrunkView),
+    /// Taken out of the configuration.
+    Removed(String),
+    Status(TrunkStatus),
 }
 
 impl Trunks {
@@ -126,6 +136,7 @@ impl Trunks {
             public,
             user_agent: user_agent.to_string(),
             next_id: 0,
+            outbox: VecDeque::new(),
         };
         for t in configs {
             trunks.add(t);
@@ -209,16 +220,16 @@ impl Trunks {
         self.configs.iter().any(|t| t.trusts(addr))
     }
 
-    pub fn start(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn start(&mut self, now: Now, layer: &mut TransactionLayer, metrics: &Metrics) {
         for keepalive in &mut self.keepalives {
             keepalive.next = Some(now.at);
             if keepalive.runner.is_none() {
-                shared.set_trunk_view(keepalive.view.clone());
+                self.outbox.push_back(TrunkOutput::View(keepalive.view.clone()));
             }
         }
         for i in 0..self.runners.len() {
             self.runners[i].client.start(now.at);
-            self.pump(i, now, layer, shared);
+            self.pump(i, now, layer, metrics);
         }
     }
 
@@ -231,7 +242,7 @@ impl Trunks {
         now: Now,
         configs: &[TrunkConfig],
         layer: &mut TransactionLayer,
-        shared: &Arc<Shared>,
+        metrics: &Metrics,
     ) {
         if self.stopping {
             return;
@@ -244,10 +255,10 @@ impl Trunks {
                 tracing::info!(trunk = %t.name, "trunk changed in the configuration");
             } else {
                 tracing::info!(trunk = %t.name, "trunk removed from the configuration");
-                shared.remove_trunk_view(&t.name);
+                self.outbox.push_back(TrunkOutput::Removed(t.name.clone()));
                 let labels = TrunkLabels { trunk: t.name.clone() };
-                shared.metrics.trunk_registered.remove(&labels);
-                shared.metrics.trunk_reachable.remove(&labels);
+                metrics.trunk_registered.remove(&labels);
+                metrics.trunk_reachable.remove(&labels);
             }
         }
         // The pings of what is not kept stop now; registrations once un-registered.
@@ -278,18 +289,18 @@ impl Trunks {
             runner.retiring = true;
             if !same_binding {
                 runner.client.stop(now.at);
-                self.pump(i, now, layer, shared);
+                self.pump(i, now, layer, metrics);
             }
         }
         for keepalive in &mut self.keepalives[first_keepalive..] {
             keepalive.next = Some(now.at);
             if keepalive.runner.is_none() {
-                shared.set_trunk_view(keepalive.view.clone());
+                self.outbox.push_back(TrunkOutput::View(keepalive.view.clone()));
             }
         }
         for i in first_runner..self.runners.len() {
             self.runners[i].client.start(now.at);
-            self.pump(i, now, layer, shared);
+            self.pump(i, now, layer, metrics);
         }
         self.sweep();
     }
@@ -305,14 +316,19 @@ impl Trunks {
     }
 
     /// Un-registers every trunk.
-    pub fn stop(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn stop(&mut self, now: Now, layer: &mut TransactionLayer, metrics: &Metrics) {
         self.stopping = true;
         for i in 0..self.runners.len() {
             if !self.runners[i].retiring {
                 self.runners[i].client.stop(now.at);
-                self.pump(i, now, layer, shared);
+                self.pump(i, now, layer, metrics);
             }
         }
+    }
+
+    /// The next thing the API or the database is to learn.
+    pub fn poll_output(&mut self) -> Option<TrunkOutput> {
+        self.outbox.pop_front()
     }
 
     /// True when no trunk is still un-registering.
@@ -325,11 +341,11 @@ impl Trunks {
         self.runners.iter().filter_map(|r| r.client.poll_timeout()).chain(pings).min()
     }
 
-    pub fn handle_timeout(&mut self, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    pub fn handle_timeout(&mut self, now: Now, layer: &mut TransactionLayer, metrics: &Metrics) {
         for i in 0..self.runners.len() {
             if self.runners[i].client.poll_timeout().is_some_and(|t| t <= now.at) {
                 self.runners[i].client.handle_timeout(now.at);
-                self.pump(i, now, layer, shared);
+                self.pump(i, now, layer, metrics);
             }
         }
         for i in 0..self.keepalives.len() {
@@ -374,7 +390,7 @@ impl Trunks {
     }
 
     /// A ping's outcome: any response means the trunk is there; a timeout that it is not.
-    fn pinged(&mut self, i: usize, now: Now, answered: bool, shared: &Arc<Shared>) {
+    fn pinged(&mut self, i: usize, now: Now, answered: bool, metrics: &Metrics) {
         let k = &mut self.keepalives[i];
         let rtt = k.sent_at.filter(|_| answered).map(|at| now.at.duration_since(at).as_millis() as u64);
         let name = k.view.name.clone();
@@ -391,8 +407,8 @@ impl Trunks {
         }
         view.reachable = Some(answered);
         view.options_rtt_ms = rtt.or(view.options_rtt_ms.filter(|_| answered));
-        shared.metrics.trunk_reachable.get_or_create(&TrunkLabels { trunk: name }).set(i64::from(answered));
-        shared.set_trunk_view(view.clone());
+        metrics.trunk_reachable.get_or_create(&TrunkLabels { trunk: name }).set(i64::from(answered));
+        self.outbox.push_back(TrunkOutput::View(view.clone()));
     }
 
     /// Takes the transaction events that belong to a trunk; returns the others.
@@ -401,7 +417,7 @@ impl Trunks {
         now: Now,
         event: TxEvent,
         layer: &mut TransactionLayer,
-        shared: &Arc<Shared>,
+        metrics: &Metrics,
     ) -> Option<TxEvent> {
         let (tx, outcome) = match &event {
             TxEvent::Response { tx, response } => (*tx, Ok(&response.response)),
@@ -418,11 +434,11 @@ impl Trunks {
                 Ok(response) if response.status_code.code() < 200 => {}
                 Ok(_) => {
                     self.pings.remove(&tx);
-                    self.pinged(i, now, true, shared);
+                    self.pinged(i, now, true, metrics);
                 }
                 Err(_) => {
                     self.pings.remove(&tx);
-                    self.pinged(i, now, false, shared);
+                    self.pinged(i, now, false, metrics);
                 }
             }
             return None;
@@ -444,13 +460,13 @@ impl Trunks {
                 self.runners[i].client.handle_failure(now.at, failure);
             }
         }
-        self.pump(i, now, layer, shared);
+        self.pump(i, now, layer, metrics);
         self.sweep();
         None
     }
 
     /// Sends what the client queued and publishes its state changes.
-    fn pump(&mut self, i: usize, now: Now, layer: &mut TransactionLayer, shared: &Arc<Shared>) {
+    fn pump(&mut self, i: usize, now: Now, layer: &mut TransactionLayer, metrics: &Metrics) {
         let runner = &mut self.runners[i];
         while let Some(request) = runner.client.poll_request() {
             if runner.peer.is_none() {
@@ -488,7 +504,7 @@ impl Trunks {
             }
         }
         if changed && !runner.retiring {
-            publish(runner, now, shared);
+            publish(runner, now, metrics, &mut self.outbox);
         }
     }
 }
@@ -508,7 +524,7 @@ fn log_state(name: &str, state: &RegState, now: Now) {
     }
 }
 
-fn publish(runner: &mut Runner, now: Now, shared: &Arc<Shared>) {
+fn publish(runner: &mut Runner, now: Now, metrics: &Metrics, outbox: &mut VecDeque<TrunkOutput>) {
     let state = runner.client.state().clone();
     let view = &mut runner.view;
     view.state = state.name();
@@ -534,8 +550,8 @@ fn publish(runner: &mut Runner, now: Now, shared: &Arc<Shared>) {
     }
     let labels = TrunkLabels { trunk: view.name.clone() };
     let up = matches!(state, RegState::Registered { .. });
-    shared.metrics.trunk_registered.get_or_create(&labels).set(i64::from(up));
-    shared.set_trunk_view(view.clone());
+    metrics.trunk_registered.get_or_create(&labels).set(i64::from(up));
+    outbox.push_back(TrunkOutput::View(view.clone()));
     let status = TrunkStatus {
         name: view.name.clone(),
         state: view.state.to_string(),
@@ -544,12 +560,7 @@ fn publish(runner: &mut Runner, now: Now, shared: &Arc<Shared>) {
         next_attempt_at_ms: view.next_attempt_ms,
         updated_at_ms: now.unix_ms,
     };
-    let storage = shared.storage.clone();
-    tokio::spawn(async move {
-        if let Err(e) = storage.set_trunk_status(&status).await {
-            tracing::warn!(error = %e, "trunk status not stored");
-        }
-    });
+    outbox.push_back(TrunkOutput::Status(status));
 }
 
 pub(super) fn transport_of(trunk: &TrunkConfig) -> Transport {

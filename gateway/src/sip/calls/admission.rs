@@ -9,13 +9,10 @@ impl Core {
             return self.overloaded(tx, &request);
         };
         let terminated =
-            response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.ctx.server());
+            response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.server());
         self.calls.pending.insert(tx, Pending { terminated, cancelled: false });
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            invite::admit(ctx, tx, request, from).await;
-            drop(permit);
-        });
+        let lookup = Lookup { kind: LookupKind::Invite, tx, request, from };
+        self.out.push(Output::Lookup { lookup: Box::new(lookup), permit });
     }
 
     /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.
@@ -58,14 +55,14 @@ impl Core {
         let refuse = |core: &mut Core, status: StatusCode, why: &str| {
             tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
             core.count_call(&status.code().to_string());
-            let response = response_to(&request, status, Some(&new_tag()), core.ctx.server());
+            let response = response_to(&request, status, Some(&new_tag()), core.server());
             core.write_refusal(&response, Some(&room.number));
             core.respond(tx, response);
         };
-        if self.ctx.shared.is_draining() {
+        if self.shared.is_draining() {
             return refuse(self, StatusCode::ServiceUnavailable, "shutting down");
         }
-        let limit = room.max_participants.unwrap_or(self.ctx.shared.config.conference.max_participants);
+        let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);
         if self.calls.occupancy(&room.number) >= limit as usize {
             return refuse(self, StatusCode::BusyHere, "room full");
         }
@@ -96,17 +93,13 @@ impl Core {
         };
         let policy = SessionTimerPolicy {
             min_se: 90,
-            session_expires: self.ctx.shared.config.conference.session_expires_secs,
-            max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
+            session_expires: self.shared.config.conference.session_expires_secs,
+            max_session_expires: self.shared.config.conference.max_session_expires_secs,
         };
         let timer = session_timer::negotiate_uas(&request.request, &policy);
         if let UasDecision::TooSmall { .. } = timer {
-            let mut response = response_to(
-                &request,
-                StatusCode::SessionIntervalTooSmall,
-                Some(&new_tag()),
-                self.ctx.server(),
-            );
+            let mut response =
+                response_to(&request, StatusCode::SessionIntervalTooSmall, Some(&new_tag()), self.server());
             for h in timer.response_headers() {
                 push_header(&mut response, h);
             }
@@ -121,7 +114,7 @@ impl Core {
             }
         };
         let advertised = self.advertised_ip(from.addr);
-        let local = local_audio(advertised, ports.port, srtp_policy(self.ctx.shared.config.rtp.srtp));
+        let local = local_audio(advertised, ports.port, srtp_policy(self.shared.config.rtp.srtp));
         let sdp_session = rand::random::<u32>() as u64;
         let (body, stream, pending_media) = match offer {
             Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
@@ -155,7 +148,7 @@ impl Core {
         };
         dialog.state = sip_stack::dialog::DialogState::Confirmed;
 
-        let mut ok = response_to(&request, StatusCode::OK, Some(&tag), self.ctx.server());
+        let mut ok = response_to(&request, StatusCode::OK, Some(&tag), self.server());
         push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
         push_header(&mut ok, Header::Allow(ALLOW.into()));
         push_header(&mut ok, Header::Supported("timer".into()));
@@ -185,7 +178,7 @@ impl Core {
             via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
             peer_allows_update: allows(&request.request.headers, "UPDATE"),
             stage: if has_pin {
-                let c = &self.ctx.shared.config.conference;
+                let c = &self.shared.config.conference;
                 Stage::Pin(PinEntry::new(
                     now,
                     room.pin.clone(),
@@ -259,9 +252,9 @@ impl Core {
             srtp: stream.srtp,
             joined: call.joined(),
         };
-        self.media.send(MediaCommand::Add(Box::new(leg)));
+        self.out.media(MediaCommand::Add(Box::new(leg)));
         if call.leg.on_hold {
-            self.media.send(MediaCommand::Update {
+            self.out.media(MediaCommand::Update {
                 id,
                 config: leg_config(call.sdp.codec, stream),
                 remote: stream.remote,
@@ -270,23 +263,23 @@ impl Core {
             });
         }
         let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.sdp.codec.name().into() };
-        self.ctx.shared.metrics.active_legs.get_or_create(&labels).inc();
+        self.shared.metrics.active_legs.get_or_create(&labels).inc();
         let room = call.room.number.clone();
         if call.joined() {
             self.announce_join(id, &room);
             self.publish(id);
         } else {
-            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
+            self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
         }
     }
 
     /// Tones for the room, and the "first participant" prompt for a caller alone.
     pub(in crate::sip) fn announce_join(&mut self, id: ParticipantId, room: &str) {
         if self.calls.joined_in_room(room, id) == 0 {
-            self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
+            self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
         } else {
-            self.media
-                .send(MediaCommand::Play(Audience::Room(room.to_string()), self.prompts.join_tone.clone()));
+            let tone = self.prompts.join_tone.clone();
+            self.out.media(MediaCommand::Play(Audience::Room(room.to_string()), tone));
         }
     }
 }

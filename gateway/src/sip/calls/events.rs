@@ -43,25 +43,25 @@ impl Core {
             PinStep::Wrong { left } => {
                 tracing::info!(participant = %id, left, "wrong PIN");
                 self.calls.guard.failure(now, source, &call.room.number);
-                self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.wrong_pin.clone()));
+                self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.wrong_pin.clone()));
             }
             PinStep::Failed => {
                 tracing::info!(participant = %id, "wrong PIN, no attempts left: goodbye");
                 self.calls.guard.failure(now, source, &call.room.number);
                 call.stage = Stage::Goodbye;
-                self.media.send(MediaCommand::Play(Audience::Leg(id), self.prompts.goodbye.clone()));
+                self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.goodbye.clone()));
             }
             PinStep::Accepted { moderator } => {
                 tracing::info!(participant = %id, moderator, room = %call.room.number, "PIN accepted: joined");
                 call.stage = Stage::Joined { moderator };
                 let room = call.room.number.clone();
-                self.media.send(MediaCommand::Join(id));
+                self.out.media(MediaCommand::Join(id));
                 // A mute or deafening from the API while in the IVR still holds.
                 if call.leg.muted {
-                    self.media.send(MediaCommand::SetMuted(id, true));
+                    self.out.media(MediaCommand::SetMuted(id, true));
                 }
                 if call.leg.deaf {
-                    self.media.send(MediaCommand::SetDeaf(id, true));
+                    self.out.media(MediaCommand::SetDeaf(id, true));
                 }
                 self.announce_join(id, &room);
                 self.publish(id);
@@ -112,7 +112,7 @@ impl Core {
                         _ => return,
                     };
                 let labels = RoomCodecLabels { room: room.clone(), codec: codec.into() };
-                let metrics = &self.ctx.shared.metrics;
+                let metrics = &self.shared.metrics;
                 if stats.lost > *lost_reported {
                     metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - *lost_reported);
                     *lost_reported = stats.lost;

@@ -10,22 +10,22 @@ impl Core {
         let id = DialogId::of_request(&request).and_then(|d| self.calls.by_dialog.get(&d).copied());
         let Some(id) = id else {
             let response =
-                response_to(&request, StatusCode::CallTransactionDoesNotExist, None, self.ctx.server());
+                response_to(&request, StatusCode::CallTransactionDoesNotExist, None, self.server());
             return self.respond(tx, response);
         };
         let now = self.now.at;
         let Some(call) = self.calls.call_mut(id) else { return };
         if let Err(e) = call.dialog.on_request(&request) {
             tracing::debug!(participant = %id, error = %e, "in-dialog request refused");
-            let response = response_to(&request, StatusCode::ServerInternalError, None, self.ctx.server());
+            let response = response_to(&request, StatusCode::ServerInternalError, None, self.server());
             return self.respond(tx, response);
         }
         let glare = call.timers.reinvite_pending;
-        let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.ctx.server());
+        let ok = |core: &Core| response_to(&request, StatusCode::OK, None, core.server());
         match method {
             // §14.2: our own re-INVITE is out; the phone tries again after its glare delay.
             Method::Invite if glare => {
-                let response = response_to(&request, StatusCode::RequestPending, None, self.ctx.server());
+                let response = response_to(&request, StatusCode::RequestPending, None, self.server());
                 self.respond(tx, response);
             }
             Method::Bye => {
@@ -46,8 +46,7 @@ impl Core {
                 self.respond(tx, response);
             }
             _ => {
-                let mut response =
-                    response_to(&request, StatusCode::MethodNotAllowed, None, self.ctx.server());
+                let mut response = response_to(&request, StatusCode::MethodNotAllowed, None, self.server());
                 push_header(&mut response, Header::Allow(ALLOW.into()));
                 self.respond(tx, response);
             }
@@ -64,7 +63,7 @@ impl Core {
         from: Peer,
         now: Instant,
     ) {
-        let server = self.ctx.server().map(str::to_string);
+        let server = self.server().map(str::to_string);
         let Some(call) = self.calls.call_mut(id) else { return };
         let method = request.request.method;
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
@@ -74,7 +73,7 @@ impl Core {
             let policy = SessionTimerPolicy {
                 min_se: 90,
                 session_expires: call.timers.session_interval,
-                max_session_expires: self.ctx.shared.config.conference.max_session_expires_secs,
+                max_session_expires: self.shared.config.conference.max_session_expires_secs,
             };
             if let UasDecision::Use { interval, refresher, .. } =
                 session_timer::negotiate_uas(&request.request, &policy)
@@ -87,7 +86,7 @@ impl Core {
             }
         }
         let mut update = None;
-        let srtp_mode = self.ctx.shared.config.rtp.srtp;
+        let srtp_mode = self.shared.config.rtp.srtp;
         if !request.request.body.is_empty() {
             let answered = sdp::parse(&request.request.body).and_then(|offer| {
                 call.sdp.sdp_version += 1;
@@ -148,7 +147,7 @@ impl Core {
         }
         self.respond(tx, response);
         if let Some(update) = update {
-            self.media.send(update);
+            self.out.media(update);
         }
     }
 
@@ -274,7 +273,7 @@ impl Core {
         }
         call.sdp.stream.srtp = stream.srtp;
         call.sdp.stream.remote = stream.remote;
-        self.media.send(MediaCommand::Update {
+        self.out.media(MediaCommand::Update {
             id,
             config: leg_config(call.sdp.codec, &call.sdp.stream),
             remote: call.sdp.stream.remote,

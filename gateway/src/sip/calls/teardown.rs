@@ -23,13 +23,13 @@ impl Core {
         }
         let running = matches!(call.media, Media::Running);
         if running {
-            self.media.send(MediaCommand::Remove(id));
+            self.out.media(MediaCommand::Remove(id));
             let labels =
                 RoomCodecLabels { room: call.room.number.clone(), codec: call.sdp.codec.name().into() };
-            self.ctx.shared.metrics.active_legs.get_or_create(&labels).dec();
+            self.shared.metrics.active_legs.get_or_create(&labels).dec();
         }
         if call.joined() && self.calls.joined_in_room(&call.room.number, id) > 0 {
-            self.media.send(MediaCommand::Play(
+            self.out.media(MediaCommand::Play(
                 Audience::Room(call.room.number.clone()),
                 self.prompts.leave_tone.clone(),
             ));
@@ -42,22 +42,10 @@ impl Core {
         call.timers.ok = None;
     }
 
-    /// Writes a call record in the background, trying again until the database takes it
-    /// (a record is never only logged); shutdown waits for every write.
+    /// A call record for the database; the shell writes it until the database takes it (a
+    /// record is never only logged), and shutdown waits for every write.
     pub(in crate::sip) fn write_record(&mut self, record: CallRecord) {
-        let storage = self.ctx.shared.storage.clone();
-        let retries = self.ctx.shared.metrics.call_record_retries.clone();
-        // Reap the writes already done, so the set holds only those in flight.
-        while self.records.try_join_next().is_some() {}
-        self.records.spawn(async move {
-            let mut wait = RECORD_RETRY_FIRST;
-            while let Err(e) = storage.write_call_record(&record).await {
-                tracing::warn!(error = %e, leg = %record.leg_id, retry_in_ms = wait.as_millis() as u64, "call record not written yet");
-                retries.inc();
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RECORD_RETRY_MAX);
-            }
-        });
+        self.out.push(Output::Record(Box::new(record)));
     }
 
     /// The record of a call refused with `response` (404, 486, 488, 403…): the response

@@ -1,23 +1,23 @@
 //! The call-control core in virtual time: a phone's messages go in as inputs at chosen times,
-//! the core's timers run at their exact deadlines, and what it sends is read from a loopback
-//! socket standing for the phone. The admission look-ups (room, trunk) run against a real
-//! SQLite database and come back as inputs, as they do in the gateway.
+//! the core's timers run at their exact deadlines, and its outputs are read as they come: what
+//! it sends the phone, and what it tells the media worker. The admission look-ups (room, trunk)
+//! run against a real SQLite database and come back as inputs, as they do in the gateway.
 
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use sip_stack::transport::{ConnectionId, Peer, Transport};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Command, Core, Input};
+use super::{Context, Core, Input, Lookup, Output};
 use crate::calls::{Control, DialRequest};
 use crate::clock::Now;
 use crate::config::{Config, TrunkConfig, TrustedSource};
 use crate::media::prompts::Prompts;
-use crate::media::{Audience, Media, MediaCommand, MediaEvent, ParticipantId};
-use crate::sip::transport::{Inbound, Transports};
+use crate::media::{Audience, MediaCommand, MediaEvent, ParticipantId};
 use crate::state::Shared;
 use crate::storage::{Room, Storage};
 
@@ -28,19 +28,18 @@ const PIN_DID: &str = "5552000";
 
 struct Harness {
     core: Core,
-    commands: mpsc::Receiver<Command>,
-    /// Stands for the phone: what the core sends arrives here.
-    phone: StdUdpSocket,
+    /// What the look-up tasks get, as in the gateway.
+    ctx: Context,
+    /// Look-ups the core asked for, not yet run.
+    lookups: VecDeque<(Box<Lookup>, OwnedSemaphorePermit)>,
+    /// The phone's address: what the core sends there is what the phone hears.
+    phone: SocketAddr,
     gateway: SocketAddr,
     t0: Now,
     /// What the phone received, with when (seconds of virtual time).
     heard: Vec<(f64, String)>,
-    /// Stands for the media worker: the commands call control gave it.
-    media: std::sync::mpsc::Receiver<MediaCommand>,
-    /// Those commands in short (`play 1 enter_pin`), with when.
+    /// The media commands in short (`play 1 enter_pin`), with when.
     played: Vec<(f64, String)>,
-    _inbound: mpsc::Receiver<Inbound>,
-    _closing: watch::Sender<bool>,
     _db: tempfile::TempDir,
 }
 
@@ -87,34 +86,21 @@ impl Harness {
             Room { number: "2000".into(), pin: Some("1234".into()), dids: vec![PIN_DID.into()], ..room };
         storage.add_room(&pin_room, 0).await.unwrap();
         let shared = Shared::new(config, storage);
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let gateway = socket.local_addr().unwrap();
-        let (inbound_tx, inbound) = mpsc::channel(16);
-        let (closing, closing_rx) = watch::channel(false);
-        let transports = Transports::new(vec![socket], inbound_tx, shared.clone(), closing_rx);
-        let (media, media_rx) = Media::detached();
+        let gateway: SocketAddr = ([127, 0, 0, 1], 5060).into();
         let prompts = Prompts::load(&shared.config.prompts, 16_000).unwrap();
-        let (commands_tx, commands) = mpsc::channel(16);
         // The only clock read: the origin of virtual time.
         #[allow(clippy::disallowed_methods)]
         let t0 = Now::read();
-        let core = Core::new(&shared, transports, media, prompts, commands_tx, t0);
-        // The runtime learns that the gateway's socket is writable when it first polls it;
-        // until then tokio's sends on it would block.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let phone = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-        phone.set_nonblocking(true).unwrap();
+        let core = Core::new(&shared, gateway, prompts, t0);
         Harness {
             core,
-            commands,
-            phone,
+            ctx: Context::new(&shared),
+            lookups: VecDeque::new(),
+            phone: ([127, 0, 0, 1], 5070).into(),
             gateway,
             t0,
             heard: vec![],
-            media: media_rx,
             played: vec![],
-            _inbound: inbound,
-            _closing: closing,
             _db: db,
         }
     }
@@ -127,19 +113,23 @@ impl Harness {
         self.core.now = self.t0.after(Duration::from_secs_f64(secs));
     }
 
-    /// Hands the core one input and keeps what it sent.
+    /// Hands the core one input and takes its outputs.
     fn input(&mut self, input: Input) {
         self.core.handle(input);
         self.core.flush();
-        let mut buf = [0u8; 65_536];
-        // Loopback delivers at once: what was sent is there to read.
-        while let Ok(n) = self.phone.recv(&mut buf) {
+        while let Some(output) = self.core.poll_output() {
             let at = self.secs();
-            self.heard.push((at, String::from_utf8_lossy(&buf[..n]).into_owned()));
-        }
-        while let Ok(command) = self.media.try_recv() {
-            let short = self.short(&command);
-            self.played.push((self.secs(), short));
+            match output {
+                Output::Transmit(t) if t.to.addr == self.phone => {
+                    self.heard.push((at, String::from_utf8_lossy(&t.bytes).into_owned()));
+                }
+                Output::Media(command) => {
+                    let short = self.short(&command);
+                    self.played.push((at, short));
+                }
+                Output::Lookup { lookup, permit } => self.lookups.push_back((lookup, permit)),
+                _ => {}
+            }
         }
     }
 
@@ -185,20 +175,15 @@ impl Harness {
     /// The phone sends `text` at `secs`.
     fn phone_sends(&mut self, secs: f64, text: &str) {
         self.set_time(secs);
-        let src = self.phone.local_addr().unwrap();
-        self.input(Input::Inbound(Inbound::Datagram {
-            socket: 0,
-            src,
-            bytes: Bytes::from(text.to_string()),
-        }));
+        let peer = Peer { transport: Transport::Udp, addr: self.phone, connection: Some(ConnectionId(0)) };
+        self.input(Input::Message { peer, bytes: Bytes::from(text.to_string()) });
     }
 
-    /// Waits for the look-ups an INVITE started and hands their result in (at the same time).
+    /// Runs the look-up an INVITE started and hands its verdict in (at the same time).
     async fn admission(&mut self) {
-        let command = tokio::time::timeout(Duration::from_secs(10), self.commands.recv())
-            .await
-            .expect("admission finishes")
-            .expect("the core's sender is alive");
+        let (lookup, permit) = self.lookups.pop_front().expect("the INVITE asked for its look-ups");
+        let command = self.ctx.look_up(*lookup).await;
+        drop(permit);
         self.input(Input::Command(command));
     }
 
@@ -218,7 +203,7 @@ impl Harness {
     }
 
     fn phone(&self) -> SocketAddr {
-        self.phone.local_addr().unwrap()
+        self.phone
     }
 }
 
@@ -597,7 +582,7 @@ fn far_sdp(port: u16) -> String {
 impl Harness {
     /// Dials the phone out of room 1000 at `secs`, ringing at most `ring` seconds.
     async fn dial(&mut self, secs: f64, ring: u32) {
-        let room = self.core.ctx.shared.storage.room("1000").await.unwrap().unwrap();
+        let room = self.core.shared.storage.room("1000").await.unwrap().unwrap();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = DialRequest {
             to: format!("sip:far@{}", self.phone()),
