@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::calls::{ConferenceView, Control, ControlError, DialRequest, ParticipantAction};
 use crate::media::ParticipantId;
+use crate::sip::dns;
 use crate::state::Shared;
 use crate::storage::{Room, RoomUpdate, StorageError};
 
@@ -299,9 +300,19 @@ async fn dial(
     let Some(room) = shared.storage.room(&number).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("room `{number}` not found")));
     };
+    // A URI dialled directly by name is resolved here, so call control never waits on DNS.
+    let named = match &request.trunk {
+        None => rsip::Uri::try_from(request.to.trim()).ok().filter(|uri| dns::literal(uri).is_none()),
+        Some(_) => None,
+    };
+    let next_hop = match named {
+        Some(uri) => dns::resolve(&dns::host_port(&uri)).await,
+        None => None,
+    };
     let (reply, answer) = oneshot::channel();
     let unavailable = || ApiError::from(ControlError::Unavailable);
-    shared.control.send(Control::Dial { room, request, reply }).await.map_err(|_| unavailable())?;
+    let dial = Control::Dial { room, request, next_hop, reply };
+    shared.control.send(dial).await.map_err(|_| unavailable())?;
     let id = answer.await.map_err(|_| unavailable())??;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "room": number, "state": "calling" }))))
 }

@@ -138,9 +138,10 @@ async fn apply(shared: &Arc<Shared>, reload: &Reload, applied: &Config) -> anyho
         shared.storage.retain_trunks(&names).await.context("pruning trunk status")?;
     }
     let trunks = config.trunks.clone();
+    let names = crate::sip::dns::trunk_names(&trunks).await;
     shared
         .control
-        .send(Control::Reload { trunks, prompts })
+        .send(Control::Reload { trunks, names, prompts })
         .await
         .map_err(|_| anyhow::anyhow!("call control has stopped"))?;
     Ok(config)

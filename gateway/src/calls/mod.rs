@@ -162,6 +162,8 @@ pub enum Control {
     Dial {
         room: Room,
         request: DialRequest,
+        /// Where a URI dialled directly by name resolved to (the API resolves it).
+        next_hop: Option<std::net::SocketAddr>,
         reply: oneshot::Sender<Result<ParticipantId, ControlError>>,
     },
     Participant {
@@ -194,6 +196,8 @@ pub enum Control {
     /// `SIGHUP`: the trunks and prompts of the config file, read again and checked.
     Reload {
         trunks: Vec<crate::config::TrunkConfig>,
+        /// What their proxies' names resolved to.
+        names: crate::sip::dns::Names,
         prompts: crate::media::prompts::Prompts,
     },
 }

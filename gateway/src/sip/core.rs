@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::calls::Calls;
+use super::dns::{self, HostPort, Names};
 use super::invite::{self, Admission};
 use super::register;
 use super::transport::{udp_peer, Inbound, Transports};
@@ -55,6 +56,11 @@ pub enum Command {
         response: rsip::Response,
         known_caller: bool,
     },
+    /// What a name the core asked for resolved to.
+    Resolved {
+        name: HostPort,
+        addr: Option<SocketAddr>,
+    },
 }
 
 /// What the core asks of the world. [`run`] carries each out; the core's tests read them.
@@ -75,7 +81,7 @@ pub(super) enum Output {
     /// For the pages showing a room.
     Room(RoomEvent),
     /// The trunks as last loaded: TLS connections to them check their certificates this way.
-    TlsTrunks(Vec<TrunkConfig>),
+    TlsTrunks(Vec<TrunkConfig>, Names),
 }
 
 #[derive(Debug)]
@@ -151,7 +157,7 @@ pub(super) struct Core {
     pub(super) layer: TransactionLayer,
     /// The UDP listener's address: Via and Contact name it.
     pub(super) local: SocketAddr,
-    trunks: Trunks,
+    pub(super) trunks: Trunks,
     pub(super) calls: Calls,
     pub(super) ports: Ports,
     pub(super) prompts: Prompts,
@@ -228,9 +234,16 @@ impl Shell {
                 });
             }
             Output::Record(record) => self.write_record(*record),
+            Output::Trunk(TrunkOutput::Resolve(name)) => {
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    let addr = dns::resolve(&name).await;
+                    let _ = commands.send(Command::Resolved { name, addr }).await;
+                });
+            }
             Output::Trunk(trunk) => publish_trunk(&self.ctx.shared, trunk),
             Output::Room(event) => self.ctx.shared.publish_room_event(event),
-            Output::TlsTrunks(trunks) => super::add_tls_trunks(&trunks, &mut self.transports),
+            Output::TlsTrunks(trunks, names) => super::add_tls_trunks(&trunks, &names, &mut self.transports),
         }
     }
 
@@ -261,6 +274,7 @@ fn publish_trunk(shared: &Shared, output: TrunkOutput) {
     match output {
         TrunkOutput::View(view) => shared.set_trunk_view(view),
         TrunkOutput::Removed(name) => shared.remove_trunk_view(&name),
+        TrunkOutput::Resolve(_) => {}
         TrunkOutput::Status(status) => {
             let storage = shared.storage.clone();
             tokio::spawn(async move {
@@ -277,7 +291,7 @@ fn publish_trunk(shared: &Shared, output: TrunkOutput) {
 #[allow(clippy::disallowed_methods)]
 pub async fn run(
     shared: Arc<Shared>,
-    transports: Transports,
+    mut transports: Transports,
     mut inbound: mpsc::Receiver<Inbound>,
     close: watch::Sender<bool>,
     media: MediaParts,
@@ -286,7 +300,9 @@ pub async fn run(
     let mut control = shared.take_control_receiver().unwrap_or_else(|| mpsc::channel(1).1);
     let (commands, mut command_rx) = mpsc::channel(1024);
     let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let mut core = Core::new(&shared, local, prompts, Now::read());
+    let names = dns::trunk_names(&shared.config.trunks).await;
+    super::add_tls_trunks(&shared.config.trunks, &names, &mut transports);
+    let mut core = Core::new(&shared, local, names, prompts, Now::read());
     let ctx = Context::new(&shared);
     let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new() };
     core.start();
@@ -356,7 +372,14 @@ pub async fn run(
 impl Core {
     /// The core as configured, at `now`, with nothing started: [`Core::start`] starts the
     /// trunks. `local` is the UDP listener's address.
-    pub(super) fn new(shared: &Arc<Shared>, local: SocketAddr, prompts: Prompts, now: Now) -> Core {
+    /// `names`: what the trunks' proxy names resolved to.
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        local: SocketAddr,
+        names: Names,
+        prompts: Prompts,
+        now: Now,
+    ) -> Core {
         let sip = &shared.config.sip;
         let timers = TimerConfig {
             t1: Duration::from_millis(sip.t1_ms),
@@ -372,7 +395,7 @@ impl Core {
             tcp: sip.tcp.first().map(|a| a.port()),
             tls: sip.tls.first().map(|a| a.port()),
         };
-        let trunks = Trunks::new(&shared.config.trunks, ports, sip.public_address, &sip.user_agent);
+        let trunks = Trunks::new(&shared.config.trunks, names, ports, sip.public_address, &sip.user_agent);
         let conference = &shared.config.conference;
         let calls = Calls::new(
             conference.pin_failures_per_source,
@@ -504,6 +527,7 @@ impl Core {
                 self.on_admission_refused(tx, response, known_caller)
             }
             Command::Admit(admission) => self.on_admitted(*admission),
+            Command::Resolved { name, addr } => self.trunks.resolved(name, addr),
         }
     }
 
@@ -512,11 +536,11 @@ impl Core {
             Control::Conferences(reply) => {
                 let _ = reply.send(self.calls.conferences());
             }
-            Control::Dial { room, request, reply } => {
+            Control::Dial { room, request, next_hop, reply } => {
                 let result = if self.shared.is_draining() {
                     Err(ControlError::Unavailable)
                 } else {
-                    self.dial(room, request)
+                    self.dial(room, request, next_hop)
                 };
                 let _ = reply.send(result);
             }
@@ -543,17 +567,17 @@ impl Core {
             Control::BrowserMedia { id, config, wire } => self.browser_media(id, config, wire),
             Control::BrowserConnected { id } => self.browser_connected(id),
             Control::BrowserLeave { id, cause } => self.end_browser(id, cause, false),
-            Control::Reload { trunks, prompts } => self.reload(&trunks, prompts),
+            Control::Reload { trunks, names, prompts } => self.reload(&trunks, names, prompts),
         }
     }
 
     /// New trunks and prompts from the config file; calls in progress go on as they are (a
     /// prompt already playing plays to its end).
-    fn reload(&mut self, trunks: &[TrunkConfig], prompts: Prompts) {
+    fn reload(&mut self, trunks: &[TrunkConfig], names: Names, prompts: Prompts) {
         self.prompts = prompts;
         self.shared.set_trunk_configs(trunks);
-        self.out.push(Output::TlsTrunks(trunks.to_vec()));
-        self.trunks.reload(self.now, trunks, &mut self.layer, &self.shared.metrics);
+        self.out.push(Output::TlsTrunks(trunks.to_vec(), names.clone()));
+        self.trunks.reload(self.now, trunks, names, &mut self.layer, &self.shared.metrics);
         tracing::info!(trunks = trunks.len(), "trunks and prompts reloaded");
     }
 

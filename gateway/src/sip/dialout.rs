@@ -28,6 +28,7 @@ use sip_stack::transport::{Peer, Transport};
 
 use super::calls::{audio_codec, leg_config, local_audio, new_branch};
 use super::core::{new_tag, Core, ALLOW};
+use super::dns;
 use crate::calls::{Cause, ControlError, DialRequest};
 use crate::config::IdentityHeader;
 use crate::media::ports::PortPair;
@@ -121,8 +122,14 @@ struct Route {
 
 impl Core {
     /// Starts a call out of `room`; the participant id names it in the API from now on.
-    pub(super) fn dial(&mut self, room: Room, request: DialRequest) -> Result<ParticipantId, ControlError> {
-        let route = self.route(&request)?;
+    /// `next_hop`: where the target's host name resolved to, for a URI dialled directly.
+    pub(super) fn dial(
+        &mut self,
+        room: Room,
+        request: DialRequest,
+        next_hop: Option<SocketAddr>,
+    ) -> Result<ParticipantId, ControlError> {
+        let route = self.route(&request, next_hop)?;
         let now = self.now.at;
         let ports = self.ports.allocate().map_err(|_| ControlError::NoPorts)?;
         let advertised = self.advertised_ip(route.peer);
@@ -188,7 +195,7 @@ impl Core {
     }
 
     /// The request-URI, next hop, From and credentials for a dial request.
-    fn route(&self, request: &DialRequest) -> Result<Route, ControlError> {
+    fn route(&mut self, request: &DialRequest, next_hop: Option<SocketAddr>) -> Result<Route, ControlError> {
         let bad = |m: String| Err(ControlError::BadTarget(m));
         let to = request.to.trim();
         let trunks = self.shared.trunk_configs();
@@ -202,8 +209,8 @@ impl Core {
         match trunk {
             Some(trunk) => {
                 let proxy = trunk.proxy.uri().clone();
-                let Some(peer) = super::trunks::resolve(&proxy) else {
-                    return bad(format!("trunk `{}` has no IP address to send to", trunk.name));
+                let Some(peer) = self.trunks.address(trunk) else {
+                    return bad(format!("trunk `{}`'s proxy does not resolve to an address", trunk.name));
                 };
                 let host = trunk.domain.clone().unwrap_or_else(|| proxy.host_with_port.to_string());
                 let uri = if to.starts_with("sip:") {
@@ -244,8 +251,8 @@ impl Core {
                 }
                 let uri = rsip::Uri::try_from(to)
                     .map_err(|_| ControlError::BadTarget(format!("`{to}` does not parse")))?;
-                let Some(peer) = super::trunks::resolve(&uri) else {
-                    return bad(format!("`{to}` has no IP address (names are not resolved)"));
+                let Some(peer) = dns::literal(&uri).or(next_hop) else {
+                    return bad(format!("`{to}` does not resolve to an address"));
                 };
                 let from = format!("sip:gateway@{}", self.advertised_ip(peer));
                 Ok(Route { uri, peer, transport: Transport::Udp, from, identity: None, credentials: None })

@@ -6,6 +6,7 @@ mod browsers;
 mod calls;
 pub mod core;
 mod dialout;
+pub mod dns;
 mod invite;
 mod register;
 pub(crate) mod tls;
@@ -121,18 +122,21 @@ impl Listeners {
                 ));
             }
         }
-        let mut transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
-        add_tls_trunks(&shared.config.trunks, &mut transports);
+        let transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
         tasks.spawn(core::run(shared.clone(), transports, rx, close, media));
     }
 }
 
 /// TLS trunks: the trust anchors and name each one's server certificate is checked against.
-pub(crate) fn add_tls_trunks(trunks: &[TrunkConfig], transports: &mut transport::Transports) {
+pub(crate) fn add_tls_trunks(
+    trunks: &[TrunkConfig],
+    names: &dns::Names,
+    transports: &mut transport::Transports,
+) {
     for trunk in trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
         let proxy = trunk.proxy.uri();
         let (Some(addr), Some(name)) =
-            (trunks::resolve(proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
+            (names.address(proxy), tls::server_name(&proxy.host_with_port.host.to_string()))
         else {
             tracing::error!(trunk = %trunk.name, "TLS trunk without an address or server name");
             continue;

@@ -2,8 +2,8 @@
 //! through the core's transaction layer, its state published for the API, metrics, logs and the
 //! database; and OPTIONS pings to each trunk that asks for them, which tell whether it answers.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use rsip::{Header, Method};
@@ -12,6 +12,7 @@ use sip_stack::request::NewRequest;
 use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
+use super::dns::{self, HostPort, Names};
 use crate::calls::TrunkView;
 use crate::clock::{instant_to_unix_ms, Now};
 use crate::config::{TrunkConfig, TrunkTransport};
@@ -70,9 +71,9 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn of(t: &TrunkConfig, ports: LocalPorts, public: Option<IpAddr>) -> Endpoint {
+    fn of(t: &TrunkConfig, ports: LocalPorts, public: Option<IpAddr>, names: &Names) -> Endpoint {
         let proxy = t.proxy.uri().clone();
-        let peer = resolve(&proxy);
+        let peer = names.address(&proxy);
         let udp = ports.udp;
         let ip = public
             .or_else(|| (!udp.ip().is_unspecified()).then_some(udp.ip()))
@@ -106,6 +107,10 @@ pub struct Trunks {
     next_id: u64,
     /// What the API and the database are to learn, in order.
     outbox: VecDeque<TrunkOutput>,
+    /// The proxies' addresses, as resolved outside the core.
+    names: Names,
+    /// Names asked for and not answered yet.
+    resolving: HashSet<HostPort>,
 }
 
 /// What the trunks tell the rest of the gateway: their state, for the API's views and for the
@@ -116,11 +121,14 @@ pub enum TrunkOutput {
     /// Taken out of the configuration.
     Removed(String),
     Status(TrunkStatus),
+    /// A proxy's name to look up; the answer comes to [`Trunks::resolved`].
+    Resolve(HostPort),
 }
 
 impl Trunks {
     pub fn new(
         configs: &[TrunkConfig],
+        names: Names,
         ports: LocalPorts,
         public: Option<IpAddr>,
         user_agent: &str,
@@ -137,6 +145,8 @@ impl Trunks {
             user_agent: user_agent.to_string(),
             next_id: 0,
             outbox: VecDeque::new(),
+            names,
+            resolving: HashSet::new(),
         };
         for t in configs {
             trunks.add(t);
@@ -161,7 +171,8 @@ impl Trunks {
     }
 
     fn runner(&self, id: u64, t: &TrunkConfig) -> Runner {
-        let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, self.ports, self.public);
+        let Endpoint { proxy, peer, local, transport, host } =
+            Endpoint::of(t, self.ports, self.public, &self.names);
         // The user part and the domain were checked with the configuration (`config::load`).
         let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
         let registrar = match &t.domain {
@@ -199,7 +210,8 @@ impl Trunks {
     }
 
     fn keepalive(&self, id: u64, t: &TrunkConfig, runner: Option<u64>) -> KeepAlive {
-        let Endpoint { proxy, peer, local, transport, host } = Endpoint::of(t, self.ports, self.public);
+        let Endpoint { proxy, peer, local, transport, host } =
+            Endpoint::of(t, self.ports, self.public, &self.names);
         KeepAlive {
             id,
             runner,
@@ -241,12 +253,14 @@ impl Trunks {
         &mut self,
         now: Now,
         configs: &[TrunkConfig],
+        names: Names,
         layer: &mut TransactionLayer,
         metrics: &Metrics,
     ) {
         if self.stopping {
             return;
         }
+        self.names.extend(names);
         let old = std::mem::take(&mut self.configs);
         let kept: Vec<TrunkConfig> = old.iter().filter(|t| configs.contains(t)).cloned().collect();
         let is_kept = |name: &str| kept.iter().any(|k| k.name == name);
@@ -326,6 +340,25 @@ impl Trunks {
         }
     }
 
+    /// The answer to a [`TrunkOutput::Resolve`]: the trunks named so use it from their next
+    /// try on.
+    pub fn resolved(&mut self, name: HostPort, addr: Option<SocketAddr>) {
+        self.resolving.remove(&name);
+        if let Some(addr) = addr {
+            self.names.insert(name, addr);
+        }
+    }
+
+    /// Where the trunk `name`'s proxy is, if known; when not, it is looked up for next time.
+    pub fn address(&mut self, trunk: &TrunkConfig) -> Option<SocketAddr> {
+        let proxy = trunk.proxy.uri();
+        let addr = self.names.address(proxy);
+        if addr.is_none() {
+            ask(&mut self.resolving, &mut self.outbox, proxy);
+        }
+        addr
+    }
+
     /// The next thing the API or the database is to learn.
     pub fn poll_output(&mut self) -> Option<TrunkOutput> {
         self.outbox.pop_front()
@@ -360,9 +393,12 @@ impl Trunks {
         let k = &mut self.keepalives[i];
         k.next = Some(now.at + k.interval);
         if k.peer.is_none() {
-            k.peer = resolve(&k.proxy);
+            k.peer = self.names.address(&k.proxy);
         }
-        let Some(addr) = k.peer else { return };
+        let Some(addr) = k.peer else {
+            ask(&mut self.resolving, &mut self.outbox, &k.proxy);
+            return;
+        };
         let request = NewRequest {
             method: Method::Options,
             uri: k.proxy.clone(),
@@ -470,9 +506,10 @@ impl Trunks {
         let runner = &mut self.runners[i];
         while let Some(request) = runner.client.poll_request() {
             if runner.peer.is_none() {
-                runner.peer = resolve(&runner.proxy);
+                runner.peer = self.names.address(&runner.proxy);
             }
             let Some(addr) = runner.peer else {
+                ask(&mut self.resolving, &mut self.outbox, &runner.proxy);
                 runner.view.detail = Some(format!("cannot resolve {}", runner.proxy.host_with_port));
                 runner.client.handle_failure(now.at, RegFailure::Transport);
                 continue;
@@ -571,16 +608,14 @@ pub(super) fn transport_of(trunk: &TrunkConfig) -> Transport {
     }
 }
 
-/// The proxy's address: an IP literal, or the first IPv4 address its name resolves to.
-pub(super) fn resolve(proxy: &rsip::Uri) -> Option<SocketAddr> {
-    let port = proxy.host_with_port.port.map_or(5060, |p| *p.value());
-    match &proxy.host_with_port.host {
-        rsip::Host::IpAddr(ip) => Some(SocketAddr::new(*ip, port)),
-        rsip::Host::Domain(name) => {
-            let addrs = (name.to_string(), port).to_socket_addrs().ok()?;
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied()
-        }
+/// Asks for `proxy`'s name to be looked up, once until it is answered.
+fn ask(resolving: &mut HashSet<HostPort>, outbox: &mut VecDeque<TrunkOutput>, proxy: &rsip::Uri) {
+    if dns::literal(proxy).is_some() {
+        return;
+    }
+    let name = dns::host_port(proxy);
+    if resolving.insert(name.clone()) {
+        outbox.push_back(TrunkOutput::Resolve(name));
     }
 }
 

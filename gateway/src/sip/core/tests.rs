@@ -12,7 +12,9 @@ use bytes::Bytes;
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Context, Core, Input, Lookup, Output};
+use super::{Command, Context, Core, Input, Lookup, Output};
+use crate::sip::dns::HostPort;
+use crate::sip::trunks::TrunkOutput;
 use crate::calls::{Control, DialRequest};
 use crate::clock::Now;
 use crate::config::{Config, TrunkConfig, TrustedSource};
@@ -40,6 +42,8 @@ struct Harness {
     heard: Vec<(f64, String)>,
     /// The media commands in short (`play 1 enter_pin`), with when.
     played: Vec<(f64, String)>,
+    /// Names the core asked to have resolved, with when.
+    asked: Vec<(f64, HostPort)>,
     _db: tempfile::TempDir,
 }
 
@@ -91,7 +95,7 @@ impl Harness {
         // The only clock read: the origin of virtual time.
         #[allow(clippy::disallowed_methods)]
         let t0 = Now::read();
-        let core = Core::new(&shared, gateway, prompts, t0);
+        let core = Core::new(&shared, gateway, Default::default(), prompts, t0);
         Harness {
             core,
             ctx: Context::new(&shared),
@@ -101,6 +105,7 @@ impl Harness {
             t0,
             heard: vec![],
             played: vec![],
+            asked: vec![],
             _db: db,
         }
     }
@@ -116,6 +121,10 @@ impl Harness {
     /// Hands the core one input and takes its outputs.
     fn input(&mut self, input: Input) {
         self.core.handle(input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
         self.core.flush();
         while let Some(output) = self.core.poll_output() {
             let at = self.secs();
@@ -128,6 +137,7 @@ impl Harness {
                     self.played.push((at, short));
                 }
                 Output::Lookup { lookup, permit } => self.lookups.push_back((lookup, permit)),
+                Output::Trunk(TrunkOutput::Resolve(name)) => self.asked.push((at, name)),
                 _ => {}
             }
         }
@@ -590,7 +600,7 @@ impl Harness {
             ring_timeout_secs: Some(ring),
         };
         self.set_time(secs);
-        self.input(Input::Control(Control::Dial { room, request, reply }));
+        self.input(Input::Control(Control::Dial { room, request, next_hop: None, reply }));
         assert_eq!(answer.await.unwrap(), Ok(ParticipantId(1)));
     }
 }
@@ -775,4 +785,40 @@ async fn each_call_keeps_its_own_deadline_among_many() {
         "{:?}",
         h.heard("BYE").iter().map(|(at, m)| (*at, header(m, "Call-ID"))).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_trunk_named_by_a_name_not_yet_resolved_registers_once_the_answer_comes_in() {
+    let mut h = Harness::with(|config| {
+        config.trunks.push(TrunkConfig {
+            name: "named".into(),
+            proxy: "sip:registrar.example.test:5070".to_string().try_into().unwrap(),
+            transport: Default::default(),
+            username: "gateway".into(),
+            auth_username: None,
+            password: Some("secret".into()),
+            realm: None,
+            domain: None,
+            register: true,
+            expires: 300,
+            tls_ca_file: None,
+            options_interval_secs: 0,
+            caller_id: None,
+            identity_header: Default::default(),
+            inbound_sources: vec![],
+        });
+    })
+    .await;
+    h.core.start();
+    h.drain();
+    let name = ("registrar.example.test".to_string(), 5070);
+    assert_eq!(h.asked, [(0.0, name.clone())], "the name is asked for once, and nothing waits for it");
+    assert!(h.heard("REGISTER").is_empty());
+    // The answer arrives: the next try (the client's retry, 2 s ± 20 %) goes to that address.
+    h.set_time(0.5);
+    h.input(Input::Command(Command::Resolved { name, addr: Some(h.phone) }));
+    h.run_until(2.5);
+    let first = h.heard("REGISTER").first().map(|(at, _)| *at).expect("a REGISTER once resolved");
+    assert!((1.6..=2.4).contains(&first), "retried at {first}");
+    assert_eq!(h.asked.len(), 1, "a resolved name is not asked for again");
 }
