@@ -191,12 +191,12 @@ fn sighup_swaps_trunks_and_prompts_and_keeps_the_calls() {
     dial(&mut bob, &gw, "3000");
     assert!(wait_until(Duration::from_secs(10), || joined(&gw, "3000") == 2), "{}", gw.log());
 
-    // The carrier goes, an MCU's trunk (its own registrar) comes, the prompt changes; and a table that only a
-    // restart applies changes too.
+    // The carrier goes, an MCU's trunk (its own registrar, named by a host name the reload
+    // resolves) comes, the prompt changes; and a table that only a restart applies changes too.
     let new_trunk = format!(
-        "[[trunk]]\nname = \"mcu\"\nproxy = \"sip:{}\"\nusername = \"+15551230000\"\n\
+        "[[trunk]]\nname = \"mcu\"\nproxy = \"sip:localhost:{}\"\nusername = \"+15551230000\"\n\
          auth_username = \"acct-42\"\npassword = \"mcu-secret\"\n",
-        new_carrier.addr
+        new_carrier.addr.port()
     );
     let (alice_events, bob_events) = (alice.events.len(), bob.events.len());
     std::fs::write(&config_path, config("new.wav", &new_trunk, "[conference]\npin_attempts = 5")).unwrap();
