@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
-use crate::calls::{ConferenceView, Control, ControlError, DialRequest, ParticipantAction};
+use crate::control::{ConferenceView, Control, ControlError, DialRequest, ParticipantAction};
+use crate::dns;
 use crate::media::ParticipantId;
-use crate::sip::dns;
 use crate::state::Shared;
 use crate::storage::{Room, RoomUpdate, StorageError};
 
@@ -322,7 +322,7 @@ async fn control_participant(
     room: String,
     id: u64,
     action: ParticipantAction,
-) -> Result<Option<crate::calls::ParticipantView>, ApiError> {
+) -> Result<Option<crate::control::ParticipantView>, ApiError> {
     let (reply, answer) = oneshot::channel();
     let unavailable = || ApiError::from(ControlError::Unavailable);
     let request = Control::Participant { room, id: ParticipantId(id), action, reply };

@@ -8,14 +8,15 @@ use anyhow::Context as _;
 use mixer::source::SourcePolicy;
 use tokio::task::JoinSet;
 
-use crate::calls::Control;
+use crate::conference::{self, MediaParts};
 use crate::config::Config;
+use crate::control::Control;
+use crate::http;
 use crate::media::prompts::Prompts;
 use crate::media::Media;
-use crate::sip::core::MediaParts;
+use crate::signalling::sip;
 use crate::state::Shared;
 use crate::storage::Storage;
-use crate::{http, sip};
 
 /// How often this node tells the database it is alive: a call record left open by a crash
 /// ends at most this long before the crash.
@@ -63,7 +64,8 @@ pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let (media, events) = Media::start(rate, rtp_timeout, hold_timeout, source_policy, &shared.metrics)
         .context("starting the media worker")?;
     let mut tasks = JoinSet::new();
-    sip.serve(&shared, MediaParts { media, events, prompts }, &mut tasks);
+    let sip = sip.serve(&shared, &mut tasks);
+    tasks.spawn(conference::run(shared.clone(), sip, MediaParts { media, events, prompts }));
     tasks.spawn(http::serve(http_listener, shared.clone()));
     tasks.spawn(heartbeat(shared.clone()));
     tasks.spawn(crate::memory::trim_periodically(shared.clone()));
@@ -138,7 +140,7 @@ async fn apply(shared: &Arc<Shared>, reload: &Reload, applied: &Config) -> anyho
         shared.storage.retain_trunks(&names).await.context("pruning trunk status")?;
     }
     let trunks = config.trunks.clone();
-    let names = crate::sip::dns::trunk_names(&trunks).await;
+    let names = crate::dns::trunk_names(&trunks).await;
     shared
         .control
         .send(Control::Reload { trunks, names, prompts })

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
-use crate::calls::{Control, RoomEvent, TrunkView};
 use crate::config::{Config, TrunkConfig};
+use crate::control::{Control, RoomEvent, TrunkView};
 use crate::limits::SourceSlots;
 use crate::metrics::Metrics;
 use crate::storage::Storage;

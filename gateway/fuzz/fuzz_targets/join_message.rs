@@ -2,7 +2,7 @@
 //! reason, never a panic; what parses passed every field limit.
 #![no_main]
 
-use gateway::webrtc::signal::ClientMessage;
+use gateway::signalling::webrtc::signal::ClientMessage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,5 @@
 //! The HTTP server: health, metrics, the REST API ([`crate::api`]) and the join page
-//! ([`crate::webrtc`]); over TLS when `[http]` names a certificate (browsers give a page its
+//! ([`join`]); over TLS when `[http]` names a certificate (browsers give a page its
 //! microphone only over HTTPS, or from localhost).
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,10 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use self::deadlines::WithDeadlines;
 use crate::api::{authorize, bearer, same_secret, Access, ApiError};
 use crate::config::HttpConfig;
-use crate::sip::tls::{self, TlsError};
+use crate::signalling::sip::tls::{self, TlsError};
 use crate::state::Shared;
 
 mod deadlines;
+pub mod join;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,7 +103,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/trunks", get(trunks))
         .merge(crate::api::router());
     if shared.config.webrtc.enabled {
-        router = router.merge(crate::webrtc::router());
+        router = router.merge(crate::http::join::router());
     }
     router.with_state(shared)
 }

@@ -27,13 +27,14 @@ use sip_stack::transaction::{ClientTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
 use super::calls::{audio_codec, leg_config, local_audio, new_branch};
-use super::core::{new_tag, Core, ALLOW};
-use super::dns;
-use crate::calls::{Cause, ControlError, DialRequest};
+use super::core::{Core, ALLOW};
 use crate::config::IdentityHeader;
+use crate::control::{Cause, ControlError, DialRequest};
+use crate::dns;
 use crate::media::ports::PortPair;
 use crate::media::{LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
+use crate::signalling::sip::new_tag;
 use crate::storage::{CallRecord, Direction as RecordDirection, Room};
 
 /// Where a call out stands before its answer.
@@ -235,7 +236,7 @@ impl Core {
                 Ok(Route {
                     uri,
                     peer,
-                    transport: super::trunks::transport_of(trunk),
+                    transport: crate::signalling::sip::trunks::transport_of(trunk),
                     identity,
                     from: format!("sip:{caller}@{host}"),
                     credentials: trunk.password.clone().map(|password| Credentials {

@@ -69,7 +69,7 @@ impl Core {
         }
     }
 
-    pub(in crate::sip) fn on_media_event(&mut self, event: MediaEvent) {
+    pub(in crate::conference) fn on_media_event(&mut self, event: MediaEvent) {
         let now = self.now.at;
         match event {
             MediaEvent::Dtmf { id, digit } => self.on_digit(id, digit, now),
@@ -127,7 +127,7 @@ impl Core {
         }
     }
 
-    pub(in crate::sip) fn handle_calls_timeout(&mut self, now: Instant) {
+    pub(in crate::conference) fn handle_calls_timeout(&mut self, now: Instant) {
         let mut resend = Vec::new();
         let mut end = Vec::new();
         let mut refresh = Vec::new();

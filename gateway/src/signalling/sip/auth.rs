@@ -1,18 +1,60 @@
 //! Digest authentication of requests from desk phones (RFC 3261 §22, RFC 7616) against the
 //! HA1 values stored for each user.
 
-use std::sync::PoisonError;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rsip::prelude::*;
 use rsip::{Header, StatusCode};
-use sip_stack::digest::{DigestResponse, VerifyError};
+use sip_stack::digest::{Algorithm, DigestResponse, DigestServer, VerifyError};
 use sip_stack::message::InboundRequest;
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transport::Peer;
 
-use super::core::{new_tag, Context};
+use super::new_tag;
+use crate::limits::{AuthThrottle, KeyedLocks};
+use crate::state::Shared;
 use crate::storage::SipUser;
+
+/// How long a digest nonce is good for.
+const NONCE_LIFETIME_SECS: u64 = 300;
+
+/// What the tasks that look a request's caller up share: the digest server, the throttle of
+/// failures, and one lock per user for REGISTER.
+#[derive(Clone)]
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// One lock around the digest server's whole state (its nonce counts).
+    pub digest: Arc<Mutex<DigestServer>>,
+    /// Digest failures per source and per user (`[limits] auth_failures_*`).
+    pub auth: Arc<Mutex<AuthThrottle>>,
+    /// One REGISTER per user at a time.
+    pub registrations: Arc<KeyedLocks>,
+}
+
+impl Context {
+    pub fn new(shared: &Arc<Shared>) -> Context {
+        // Validated at start-up: every name is a known algorithm.
+        let sip = &shared.config.sip;
+        let algorithms = sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
+        let digest = DigestServer::new(sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
+            .with_algorithms(algorithms);
+        let limits = &shared.config.limits;
+        Context {
+            shared: shared.clone(),
+            digest: Arc::new(Mutex::new(digest)),
+            auth: Arc::new(Mutex::new(AuthThrottle::new(
+                limits.auth_failures_per_source,
+                limits.auth_failures_per_user,
+            ))),
+            registrations: Arc::default(),
+        }
+    }
+
+    pub fn server(&self) -> Option<&str> {
+        Some(&self.shared.config.sip.user_agent)
+    }
+}
 
 /// The user who sent `request`, or the response to send instead: a challenge (401) when it
 /// carries no usable credentials, 403 when they are wrong.

@@ -12,14 +12,16 @@ use bytes::Bytes;
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Command, Context, Core, Input, Lookup, Output};
-use crate::sip::dns::HostPort;
-use crate::sip::trunks::TrunkOutput;
-use crate::calls::{Control, DialRequest};
+use super::{Command, Core, Input, Lookup, Output};
 use crate::clock::Now;
+use crate::conference::shell::look_up;
 use crate::config::{Config, TrunkConfig, TrustedSource};
+use crate::control::{Control, DialRequest};
+use crate::dns::HostPort;
 use crate::media::prompts::Prompts;
 use crate::media::{Audience, MediaCommand, MediaEvent, ParticipantId};
+use crate::signalling::sip::auth::Context;
+use crate::signalling::sip::trunks::TrunkOutput;
 use crate::state::Shared;
 use crate::storage::{Room, Storage};
 
@@ -192,7 +194,7 @@ impl Harness {
     /// Runs the look-up an INVITE started and hands its verdict in (at the same time).
     async fn admission(&mut self) {
         let (lookup, permit) = self.lookups.pop_front().expect("the INVITE asked for its look-ups");
-        let command = self.ctx.look_up(*lookup).await;
+        let command = look_up(&self.ctx, *lookup).await;
         drop(permit);
         self.input(Input::Command(command));
     }

@@ -5,7 +5,7 @@ use super::*;
 impl Core {
     /// Ends a call: BYE to the phone when `send_bye`, the leg out of the mix, the record
     /// written.
-    pub(in crate::sip) fn end_call(&mut self, id: ParticipantId, cause: Cause, send_bye: bool) {
+    pub(in crate::conference) fn end_call(&mut self, id: ParticipantId, cause: Cause, send_bye: bool) {
         let Some(mut call) = self.calls.calls.remove(&id) else { return };
         self.calls.by_dialog.remove(&call.dialog.id);
         if let Some(tx) = call.invite_tx {
@@ -44,13 +44,13 @@ impl Core {
 
     /// A call record for the database; the shell writes it until the database takes it (a
     /// record is never only logged), and shutdown waits for every write.
-    pub(in crate::sip) fn write_record(&mut self, record: CallRecord) {
+    pub(in crate::conference) fn write_record(&mut self, record: CallRecord) {
         self.out.push(Output::Record(Box::new(record)));
     }
 
     /// The record of a call refused with `response` (404, 486, 488, 403…): the response
     /// copies the request's From, To and Call-ID.
-    pub(in crate::sip) fn write_refusal(&mut self, response: &rsip::Response, room: Option<&str>) {
+    pub(in crate::conference) fn write_refusal(&mut self, response: &rsip::Response, room: Option<&str>) {
         let header = |pick: fn(&Header) -> Option<&str>| response.headers.iter().find_map(pick).unwrap_or("");
         let uri = |value: &str| NameAddr::parse(value).map(|n| n.uri.to_string()).unwrap_or_default();
         let call_id = header(|h| match h {
@@ -81,7 +81,7 @@ impl Core {
     }
 
     /// Hangs up every call, and cancels every call out (shutdown).
-    pub(in crate::sip) fn end_all_calls(&mut self, cause: Cause) {
+    pub(in crate::conference) fn end_all_calls(&mut self, cause: Cause) {
         self.cancel_all_dialing();
         let ids: Vec<ParticipantId> = self.calls.calls.keys().copied().collect();
         for id in ids {

@@ -1,19 +1,13 @@
-//! SIP in the gateway: sockets ([`transport`]), the core task that owns the transaction layer
-//! ([`core`]), and the handlers it dispatches to.
+//! SIP on the wire: the listeners and connections ([`transport`], [`tls`]), the registrar for
+//! desk phones ([`register`], with digest [`auth`]), and the trunks the gateway registers to
+//! and pings ([`trunks`]). Call control ([`crate::conference`]) reads what arrives and decides
+//! what to send.
 
-mod auth;
-mod browsers;
-mod calls;
-pub mod core;
-mod dialout;
-pub mod dns;
-mod invite;
-mod register;
+pub mod auth;
+pub mod register;
 pub(crate) mod tls;
 pub mod transport;
 pub mod trunks;
-
-pub use calls::leg_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{SipConfig, TrunkConfig, TrunkTransport};
+use crate::dns;
 use crate::state::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +76,8 @@ impl Listeners {
         Ok(listeners)
     }
 
-    /// Starts the socket tasks and the core; they stop when shutdown begins.
-    pub fn serve(self, shared: &Arc<Shared>, media: core::MediaParts, tasks: &mut JoinSet<()>) {
+    /// Starts the socket tasks; they run until call control closes them ([`SipIo::close`]).
+    pub fn serve(self, shared: &Arc<Shared>, tasks: &mut JoinSet<()>) -> SipIo {
         let (tx, rx) = mpsc::channel(4096);
         // Sockets keep reading until the core is done (it un-registers trunks after the
         // shutdown signal and needs their answers); the core closes them when it exits.
@@ -123,16 +118,25 @@ impl Listeners {
             }
         }
         let transports = transport::Transports::new(sockets, tx.clone(), shared.clone(), closing.clone());
-        tasks.spawn(core::run(shared.clone(), transports, rx, close, media));
+        SipIo { transports, inbound: rx, close }
     }
 }
 
+/// The serving SIP sockets, as call control uses them: messages come in on `inbound`, go out
+/// through `transports`; `close` stops the socket tasks.
+pub struct SipIo {
+    pub transports: transport::Transports,
+    pub inbound: mpsc::Receiver<transport::Inbound>,
+    pub close: watch::Sender<bool>,
+}
+
+/// A To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32).
+pub fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// TLS trunks: the trust anchors and name each one's server certificate is checked against.
-pub(crate) fn add_tls_trunks(
-    trunks: &[TrunkConfig],
-    names: &dns::Names,
-    transports: &mut transport::Transports,
-) {
+pub fn add_tls_trunks(trunks: &[TrunkConfig], names: &dns::Names, transports: &mut transport::Transports) {
     for trunk in trunks.iter().filter(|t| t.transport == TrunkTransport::Tls) {
         let proxy = trunk.proxy.uri();
         let (Some(addr), Some(name)) =

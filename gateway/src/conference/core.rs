@@ -1,44 +1,40 @@
-//! The SIP core: one task owning the transaction layer. Socket tasks feed it messages; handlers
-//! that must wait (for the database) run as their own tasks and hand their responses back as
-//! [`Command`]s, so the core itself never waits on anything but its inputs.
+//! The call-control core: one state machine for every call, dialog and trunk, with the
+//! transaction layer under them. It is fed [`Input`]s (SIP messages, verdicts of look-ups,
+//! media events, API commands, the time passing) at [`Core::now`], and queues [`Output`]s for
+//! [`super::shell`] to carry out; [`Core::poll_timeout`] says when it next needs the time. It
+//! does no I/O and reads no clock.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rsip::{Header, Method, StatusCode};
-use sip_stack::digest::{Algorithm, DigestServer};
 use sip_stack::message::{self, Inbound as Parsed, InboundRequest};
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
 use sip_stack::transport::{Peer, Transmit, Transport};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::calls::Calls;
-use super::dns::{self, HostPort, Names};
-use super::invite::{self, Admission};
-use super::register;
-use super::transport::{udp_peer, Inbound, Transports};
-use super::trunks::{LocalPorts, TrunkOutput, Trunks};
-use crate::calls::{Cause, Control, ControlError, RoomEvent};
+use super::invite::Admission;
 use crate::clock::Now;
 use crate::config::TrunkConfig;
-use crate::limits::{AuthThrottle, KeyedLocks, Rate, RateLimit};
+use crate::control::{Cause, Control, ControlError, RoomEvent};
+use crate::dns::{HostPort, Names};
+use crate::limits::{Rate, RateLimit};
 use crate::media::ports::Ports;
 use crate::media::prompts::Prompts;
-use crate::media::{Media, MediaCommand, MediaEvent};
+use crate::media::{MediaCommand, MediaEvent};
 use crate::metrics::{self, RequestLabels, ResponseLabels, TransportLabels};
+use crate::signalling::sip::new_tag;
+use crate::signalling::sip::trunks::{LocalPorts, TrunkOutput, Trunks};
 use crate::state::Shared;
 use crate::storage::CallRecord;
 
 /// Methods the gateway accepts, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
-
-/// How long a digest nonce is good for.
-const NONCE_LIFETIME_SECS: u64 = 300;
 
 /// Verdicts of the look-ups the core asked for ([`Output::Lookup`]), handed back to it.
 #[derive(Debug)]
@@ -99,56 +95,6 @@ pub(super) enum LookupKind {
     Invite,
 }
 
-/// What look-up tasks get to do their work.
-#[derive(Clone)]
-pub struct Context {
-    pub shared: Arc<Shared>,
-    /// One lock around the digest server's whole state (its nonce counts).
-    pub digest: Arc<Mutex<DigestServer>>,
-    /// Digest failures per source and per user (`[limits] auth_failures_*`).
-    pub auth: Arc<Mutex<AuthThrottle>>,
-    /// One REGISTER per user at a time.
-    pub registrations: Arc<KeyedLocks>,
-}
-
-impl Context {
-    pub(super) fn new(shared: &Arc<Shared>) -> Context {
-        // Validated at start-up: every name is a known algorithm.
-        let sip = &shared.config.sip;
-        let algorithms = sip.digest_algorithms.iter().filter_map(|a| Algorithm::from_token(a)).collect();
-        let digest = DigestServer::new(sip.realm.clone(), rand::random(), NONCE_LIFETIME_SECS)
-            .with_algorithms(algorithms);
-        let limits = &shared.config.limits;
-        Context {
-            shared: shared.clone(),
-            digest: Arc::new(Mutex::new(digest)),
-            auth: Arc::new(Mutex::new(AuthThrottle::new(
-                limits.auth_failures_per_source,
-                limits.auth_failures_per_user,
-            ))),
-            registrations: Arc::default(),
-        }
-    }
-
-    pub fn server(&self) -> Option<&str> {
-        Some(&self.shared.config.sip.user_agent)
-    }
-
-    /// Runs a look-up to its verdict.
-    pub(super) async fn look_up(&self, lookup: Lookup) -> Command {
-        let Lookup { kind, tx, request, from } = lookup;
-        match kind {
-            LookupKind::Register => {
-                Command::Respond { tx, response: register::handle(self, &request, from).await }
-            }
-            LookupKind::Invite => invite::admit(self, tx, request, from).await,
-        }
-    }
-}
-
-/// How long shutdown waits for trunks to un-register.
-const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
-
 /// Call control: every call, dialog and trunk, and the transaction layer under them. It does
 /// no I/O and reads no clock: [`Core::handle`] takes one input at [`Core::now`], and what it
 /// decides to do waits in [`Core::poll_output`].
@@ -198,175 +144,6 @@ pub(super) enum Input {
     Control(Control),
     /// The earliest deadline passed.
     Timer,
-}
-
-/// What the core needs besides the sockets: the media worker, its events, and the prompts.
-pub struct MediaParts {
-    pub media: Media,
-    pub events: mpsc::Receiver<MediaEvent>,
-    pub prompts: Prompts,
-}
-
-/// Where the core's outputs go: the sockets, the media worker, the look-up and storage tasks.
-struct Shell {
-    ctx: Context,
-    transports: Transports,
-    media: Media,
-    commands: mpsc::Sender<Command>,
-    /// Call records being written; shutdown waits for them.
-    records: JoinSet<()>,
-}
-
-impl Shell {
-    fn execute(&mut self, output: Output) {
-        match output {
-            Output::Transmit(t) => self.transports.send(&t),
-            Output::Media(command) => {
-                self.media.send(command);
-            }
-            Output::Lookup { lookup, permit } => {
-                let (ctx, commands) = (self.ctx.clone(), self.commands.clone());
-                tokio::spawn(async move {
-                    let command = ctx.look_up(*lookup).await;
-                    // The core only goes away at shutdown, when the answer no longer matters.
-                    let _ = commands.send(command).await;
-                    drop(permit);
-                });
-            }
-            Output::Record(record) => self.write_record(*record),
-            Output::Trunk(TrunkOutput::Resolve(name)) => {
-                let commands = self.commands.clone();
-                tokio::spawn(async move {
-                    let addr = dns::resolve(&name).await;
-                    let _ = commands.send(Command::Resolved { name, addr }).await;
-                });
-            }
-            Output::Trunk(trunk) => publish_trunk(&self.ctx.shared, trunk),
-            Output::Room(event) => self.ctx.shared.publish_room_event(event),
-            Output::TlsTrunks(trunks, names) => super::add_tls_trunks(&trunks, &names, &mut self.transports),
-        }
-    }
-
-    /// Writes a call record in the background, trying again until the database takes it
-    /// (a record is never only logged); shutdown waits for every write.
-    fn write_record(&mut self, record: CallRecord) {
-        let storage = self.ctx.shared.storage.clone();
-        let retries = self.ctx.shared.metrics.call_record_retries.clone();
-        // Reap the writes already done, so the set holds only those in flight.
-        while self.records.try_join_next().is_some() {}
-        self.records.spawn(async move {
-            let mut wait = RECORD_RETRY_FIRST;
-            while let Err(e) = storage.write_call_record(&record).await {
-                tracing::warn!(error = %e, leg = %record.leg_id, retry_in_ms = wait.as_millis() as u64, "call record not written yet");
-                retries.inc();
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RECORD_RETRY_MAX);
-            }
-        });
-    }
-}
-
-/// A failed call record write is tried again after this, doubling up to [`RECORD_RETRY_MAX`].
-const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
-const RECORD_RETRY_MAX: Duration = Duration::from_secs(10);
-
-fn publish_trunk(shared: &Shared, output: TrunkOutput) {
-    match output {
-        TrunkOutput::View(view) => shared.set_trunk_view(view),
-        TrunkOutput::Removed(name) => shared.remove_trunk_view(&name),
-        TrunkOutput::Resolve(_) => {}
-        TrunkOutput::Status(status) => {
-            let storage = shared.storage.clone();
-            tokio::spawn(async move {
-                if let Err(e) = storage.set_trunk_status(&status).await {
-                    tracing::warn!(error = %e, "trunk status not stored");
-                }
-            });
-        }
-    }
-}
-
-/// The loop around the core, and the one place call control gets its time from: it reads the
-/// clock once per input and hands that to the core with it.
-#[allow(clippy::disallowed_methods)]
-pub async fn run(
-    shared: Arc<Shared>,
-    mut transports: Transports,
-    mut inbound: mpsc::Receiver<Inbound>,
-    close: watch::Sender<bool>,
-    media: MediaParts,
-) {
-    let MediaParts { media, events: mut media_events, prompts } = media;
-    let mut control = shared.take_control_receiver().unwrap_or_else(|| mpsc::channel(1).1);
-    let (commands, mut command_rx) = mpsc::channel(1024);
-    let local = transports.udp_local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 5060).into());
-    let names = dns::trunk_names(&shared.config.trunks).await;
-    super::add_tls_trunks(&shared.config.trunks, &names, &mut transports);
-    let mut core = Core::new(&shared, local, names, prompts, Now::read());
-    let ctx = Context::new(&shared);
-    let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new() };
-    core.start();
-    core.flush();
-    while let Some(output) = core.poll_output() {
-        shell.execute(output);
-    }
-
-    let shutdown = shared.shutdown_signal();
-    tokio::pin!(shutdown);
-    // Set once shutdown begins: the core runs on until trunks are un-registered or this passes.
-    let mut stop_by: Option<Instant> = None;
-    loop {
-        if let Some(stop_by) = stop_by {
-            if core.settled() || Now::read().at >= stop_by {
-                break;
-            }
-        }
-        let deadline = [core.poll_timeout(), stop_by].into_iter().flatten().min();
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let input = tokio::select! {
-            _ = &mut shutdown, if stop_by.is_none() => Input::Shutdown,
-            Some(message) = inbound.recv() => match message {
-                Inbound::Datagram { socket, src, bytes } => Input::Message { peer: udp_peer(socket, src), bytes },
-                Inbound::Stream { conn, transport, src, bytes } => {
-                    Input::Message { peer: Peer { transport, addr: src, connection: Some(conn) }, bytes }
-                }
-                // Connections are the shell's: the core only sees their messages.
-                Inbound::Ping { conn } => {
-                    shell.transports.pong(conn);
-                    continue;
-                }
-                Inbound::Connected { conn, transport, peer, writer } => {
-                    shell.transports.connected(conn, transport, peer, writer);
-                    continue;
-                }
-                Inbound::Closed { conn } => {
-                    shell.transports.closed(conn);
-                    continue;
-                }
-            },
-            Some(command) = command_rx.recv() => Input::Command(command),
-            Some(event) = media_events.recv() => Input::Media(event),
-            Some(request) = control.recv() => Input::Control(request),
-            _ = timer => Input::Timer,
-        };
-        core.now = Now::read();
-        if matches!(input, Input::Shutdown) {
-            stop_by = Some(core.now.at + UNREGISTER_GRACE);
-        }
-        core.handle(input);
-        core.flush();
-        while let Some(output) = core.poll_output() {
-            shell.execute(output);
-        }
-    }
-    close.send_replace(true);
-    // Every ended call's record is written before the gateway exits.
-    while shell.records.join_next().await.is_some() {}
 }
 
 impl Core {
@@ -702,11 +479,6 @@ fn metrics_transport(transport: Transport) -> metrics::Transport {
         Transport::Tcp => metrics::Transport::Tcp,
         Transport::Tls => metrics::Transport::Tls,
     }
-}
-
-/// A To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32).
-pub fn new_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]

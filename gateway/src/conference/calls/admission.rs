@@ -4,7 +4,7 @@ use super::*;
 
 impl Core {
     /// An INVITE outside any dialog: admission (auth, room) runs as a task.
-    pub(in crate::sip) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+    pub(in crate::conference) fn on_new_invite(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
         let Ok(permit) = self.pending.clone().try_acquire_owned() else {
             return self.overloaded(tx, &request);
         };
@@ -16,7 +16,7 @@ impl Core {
     }
 
     /// CANCEL before our answer (RFC 3261 §9.2): the CANCEL got its 200; the INVITE gets 487.
-    pub(in crate::sip) fn on_cancelled(&mut self, tx: ServerTx) {
+    pub(in crate::conference) fn on_cancelled(&mut self, tx: ServerTx) {
         let Some(pending) = self.calls.pending.get_mut(&tx).filter(|p| !p.cancelled) else { return };
         pending.cancelled = true;
         let response = pending.terminated.clone();
@@ -25,7 +25,7 @@ impl Core {
     }
 
     /// A refusal of an INVITE from admission, counted by its code.
-    pub(in crate::sip) fn on_admission_refused(
+    pub(in crate::conference) fn on_admission_refused(
         &mut self,
         tx: ServerTx,
         response: rsip::Response,
@@ -44,7 +44,7 @@ impl Core {
         self.respond(tx, response);
     }
 
-    pub(in crate::sip) fn on_admitted(&mut self, admission: Admission) {
+    pub(in crate::conference) fn on_admitted(&mut self, admission: Admission) {
         let Admission { tx, request, from, room, user } = admission;
         match self.calls.pending.remove(&tx) {
             Some(p) if !p.cancelled => {}
@@ -235,7 +235,7 @@ impl Core {
     }
 
     /// The leg joins its conference's media, and the caller hears the PIN prompt or the room.
-    pub(in crate::sip) fn start_media(&mut self, id: ParticipantId) {
+    pub(in crate::conference) fn start_media(&mut self, id: ParticipantId) {
         let Some(call) = self.calls.call_mut(id) else { return };
         let Media::Pending(ports) = std::mem::replace(&mut call.media, Media::Running) else { return };
         let stream = &call.sdp.stream;
@@ -274,7 +274,7 @@ impl Core {
     }
 
     /// Tones for the room, and the "first participant" prompt for a caller alone.
-    pub(in crate::sip) fn announce_join(&mut self, id: ParticipantId, room: &str) {
+    pub(in crate::conference) fn announce_join(&mut self, id: ParticipantId, room: &str) {
         if self.calls.joined_in_room(room, id) == 0 {
             self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
         } else {

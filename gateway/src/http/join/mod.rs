@@ -1,10 +1,9 @@
-//! The WebRTC bridge: browsers join rooms from a page the HTTP server serves. The page talks
-//! to [`session`] over a WebSocket (JSON messages in [`signal`]); each browser gets one peer
-//! connection ([`peer`]) whose audio is a leg of the room's mix, like a phone's.
+//! The WebRTC bridge's page: browsers join rooms from a page the HTTP server serves. The page
+//! talks to [`session`] over a WebSocket (the messages of [`crate::signalling::webrtc::signal`]);
+//! each browser gets one peer connection ([`crate::signalling::webrtc::peer`]) whose audio is a
+//! leg of the room's mix, like a phone's.
 
-mod peer;
 mod session;
-pub mod signal;
 
 use std::sync::Arc;
 
@@ -27,13 +26,13 @@ pub fn router() -> Router<Arc<Shared>> {
 }
 
 async fn page() -> impl IntoResponse {
-    Html(include_str!("../../web/index.html"))
+    Html(include_str!("../../../web/index.html"))
 }
 
 async fn script() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../web/join.js"))
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../../web/join.js"))
 }
 
 async fn style() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../web/join.css"))
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../../web/join.css"))
 }

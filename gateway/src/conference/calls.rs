@@ -33,16 +33,17 @@ use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
 use super::browsers::Browser;
-use super::core::{new_tag, Core, Lookup, LookupKind, Output, ALLOW};
+use super::core::{Core, Lookup, LookupKind, Output, ALLOW};
 use super::dialout::Dialing;
 use super::invite::Admission;
-use crate::calls::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
-use crate::calls::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
+use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::config::SrtpMode;
+use crate::control::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
+use crate::signalling::sip::new_tag;
 use crate::storage::{CallRecord, Direction as RecordDirection, Room, IN_PROGRESS};
 
 mod admission;
@@ -574,7 +575,7 @@ impl Core {
             .sip
             .public_address
             .or((!config.rtp.address.is_unspecified()).then_some(config.rtp.address))
-            .or_else(|| super::trunks::route_source(peer))
+            .or_else(|| crate::signalling::sip::trunks::route_source(peer))
             .unwrap_or(config.rtp.address)
     }
 

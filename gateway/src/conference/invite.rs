@@ -8,8 +8,10 @@ use sip_stack::response::response_to;
 use sip_stack::transaction::ServerTx;
 use sip_stack::transport::Peer;
 
-use super::auth::authenticate;
-use super::core::{new_tag, Command, Context};
+use super::core::Command;
+use crate::signalling::sip::auth::authenticate;
+use crate::signalling::sip::auth::Context;
+use crate::signalling::sip::new_tag;
 use crate::storage::Room;
 
 /// An INVITE that may proceed: its caller is known and its room exists.

@@ -9,7 +9,8 @@ use sip_stack::response::response_to;
 use sip_stack::transport::{Peer, Transport};
 
 use super::auth::authenticate;
-use super::core::{new_tag, Context};
+use super::auth::Context;
+use super::new_tag;
 use crate::storage::{Binding, Storage, StorageError};
 
 /// The response to a REGISTER from `from`.

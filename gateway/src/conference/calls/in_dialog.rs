@@ -5,7 +5,7 @@ use super::*;
 
 impl Core {
     /// A request inside a dialog, or claiming to be (it has a To tag).
-    pub(in crate::sip) fn on_in_dialog(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
+    pub(in crate::conference) fn on_in_dialog(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
         let method = request.request.method;
         let id = DialogId::of_request(&request).and_then(|d| self.calls.by_dialog.get(&d).copied());
         let Some(id) = id else {
@@ -153,7 +153,7 @@ impl Core {
 
     /// The ACK of our 2xx (it has no transaction of its own); after a late offer, it carries
     /// the answer.
-    pub(in crate::sip) fn on_ack(&mut self, request: &InboundRequest) {
+    pub(in crate::conference) fn on_ack(&mut self, request: &InboundRequest) {
         let id = DialogId::of_request(request).and_then(|d| self.calls.by_dialog.get(&d).copied());
         let Some(id) = id else { return };
         let Some(call) = self.calls.call_mut(id) else { return };
@@ -186,7 +186,7 @@ impl Core {
     }
 
     /// Answers to our INVITEs, BYEs and session refreshes; false when the event is not ours.
-    pub(in crate::sip) fn on_client_event(&mut self, event: &TxEvent) -> bool {
+    pub(in crate::conference) fn on_client_event(&mut self, event: &TxEvent) -> bool {
         if self.on_dial_event(event) {
             return true;
         }

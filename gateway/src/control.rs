@@ -2,8 +2,6 @@
 //! API sees of live conferences, and what it may ask of a participant. The IVR's PIN logic is
 //! in [`ivr`].
 
-pub mod ivr;
-
 use mixer::conference::LegConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -197,7 +195,7 @@ pub enum Control {
     Reload {
         trunks: Vec<crate::config::TrunkConfig>,
         /// What their proxies' names resolved to.
-        names: crate::sip::dns::Names,
+        names: crate::dns::Names,
         prompts: crate::media::prompts::Prompts,
     },
 }

@@ -12,10 +12,10 @@ use sip_stack::request::NewRequest;
 use sip_stack::transaction::{ClientTx, TransactionLayer, TxEvent};
 use sip_stack::transport::{ConnectionId, Peer, Transport};
 
-use super::dns::{self, HostPort, Names};
-use crate::calls::TrunkView;
 use crate::clock::{instant_to_unix_ms, Now};
 use crate::config::{TrunkConfig, TrunkTransport};
+use crate::control::TrunkView;
+use crate::dns::{self, HostPort, Names};
 use crate::metrics::{Metrics, TrunkLabels};
 use crate::storage::TrunkStatus;
 
@@ -600,7 +600,7 @@ fn publish(runner: &mut Runner, now: Now, metrics: &Metrics, outbox: &mut VecDeq
     outbox.push_back(TrunkOutput::Status(status));
 }
 
-pub(super) fn transport_of(trunk: &TrunkConfig) -> Transport {
+pub fn transport_of(trunk: &TrunkConfig) -> Transport {
     match trunk.transport {
         TrunkTransport::Udp => Transport::Udp,
         TrunkTransport::Tcp => Transport::Tcp,
@@ -620,7 +620,7 @@ fn ask(resolving: &mut HashSet<HostPort>, outbox: &mut VecDeque<TrunkOutput>, pr
 }
 
 /// The local address the system would send from to reach `peer` (no packet is sent).
-pub(super) fn route_source(peer: SocketAddr) -> Option<IpAddr> {
+pub fn route_source(peer: SocketAddr) -> Option<IpAddr> {
     let probe = UdpSocket::bind(if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
     probe.connect(peer).ok()?;
     probe.local_addr().ok().map(|a| a.ip())

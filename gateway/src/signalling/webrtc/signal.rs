@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{ParticipantView, RoomEvent};
+use crate::control::{ParticipantView, RoomEvent};
 use crate::media::ParticipantId;
 
 /// The largest message taken: an SDP offer with many codecs and candidates fits well.

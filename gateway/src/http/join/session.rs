@@ -20,14 +20,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{Instant, MissedTickBehavior};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
 
-use super::peer::{self, PeerError, PeerEvent, PeerSetup};
-use super::signal::{ClientMessage, ServerMessage, MAX_MESSAGE};
-use crate::calls::{
+use crate::control::{
     BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
 };
 use crate::http::Client;
 use crate::limits::SourceSlot;
 use crate::media::{ParticipantId, Wire};
+use crate::signalling::webrtc::peer::{self, PeerError, PeerEvent, PeerSetup};
+use crate::signalling::webrtc::signal::{ClientMessage, ServerMessage, MAX_MESSAGE};
 use crate::state::Shared;
 
 /// Packets from one browser the worker has not taken yet (a second and a half of Opus).
@@ -390,7 +390,7 @@ async fn join(
         Ok(Err(refused)) => return Err(ServerMessage::error(refused.code(), refused)),
         Err(_) => return Err(unavailable()),
     };
-    let config = crate::sip::leg_config(AudioCodec::Opus, &stream);
+    let config = crate::conference::leg_config(AudioCodec::Opus, &stream);
     let (incoming_tx, incoming) = std_mpsc::sync_channel(INCOMING_QUEUE);
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (events, peer_events) = mpsc::channel(PEER_EVENTS);

@@ -1,6 +1,6 @@
 //! Browser participants as call control sees them: admitted by PIN over the WebSocket (no
 //! IVR), in the same room limits, mix, REST API, events and call records as phones. The peer
-//! connection itself lives in [`crate::webrtc`]; call control holds the leg.
+//! connection itself lives in [`crate::signalling::webrtc`]; call control holds the leg.
 
 use std::net::SocketAddr;
 
@@ -9,9 +9,9 @@ use tokio::sync::oneshot;
 
 use super::calls::new_branch;
 use super::core::Core;
-use crate::calls::ivr::check_pin;
-use crate::calls::ivr::PinSource;
-use crate::calls::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
+use crate::conference::ivr::check_pin;
+use crate::conference::ivr::PinSource;
+use crate::control::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
 use crate::media::{Audience, LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
 use crate::storage::{CallRecord, Direction, Room, IN_PROGRESS};
