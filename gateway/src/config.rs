@@ -71,7 +71,7 @@ pub struct TrunkConfig {
     /// Answer challenges only for this realm.
     pub realm: Option<String>,
     /// Host part of the address of record; the proxy's host when absent.
-    pub domain: Option<String>,
+    pub domain: Option<SipDomain>,
     /// Register at all (IP-authenticated trunks don't).
     #[serde(default = "default_true")]
     pub register: bool,
@@ -107,7 +107,6 @@ pub enum IdentityHeader {
     Ppi,
 }
 
-/// A source address trusted for inbound calls: any port of an IP, or one IP and port.
 /// A `sip:` URI, parsed once when the configuration is read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "String")]
@@ -136,6 +135,37 @@ impl std::fmt::Display for SipUri {
     }
 }
 
+/// The host (and port) of a SIP domain, parsed once when the configuration is read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SipDomain(rsip::HostWithPort);
+
+impl SipDomain {
+    pub fn host_with_port(&self) -> &rsip::HostWithPort {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SipDomain {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<SipDomain, String> {
+        let host_chars = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+        let bad = || format!("`{text}` is not a SIP domain");
+        if text.is_empty() || !text.chars().all(host_chars) {
+            return Err(bad());
+        }
+        rsip::HostWithPort::try_from(text.as_str()).map(SipDomain).map_err(|_| bad())
+    }
+}
+
+impl std::fmt::Display for SipDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A source address trusted for inbound calls: any port of an IP, or one IP and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum TrustedSource {

@@ -213,7 +213,7 @@ impl Core {
                 let Some(peer) = self.trunks.address(trunk) else {
                     return bad(format!("trunk `{}`'s proxy does not resolve to an address", trunk.name));
                 };
-                let host = trunk.domain.clone().unwrap_or_else(|| proxy.host_with_port.to_string());
+                let host = trunk.domain.as_ref().map_or_else(|| proxy.host_with_port.to_string(), |d| d.to_string());
                 let uri = if to.starts_with("sip:") {
                     to.to_string()
                 } else if is_number(to) {

@@ -211,12 +211,6 @@ impl Config {
                     format!("`{}` cannot be the user part of a SIP URI", trunk.username),
                 );
             }
-            if let Some(domain) = &trunk.domain {
-                let host_chars = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
-                if domain.is_empty() || !domain.chars().all(host_chars) {
-                    return key(&k("domain"), format!("`{domain}` is not a SIP domain"));
-                }
-            }
             if trunk.transport == TrunkTransport::Tls && self.sip.tls.is_empty() {
                 return key(
                     &k("transport"),

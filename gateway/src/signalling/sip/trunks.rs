@@ -67,7 +67,7 @@ struct Endpoint {
     local: SocketAddr,
     transport: Transport,
     /// The host of our address of record.
-    host: String,
+    host: rsip::HostWithPort,
 }
 
 impl Endpoint {
@@ -85,7 +85,10 @@ impl Endpoint {
             Transport::Tcp => ports.tcp.unwrap_or(udp.port()),
             Transport::Tls => ports.tls.unwrap_or(udp.port()),
         };
-        let host = t.domain.clone().unwrap_or_else(|| proxy.host_with_port.host.to_string());
+        let host = match &t.domain {
+            Some(domain) => domain.host_with_port().clone(),
+            None => proxy.host_with_port.host.clone().into(),
+        };
         Endpoint { proxy, peer, local: SocketAddr::new(ip, port), transport, host }
     }
 }
@@ -173,16 +176,15 @@ impl Trunks {
     fn runner(&self, id: u64, t: &TrunkConfig) -> Runner {
         let Endpoint { proxy, peer, local, transport, host } =
             Endpoint::of(t, self.ports, self.public, &self.names);
-        // The user part and the domain were checked with the configuration (`config::load`).
-        let uri = |s: String| rsip::Uri::try_from(s.as_str()).expect("a URI built from validated parts");
+        // The user part was checked with the configuration (`config::load`).
         let registrar = match &t.domain {
-            Some(domain) => uri(format!("sip:{domain}")),
-            None => uri(format!("sip:{}", proxy.host_with_port)),
+            Some(domain) => sip_uri(None, domain.host_with_port().clone(), Transport::Udp),
+            None => sip_uri(None, proxy.host_with_port.clone(), Transport::Udp),
         };
         let config = RegistrationConfig {
             registrar,
-            aor: uri(format!("sip:{}@{host}", t.username)),
-            contact: uri(format!("sip:{}@{local}{}", t.username, transport.uri_param())),
+            aor: sip_uri(Some(&t.username), host.clone(), Transport::Udp),
+            contact: sip_uri(Some(&t.username), local.into(), transport),
             auth_username: t.auth_user().to_string(),
             password: t.password.clone().unwrap_or_default(),
             realm: t.realm.clone(),
@@ -605,6 +607,22 @@ pub fn transport_of(trunk: &TrunkConfig) -> Transport {
         TrunkTransport::Udp => Transport::Udp,
         TrunkTransport::Tcp => Transport::Tcp,
         TrunkTransport::Tls => Transport::Tls,
+    }
+}
+
+/// `sip:[user@]host[;transport=…]`, put together from parts already checked.
+fn sip_uri(user: Option<&str>, host_with_port: rsip::HostWithPort, transport: Transport) -> rsip::Uri {
+    let params = match transport {
+        Transport::Udp => vec![],
+        Transport::Tcp => vec![rsip::Param::Other("transport".into(), Some("tcp".into()))],
+        Transport::Tls => vec![rsip::Param::Other("transport".into(), Some("tls".into()))],
+    };
+    rsip::Uri {
+        scheme: Some(rsip::Scheme::Sip),
+        auth: user.map(|user| rsip::Auth { user: user.to_string(), password: None }),
+        host_with_port,
+        params,
+        headers: vec![],
     }
 }
 
