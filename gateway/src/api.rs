@@ -200,7 +200,7 @@ async fn create_room(
     authorize(&shared, &headers, Access::Admin)?;
     let new: NewRoom = body(&bytes)?;
     let room = Room {
-        number: new.number,
+        number: new.number.into(),
         name: new.name,
         pin: new.pin,
         moderator_pin: new.moderator_pin,
@@ -325,7 +325,7 @@ async fn control_participant(
 ) -> Result<Option<crate::control::ParticipantView>, ApiError> {
     let (reply, answer) = oneshot::channel();
     let unavailable = || ApiError::from(ControlError::Unavailable);
-    let request = Control::Participant { room, id: ParticipantId(id), action, reply };
+    let request = Control::Participant { room: room.into(), id: ParticipantId(id), action, reply };
     shared.control.send(request).await.map_err(|_| unavailable())?;
     Ok(answer.await.map_err(|_| unavailable())??)
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::media::{ParticipantId, Wire};
+use crate::ids::RoomNumber;
 use crate::storage::Room;
 
 /// Why a call ended, as written in its record and counted in metrics.
@@ -117,7 +118,7 @@ impl TrunkView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConferenceView {
-    pub room: String,
+    pub room: RoomNumber,
     pub participants: Vec<ParticipantView>,
 }
 
@@ -165,7 +166,7 @@ pub enum Control {
         reply: oneshot::Sender<Result<ParticipantId, ControlError>>,
     },
     Participant {
-        room: String,
+        room: RoomNumber,
         id: ParticipantId,
         action: ParticipantAction,
         /// The participant after the action; `None` once kicked.
@@ -254,17 +255,17 @@ impl JoinRefused {
 pub enum RoomEvent {
     /// Joined, or changed (talking, muted, …).
     Participant {
-        room: String,
+        room: RoomNumber,
         participant: ParticipantView,
     },
     Left {
-        room: String,
+        room: RoomNumber,
         id: ParticipantId,
     },
 }
 
 impl RoomEvent {
-    pub fn room(&self) -> &str {
+    pub fn room(&self) -> &RoomNumber {
         match self {
             RoomEvent::Participant { room, .. } | RoomEvent::Left { room, .. } => room,
         }

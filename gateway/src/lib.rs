@@ -25,6 +25,7 @@ pub mod conference;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod ids;
 pub mod http;
 pub mod limits;
 pub mod media;

@@ -87,7 +87,7 @@ async fn room(config: &Config, command: RoomCommand) -> anyhow::Result<()> {
     match command {
         RoomCommand::Add(add) => {
             let room = Room {
-                number: add.number,
+                number: add.number.into(),
                 name: add.name,
                 pin: add.pin,
                 moderator_pin: add.moderator_pin,

@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::config::{Config, TrunkConfig};
 use crate::control::{Control, RoomEvent, TrunkView};
+use crate::ids::RoomNumber;
 use crate::limits::SourceSlots;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
@@ -31,7 +32,7 @@ pub struct Shared {
     control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
     /// Participants joining, leaving, talking, muted, per room: for the browsers' pages (a
     /// page wakes for its own room's changes only).
-    room_events: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
+    room_events: Mutex<HashMap<RoomNumber, broadcast::Sender<RoomEvent>>>,
     /// One permit per open join page (`[webrtc] max_pages`).
     pub pages: Arc<Semaphore>,
     /// Open join pages per address (`[webrtc] max_pages_per_source`).
@@ -70,9 +71,9 @@ impl Shared {
     }
 
     /// A page's view of one room's changes.
-    pub fn room_events(&self, room: &str) -> broadcast::Receiver<RoomEvent> {
+    pub fn room_events(&self, room: &RoomNumber) -> broadcast::Receiver<RoomEvent> {
         let mut rooms = self.room_events.lock().unwrap_or_else(PoisonError::into_inner);
-        rooms.entry(room.to_string()).or_insert_with(|| broadcast::channel(ROOM_EVENTS).0).subscribe()
+        rooms.entry(room.clone()).or_insert_with(|| broadcast::channel(ROOM_EVENTS).0).subscribe()
     }
 
     /// Tells the room's pages, if any are listening; a room no page listens to is forgotten.

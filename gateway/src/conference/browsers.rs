@@ -64,7 +64,7 @@ impl Browser {
             direction: Direction::Inbound,
             from_uri: format!("webrtc:{}", self.source),
             to_uri: format!("webrtc:{room}"),
-            room_number: Some(room.clone()),
+            room_number: Some(room.to_string()),
             started_at_ms: self.started_ms,
             answered_at_ms: match self.stage {
                 Stage::InMix { answered_ms } => Some(answered_ms),
@@ -101,7 +101,7 @@ impl Browser {
     }
 
     fn labels(&self) -> RoomCodecLabels {
-        RoomCodecLabels { room: self.room.number.clone(), codec: BROWSER_CODEC.into() }
+        RoomCodecLabels { room: self.room.number.to_string(), codec: BROWSER_CODEC.into() }
     }
 }
 

@@ -38,6 +38,7 @@ use super::dialout::Dialing;
 use super::invite::Admission;
 use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::config::SrtpMode;
+use crate::ids::RoomNumber;
 use crate::control::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
 use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
@@ -193,7 +194,7 @@ impl Call {
             direction: self.party.direction,
             from_uri: self.party.from_uri.clone(),
             to_uri: self.party.to_uri.clone(),
-            room_number: Some(self.room.number.clone()),
+            room_number: Some(self.room.number.to_string()),
             started_at_ms: self.party.started_ms,
             answered_at_ms: Some(self.party.started_ms),
             ended_at_ms: end.map(|(at, _)| at),
@@ -369,24 +370,24 @@ impl Calls {
     }
 
     fn in_room<'a>(&'a self, room: &'a str) -> impl Iterator<Item = &'a Call> + 'a {
-        self.calls.values().filter(move |c| c.room.number == room)
+        self.calls.values().filter(move |c| c.room.number == *room)
     }
 
     /// Everyone a room's limit counts: calls (in the IVR too) and browsers.
-    pub(super) fn occupancy(&self, room: &str) -> usize {
-        self.in_room(room).count() + self.browsers.values().filter(|b| b.room.number == room).count()
+    pub(super) fn occupancy(&self, room: &RoomNumber) -> usize {
+        self.in_room(room).count() + self.browsers.values().filter(|b| b.room.number == *room).count()
     }
 
     /// Participants in a room's mix, other than `except`.
-    pub(super) fn joined_in_room(&self, room: &str, except: ParticipantId) -> usize {
+    pub(super) fn joined_in_room(&self, room: &RoomNumber, except: ParticipantId) -> usize {
         let calls = self.in_room(room).filter(|c| c.joined() && c.id != except).count();
         let browsers =
-            self.browsers.values().filter(|b| b.room.number == room && b.in_mix() && b.id != except).count();
+            self.browsers.values().filter(|b| b.room.number == *room && b.in_mix() && b.id != except).count();
         calls + browsers
     }
 
     /// What the API shows of one participant, call or browser.
-    pub(super) fn view(&self, id: ParticipantId) -> Option<(String, ParticipantView)> {
+    pub(super) fn view(&self, id: ParticipantId) -> Option<(RoomNumber, ParticipantView)> {
         match (self.calls.get(&id), self.browsers.get(&id)) {
             (Some(call), _) => Some((call.room.number.clone(), call.view())),
             (_, Some(browser)) => Some((browser.room.number.clone(), browser.view())),
@@ -395,15 +396,15 @@ impl Calls {
     }
 
     pub fn conferences(&self) -> Vec<ConferenceView> {
-        let mut rooms: HashMap<&str, Vec<ParticipantView>> = HashMap::new();
+        let mut rooms: HashMap<&RoomNumber, Vec<ParticipantView>> = HashMap::new();
         for call in self.calls.values() {
-            rooms.entry(call.room.number.as_str()).or_default().push(call.view());
+            rooms.entry(&call.room.number).or_default().push(call.view());
         }
         for browser in self.browsers.values() {
-            rooms.entry(browser.room.number.as_str()).or_default().push(browser.view());
+            rooms.entry(&browser.room.number).or_default().push(browser.view());
         }
         for d in self.dialing.values() {
-            rooms.entry(d.room.number.as_str()).or_default().push(ParticipantView {
+            rooms.entry(&d.room.number).or_default().push(ParticipantView {
                 id: d.id,
                 display_name: d.target.clone(),
                 user: d.trunk.clone().unwrap_or_default(),
@@ -427,7 +428,7 @@ impl Calls {
             .into_iter()
             .map(|(room, mut participants)| {
                 participants.sort_by_key(|p| p.id);
-                ConferenceView { room: room.to_string(), participants }
+                ConferenceView { room: room.clone(), participants }
             })
             .collect();
         views.sort_by(|a, b| a.room.cmp(&b.room));
@@ -505,14 +506,14 @@ impl Core {
     /// Mute, deafen, or kick a participant from the API.
     pub(super) fn participant_action(
         &mut self,
-        room: &str,
+        room: &RoomNumber,
         id: ParticipantId,
         action: ParticipantAction,
     ) -> Result<Option<ParticipantView>, ControlError> {
-        if self.calls.browsers.get(&id).is_some_and(|b| b.room.number == room) {
+        if self.calls.browsers.get(&id).is_some_and(|b| b.room.number == *room) {
             return Ok(self.browser_action(id, action));
         }
-        let Some(call) = self.calls.call_mut(id).filter(|c| c.room.number == room) else {
+        let Some(call) = self.calls.call_mut(id).filter(|c| c.room.number == *room) else {
             return Err(ControlError::NoSuchParticipant);
         };
         match action {
@@ -560,8 +561,8 @@ impl Core {
         }
     }
 
-    pub(super) fn publish_left(&mut self, id: ParticipantId, room: &str) {
-        self.out.push(Output::Room(RoomEvent::Left { room: room.to_string(), id }));
+    pub(super) fn publish_left(&mut self, id: ParticipantId, room: &RoomNumber) {
+        self.out.push(Output::Room(RoomEvent::Left { room: room.clone(), id }));
     }
 
     pub(super) fn count_call(&self, result: &str) {

@@ -408,7 +408,7 @@ impl Core {
             joined: false,
         };
         let id = d.id;
-        let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
+        let labels = RoomCodecLabels { room: d.room.number.to_string(), codec: codec.name().into() };
         d.state = DialState::Early;
         d.sdp.early = Some((stream, codec));
         self.out.media(MediaCommand::Add(Box::new(leg)));
@@ -459,9 +459,9 @@ impl Core {
             Some(early_codec) => {
                 if early_codec != codec {
                     let metrics = &self.shared.metrics;
-                    let old = RoomCodecLabels { room: room.clone(), codec: early_codec.name().into() };
+                    let old = RoomCodecLabels { room: room.to_string(), codec: early_codec.name().into() };
                     metrics.active_legs.get_or_create(&old).dec();
-                    let new = RoomCodecLabels { room: room.clone(), codec: codec.name().into() };
+                    let new = RoomCodecLabels { room: room.to_string(), codec: codec.name().into() };
                     metrics.active_legs.get_or_create(&new).inc();
                 }
                 self.out.media(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
@@ -482,7 +482,7 @@ impl Core {
     fn end_dialing(&mut self, d: Dialing, cause: &str) {
         if let Some((_, codec)) = &d.sdp.early {
             self.out.media(MediaCommand::Remove(d.id));
-            let labels = RoomCodecLabels { room: d.room.number.clone(), codec: codec.name().into() };
+            let labels = RoomCodecLabels { room: d.room.number.to_string(), codec: codec.name().into() };
             self.shared.metrics.active_legs.get_or_create(&labels).dec();
         }
         tracing::info!(participant = %d.id, room = %d.room.number, to = %d.target, cause, "call out failed");
@@ -501,7 +501,7 @@ impl Core {
             direction: RecordDirection::Outbound,
             from_uri: String::new(),
             to_uri: d.invite.uri.to_string(),
-            room_number: Some(d.room.number.clone()),
+            room_number: Some(d.room.number.to_string()),
             started_at_ms: d.started_ms,
             answered_at_ms: None,
             ended_at_ms: Some(self.now.unix_ms),

@@ -29,6 +29,7 @@ use sip_stack::sdp::sdes::SrtpKeys;
 use tokio::sync::mpsc;
 
 use self::srtp::Srtp;
+use crate::ids::RoomNumber;
 use crate::limits::shrink_sparse;
 use crate::metrics::{EncodeLabels, Metrics};
 
@@ -55,7 +56,7 @@ const MAX_LATENESS: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct LegSetup {
     pub id: ParticipantId,
-    pub room: String,
+    pub room: RoomNumber,
     pub config: LegConfig,
     pub wire: Wire,
     /// SRTP keys from SDP (SDES) for a [`Wire::Udp`] leg; `None` for plain RTP.
@@ -88,7 +89,7 @@ pub enum Wire {
 #[derive(Debug, Clone)]
 pub enum Audience {
     Leg(ParticipantId),
-    Room(String),
+    Room(RoomNumber),
 }
 
 #[derive(Debug)]
@@ -205,7 +206,7 @@ struct Room {
 }
 
 struct WorkerLeg {
-    room: String,
+    room: RoomNumber,
     leg: LegId,
     config: LegConfig,
     wire: Wire,
@@ -230,7 +231,7 @@ struct Worker {
     rate: u32,
     commands: std_mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
-    rooms: HashMap<String, Room>,
+    rooms: HashMap<RoomNumber, Room>,
     legs: HashMap<ParticipantId, WorkerLeg>,
     rtp_timeout: Duration,
     hold_timeout: Option<Duration>,

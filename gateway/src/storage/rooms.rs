@@ -4,12 +4,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{duplicate, Storage, StorageError};
+use crate::ids::RoomNumber;
 
 /// A conference room as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
     /// What callers dial: digits, or a name for SIP URI dialling.
-    pub number: String,
+    pub number: RoomNumber,
     pub name: String,
     pub pin: Option<String>,
     pub moderator_pin: Option<String>,
@@ -79,7 +80,7 @@ impl Storage {
             "INSERT INTO rooms (number, name, pin, moderator_pin, max_participants, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
-        .bind(&room.number)
+        .bind(room.number.as_str())
         .bind(&room.name)
         .bind(&room.pin)
         .bind(&room.moderator_pin)
@@ -175,7 +176,7 @@ impl Storage {
             "UPDATE rooms SET name = $2, pin = $3, moderator_pin = $4, max_participants = $5,
              updated_at = $6 WHERE number = $1",
         )
-        .bind(&room.number)
+        .bind(room.number.as_str())
         .bind(&room.name)
         .bind(&room.pin)
         .bind(&room.moderator_pin)
@@ -185,7 +186,7 @@ impl Storage {
         .await?;
         if update.dids.is_some() {
             sqlx::query("DELETE FROM room_dids WHERE room_number = $1")
-                .bind(&room.number)
+                .bind(room.number.as_str())
                 .execute(&mut *tx)
                 .await?;
             insert_dids(&mut tx, &room.number, &room.dids).await?;
@@ -225,7 +226,7 @@ async fn insert_dids(
 fn room_from_row(row: &sqlx::any::AnyRow) -> Result<Room, StorageError> {
     let max: Option<i64> = row.try_get("max_participants")?;
     Ok(Room {
-        number: row.try_get("number")?,
+        number: row.try_get::<String, _>("number")?.into(),
         name: row.try_get("name")?,
         pin: row.try_get("pin")?,
         moderator_pin: row.try_get("moderator_pin")?,

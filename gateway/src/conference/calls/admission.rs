@@ -262,7 +262,7 @@ impl Core {
                 srtp: stream.srtp,
             });
         }
-        let labels = RoomCodecLabels { room: call.room.number.clone(), codec: call.sdp.codec.name().into() };
+        let labels = RoomCodecLabels { room: call.room.number.to_string(), codec: call.sdp.codec.name().into() };
         self.shared.metrics.active_legs.get_or_create(&labels).inc();
         let room = call.room.number.clone();
         if call.joined() {
@@ -274,12 +274,12 @@ impl Core {
     }
 
     /// Tones for the room, and the "first participant" prompt for a caller alone.
-    pub(in crate::conference) fn announce_join(&mut self, id: ParticipantId, room: &str) {
+    pub(in crate::conference) fn announce_join(&mut self, id: ParticipantId, room: &RoomNumber) {
         if self.calls.joined_in_room(room, id) == 0 {
             self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.first_participant.clone()));
         } else {
             let tone = self.prompts.join_tone.clone();
-            self.out.media(MediaCommand::Play(Audience::Room(room.to_string()), tone));
+            self.out.media(MediaCommand::Play(Audience::Room(room.clone()), tone));
         }
     }
 }

@@ -111,7 +111,7 @@ impl Core {
                         (_, Some(b)) => (&b.room.number, "opus", &mut b.lost_reported, &mut b.stats),
                         _ => return,
                     };
-                let labels = RoomCodecLabels { room: room.clone(), codec: codec.into() };
+                let labels = RoomCodecLabels { room: room.to_string(), codec: codec.into() };
                 let metrics = &self.shared.metrics;
                 if stats.lost > *lost_reported {
                     metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - *lost_reported);

@@ -24,6 +24,7 @@ use crate::control::{
     BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
 };
 use crate::http::Client;
+use crate::ids::RoomNumber;
 use crate::limits::SourceSlot;
 use crate::media::{ParticipantId, Wire};
 use crate::signalling::webrtc::peer::{self, PeerError, PeerEvent, PeerSetup};
@@ -90,7 +91,7 @@ fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool 
 /// A browser in a room, and what its session listens to besides the socket.
 struct Joined {
     id: ParticipantId,
-    room: String,
+    room: RoomNumber,
     connection: Arc<dyn PeerConnection>,
     joined_at: Instant,
     /// Remote candidates taken so far.
@@ -331,14 +332,14 @@ async fn leave(shared: &Shared, joined: Joined, cause: Cause) {
 }
 
 /// Who is in a room now.
-async fn participants(shared: &Shared, room: &str) -> Vec<ParticipantView> {
+async fn participants(shared: &Shared, room: &RoomNumber) -> Vec<ParticipantView> {
     let (reply, conferences) = oneshot::channel();
     let _ = shared.control.send(Control::Conferences(reply)).await;
     conferences
         .await
         .unwrap_or_default()
         .into_iter()
-        .find(|c| c.room == room)
+        .find(|c| c.room == *room)
         .map(|c| c.participants)
         .unwrap_or_default()
 }
@@ -361,6 +362,7 @@ async fn join(
             return Err(ServerMessage::error("unavailable", "the room cannot be looked up now"));
         }
     };
+    let number = room.number.clone();
     // The offer read with our SDP type: Opus's payload type and the keypad's events.
     let ours = LocalAudio {
         address: IpAddr::from([0, 0, 0, 0]),

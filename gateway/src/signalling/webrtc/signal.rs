@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ParticipantView, RoomEvent};
+use crate::ids::RoomNumber;
 use crate::media::ParticipantId;
 
 /// The largest message taken: an SDP offer with many codecs and candidates fits well.
@@ -114,7 +115,7 @@ pub enum ServerMessage {
     /// In the room: who we are, and who is there.
     Joined {
         id: ParticipantId,
-        room: String,
+        room: RoomNumber,
         moderator: bool,
         participants: Vec<ParticipantView>,
     },
