@@ -48,7 +48,7 @@ pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let sip = sip::Listeners::bind(&config.sip).await?;
     let http_listener = http::bind(&config.http).await?;
 
-    let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
+    let trunk_names: Vec<String> = config.trunks.iter().map(|t| t.name.to_string()).collect();
     storage.retain_trunks(&trunk_names).await.context("pruning trunk status")?;
     let rate = config.conference.mix_rate;
     let prompts = Prompts::load(&config.prompts, rate).context("loading prompts")?;
@@ -136,7 +136,7 @@ async fn apply(shared: &Arc<Shared>, reload: &Reload, applied: &Config) -> anyho
         tracing::warn!(table = %format!("[{table}]"), "changed in the configuration: takes effect at the next restart");
     }
     if config.trunks != applied.trunks {
-        let names: Vec<String> = config.trunks.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<String> = config.trunks.iter().map(|t| t.name.to_string()).collect();
         shared.storage.retain_trunks(&names).await.context("pruning trunk status")?;
     }
     let trunks = config.trunks.clone();

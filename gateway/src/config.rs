@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::ids::TrunkName;
+
 /// Environment variables that override the file (and the defaults).
 pub const ENV_DATABASE_URL: &str = "GATEWAY_DATABASE_URL";
 pub const ENV_SIP_UDP: &str = "GATEWAY_SIP_UDP";
@@ -58,7 +60,7 @@ pub enum TrunkTransport {
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     /// Unique name, used in the API, metrics and logs.
-    pub name: String,
+    pub name: TrunkName,
     /// Registrar/proxy URI: `sip:host[:port]`.
     pub proxy: SipUri,
     #[serde(default)]

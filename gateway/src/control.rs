@@ -6,8 +6,8 @@ use mixer::conference::LegConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::ids::{RoomNumber, TrunkName};
 use crate::media::{ParticipantId, Wire};
-use crate::ids::RoomNumber;
 use crate::storage::Room;
 
 /// Why a call ended, as written in its record and counted in metrics.
@@ -83,7 +83,7 @@ pub struct ParticipantView {
 /// A trunk's state as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrunkView {
-    pub name: String,
+    pub name: TrunkName,
     pub state: &'static str,
     /// The last error, or why the credentials were refused.
     pub detail: Option<String>,
@@ -102,7 +102,7 @@ pub struct TrunkView {
 impl TrunkView {
     pub fn new(name: &str, state: &'static str, contact: String) -> TrunkView {
         TrunkView {
-            name: name.to_string(),
+            name: name.into(),
             state,
             detail: None,
             registered_until_ms: None,
@@ -136,7 +136,7 @@ pub struct DialRequest {
     /// A SIP URI (`sip:2000@192.0.2.7:5060`), or a phone number when `trunk` is given.
     pub to: String,
     /// The `[[trunk]]` to call through (its proxy, its From user, its credentials).
-    pub trunk: Option<String>,
+    pub trunk: Option<TrunkName>,
     /// Seconds to ring before giving up with CANCEL (default 60).
     pub ring_timeout_secs: Option<u32>,
 }

@@ -35,11 +35,11 @@ use sip_stack::transport::{Peer, Transport};
 use super::browsers::Browser;
 use super::core::{Core, Lookup, LookupKind, Output, ALLOW};
 use super::dialout::Dialing;
-use super::invite::Admission;
+use super::invite::{Admission, Caller};
 use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::config::SrtpMode;
-use crate::ids::RoomNumber;
 use crate::control::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
+use crate::ids::RoomNumber;
 use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
@@ -103,6 +103,8 @@ pub struct Call {
 struct Party {
     direction: RecordDirection,
     user: String,
+    /// Who a wrong PIN from this call counts against.
+    guessing: PinSource,
     display_name: String,
     from_uri: String,
     to_uri: String,
@@ -407,7 +409,7 @@ impl Calls {
             rooms.entry(&d.room.number).or_default().push(ParticipantView {
                 id: d.id,
                 display_name: d.target.clone(),
-                user: d.trunk.clone().unwrap_or_default(),
+                user: d.trunk.as_deref().unwrap_or_default().to_string(),
                 codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
                 direction: "outbound",
                 state: d.state.as_str(),
@@ -466,7 +468,9 @@ impl Core {
             },
             party: Party {
                 direction: RecordDirection::Outbound,
-                user: d.trunk.unwrap_or_default(),
+                user: d.trunk.map(String::from).unwrap_or_default(),
+                // Calls out are not asked for a PIN.
+                guessing: PinSource::Address(d.peer.addr.ip()),
                 display_name: d.target,
                 from_uri: d
                     .invite
@@ -717,14 +721,14 @@ fn info_digit(request: &InboundRequest) -> Option<char> {
 
 /// Who a wrong PIN counts against: a trunk's caller by caller ID (the From user), anyone else
 /// by address.
-fn pin_source(user: &str, from_uri: &str, addr: IpAddr) -> PinSource {
-    match user.strip_prefix("trunk:") {
-        Some(trunk) => {
+fn pin_source(caller: &Caller, from_uri: &str, addr: IpAddr) -> PinSource {
+    match caller {
+        Caller::Trunk(trunk) => {
             let caller = from_uri.split_once(':').map_or(from_uri, |(_, rest)| rest);
             let caller = caller.split(['@', ';']).next().unwrap_or("");
-            PinSource::Caller { trunk: trunk.to_string(), caller: caller.to_string() }
+            PinSource::Caller { trunk: trunk.clone(), caller: caller.to_string() }
         }
-        None => PinSource::Address(addr),
+        Caller::User(_) => PinSource::Address(addr),
     }
 }
 
@@ -759,9 +763,12 @@ mod tests {
     fn trunk_callers_count_by_caller_id_and_phones_by_address() {
         let ip: IpAddr = [192, 0, 2, 7].into();
         assert_eq!(
-            pin_source("trunk:carrier", "sip:+15551230000@carrier.example;user=phone", ip),
+            pin_source(&Caller::Trunk("carrier".into()), "sip:+15551230000@carrier.example;user=phone", ip),
             PinSource::Caller { trunk: "carrier".into(), caller: "+15551230000".into() }
         );
-        assert_eq!(pin_source("alice", "sip:alice@192.0.2.7", ip), PinSource::Address(ip));
+        assert_eq!(
+            pin_source(&Caller::User("alice".into()), "sip:alice@192.0.2.7", ip),
+            PinSource::Address(ip)
+        );
     }
 }

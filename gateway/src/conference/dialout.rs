@@ -31,6 +31,7 @@ use super::core::{Core, ALLOW};
 use crate::config::IdentityHeader;
 use crate::control::{Cause, ControlError, DialRequest};
 use crate::dns;
+use crate::ids::TrunkName;
 use crate::media::ports::PortPair;
 use crate::media::{LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
@@ -73,7 +74,7 @@ pub struct Dialing {
     pub id: ParticipantId,
     pub room: Room,
     pub target: String,
-    pub trunk: Option<String>,
+    pub trunk: Option<TrunkName>,
     pub state: DialState,
     pub started_ms: i64,
     pub(super) invite: rsip::Request,
@@ -213,7 +214,8 @@ impl Core {
                 let Some(peer) = self.trunks.address(trunk) else {
                     return bad(format!("trunk `{}`'s proxy does not resolve to an address", trunk.name));
                 };
-                let host = trunk.domain.as_ref().map_or_else(|| proxy.host_with_port.to_string(), |d| d.to_string());
+                let host =
+                    trunk.domain.as_ref().map_or_else(|| proxy.host_with_port.to_string(), |d| d.to_string());
                 let uri = if to.starts_with("sip:") {
                     to.to_string()
                 } else if is_number(to) {

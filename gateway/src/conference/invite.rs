@@ -9,6 +9,7 @@ use sip_stack::transaction::ServerTx;
 use sip_stack::transport::Peer;
 
 use super::core::Command;
+use crate::ids::TrunkName;
 use crate::signalling::sip::auth::authenticate;
 use crate::signalling::sip::auth::Context;
 use crate::signalling::sip::new_tag;
@@ -21,13 +22,32 @@ pub struct Admission {
     pub request: InboundRequest,
     pub from: Peer,
     pub room: Room,
-    pub user: String,
+    pub caller: Caller,
+}
+
+/// Who an admitted INVITE is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A user of `gateway user add`, authenticated by digest.
+    User(String),
+    /// Whoever a trunk's call is from: the trunk vouches for it by its address.
+    Trunk(TrunkName),
+}
+
+/// As call records and the API show it: the username, or `trunk:` and the trunk's name.
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::User(name) => f.write_str(name),
+            Caller::Trunk(trunk) => write!(f, "trunk:{trunk}"),
+        }
+    }
 }
 
 /// The verdict on a new INVITE: admitted, or refused with its response.
 pub async fn admit(ctx: &Context, tx: ServerTx, request: InboundRequest, from: Peer) -> Command {
     match check(ctx, &request, from).await {
-        Ok((room, user)) => Command::Admit(Box::new(Admission { tx, request, from, room, user })),
+        Ok((room, caller)) => Command::Admit(Box::new(Admission { tx, request, from, room, caller })),
         Err((response, known_caller)) => Command::Refuse { tx, response, known_caller },
     }
 }
@@ -36,13 +56,15 @@ async fn check(
     ctx: &Context,
     request: &InboundRequest,
     from: Peer,
-) -> Result<(Room, String), (rsip::Response, bool)> {
+) -> Result<(Room, Caller), (rsip::Response, bool)> {
     // A trunk's calls are known by where they come from; everyone else authenticates.
     let trunks = ctx.shared.trunk_configs();
     let trunk = trunks.iter().find(|t| t.trusts(from.addr));
     let caller = match trunk {
-        Some(trunk) => format!("trunk:{}", trunk.name),
-        None => authenticate(ctx, request, from).await.map_err(|response| (response, false))?.username,
+        Some(trunk) => Caller::Trunk(trunk.name.clone()),
+        None => Caller::User(
+            authenticate(ctx, request, from).await.map_err(|response| (response, false))?.username,
+        ),
     };
     room_for(ctx, request, trunk.is_some(), caller).await.map_err(|response| (response, true))
 }
@@ -52,8 +74,8 @@ async fn room_for(
     ctx: &Context,
     request: &InboundRequest,
     from_trunk: bool,
-    caller: String,
-) -> Result<(Room, String), rsip::Response> {
+    caller: Caller,
+) -> Result<(Room, Caller), rsip::Response> {
     let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let Some(number) = dialled_number(request) else {
         return Err(reply(StatusCode::NotFound));

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::ids::TrunkName;
 use crate::limits::shrink_sparse;
 
 /// What a digit (or the timeout) led to.
@@ -114,7 +115,7 @@ impl PinEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PinSource {
     Address(IpAddr),
-    Caller { trunk: String, caller: String },
+    Caller { trunk: TrunkName, caller: String },
 }
 
 /// Why PIN entry is refused.

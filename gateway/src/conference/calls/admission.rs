@@ -45,7 +45,8 @@ impl Core {
     }
 
     pub(in crate::conference) fn on_admitted(&mut self, admission: Admission) {
-        let Admission { tx, request, from, room, user } = admission;
+        let Admission { tx, request, from, room, caller } = admission;
+        let user = caller.to_string();
         match self.calls.pending.remove(&tx) {
             Some(p) if !p.cancelled => {}
             // Cancelled meanwhile (answered with 487), or the transaction is gone.
@@ -68,7 +69,7 @@ impl Core {
         }
         let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
         let from_uri = request.envelope.from.uri.to_string();
-        let guessing = pin_source(&user, &from_uri, from.addr.ip());
+        let guessing = pin_source(&caller, &from_uri, from.addr.ip());
         match has_pin.then(|| self.calls.guard.blocked(now, &guessing, &room.number)).flatten() {
             Some(PinBlock::Source) => {
                 return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this caller")
@@ -197,6 +198,7 @@ impl Core {
             party: Party {
                 direction: RecordDirection::Inbound,
                 user,
+                guessing: guessing.clone(),
                 display_name: from_header
                     .display_name
                     .clone()
@@ -262,7 +264,8 @@ impl Core {
                 srtp: stream.srtp,
             });
         }
-        let labels = RoomCodecLabels { room: call.room.number.to_string(), codec: call.sdp.codec.name().into() };
+        let labels =
+            RoomCodecLabels { room: call.room.number.to_string(), codec: call.sdp.codec.name().into() };
         self.shared.metrics.active_legs.get_or_create(&labels).inc();
         let room = call.room.number.clone();
         if call.joined() {

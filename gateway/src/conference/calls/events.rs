@@ -37,7 +37,7 @@ impl Core {
     pub(super) fn pin_step(&mut self, id: ParticipantId, step: PinStep, now: Instant) {
         self.calls.touched.insert(id);
         let Some(call) = self.calls.calls.get_mut(&id) else { return };
-        let source = pin_source(&call.party.user, &call.party.from_uri, call.peer.addr.ip());
+        let source = call.party.guessing.clone();
         match step {
             PinStep::More => {}
             PinStep::Wrong { left } => {

@@ -16,6 +16,7 @@ use crate::clock::{instant_to_unix_ms, Now};
 use crate::config::{TrunkConfig, TrunkTransport};
 use crate::control::TrunkView;
 use crate::dns::{self, HostPort, Names};
+use crate::ids::TrunkName;
 use crate::metrics::{Metrics, TrunkLabels};
 use crate::storage::TrunkStatus;
 
@@ -122,7 +123,7 @@ pub struct Trunks {
 pub enum TrunkOutput {
     View(TrunkView),
     /// Taken out of the configuration.
-    Removed(String),
+    Removed(TrunkName),
     Status(TrunkStatus),
     /// A proxy's name to look up; the answer comes to [`Trunks::resolved`].
     Resolve(HostPort),
@@ -272,7 +273,7 @@ impl Trunks {
             } else {
                 tracing::info!(trunk = %t.name, "trunk removed from the configuration");
                 self.outbox.push_back(TrunkOutput::Removed(t.name.clone()));
-                let labels = TrunkLabels { trunk: t.name.clone() };
+                let labels = TrunkLabels { trunk: t.name.to_string() };
                 metrics.trunk_registered.remove(&labels);
                 metrics.trunk_reachable.remove(&labels);
             }
@@ -445,7 +446,10 @@ impl Trunks {
         }
         view.reachable = Some(answered);
         view.options_rtt_ms = rtt.or(view.options_rtt_ms.filter(|_| answered));
-        metrics.trunk_reachable.get_or_create(&TrunkLabels { trunk: name }).set(i64::from(answered));
+        metrics
+            .trunk_reachable
+            .get_or_create(&TrunkLabels { trunk: name.to_string() })
+            .set(i64::from(answered));
         self.outbox.push_back(TrunkOutput::View(view.clone()));
     }
 
@@ -587,12 +591,12 @@ fn publish(runner: &mut Runner, now: Now, metrics: &Metrics, outbox: &mut VecDeq
         RegState::Unregistered => view.registered_until_ms = None,
         _ => {}
     }
-    let labels = TrunkLabels { trunk: view.name.clone() };
+    let labels = TrunkLabels { trunk: view.name.to_string() };
     let up = matches!(state, RegState::Registered { .. });
     metrics.trunk_registered.get_or_create(&labels).set(i64::from(up));
     outbox.push_back(TrunkOutput::View(view.clone()));
     let status = TrunkStatus {
-        name: view.name.clone(),
+        name: view.name.to_string(),
         state: view.state.to_string(),
         detail: view.detail.clone(),
         registered_until_ms: view.registered_until_ms,
