@@ -44,60 +44,33 @@ impl Core {
         self.respond(tx, response);
     }
 
+    /// An INVITE that passed its look-ups: the room's checks, the offer and session timer
+    /// negotiated, the 200 sent, and the call begun.
     pub(in crate::conference) fn on_admitted(&mut self, admission: Admission) {
         let Admission { tx, request, from, room, caller } = admission;
-        let user = caller.to_string();
         match self.calls.pending.remove(&tx) {
             Some(p) if !p.cancelled => {}
             // Cancelled meanwhile (answered with 487), or the transaction is gone.
             _ => return,
         }
-        let now = self.now.at;
-        let refuse = |core: &mut Core, status: StatusCode, why: &str| {
+        let user = caller.to_string();
+        let refused = |core: &mut Core, refusal: Refusal| {
+            let Refusal(status, why) = refusal;
             tracing::info!(room = %room.number, user, code = status.code(), why, "call refused");
             core.count_call(&status.code().to_string());
             let response = response_to(&request, status, Some(&new_tag()), core.server());
             core.write_refusal(&response, Some(&room.number));
             core.respond(tx, response);
         };
-        if self.shared.is_draining() {
-            return refuse(self, StatusCode::ServiceUnavailable, "shutting down");
-        }
-        let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);
-        if self.calls.occupancy(&room.number) >= limit as usize {
-            return refuse(self, StatusCode::BusyHere, "room full");
-        }
-        let has_pin = room.pin.is_some() || room.moderator_pin.is_some();
-        let from_uri = request.envelope.from.uri.to_string();
-        let guessing = pin_source(&caller, &from_uri, from.addr.ip());
-        match has_pin.then(|| self.calls.guard.blocked(now, &guessing, &room.number)).flatten() {
-            Some(PinBlock::Source) => {
-                return refuse(self, StatusCode::Forbidden, "too many wrong PINs from this caller")
-            }
-            Some(PinBlock::Room) => {
-                return refuse(self, StatusCode::Forbidden, "too many wrong PINs for this room")
-            }
-            None => {}
-        }
-        // An INVITE without a body asks us to offer; the answer comes in the ACK (RFC 3261
-        // §13.2.1, "late offer", common with trunks and PBXes).
-        let offer = if request.request.body.is_empty() {
-            None
-        } else {
-            match sdp::parse(&request.request.body) {
-                Ok(offer) => Some(offer),
-                Err(e) => {
-                    tracing::info!(error = %e, "INVITE with a broken SDP offer");
-                    return refuse(self, StatusCode::NotAcceptableHere, "SDP does not parse");
-                }
-            }
+        let guessing = match self.room_admits(&room, &caller, &request, from) {
+            Ok(guessing) => guessing,
+            Err(refusal) => return refused(self, refusal),
         };
-        let policy = SessionTimerPolicy {
-            min_se: 90,
-            session_expires: self.shared.config.conference.session_expires_secs,
-            max_session_expires: self.shared.config.conference.max_session_expires_secs,
+        let offer = match read_offer(&request) {
+            Ok(offer) => offer,
+            Err(refusal) => return refused(self, refusal),
         };
-        let timer = session_timer::negotiate_uas(&request.request, &policy);
+        let timer = session_timer::negotiate_uas(&request.request, &self.session_policy());
         if let UasDecision::TooSmall { .. } = timer {
             let mut response =
                 response_to(&request, StatusCode::SessionIntervalTooSmall, Some(&new_tag()), self.server());
@@ -107,108 +80,63 @@ impl Core {
             self.count_call("422");
             return self.respond(tx, response);
         }
-        let ports = match self.ports.allocate() {
-            Ok(ports) => ports,
-            Err(e) => {
-                tracing::error!(error = %e, "no RTP port for a call");
-                return refuse(self, StatusCode::ServiceUnavailable, "no RTP port");
-            }
-        };
-        let advertised = self.advertised_ip(from.addr);
-        let local = local_audio(advertised, ports.port, srtp_policy(self.shared.config.rtp.srtp));
-        let sdp_session = rand::random::<u32>() as u64;
-        let (body, stream, pending_media) = match offer {
-            Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
-                Ok((answer, stream)) => (answer, stream, None),
-                Err(e) => {
-                    tracing::info!(error = %e, "SDP offer refused");
-                    let reason = match e {
-                        SdpError::Srtp { .. } => "SRTP policy",
-                        _ => "no codec in common",
-                    };
-                    return refuse(self, StatusCode::NotAcceptableHere, reason);
-                }
-            },
-            None => {
-                tracing::debug!("INVITE without SDP: offering in the 200, the answer comes in the ACK");
-                let ours = sdp::offer(&local, sdp_session, 1);
-                (ours.clone(), no_stream_yet(), Some(ours))
-            }
-        };
-        let Some(codec) = audio_codec(&stream.codec) else {
-            return refuse(self, StatusCode::NotAcceptableHere, "no codec in common");
+        let answer = match self.negotiate(offer, from) {
+            Ok(answer) => answer,
+            Err(refusal) => return refused(self, refusal),
         };
         let tag = new_tag();
-        let contact = self.contact(&room.number, advertised, from.transport);
+        let contact = self.contact(&room.number, answer.advertised, from.transport);
         let mut dialog = match Dialog::uas(&request, &tag, &contact, rand::random::<u16>() as u32) {
             Ok(dialog) => dialog,
             Err(e) => {
                 tracing::info!(error = %e, "INVITE cannot make a dialog");
-                return refuse(self, StatusCode::BadRequest, "no dialog");
+                return refused(self, Refusal(StatusCode::BadRequest, "no dialog"));
             }
         };
         dialog.state = sip_stack::dialog::DialogState::Confirmed;
-
-        let mut ok = response_to(&request, StatusCode::OK, Some(&tag), self.server());
-        push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
-        push_header(&mut ok, Header::Allow(ALLOW.into()));
-        push_header(&mut ok, Header::Supported("timer".into()));
-        let (session, session_interval) = match timer {
-            UasDecision::Use { interval, refresher, .. } => {
-                for h in timer.response_headers() {
-                    push_header(&mut ok, h);
-                }
-                (Some(SessionTimer::new(now, interval, refresher == Refresher::Uas)), interval)
-            }
-            UasDecision::TooSmall { .. } => (None, 0),
-        };
-        set_body(&mut ok, "application/sdp", body.to_string().into_bytes());
+        let (ok, session, session_interval) =
+            self.ok_response(&request, &tag, &contact, &timer, &answer.body);
         let to = self.layer.server_peer(tx).unwrap_or(from);
         let bytes = Bytes::from(response_bytes(&ok));
         self.respond(tx, ok);
 
-        let id = self.calls.new_id();
-        let on_hold = !stream.direction.sends();
-        let started_ms = self.now.unix_ms;
-        let from_header = &request.envelope.from;
+        let now = self.now.at;
         let call = Call {
-            id,
+            id: self.calls.new_id(),
             invite_tx: None,
             dialog,
             peer: from,
-            via_host: format!("{}:{}", advertised, self.sip_port(from.transport)),
+            via_host: format!("{}:{}", answer.advertised, self.sip_port(from.transport)),
             peer_allows_update: allows(&request.request.headers, "UPDATE"),
-            stage: if has_pin {
-                let c = &self.shared.config.conference;
-                Stage::Pin(PinEntry::new(
-                    now,
-                    room.pin.clone(),
-                    room.moderator_pin.clone(),
-                    c.pin_attempts,
-                    Duration::from_secs(u64::from(c.pin_digit_timeout_secs)),
-                ))
-            } else {
-                Stage::Joined { moderator: false }
-            },
-            room,
-            media: match pending_media {
-                Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports },
-                None => Media::Pending(ports),
+            stage: self.first_stage(&room),
+            media: match answer.our_offer {
+                Some(offer) => Media::AwaitingAnswer { offer: Box::new(offer), ports: answer.ports },
+                None => Media::Pending(answer.ports),
             },
             party: Party {
                 direction: RecordDirection::Inbound,
                 user,
-                guessing: guessing.clone(),
-                display_name: from_header
+                guessing,
+                display_name: request
+                    .envelope
+                    .from
                     .display_name
-                    .clone()
+                    .as_ref()
                     .map(|d| d.trim_matches('"').to_string())
                     .unwrap_or_default(),
-                from_uri: from_header.uri.to_string(),
+                from_uri: request.envelope.from.uri.to_string(),
                 to_uri: request.envelope.to.uri.to_string(),
-                started_ms,
+                started_ms: self.now.unix_ms,
             },
-            sdp: Negotiation { local, sdp_session, sdp_version: 1, stream, codec, reoffer: None },
+            leg: LegState { on_hold: !answer.stream.direction.sends(), ..LegState::default() },
+            sdp: Negotiation {
+                local: answer.local,
+                sdp_session: answer.sdp_session,
+                sdp_version: 1,
+                stream: answer.stream,
+                codec: answer.codec,
+                reoffer: None,
+            },
             timers: Timers {
                 ok: Some(PendingOk {
                     timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
@@ -220,11 +148,135 @@ impl Core {
                 reinvite_pending: false,
                 retry_refresh_at: None,
             },
-            leg: LegState { on_hold, ..LegState::default() },
+            room,
         };
+        self.begin_call(call);
+    }
+
+    /// The room's own checks: open for calls, not full, and the caller not locked out of its
+    /// PIN. What a wrong PIN from this caller will count against, when it may come in.
+    fn room_admits(
+        &mut self,
+        room: &Room,
+        caller: &Caller,
+        request: &InboundRequest,
+        from: Peer,
+    ) -> Result<PinSource, Refusal> {
+        if self.shared.is_draining() {
+            return Err(Refusal(StatusCode::ServiceUnavailable, "shutting down"));
+        }
+        let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);
+        if self.calls.occupancy(&room.number) >= limit as usize {
+            return Err(Refusal(StatusCode::BusyHere, "room full"));
+        }
+        let guessing = pin_source(caller, &request.envelope.from.uri.to_string(), from.addr.ip());
+        if room.pin.is_some() || room.moderator_pin.is_some() {
+            match self.calls.guard.blocked(self.now.at, &guessing, &room.number) {
+                Some(PinBlock::Source) => {
+                    return Err(Refusal(StatusCode::Forbidden, "too many wrong PINs from this caller"))
+                }
+                Some(PinBlock::Room) => {
+                    return Err(Refusal(StatusCode::Forbidden, "too many wrong PINs for this room"))
+                }
+                None => {}
+            }
+        }
+        Ok(guessing)
+    }
+
+    fn session_policy(&self) -> SessionTimerPolicy {
+        let conference = &self.shared.config.conference;
+        SessionTimerPolicy {
+            min_se: 90,
+            session_expires: conference.session_expires_secs,
+            max_session_expires: conference.max_session_expires_secs,
+        }
+    }
+
+    /// Ports, our SDP, and the answer to `offer` (or our offer, when the INVITE had none).
+    fn negotiate(&mut self, offer: Option<sdp::Session>, from: Peer) -> Result<Answer, Refusal> {
+        let ports = match self.ports.allocate() {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::error!(error = %e, "no RTP port for a call");
+                return Err(Refusal(StatusCode::ServiceUnavailable, "no RTP port"));
+            }
+        };
+        let advertised = self.advertised_ip(from.addr);
+        let local = local_audio(advertised, ports.port, srtp_policy(self.shared.config.rtp.srtp));
+        let sdp_session = rand::random::<u32>() as u64;
+        let (body, stream, our_offer) = match offer {
+            Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
+                Ok((answer, stream)) => (answer, stream, None),
+                Err(e) => {
+                    tracing::info!(error = %e, "SDP offer refused");
+                    let reason = match e {
+                        SdpError::Srtp { .. } => "SRTP policy",
+                        _ => "no codec in common",
+                    };
+                    return Err(Refusal(StatusCode::NotAcceptableHere, reason));
+                }
+            },
+            None => {
+                tracing::debug!("INVITE without SDP: offering in the 200, the answer comes in the ACK");
+                let ours = sdp::offer(&local, sdp_session, 1);
+                (ours.clone(), no_stream_yet(), Some(ours))
+            }
+        };
+        let Some(codec) = audio_codec(&stream.codec) else {
+            return Err(Refusal(StatusCode::NotAcceptableHere, "no codec in common"));
+        };
+        Ok(Answer { ports, advertised, local, sdp_session, body, stream, codec, our_offer })
+    }
+
+    /// The 200 with our SDP, and the session timer it agrees to.
+    fn ok_response(
+        &self,
+        request: &InboundRequest,
+        tag: &str,
+        contact: &str,
+        timer: &UasDecision,
+        body: &sdp::Session,
+    ) -> (rsip::Response, Option<SessionTimer>, u32) {
+        let mut ok = response_to(request, StatusCode::OK, Some(tag), self.server());
+        push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
+        push_header(&mut ok, Header::Allow(ALLOW.into()));
+        push_header(&mut ok, Header::Supported("timer".into()));
+        let (session, interval) = match *timer {
+            UasDecision::Use { interval, refresher, .. } => {
+                for h in timer.response_headers() {
+                    push_header(&mut ok, h);
+                }
+                (Some(SessionTimer::new(self.now.at, interval, refresher == Refresher::Uas)), interval)
+            }
+            UasDecision::TooSmall { .. } => (None, 0),
+        };
+        set_body(&mut ok, "application/sdp", body.to_string().into_bytes());
+        (ok, session, interval)
+    }
+
+    /// A room with a PIN asks for it first; any other joins at once.
+    fn first_stage(&self, room: &Room) -> Stage {
+        if room.pin.is_none() && room.moderator_pin.is_none() {
+            return Stage::Joined { moderator: false };
+        }
+        let c = &self.shared.config.conference;
+        Stage::Pin(PinEntry::new(
+            self.now.at,
+            room.pin.clone(),
+            room.moderator_pin.clone(),
+            c.pin_attempts,
+            Duration::from_secs(u64::from(c.pin_digit_timeout_secs)),
+        ))
+    }
+
+    /// An answered call from here on: its record written, its media started unless the
+    /// answer to our offer is still to come in the ACK.
+    fn begin_call(&mut self, call: Call) {
+        let id = call.id;
         tracing::info!(
-            participant = %id, room = %call.room.number, user = %call.party.user, codec = codec.name(),
-            pin = has_pin, "call answered"
+            participant = %id, room = %call.room.number, user = %call.party.user, codec = call.sdp.codec.name(),
+            pin = matches!(call.stage, Stage::Pin(_)), "call answered"
         );
         self.calls.by_dialog.insert(call.dialog.id.clone(), id);
         let awaiting = matches!(call.media, Media::AwaitingAnswer { .. });
@@ -283,6 +335,37 @@ impl Core {
         } else {
             let tone = self.prompts.join_tone.clone();
             self.out.media(MediaCommand::Play(Audience::Room(room.clone()), tone));
+        }
+    }
+}
+
+/// Why an admitted INVITE is refused after all: the status, and what the log says.
+struct Refusal(StatusCode, &'static str);
+
+/// What negotiating an INVITE's offer settled.
+struct Answer {
+    ports: PortPair,
+    advertised: IpAddr,
+    local: LocalAudio,
+    sdp_session: u64,
+    /// Our answer, or our offer when the INVITE had none.
+    body: sdp::Session,
+    stream: AudioStream,
+    codec: AudioCodec,
+    our_offer: Option<sdp::Session>,
+}
+
+/// The INVITE's offer; none asks us to offer, and the answer comes in the ACK (RFC 3261
+/// §13.2.1, "late offer", common with trunks and PBXes).
+fn read_offer(request: &InboundRequest) -> Result<Option<sdp::Session>, Refusal> {
+    if request.request.body.is_empty() {
+        return Ok(None);
+    }
+    match sdp::parse(&request.request.body) {
+        Ok(offer) => Ok(Some(offer)),
+        Err(e) => {
+            tracing::info!(error = %e, "INVITE with a broken SDP offer");
+            Err(Refusal(StatusCode::NotAcceptableHere, "SDP does not parse"))
         }
     }
 }
