@@ -192,7 +192,6 @@ impl Core {
         let room = browser.room.number.clone();
         // Written when it joins, so a crash from here on still leaves its record.
         let record = browser.record(None);
-        let (muted, deaf, labels) = (browser.muted, browser.deaf, browser.labels());
         self.out.media(MediaCommand::Add(Box::new(LegSetup {
             id,
             room: room.clone(),
@@ -201,13 +200,13 @@ impl Core {
             srtp: None,
             joined: true,
         })));
-        if muted {
+        if browser.muted {
             self.out.media(MediaCommand::SetMuted(id, true));
         }
-        if deaf {
+        if browser.deaf {
             self.out.media(MediaCommand::SetDeaf(id, true));
         }
-        self.shared.metrics.active_legs.get_or_create(&labels).inc();
+        self.shared.metrics.active_legs.get_or_create(&browser.labels()).inc();
         self.write_record(record);
         self.announce_join(id, &room);
         self.publish(id);

@@ -76,8 +76,9 @@ pub(super) enum Output {
     Trunk(TrunkOutput),
     /// For the pages showing a room.
     Room(RoomEvent),
-    /// The trunks as last loaded: TLS connections to them check their certificates this way.
-    TlsTrunks(Vec<TrunkConfig>, Names),
+    /// The trunks as last loaded, for admission look-ups, and for TLS connections to them,
+    /// which check their certificates this way.
+    Trunks(Vec<TrunkConfig>, Names),
 }
 
 #[derive(Debug)]
@@ -352,8 +353,7 @@ impl Core {
     /// prompt already playing plays to its end).
     fn reload(&mut self, trunks: &[TrunkConfig], names: Names, prompts: Prompts) {
         self.prompts = prompts;
-        self.shared.set_trunk_configs(trunks);
-        self.out.push(Output::TlsTrunks(trunks.to_vec(), names.clone()));
+        self.out.push(Output::Trunks(trunks.to_vec(), names.clone()));
         self.trunks.reload(self.now, trunks, names, &mut self.layer, &self.shared.metrics);
         tracing::info!(trunks = trunks.len(), "trunks and prompts reloaded");
     }

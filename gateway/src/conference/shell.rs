@@ -61,16 +61,44 @@ impl Shell {
                 });
             }
             Output::Record(record) => self.write_record(*record),
-            Output::Trunk(TrunkOutput::Resolve(name)) => {
+            Output::Trunk(trunk) => self.on_trunk(trunk),
+            Output::Room(event) => self.ctx.shared.publish_room_event(event),
+            Output::Trunks(trunks, names) => {
+                // Admission look-ups read them from here on.
+                self.ctx.shared.set_trunk_configs(&trunks);
+                sip::add_tls_trunks(&trunks, &names, &mut self.transports);
+            }
+        }
+    }
+
+    /// Carries out everything the core has queued.
+    fn drain(&mut self, core: &mut Core) {
+        core.flush();
+        while let Some(output) = core.poll_output() {
+            self.execute(output);
+        }
+    }
+
+    fn on_trunk(&mut self, output: TrunkOutput) {
+        let shared = &self.ctx.shared;
+        match output {
+            TrunkOutput::View(view) => shared.set_trunk_view(view),
+            TrunkOutput::Removed(name) => shared.remove_trunk_view(&name),
+            TrunkOutput::Status(status) => {
+                let storage = shared.storage.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = storage.set_trunk_status(&status).await {
+                        tracing::warn!(error = %e, "trunk status not stored");
+                    }
+                });
+            }
+            TrunkOutput::Resolve(name) => {
                 let commands = self.commands.clone();
                 tokio::spawn(async move {
                     let addr = dns::resolve(&name).await;
                     let _ = commands.send(Command::Resolved { name, addr }).await;
                 });
             }
-            Output::Trunk(trunk) => publish_trunk(&self.ctx.shared, trunk),
-            Output::Room(event) => self.ctx.shared.publish_room_event(event),
-            Output::TlsTrunks(trunks, names) => sip::add_tls_trunks(&trunks, &names, &mut self.transports),
         }
     }
 
@@ -97,22 +125,6 @@ impl Shell {
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(10);
 
-fn publish_trunk(shared: &Shared, output: TrunkOutput) {
-    match output {
-        TrunkOutput::View(view) => shared.set_trunk_view(view),
-        TrunkOutput::Removed(name) => shared.remove_trunk_view(&name),
-        TrunkOutput::Resolve(_) => {}
-        TrunkOutput::Status(status) => {
-            let storage = shared.storage.clone();
-            tokio::spawn(async move {
-                if let Err(e) = storage.set_trunk_status(&status).await {
-                    tracing::warn!(error = %e, "trunk status not stored");
-                }
-            });
-        }
-    }
-}
-
 /// The loop around the core, and the one place call control gets its time from: it reads the
 /// clock once per input and hands that to the core with it.
 #[allow(clippy::disallowed_methods)]
@@ -128,10 +140,7 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
     let ctx = Context::new(&shared);
     let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new() };
     core.start();
-    core.flush();
-    while let Some(output) = core.poll_output() {
-        shell.execute(output);
-    }
+    shell.drain(&mut core);
 
     let shutdown = shared.shutdown_signal();
     tokio::pin!(shutdown);
@@ -181,10 +190,7 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
             stop_by = Some(core.now.at + UNREGISTER_GRACE);
         }
         core.handle(input);
-        core.flush();
-        while let Some(output) = core.poll_output() {
-            shell.execute(output);
-        }
+        shell.drain(&mut core);
     }
     close.send_replace(true);
     // Every ended call's record is written before the gateway exits.

@@ -6,7 +6,6 @@
 mod harness;
 
 use super::{Command, Input};
-use crate::config::TrunkConfig;
 use crate::media::{MediaEvent, ParticipantId};
 use harness::*;
 
@@ -431,23 +430,10 @@ async fn each_call_keeps_its_own_deadline_among_many() {
 #[tokio::test]
 async fn a_trunk_named_by_a_name_not_yet_resolved_registers_once_the_answer_comes_in() {
     let mut h = Harness::with(|config| {
-        config.trunks.push(TrunkConfig {
-            name: "named".into(),
-            proxy: "sip:registrar.example.test:5070".to_string().try_into().unwrap(),
-            transport: Default::default(),
-            username: "gateway".into(),
-            auth_username: None,
-            password: Some("secret".into()),
-            realm: None,
-            domain: None,
-            register: true,
-            expires: 300,
-            tls_ca_file: None,
-            options_interval_secs: 0,
-            caller_id: None,
-            identity_header: Default::default(),
-            inbound_sources: vec![],
-        });
+        let mut named = trunk("named", "sip:registrar.example.test:5070");
+        named.password = Some("secret".into());
+        named.register = true;
+        config.trunks.push(named);
     })
     .await;
     h.core.start();

@@ -27,6 +27,27 @@ use crate::storage::{Room, Storage};
 pub(super) const DID: &str = "5551000";
 pub(super) const PIN_DID: &str = "5552000";
 
+/// A trunk named `name` at `proxy` that neither registers nor pings, and trusts nobody.
+pub(super) fn trunk(name: &str, proxy: &str) -> TrunkConfig {
+    TrunkConfig {
+        name: name.into(),
+        proxy: proxy.to_string().try_into().unwrap(),
+        transport: Default::default(),
+        username: "gateway".into(),
+        auth_username: None,
+        password: None,
+        realm: None,
+        domain: None,
+        register: false,
+        expires: 300,
+        tls_ca_file: None,
+        options_interval_secs: 0,
+        caller_id: None,
+        identity_header: Default::default(),
+        inbound_sources: vec![],
+    }
+}
+
 pub(super) struct Harness {
     pub(super) core: Core,
     /// What the look-up tasks get, as in the gateway.
@@ -58,23 +79,9 @@ impl Harness {
         change(&mut config);
         config.database.url = format!("sqlite://{}", db.path().join("core.db").display());
         config.rtp.address = [127, 0, 0, 1].into();
-        config.trunks.push(TrunkConfig {
-            name: "carrier".into(),
-            proxy: "sip:127.0.0.1:9".to_string().try_into().unwrap(),
-            transport: Default::default(),
-            username: "gateway".into(),
-            auth_username: None,
-            password: None,
-            realm: None,
-            domain: None,
-            register: false,
-            expires: 300,
-            tls_ca_file: None,
-            options_interval_secs: 0,
-            caller_id: None,
-            identity_header: Default::default(),
-            inbound_sources: vec![TrustedSource::Ip([127, 0, 0, 1].into())],
-        });
+        let mut carrier = trunk("carrier", "sip:127.0.0.1:9");
+        carrier.inbound_sources = vec![TrustedSource::Ip([127, 0, 0, 1].into())];
+        config.trunks.push(carrier);
         let storage = Storage::connect(&config.database.url, 2).await.unwrap();
         let room = Room {
             number: "1000".into(),
