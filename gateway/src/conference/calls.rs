@@ -10,8 +10,7 @@
 //! answer is in `admission`, the dialog's requests and our refreshes in `in_dialog`, the keypad,
 //! the media worker's reports and the timers in `events`, hanging up and records in `teardown`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ use super::browsers::Browser;
 use super::core::{Core, Lookup, LookupKind, Output, ALLOW};
 use super::dialout::Dialing;
 use super::invite::{Admission, Caller};
+use super::schedule::Schedule;
 use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::config::SrtpMode;
 use crate::control::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
@@ -253,9 +253,10 @@ pub struct Calls {
     pub(super) browsers: HashMap<ParticipantId, Browser>,
     /// Participants who pressed `*`: the next digit is a command.
     star: HashSet<ParticipantId>,
-    /// Each call's next deadline, earliest first; an entry stands while `scheduled` agrees.
-    deadlines: BinaryHeap<Reverse<(Instant, ParticipantId)>>,
-    scheduled: HashMap<ParticipantId, Instant>,
+    /// Each call's next deadline.
+    schedule: Schedule<ParticipantId>,
+    /// The ring deadline of each call out still ringing.
+    ringing: Schedule<ClientTx>,
     /// Calls the input being handled changed, whose deadlines may have moved.
     touched: HashSet<ParticipantId>,
     next_id: u64,
@@ -279,8 +280,8 @@ impl Calls {
             answered: HashMap::new(),
             browsers: HashMap::new(),
             star: HashSet::new(),
-            deadlines: BinaryHeap::new(),
-            scheduled: HashMap::new(),
+            schedule: Schedule::default(),
+            ringing: Schedule::default(),
             touched: HashSet::new(),
             next_id: 1,
             guard: PinGuard::new(pin_failures, pin_room_failures, pin_window),
@@ -297,6 +298,8 @@ impl Calls {
         shrink_sparse(&mut self.answered);
         shrink_sparse(&mut self.browsers);
         shrink_sparse_set(&mut self.star);
+        self.schedule.compact();
+        self.ringing.compact();
     }
 
     pub(super) fn new_id(&mut self) -> ParticipantId {
@@ -312,40 +315,35 @@ impl Calls {
         Some(call)
     }
 
-    /// Puts the deadlines of the calls this input changed into the schedule. The heap keeps
-    /// stale entries until they surface: an entry counts only while it is the call's deadline.
+    /// Puts the deadlines of the calls this input changed into the schedule.
     pub(super) fn reschedule(&mut self) {
         for id in self.touched.drain() {
-            match self.calls.get(&id).and_then(Call::poll_timeout) {
-                Some(at) if self.scheduled.get(&id) != Some(&at) => {
-                    self.scheduled.insert(id, at);
-                    self.deadlines.push(Reverse((at, id)));
-                }
-                Some(_) => {}
-                None => {
-                    self.scheduled.remove(&id);
-                }
-            }
+            self.schedule.set(id, self.calls.get(&id).and_then(Call::poll_timeout));
         }
     }
 
     /// The calls whose deadline has come by `now`, taken off the schedule.
     fn due(&mut self, now: Instant) -> Vec<ParticipantId> {
-        let mut due = Vec::new();
-        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
-            if self.scheduled.get(&id) != Some(&at) {
-                self.deadlines.pop();
-                continue;
-            }
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            self.scheduled.remove(&id);
-            self.touched.insert(id);
-            due.push(id);
-        }
+        let due = self.schedule.due(now);
+        self.touched.extend(due.iter().copied());
         due
+    }
+
+    /// A call out sent: it rings until its deadline.
+    pub(super) fn start_dialing(&mut self, tx: ClientTx, dialing: Dialing) {
+        self.ringing.set(tx, Some(dialing.ring_deadline));
+        self.dialing.insert(tx, dialing);
+    }
+
+    /// A call out answered, failed or sent again under another transaction.
+    pub(super) fn stop_dialing(&mut self, tx: ClientTx) -> Option<Dialing> {
+        self.ringing.set(tx, None);
+        self.dialing.remove(&tx)
+    }
+
+    /// Calls out whose ring deadline has come by `now`, taken off the schedule.
+    pub(super) fn ring_timeouts(&mut self, now: Instant) -> Vec<ClientTx> {
+        self.ringing.due(now)
     }
 
     pub(super) fn insert(&mut self, call: Call) {
@@ -361,14 +359,7 @@ impl Calls {
 
     /// The earliest deadline of any call, or of any call out still ringing.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
-            if self.scheduled.get(&id) == Some(&at) {
-                break;
-            }
-            self.deadlines.pop();
-        }
-        let calls = self.deadlines.peek().map(|Reverse((at, _))| *at);
-        calls.into_iter().chain(self.dialing.values().filter_map(Dialing::poll_timeout)).min()
+        self.schedule.next().into_iter().chain(self.ringing.next()).min()
     }
 
     fn in_room<'a>(&'a self, room: &'a str) -> impl Iterator<Item = &'a Call> + 'a {

@@ -105,12 +105,6 @@ pub(super) struct DialSdp {
     pub(super) early: Option<(AudioStream, AudioCodec)>,
 }
 
-impl Dialing {
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.state != DialState::Cancelling).then_some(self.ring_deadline)
-    }
-}
-
 /// How a dial request was turned into a request-URI and a next hop.
 struct Route {
     uri: rsip::Uri,
@@ -175,7 +169,7 @@ impl Core {
         let id = self.calls.new_id();
         let ring = Duration::from_secs(u64::from(request.ring_timeout_secs.unwrap_or(60).clamp(1, 600)));
         tracing::info!(participant = %id, room = %room.number, to = %route.uri, trunk = ?request.trunk, "calling out");
-        self.calls.dialing.insert(
+        self.calls.start_dialing(
             tx,
             Dialing {
                 id,
@@ -313,7 +307,7 @@ impl Core {
 
     /// 401/407: the INVITE again, with credentials, a new branch and the next CSeq.
     fn dial_challenged(&mut self, tx: ClientTx, response: &InboundResponse) {
-        let Some(mut d) = self.calls.dialing.remove(&tx) else { return };
+        let Some(mut d) = self.calls.stop_dialing(tx) else { return };
         let proxy = response.response.status_code.code() == 407;
         let challenges: Vec<String> = response
             .response
@@ -374,7 +368,7 @@ impl Core {
         match self.layer.send_request(self.now.at, invite.clone(), d.peer) {
             Ok(new_tx) => {
                 d.invite = invite;
-                self.calls.dialing.insert(new_tx, d);
+                self.calls.start_dialing(new_tx, d);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "authenticated INVITE not sent");
@@ -420,7 +414,7 @@ impl Core {
 
     /// A 2xx: ACK, the dialog, and the leg joins the room.
     fn dial_answered(&mut self, tx: ClientTx, response: &InboundResponse) {
-        let Some(d) = self.calls.dialing.remove(&tx) else { return };
+        let Some(d) = self.calls.stop_dialing(tx) else { return };
         let seq = d.invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq);
         let dialog = match Dialog::uac(&d.invite, response, &d.contact) {
             Ok(dialog) => dialog,
@@ -475,7 +469,7 @@ impl Core {
     }
 
     fn dial_failed(&mut self, tx: ClientTx, cause: &str) {
-        if let Some(d) = self.calls.dialing.remove(&tx) {
+        if let Some(d) = self.calls.stop_dialing(tx) {
             self.end_dialing(d, cause);
         }
     }
@@ -515,14 +509,7 @@ impl Core {
 
     /// Ring timeouts: CANCEL (RFC 3261 §9.1) and wait for the 487.
     pub(super) fn handle_dial_timeouts(&mut self, now: Instant) {
-        let due: Vec<ClientTx> = self
-            .calls
-            .dialing
-            .iter()
-            .filter(|(_, d)| d.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(tx, _)| *tx)
-            .collect();
-        for tx in due {
+        for tx in self.calls.ring_timeouts(now) {
             let Some(d) = self.calls.dialing.get_mut(&tx) else { continue };
             d.state = DialState::Cancelling;
             tracing::info!(participant = %d.id, "no answer in time: CANCEL");

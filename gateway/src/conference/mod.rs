@@ -19,6 +19,7 @@ pub mod core;
 mod dialout;
 mod invite;
 pub mod ivr;
+mod schedule;
 pub mod shell;
 
 pub use calls::leg_config;
