@@ -110,7 +110,7 @@ impl Core {
     pub(super) fn browser_join(&mut self, join: BrowserJoin) -> Result<BrowserAdmitted, JoinRefused> {
         let now = self.now.at;
         let BrowserJoin { room, pin, display_name, source, ended } = join;
-        if self.shared.is_draining() {
+        if self.draining {
             return Err(JoinRefused::Unavailable);
         }
         let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);

@@ -100,6 +100,8 @@ pub(super) enum LookupKind {
 /// no I/O and reads no clock: [`Core::handle`] takes one input at [`Core::now`], and what it
 /// decides to do waits in [`Core::poll_output`].
 pub(super) struct Core {
+    /// Read for the configuration and to count in the metrics, nothing else: the trunk list in
+    /// force, the draining flag and the pages' events are the core's own or its outputs.
     pub(super) shared: Arc<Shared>,
     pub(super) layer: TransactionLayer,
     /// The UDP listener's address: Via and Contact name it.
@@ -115,6 +117,8 @@ pub(super) struct Core {
     pub(super) pending: Arc<Semaphore>,
     /// When the input being handled came: the core's only time (see [`run`]).
     pub(super) now: Now,
+    /// Since [`Input::Shutdown`]: new calls and API requests are refused.
+    pub(super) draining: bool,
     pub(super) out: Outputs,
 }
 
@@ -193,6 +197,7 @@ impl Core {
             flood: RateLimit::new(limits.requests_per_source),
             pending: Arc::new(Semaphore::new(limits.pending_requests)),
             now,
+            draining: false,
             out: Outputs::default(),
         }
     }
@@ -231,6 +236,7 @@ impl Core {
         let now = self.now.at;
         match input {
             Input::Shutdown => {
+                self.draining = true;
                 self.trunks.stop(self.now, &mut self.layer, &self.shared.metrics);
                 self.end_all_calls(Cause::Shutdown);
             }
@@ -315,7 +321,7 @@ impl Core {
                 let _ = reply.send(self.calls.conferences());
             }
             Control::Dial { room, request, next_hop, reply } => {
-                let result = if self.shared.is_draining() {
+                let result = if self.draining {
                     Err(ControlError::Unavailable)
                 } else {
                     self.dial(room, request, next_hop)
@@ -323,7 +329,7 @@ impl Core {
                 let _ = reply.send(result);
             }
             Control::Participant { room, id, action, reply } => {
-                let result = if self.shared.is_draining() {
+                let result = if self.draining {
                     Err(ControlError::Unavailable)
                 } else {
                     self.participant_action(&room, id, action)
@@ -422,8 +428,8 @@ impl Core {
             Method::Register => self.look_up(LookupKind::Register, tx, request, from),
             // In a dialog (or claiming to be): BYE, re-INVITE, UPDATE, INFO, OPTIONS.
             _ if request.envelope.to.tag().is_some() => self.on_in_dialog(tx, request, from),
-            Method::Invite if !shared.is_draining() => self.on_new_invite(tx, request, from),
-            _ if shared.is_draining() => {
+            Method::Invite if !self.draining => self.on_new_invite(tx, request, from),
+            _ if self.draining => {
                 let mut response =
                     response_to(&request, StatusCode::ServiceUnavailable, Some(&new_tag()), self.server());
                 push_header(&mut response, Header::RetryAfter("30".into()));

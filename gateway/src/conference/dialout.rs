@@ -194,10 +194,9 @@ impl Core {
     fn route(&mut self, request: &DialRequest, next_hop: Option<SocketAddr>) -> Result<Route, ControlError> {
         let bad = |m: String| Err(ControlError::BadTarget(m));
         let to = request.to.trim();
-        let trunks = self.shared.trunk_configs();
         let trunk = match &request.trunk {
-            Some(name) => match trunks.iter().find(|t| &t.name == name) {
-                Some(t) => Some(t),
+            Some(name) => match self.trunks.config(name) {
+                Some(t) => Some(t.clone()),
                 None => return bad(format!("no trunk named `{name}`")),
             },
             None => None,
@@ -205,7 +204,7 @@ impl Core {
         match trunk {
             Some(trunk) => {
                 let proxy = trunk.proxy.uri().clone();
-                let Some(peer) = self.trunks.address(trunk) else {
+                let Some(peer) = self.trunks.address(&trunk) else {
                     return bad(format!("trunk `{}`'s proxy does not resolve to an address", trunk.name));
                 };
                 let host =
@@ -232,7 +231,7 @@ impl Core {
                 Ok(Route {
                     uri,
                     peer,
-                    transport: crate::signalling::sip::trunks::transport_of(trunk),
+                    transport: crate::signalling::sip::trunks::transport_of(&trunk),
                     identity,
                     from: format!("sip:{caller}@{host}"),
                     credentials: trunk.password.clone().map(|password| Credentials {

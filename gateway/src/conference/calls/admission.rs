@@ -162,7 +162,7 @@ impl Core {
         request: &InboundRequest,
         from: Peer,
     ) -> Result<PinSource, Refusal> {
-        if self.shared.is_draining() {
+        if self.draining {
             return Err(Refusal(StatusCode::ServiceUnavailable, "shutting down"));
         }
         let limit = room.max_participants.unwrap_or(self.shared.config.conference.max_participants);

@@ -211,6 +211,11 @@ async fn shutdown_hangs_up_every_call_at_once() {
     let answer = ok_to(&bye);
     h.phone_sends(12.6, &answer);
     assert_eq!(h.core.calls.byes_in_flight(), 0);
+    // Draining from then on: a new call is refused at once, without a look-up.
+    h.phone_sends(12.7, &nth_call(&invite(h.phone(), h.gateway, DID, ""), 2));
+    let refused = h.heard("SIP/2.0 503");
+    assert_eq!(refused.first().map(|(at, _)| *at), Some(12.7), "{refused:?}");
+    assert_eq!(header(refused[0].1, "Retry-After"), Some("30"));
 }
 
 #[tokio::test]

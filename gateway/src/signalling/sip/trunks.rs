@@ -353,6 +353,11 @@ impl Trunks {
     }
 
     /// Where the trunk `name`'s proxy is, if known; when not, it is looked up for next time.
+    /// The `[[trunk]]` table named `name`, as in force.
+    pub fn config(&self, name: &str) -> Option<&TrunkConfig> {
+        self.configs.iter().find(|t| t.name == *name)
+    }
+
     pub fn address(&mut self, trunk: &TrunkConfig) -> Option<SocketAddr> {
         let proxy = trunk.proxy.uri();
         let addr = self.names.address(proxy);
