@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Transport {
@@ -81,38 +81,53 @@ fn jitter_histogram() -> Histogram {
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
-    pub sip_requests: Family<RequestLabels, Counter>,
-    pub sip_responses_sent: Family<ResponseLabels, Counter>,
-    pub sip_responses_received: Family<TransportLabels, Counter>,
-    /// Messages that did not parse and could not be answered with a `400`.
-    pub sip_dropped: Family<TransportLabels, Counter>,
-    pub sip_bad_requests: Family<TransportLabels, Counter>,
-    pub tcp_connections: Gauge,
-    /// 1 while a trunk is registered, 0 otherwise.
-    pub trunk_registered: Family<TrunkLabels, Gauge>,
-    /// 1 while a trunk answers its OPTIONS pings, 0 when it stopped answering.
-    pub trunk_reachable: Family<TrunkLabels, Gauge>,
+    pub sip: SipMetrics,
+    pub trunks: TrunkMetrics,
+    pub media: MediaMetrics,
     /// Calls by how they ended or were refused.
     pub calls: Family<CallLabels, Counter>,
+    /// Call records whose write failed and is being retried.
+    pub call_record_retries: Counter,
+}
+
+/// SIP messages and connections, and what the limits refused.
+pub struct SipMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub responses_sent: Family<ResponseLabels, Counter>,
+    pub responses_received: Family<TransportLabels, Counter>,
+    /// Messages that did not parse and could not be answered with a `400`.
+    pub dropped: Family<TransportLabels, Counter>,
+    pub bad_requests: Family<TransportLabels, Counter>,
+    pub tcp_connections: Gauge,
+    /// TCP/TLS connections closed at accept: a per-source or total limit was reached.
+    pub connections_refused: Counter,
+    /// Requests dropped unparsed: their source sent more than its rate.
+    pub rate_limited: Counter,
+    /// Requests refused with 503 because too many were already waiting or in transactions.
+    pub overloaded: Counter,
+    /// Authentication attempts refused unchecked: too many failures from the source or for
+    /// the user.
+    pub auth_throttled: Counter,
+}
+
+/// Each trunk's state.
+pub struct TrunkMetrics {
+    /// 1 while a trunk is registered, 0 otherwise.
+    pub registered: Family<TrunkLabels, Gauge>,
+    /// 1 while a trunk answers its OPTIONS pings, 0 when it stopped answering.
+    pub reachable: Family<TrunkLabels, Gauge>,
+}
+
+/// Legs, their RTP and the mixer's work.
+pub struct MediaMetrics {
     pub active_legs: Family<RoomCodecLabels, Gauge>,
     pub rtp_lost_packets: Family<RoomCodecLabels, Counter>,
     pub rtp_jitter_seconds: HistogramFamily<RoomCodecLabels>,
     /// Time the media worker spends on one 20 ms tick of every conference.
-    pub mixer_tick_seconds: Histogram,
-    pub mixer_encodes: Family<EncodeLabels, Counter>,
+    pub tick_seconds: Histogram,
+    pub encodes: Family<EncodeLabels, Counter>,
     /// RTP/RTCP packets dropped for coming from another address than a leg's learnt source.
     pub rtp_foreign_packets: Counter,
-    /// Call records whose write failed and is being retried.
-    pub call_record_retries: Counter,
-    /// SIP TCP/TLS connections closed at accept: a per-source or total limit was reached.
-    pub sip_connections_refused: Counter,
-    /// SIP requests dropped unparsed: their source sent more than its rate.
-    pub sip_rate_limited: Counter,
-    /// Requests refused with 503 because too many were already waiting or in transactions.
-    pub sip_overloaded: Counter,
-    /// Authentication attempts refused unchecked: too many failures from the source or for
-    /// the user.
-    pub sip_auth_throttled: Counter,
 }
 
 impl Default for Metrics {
@@ -121,133 +136,38 @@ impl Default for Metrics {
     }
 }
 
+/// `metric`, registered as `name` (after the `gateway_` prefix).
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("gateway");
-        let sip_requests = Family::<RequestLabels, Counter>::default();
-        let sip_responses_sent = Family::<ResponseLabels, Counter>::default();
-        let sip_responses_received = Family::<TransportLabels, Counter>::default();
-        let sip_dropped = Family::<TransportLabels, Counter>::default();
-        let sip_bad_requests = Family::<TransportLabels, Counter>::default();
-        let tcp_connections = Gauge::default();
-        let trunk_registered = Family::<TrunkLabels, Gauge>::default();
-        let trunk_reachable = Family::<TrunkLabels, Gauge>::default();
-        registry.register(
-            "trunk_reachable",
-            "1 while the trunk answers OPTIONS pings",
-            trunk_reachable.clone(),
-        );
-        registry.register("trunk_registered", "1 while the trunk is registered", trunk_registered.clone());
-        registry.register("sip_requests", "SIP requests received", sip_requests.clone());
-        registry.register("sip_responses_sent", "SIP responses sent", sip_responses_sent.clone());
-        registry.register("sip_responses_received", "SIP responses received", sip_responses_received.clone());
-        registry.register(
-            "sip_dropped",
-            "SIP messages dropped because they could not be parsed or answered",
-            sip_dropped.clone(),
-        );
-        registry.register(
-            "sip_bad_requests",
-            "SIP requests answered with 400 Bad Request",
-            sip_bad_requests.clone(),
-        );
-        registry.register("sip_tcp_connections", "Open SIP TCP connections", tcp_connections.clone());
-        let calls = Family::<CallLabels, Counter>::default();
-        let active_legs = Family::<RoomCodecLabels, Gauge>::default();
-        let rtp_lost_packets = Family::<RoomCodecLabels, Counter>::default();
-        let rtp_jitter_seconds: HistogramFamily<RoomCodecLabels> =
-            Family::new_with_constructor(jitter_histogram);
-        // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
-        let mixer_tick_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 13));
-        registry.register(
-            "calls",
-            "Calls by how they ended or the code they were refused with",
-            calls.clone(),
-        );
-        registry.register("active_legs", "Call legs in conferences, by room and codec", active_legs.clone());
-        registry.register(
-            "rtp_lost_packets",
-            "RTP packets lost on the way in, by room and codec",
-            rtp_lost_packets.clone(),
-        );
-        registry.register(
-            "rtp_jitter_seconds",
-            "Interarrival jitter of each leg, sampled every second",
-            rtp_jitter_seconds.clone(),
-        );
-        registry.register(
-            "mixer_tick_seconds",
-            "Duration of one media tick over every conference",
-            mixer_tick_seconds.clone(),
-        );
-        let mixer_encodes = Family::<EncodeLabels, Counter>::default();
-        registry.register(
-            "mixer_encodes",
-            "Audio encoder runs: shared by listeners of the same mix, or a talker's own",
-            mixer_encodes.clone(),
-        );
-        let rtp_foreign_packets = Counter::default();
-        registry.register(
-            "rtp_foreign_packets",
-            "RTP and RTCP packets dropped because they came from another address than the leg's peer",
-            rtp_foreign_packets.clone(),
-        );
-        let call_record_retries = Counter::default();
-        registry.register(
+        let r = &mut registry;
+        let trunks = TrunkMetrics {
+            reachable: add(
+                r,
+                "trunk_reachable",
+                "1 while the trunk answers OPTIONS pings",
+                Family::default(),
+            ),
+            registered: add(r, "trunk_registered", "1 while the trunk is registered", Family::default()),
+        };
+        let sip = SipMetrics::new(r);
+        let calls =
+            add(r, "calls", "Calls by how they ended or the code they were refused with", Family::default());
+        let media = MediaMetrics::new(r);
+        let call_record_retries = add(
+            r,
             "call_record_retries",
             "Call record writes that failed and were tried again",
-            call_record_retries.clone(),
+            Counter::default(),
         );
-        let sip_connections_refused = Counter::default();
-        registry.register(
-            "sip_connections_refused",
-            "SIP TCP/TLS connections closed at accept because of a per-source or total limit",
-            sip_connections_refused.clone(),
-        );
-        let sip_rate_limited = Counter::default();
-        registry.register(
-            "sip_rate_limited",
-            "SIP requests dropped before parsing because their source exceeded its rate",
-            sip_rate_limited.clone(),
-        );
-        let sip_overloaded = Counter::default();
-        registry.register(
-            "sip_overloaded",
-            "SIP requests refused with 503 because too much work was already waiting",
-            sip_overloaded.clone(),
-        );
-        let sip_auth_throttled = Counter::default();
-        registry.register(
-            "sip_auth_throttled",
-            "Digest attempts refused unchecked after too many failures from the source or for the user",
-            sip_auth_throttled.clone(),
-        );
-        let build = Family::<BuildLabels, Gauge>::default();
+        let build = add(r, "build_info", "Gateway version", Family::<BuildLabels, Gauge>::default());
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
-        registry.register("build_info", "Gateway version", build);
-        Metrics {
-            registry,
-            sip_requests,
-            sip_responses_sent,
-            sip_responses_received,
-            sip_dropped,
-            sip_bad_requests,
-            tcp_connections,
-            trunk_registered,
-            trunk_reachable,
-            calls,
-            active_legs,
-            rtp_lost_packets,
-            rtp_jitter_seconds,
-            mixer_tick_seconds,
-            mixer_encodes,
-            rtp_foreign_packets,
-            call_record_retries,
-            sip_connections_refused,
-            sip_rate_limited,
-            sip_overloaded,
-            sip_auth_throttled,
-        }
+        Metrics { registry, sip, trunks, media, calls, call_record_retries }
     }
 
     /// The Prometheus text exposition.
@@ -256,6 +176,98 @@ impl Metrics {
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding into a String");
         out
+    }
+}
+
+impl SipMetrics {
+    fn new(r: &mut Registry) -> SipMetrics {
+        SipMetrics {
+            requests: add(r, "sip_requests", "SIP requests received", Family::default()),
+            responses_sent: add(r, "sip_responses_sent", "SIP responses sent", Family::default()),
+            responses_received: add(r, "sip_responses_received", "SIP responses received", Family::default()),
+            dropped: add(
+                r,
+                "sip_dropped",
+                "SIP messages dropped because they could not be parsed or answered",
+                Family::default(),
+            ),
+            bad_requests: add(
+                r,
+                "sip_bad_requests",
+                "SIP requests answered with 400 Bad Request",
+                Family::default(),
+            ),
+            tcp_connections: add(r, "sip_tcp_connections", "Open SIP TCP connections", Gauge::default()),
+            connections_refused: add(
+                r,
+                "sip_connections_refused",
+                "SIP TCP/TLS connections closed at accept because of a per-source or total limit",
+                Counter::default(),
+            ),
+            rate_limited: add(
+                r,
+                "sip_rate_limited",
+                "SIP requests dropped before parsing because their source exceeded its rate",
+                Counter::default(),
+            ),
+            overloaded: add(
+                r,
+                "sip_overloaded",
+                "SIP requests refused with 503 because too much work was already waiting",
+                Counter::default(),
+            ),
+            auth_throttled: add(
+                r,
+                "sip_auth_throttled",
+                "Digest attempts refused unchecked after too many failures from the source or for the user",
+                Counter::default(),
+            ),
+        }
+    }
+}
+
+impl MediaMetrics {
+    fn new(r: &mut Registry) -> MediaMetrics {
+        // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
+        let tick = Histogram::new(exponential_buckets(0.00001, 2.0, 13));
+        MediaMetrics {
+            active_legs: add(
+                r,
+                "active_legs",
+                "Call legs in conferences, by room and codec",
+                Family::default(),
+            ),
+            rtp_lost_packets: add(
+                r,
+                "rtp_lost_packets",
+                "RTP packets lost on the way in, by room and codec",
+                Family::default(),
+            ),
+            rtp_jitter_seconds: add(
+                r,
+                "rtp_jitter_seconds",
+                "Interarrival jitter of each leg, sampled every second",
+                Family::new_with_constructor(jitter_histogram as fn() -> Histogram),
+            ),
+            tick_seconds: add(
+                r,
+                "mixer_tick_seconds",
+                "Duration of one media tick over every conference",
+                tick,
+            ),
+            encodes: add(
+                r,
+                "mixer_encodes",
+                "Audio encoder runs: shared by listeners of the same mix, or a talker's own",
+                Family::default(),
+            ),
+            rtp_foreign_packets: add(
+                r,
+                "rtp_foreign_packets",
+                "RTP and RTCP packets dropped because they came from another address than the leg's peer",
+                Counter::default(),
+            ),
+        }
     }
 }
 
@@ -271,7 +283,8 @@ mod tests {
     #[test]
     fn counters_appear_in_the_exposition() {
         let m = Metrics::new();
-        m.sip_requests
+        m.sip
+            .requests
             .get_or_create(&RequestLabels { transport: Transport::Udp, method: "OPTIONS".into() })
             .inc();
         let text = m.encode();

@@ -206,7 +206,7 @@ impl Core {
         if browser.deaf {
             self.out.media(MediaCommand::SetDeaf(id, true));
         }
-        self.shared.metrics.active_legs.get_or_create(&browser.labels()).inc();
+        self.shared.metrics.media.active_legs.get_or_create(&browser.labels()).inc();
         self.write_record(record);
         self.announce_join(id, &room);
         self.publish(id);
@@ -218,7 +218,7 @@ impl Core {
         let room = browser.room.number.clone();
         if browser.in_mix() {
             self.out.media(MediaCommand::Remove(id));
-            self.shared.metrics.active_legs.get_or_create(&browser.labels()).dec();
+            self.shared.metrics.media.active_legs.get_or_create(&browser.labels()).dec();
             if self.calls.joined_in_room(&room, id) > 0 {
                 let tone = self.prompts.leave_tone.clone();
                 self.out.media(MediaCommand::Play(Audience::Room(room.clone()), tone));

@@ -263,14 +263,14 @@ impl Core {
                 if first {
                     tracing::warn!(src = %peer.addr, "SIP requests over the per-source rate: dropping");
                 }
-                self.shared.metrics.sip_rate_limited.inc();
+                self.shared.metrics.sip.rate_limited.inc();
                 return;
             }
         }
         match message::parse(&bytes) {
             Ok(Parsed::Request(request)) => self.layer.handle_request(now, request, peer),
             Ok(Parsed::Response(response)) => {
-                self.shared.metrics.sip_responses_received.get_or_create(&labels).inc();
+                self.shared.metrics.sip.responses_received.get_or_create(&labels).inc();
                 self.layer.handle_response(now, response);
             }
             Err(error) => self.reject_unparseable(peer, &bytes, &error, labels),
@@ -290,16 +290,17 @@ impl Core {
         match message::bad_request(bytes, error, &tag, &self.shared.config.sip.user_agent, ALLOW) {
             Some(reply) => {
                 tracing::debug!(src = %peer.addr, %error, code = error.status_code(), "request refused at parsing");
-                metrics.sip_bad_requests.get_or_create(&labels).inc();
+                metrics.sip.bad_requests.get_or_create(&labels).inc();
                 metrics
-                    .sip_responses_sent
+                    .sip
+                    .responses_sent
                     .get_or_create(&ResponseLabels { transport: labels.transport, code: error.status_code() })
                     .inc();
                 self.out.push(Output::Transmit(Transmit { to: peer, bytes: Bytes::from(reply) }));
             }
             None => {
                 tracing::debug!(src = %peer.addr, %error, "dropped unparseable message");
-                metrics.sip_dropped.get_or_create(&labels).inc();
+                metrics.sip.dropped.get_or_create(&labels).inc();
             }
         }
     }
@@ -372,7 +373,7 @@ impl Core {
             Ok(()) => {
                 if let Some(transport) = transport {
                     let labels = ResponseLabels { transport, code };
-                    self.shared.metrics.sip_responses_sent.get_or_create(&labels).inc();
+                    self.shared.metrics.sip.responses_sent.get_or_create(&labels).inc();
                 }
             }
             Err(e) => tracing::debug!(error = %e, code, "response not sent"),
@@ -417,7 +418,8 @@ impl Core {
         let transport = metrics_transport(from.transport);
         shared
             .metrics
-            .sip_requests
+            .sip
+            .requests
             .get_or_create(&RequestLabels { transport, method: request.request.method.to_string() })
             .inc();
         match request.request.method {
@@ -462,7 +464,7 @@ impl Core {
 
     /// Too much already waits for look-ups: `503` with `Retry-After` (RFC 3261 §21.5.4).
     pub(super) fn overloaded(&mut self, tx: ServerTx, request: &InboundRequest) {
-        self.shared.metrics.sip_overloaded.inc();
+        self.shared.metrics.sip.overloaded.inc();
         let mut response =
             response_to(request, StatusCode::ServiceUnavailable, Some(&new_tag()), self.server());
         push_header(&mut response, Header::RetryAfter("5".into()));

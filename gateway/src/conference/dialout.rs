@@ -408,7 +408,7 @@ impl Core {
         d.sdp.early = Some((stream, codec));
         self.out.media(MediaCommand::Add(Box::new(leg)));
         self.out.media(MediaCommand::SetMuted(id, false));
-        self.shared.metrics.active_legs.get_or_create(&labels).inc();
+        self.shared.metrics.media.active_legs.get_or_create(&labels).inc();
     }
 
     /// A 2xx: ACK, the dialog, and the leg joins the room.
@@ -455,9 +455,9 @@ impl Core {
                 if early_codec != codec {
                     let metrics = &self.shared.metrics;
                     let old = RoomCodecLabels { room: room.to_string(), codec: early_codec.name().into() };
-                    metrics.active_legs.get_or_create(&old).dec();
+                    metrics.media.active_legs.get_or_create(&old).dec();
                     let new = RoomCodecLabels { room: room.to_string(), codec: codec.name().into() };
-                    metrics.active_legs.get_or_create(&new).inc();
+                    metrics.media.active_legs.get_or_create(&new).inc();
                 }
                 self.out.media(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
                 self.out.media(MediaCommand::Join(id));
@@ -478,7 +478,7 @@ impl Core {
         if let Some((_, codec)) = &d.sdp.early {
             self.out.media(MediaCommand::Remove(d.id));
             let labels = RoomCodecLabels { room: d.room.number.to_string(), codec: codec.name().into() };
-            self.shared.metrics.active_legs.get_or_create(&labels).dec();
+            self.shared.metrics.media.active_legs.get_or_create(&labels).dec();
         }
         tracing::info!(participant = %d.id, room = %d.room.number, to = %d.target, cause, "call out failed");
         self.count_call(cause);

@@ -63,29 +63,22 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let key = |key: &str, message: String| Err(ConfigError::Key { key: key.into(), message });
+        self.validate_sip()?;
+        self.validate_http()?;
+        self.validate_rtp()?;
+        self.validate_limits()?;
+        self.validate_conference()?;
+        self.validate_database()?;
+        for (i, trunk) in self.trunks.iter().enumerate() {
+            self.validate_trunk(i, trunk)?;
+        }
+        self.validate_log()
+    }
+
+    /// The SIP listeners, their TLS files, the realm, the timers and digest algorithms.
+    fn validate_sip(&self) -> Result<(), ConfigError> {
         if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
             return key("sip.udp", "no SIP listener: give at least one UDP or TCP address".into());
-        }
-        if self.rtp.relearn_after_ms < 500 {
-            return key(
-                "rtp.relearn_after_ms",
-                "expected at least 500: shorter lets a stranger take over a pause".into(),
-            );
-        }
-        for (name, value) in [
-            ("webrtc.max_pages_per_source", self.webrtc.max_pages_per_source),
-            ("limits.connections", self.limits.connections),
-            ("limits.connections_per_source", self.limits.connections_per_source),
-            ("limits.pending_requests", self.limits.pending_requests),
-            ("limits.server_transactions", self.limits.server_transactions),
-            ("limits.bindings_per_user", self.limits.bindings_per_user),
-            ("limits.connection_idle_secs", self.limits.connection_idle_secs as usize),
-            ("limits.message_secs", self.limits.message_secs as usize),
-        ] {
-            if value == 0 {
-                return key(name, "expected at least 1".into());
-            }
         }
         if !self.sip.tls.is_empty() {
             for (name, file) in [
@@ -107,62 +100,6 @@ impl Config {
             if let Some((i, _)) = list.iter().enumerate().find(|(_, a)| a.port() == 0) {
                 return key(&format!("{name}[{i}]"), "port must be 1-65535".into());
             }
-        }
-        if self.http.listen.port() == 0 {
-            return key("http.listen", "port must be 1-65535".into());
-        }
-        let (certificate, private_key) = (&self.http.tls_certificate, &self.http.tls_private_key);
-        for (name, file, other) in [
-            ("http.tls_certificate", certificate, private_key),
-            ("http.tls_private_key", private_key, certificate),
-        ] {
-            match (file, other) {
-                (None, Some(_)) => return key(name, "HTTPS needs both a certificate and a key".into()),
-                (Some(path), _) if !path.is_file() => {
-                    return key(name, format!("no such file: {}", path.display()));
-                }
-                _ => {}
-            }
-        }
-        if self.webrtc.max_pages == 0 {
-            return key("webrtc.max_pages", "expected at least 1".into());
-        }
-        if self.rtp.port_min == 0 || self.rtp.port_min % 2 == 1 {
-            return key("rtp.port_min", format!("expected an even port above 0, got {}", self.rtp.port_min));
-        }
-        if self.rtp.port_max <= self.rtp.port_min {
-            return key(
-                "rtp.port_max",
-                format!(
-                    "expected a port above rtp.port_min ({}), got {}",
-                    self.rtp.port_min, self.rtp.port_max
-                ),
-            );
-        }
-        if self.rtp.timeout_secs == 0 {
-            return key("rtp.timeout_secs", "expected at least 1".into());
-        }
-        let c = &self.conference;
-        if !matches!(c.mix_rate, 16000 | 48000) {
-            return key("conference.mix_rate", format!("expected 16000 or 48000, got {}", c.mix_rate));
-        }
-        if c.max_participants == 0 {
-            return key("conference.max_participants", "expected at least 1".into());
-        }
-        if !(1..=10).contains(&c.pin_attempts) {
-            return key("conference.pin_attempts", format!("expected 1-10, got {}", c.pin_attempts));
-        }
-        if c.pin_failures_per_source == 0 {
-            return key("conference.pin_failures_per_source", "expected at least 1".into());
-        }
-        if c.pin_digit_timeout_secs == 0 {
-            return key("conference.pin_digit_timeout_secs", "expected at least 1".into());
-        }
-        if c.session_expires_secs < 90 {
-            return key(
-                "conference.session_expires_secs",
-                format!("expected at least 90 (RFC 4028), got {}", c.session_expires_secs),
-            );
         }
         if self.sip.realm.trim().is_empty() || self.sip.realm.contains('"') {
             return key("sip.realm", "expected a non-empty realm without quotes".into());
@@ -187,65 +124,26 @@ impl Config {
                 );
             }
         }
-        if self.database.max_connections == 0 {
-            return key("database.max_connections", "expected at least 1".into());
+        Ok(())
+    }
+
+    /// The HTTP listener, its TLS files and the tokens.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        if self.http.listen.port() == 0 {
+            return key("http.listen", "port must be 1-65535".into());
         }
-        if !(self.database.url.starts_with("sqlite:")
-            || self.database.url.starts_with("postgres://")
-            || self.database.url.starts_with("postgresql://"))
-        {
-            return key(
-                "database.url",
-                format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url),
-            );
-        }
-        for (i, trunk) in self.trunks.iter().enumerate() {
-            let k = |field: &str| format!("trunk[{i}].{field}");
-            if trunk.name.is_empty() || self.trunks[..i].iter().any(|t| t.name == trunk.name) {
-                return key(&k("name"), format!("expected a unique, non-empty name, got `{}`", trunk.name));
-            }
-            // The proxy was parsed with the file (`SipUri`). The user part goes into URIs.
-            if !crate::storage::is_user_part(&trunk.username) {
-                return key(
-                    &k("username"),
-                    format!("`{}` cannot be the user part of a SIP URI", trunk.username),
-                );
-            }
-            if trunk.transport == TrunkTransport::Tls && self.sip.tls.is_empty() {
-                return key(
-                    &k("transport"),
-                    "\"tls\" needs a TLS listener in sip.tls (for the Contact)".into(),
-                );
-            }
-            if let Some(ca) = &trunk.tls_ca_file {
-                if !ca.is_file() {
-                    return key(&k("tls_ca_file"), format!("no such file: {}", ca.display()));
+        let (certificate, private_key) = (&self.http.tls_certificate, &self.http.tls_private_key);
+        for (name, file, other) in [
+            ("http.tls_certificate", certificate, private_key),
+            ("http.tls_private_key", private_key, certificate),
+        ] {
+            match (file, other) {
+                (None, Some(_)) => return key(name, "HTTPS needs both a certificate and a key".into()),
+                (Some(path), _) if !path.is_file() => {
+                    return key(name, format!("no such file: {}", path.display()));
                 }
+                _ => {}
             }
-            if trunk.transport == TrunkTransport::Tcp && self.sip.tcp.is_empty() {
-                return key(
-                    &k("transport"),
-                    "\"tcp\" needs a TCP listener in sip.tcp (for the Contact)".into(),
-                );
-            }
-            if trunk.options_interval_secs != 0 && !(5..=3600).contains(&trunk.options_interval_secs) {
-                return key(&k("options_interval_secs"), "expected 0 (off) or 5-3600".into());
-            }
-            if trunk.caller_id.as_deref().is_some_and(|c| c.is_empty() || c.contains(['@', '<', '>', ' '])) {
-                return key(&k("caller_id"), "expected a number or user part (no @, <, > or spaces)".into());
-            }
-            if trunk.username.is_empty() {
-                return key(&k("username"), "expected the user part of the address of record".into());
-            }
-            if trunk.register && trunk.password.as_deref().unwrap_or("").is_empty() {
-                return key(&k("password"), "a registering trunk needs a password".into());
-            }
-            if !(10..=86_400).contains(&trunk.expires) {
-                return key(&k("expires"), format!("expected 10-86400 seconds, got {}", trunk.expires));
-            }
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return key("log.level", format!("`{}` is not a tracing filter", self.log.level));
         }
         for (name, token) in [
             ("http.api_token", &self.http.api_token),
@@ -258,6 +156,145 @@ impl Config {
         }
         if self.http.read_token.is_some() && self.http.read_token == self.http.api_token {
             return key("http.read_token", "must differ from http.api_token".into());
+        }
+        Ok(())
+    }
+
+    /// The RTP port range and timeouts.
+    fn validate_rtp(&self) -> Result<(), ConfigError> {
+        if self.rtp.relearn_after_ms < 500 {
+            return key(
+                "rtp.relearn_after_ms",
+                "expected at least 500: shorter lets a stranger take over a pause".into(),
+            );
+        }
+        if self.rtp.port_min == 0 || self.rtp.port_min % 2 == 1 {
+            return key("rtp.port_min", format!("expected an even port above 0, got {}", self.rtp.port_min));
+        }
+        if self.rtp.port_max <= self.rtp.port_min {
+            return key(
+                "rtp.port_max",
+                format!(
+                    "expected a port above rtp.port_min ({}), got {}",
+                    self.rtp.port_min, self.rtp.port_max
+                ),
+            );
+        }
+        if self.rtp.timeout_secs == 0 {
+            return key("rtp.timeout_secs", "expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The limits on what the network can make the gateway hold.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("webrtc.max_pages_per_source", self.webrtc.max_pages_per_source),
+            ("limits.connections", self.limits.connections),
+            ("limits.connections_per_source", self.limits.connections_per_source),
+            ("limits.pending_requests", self.limits.pending_requests),
+            ("limits.server_transactions", self.limits.server_transactions),
+            ("limits.bindings_per_user", self.limits.bindings_per_user),
+            ("limits.connection_idle_secs", self.limits.connection_idle_secs as usize),
+            ("limits.message_secs", self.limits.message_secs as usize),
+        ] {
+            if value == 0 {
+                return key(name, "expected at least 1".into());
+            }
+        }
+        if self.webrtc.max_pages == 0 {
+            return key("webrtc.max_pages", "expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The conference defaults: mix rate, room size, PIN entry, session timers.
+    fn validate_conference(&self) -> Result<(), ConfigError> {
+        let c = &self.conference;
+        if !matches!(c.mix_rate, 16000 | 48000) {
+            return key("conference.mix_rate", format!("expected 16000 or 48000, got {}", c.mix_rate));
+        }
+        if c.max_participants == 0 {
+            return key("conference.max_participants", "expected at least 1".into());
+        }
+        if !(1..=10).contains(&c.pin_attempts) {
+            return key("conference.pin_attempts", format!("expected 1-10, got {}", c.pin_attempts));
+        }
+        if c.pin_failures_per_source == 0 {
+            return key("conference.pin_failures_per_source", "expected at least 1".into());
+        }
+        if c.pin_digit_timeout_secs == 0 {
+            return key("conference.pin_digit_timeout_secs", "expected at least 1".into());
+        }
+        if c.session_expires_secs < 90 {
+            return key(
+                "conference.session_expires_secs",
+                format!("expected at least 90 (RFC 4028), got {}", c.session_expires_secs),
+            );
+        }
+        Ok(())
+    }
+
+    /// The database URL and pool.
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        if self.database.max_connections == 0 {
+            return key("database.max_connections", "expected at least 1".into());
+        }
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return key(
+                "database.url",
+                format!("expected sqlite://FILE or postgres://…, got `{}`", self.database.url),
+            );
+        }
+        Ok(())
+    }
+
+    /// The `i`th `[[trunk]]` table.
+    fn validate_trunk(&self, i: usize, trunk: &TrunkConfig) -> Result<(), ConfigError> {
+        let k = |field: &str| format!("trunk[{i}].{field}");
+        if trunk.name.is_empty() || self.trunks[..i].iter().any(|t| t.name == trunk.name) {
+            return key(&k("name"), format!("expected a unique, non-empty name, got `{}`", trunk.name));
+        }
+        // The proxy was parsed with the file (`SipUri`). The user part goes into URIs.
+        if !crate::storage::is_user_part(&trunk.username) {
+            return key(&k("username"), format!("`{}` cannot be the user part of a SIP URI", trunk.username));
+        }
+        if trunk.transport == TrunkTransport::Tls && self.sip.tls.is_empty() {
+            return key(&k("transport"), "\"tls\" needs a TLS listener in sip.tls (for the Contact)".into());
+        }
+        if let Some(ca) = &trunk.tls_ca_file {
+            if !ca.is_file() {
+                return key(&k("tls_ca_file"), format!("no such file: {}", ca.display()));
+            }
+        }
+        if trunk.transport == TrunkTransport::Tcp && self.sip.tcp.is_empty() {
+            return key(&k("transport"), "\"tcp\" needs a TCP listener in sip.tcp (for the Contact)".into());
+        }
+        if trunk.options_interval_secs != 0 && !(5..=3600).contains(&trunk.options_interval_secs) {
+            return key(&k("options_interval_secs"), "expected 0 (off) or 5-3600".into());
+        }
+        if trunk.caller_id.as_deref().is_some_and(|c| c.is_empty() || c.contains(['@', '<', '>', ' '])) {
+            return key(&k("caller_id"), "expected a number or user part (no @, <, > or spaces)".into());
+        }
+        if trunk.username.is_empty() {
+            return key(&k("username"), "expected the user part of the address of record".into());
+        }
+        if trunk.register && trunk.password.as_deref().unwrap_or("").is_empty() {
+            return key(&k("password"), "a registering trunk needs a password".into());
+        }
+        if !(10..=86_400).contains(&trunk.expires) {
+            return key(&k("expires"), format!("expected 10-86400 seconds, got {}", trunk.expires));
+        }
+        Ok(())
+    }
+
+    /// The log filter.
+    fn validate_log(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return key("log.level", format!("`{}` is not a tracing filter", self.log.level));
         }
         Ok(())
     }
@@ -277,4 +314,9 @@ fn parse_addrs(var: &'static str, list: &str) -> Result<Vec<SocketAddr>, ConfigE
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The error naming `key`.
+fn key(key: &str, message: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Key { key: key.into(), message })
 }

@@ -163,9 +163,9 @@ impl Media {
         let (commands, command_rx) = std_mpsc::channel();
         let (events, event_rx) = mpsc::channel(8192);
         // One at a time: a family's guard held across a second `get_or_create` deadlocks.
-        let shared_encodes = metrics.mixer_encodes.get_or_create(&EncodeLabels { kind: "shared" }).clone();
+        let shared_encodes = metrics.media.encodes.get_or_create(&EncodeLabels { kind: "shared" }).clone();
         let personal_encodes =
-            metrics.mixer_encodes.get_or_create(&EncodeLabels { kind: "personal" }).clone();
+            metrics.media.encodes.get_or_create(&EncodeLabels { kind: "personal" }).clone();
         let worker = Worker {
             rate,
             commands: command_rx,
@@ -175,8 +175,8 @@ impl Media {
             rtp_timeout,
             hold_timeout,
             source_policy,
-            foreign_packets: metrics.rtp_foreign_packets.clone(),
-            tick_seconds: metrics.mixer_tick_seconds.clone(),
+            foreign_packets: metrics.media.rtp_foreign_packets.clone(),
+            tick_seconds: metrics.media.tick_seconds.clone(),
             shared_encodes,
             personal_encodes,
             buffer: vec![0; 2048],

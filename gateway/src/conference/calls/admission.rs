@@ -318,7 +318,7 @@ impl Core {
         }
         let labels =
             RoomCodecLabels { room: call.room.number.to_string(), codec: call.sdp.codec.name().into() };
-        self.shared.metrics.active_legs.get_or_create(&labels).inc();
+        self.shared.metrics.media.active_legs.get_or_create(&labels).inc();
         let room = call.room.number.clone();
         if call.joined() {
             self.announce_join(id, &room);

@@ -114,10 +114,10 @@ impl Core {
                 let labels = RoomCodecLabels { room: room.to_string(), codec: codec.into() };
                 let metrics = &self.shared.metrics;
                 if stats.lost > *lost_reported {
-                    metrics.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - *lost_reported);
+                    metrics.media.rtp_lost_packets.get_or_create(&labels).inc_by(stats.lost - *lost_reported);
                     *lost_reported = stats.lost;
                 }
-                metrics.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
+                metrics.media.rtp_jitter_seconds.get_or_create(&labels).observe(stats.jitter_ms / 1000.0);
                 *figures = Some(stats);
                 if let Some(call) = self.calls.call_mut(id) {
                     call.leg.talking = stats.talking;

@@ -26,7 +26,7 @@ impl Core {
             self.out.media(MediaCommand::Remove(id));
             let labels =
                 RoomCodecLabels { room: call.room.number.to_string(), codec: call.sdp.codec.name().into() };
-            self.shared.metrics.active_legs.get_or_create(&labels).dec();
+            self.shared.metrics.media.active_legs.get_or_create(&labels).dec();
         }
         if call.joined() && self.calls.joined_in_room(&call.room.number, id) > 0 {
             self.out.media(MediaCommand::Play(

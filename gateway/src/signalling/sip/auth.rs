@@ -83,7 +83,7 @@ pub async fn authenticate(
     let refused = throttle().refused(Instant::now(), from.addr.ip(), &credentials.username);
     if let Some(whose) = refused {
         tracing::info!(username = %credentials.username, src = %from.addr, ?whose, "{method} refused: too many failed attempts");
-        ctx.shared.metrics.sip_auth_throttled.inc();
+        ctx.shared.metrics.sip.auth_throttled.inc();
         return Err(reply(StatusCode::Forbidden));
     }
     let failed = |user: Option<&str>| throttle().failed(Instant::now(), from.addr.ip(), user);

@@ -278,12 +278,12 @@ pub async fn accept_streams(
         backoff = ACCEPT_BACKOFF_FIRST;
         let Some(slot) = shared.sip_connections_by_source.try_take(src.ip()) else {
             tracing::debug!(%src, "too many SIP connections from one address: closed");
-            shared.metrics.sip_connections_refused.inc();
+            shared.metrics.sip.connections_refused.inc();
             continue;
         };
         let Ok(permit) = shared.sip_connections.clone().try_acquire_owned() else {
             tracing::warn!(%src, "SIP connection limit reached: closed");
-            shared.metrics.sip_connections_refused.inc();
+            shared.metrics.sip.connections_refused.inc();
             continue;
         };
         let conn = ConnectionId(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed));
@@ -386,7 +386,7 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     closing: watch::Receiver<bool>,
     timeouts: Option<Timeouts>,
 ) {
-    shared.metrics.tcp_connections.inc();
+    shared.metrics.sip.tcp_connections.inc();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = queue.recv().await {
@@ -397,7 +397,7 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     });
     read_frames(&mut reader, src, conn, transport, tx, closing, timeouts).await;
     write_task.abort();
-    shared.metrics.tcp_connections.dec();
+    shared.metrics.sip.tcp_connections.dec();
 }
 
 async fn read_frames(

@@ -274,8 +274,8 @@ impl Trunks {
                 tracing::info!(trunk = %t.name, "trunk removed from the configuration");
                 self.outbox.push_back(TrunkOutput::Removed(t.name.clone()));
                 let labels = TrunkLabels { trunk: t.name.to_string() };
-                metrics.trunk_registered.remove(&labels);
-                metrics.trunk_reachable.remove(&labels);
+                metrics.trunks.registered.remove(&labels);
+                metrics.trunks.reachable.remove(&labels);
             }
         }
         // The pings of what is not kept stop now; registrations once un-registered.
@@ -452,7 +452,8 @@ impl Trunks {
         view.reachable = Some(answered);
         view.options_rtt_ms = rtt.or(view.options_rtt_ms.filter(|_| answered));
         metrics
-            .trunk_reachable
+            .trunks
+            .reachable
             .get_or_create(&TrunkLabels { trunk: name.to_string() })
             .set(i64::from(answered));
         self.outbox.push_back(TrunkOutput::View(view.clone()));
@@ -598,7 +599,7 @@ fn publish(runner: &mut Runner, now: Now, metrics: &Metrics, outbox: &mut VecDeq
     }
     let labels = TrunkLabels { trunk: view.name.to_string() };
     let up = matches!(state, RegState::Registered { .. });
-    metrics.trunk_registered.get_or_create(&labels).set(i64::from(up));
+    metrics.trunks.registered.get_or_create(&labels).set(i64::from(up));
     outbox.push_back(TrunkOutput::View(view.clone()));
     let status = TrunkStatus {
         name: view.name.to_string(),
