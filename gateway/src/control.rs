@@ -2,7 +2,7 @@
 //! API sees of live conferences, and what it may ask of a participant. The IVR's PIN logic is
 //! in [`ivr`].
 
-use mixer::conference::LegConfig;
+use mixer::conference::{LegConfig, LegStats};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -57,12 +57,21 @@ pub struct ParticipantView {
     pub display_name: String,
     /// The authenticated SIP user.
     pub user: String,
-    pub codec: &'static str,
     /// `inbound` (the phone called) or `outbound` (dialled out from the API).
     pub direction: &'static str,
     /// `pin` (in the IVR), `joined`, or for calls out not yet answered: `calling`, `ringing`,
     /// `early` (the far end's early media plays into the room), `cancelling`.
     pub state: &'static str,
+    pub started_at_ms: i64,
+    #[serde(flatten)]
+    pub flags: ParticipantFlags,
+    #[serde(flatten)]
+    pub media: MediaView,
+}
+
+/// Where a participant stands in the mix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ParticipantFlags {
     /// False while still in the IVR or not yet answered.
     pub joined: bool,
     pub moderator: bool,
@@ -70,6 +79,12 @@ pub struct ParticipantView {
     pub muted: bool,
     pub deaf: bool,
     pub on_hold: bool,
+}
+
+/// A participant's media: codec, encryption and what its packets went through.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MediaView {
+    pub codec: &'static str,
     /// Media encrypted: SRTP keyed by SDES for a phone, DTLS-SRTP for a browser.
     pub encrypted: bool,
     /// Share of the participant's packets lost on the way in (0-1).
@@ -77,7 +92,25 @@ pub struct ParticipantView {
     pub jitter_ms: f64,
     /// RTP/RTCP packets dropped for coming from another address than the learnt source.
     pub foreign_packets: u64,
-    pub started_at_ms: i64,
+}
+
+impl MediaView {
+    /// From the media worker's last report on the leg, if any.
+    pub fn new(
+        codec: &'static str,
+        encrypted: bool,
+        stats: Option<&LegStats>,
+        foreign_packets: u64,
+    ) -> MediaView {
+        let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
+        MediaView {
+            codec,
+            encrypted,
+            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
+            jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
+            foreign_packets,
+        }
+    }
 }
 
 /// A trunk's state as the API shows it.

@@ -11,7 +11,9 @@ use super::calls::new_branch;
 use super::core::Core;
 use crate::conference::ivr::check_pin;
 use crate::conference::ivr::PinSource;
-use crate::control::{BrowserAdmitted, BrowserJoin, Cause, JoinRefused, ParticipantView};
+use crate::control::{
+    BrowserAdmitted, BrowserJoin, Cause, JoinRefused, MediaView, ParticipantFlags, ParticipantView,
+};
 use crate::media::{Audience, LegSetup, MediaCommand, ParticipantId, Wire};
 use crate::metrics::RoomCodecLabels;
 use crate::storage::{CallRecord, Direction, Room, IN_PROGRESS};
@@ -77,26 +79,22 @@ impl Browser {
     }
 
     pub(super) fn view(&self) -> ParticipantView {
-        let stats = self.stats.as_ref();
-        let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
         ParticipantView {
             id: self.id,
             display_name: self.display_name.clone(),
             user: "webrtc".into(),
-            codec: BROWSER_CODEC,
             direction: "inbound",
             state: if self.in_mix() { "joined" } else { "connecting" },
-            joined: self.in_mix(),
-            moderator: self.moderator,
-            talking: self.talking,
-            muted: self.muted,
-            deaf: self.deaf,
-            on_hold: false,
-            encrypted: true,
-            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
-            jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
-            foreign_packets: 0,
             started_at_ms: self.started_ms,
+            flags: ParticipantFlags {
+                joined: self.in_mix(),
+                moderator: self.moderator,
+                talking: self.talking,
+                muted: self.muted,
+                deaf: self.deaf,
+                on_hold: false,
+            },
+            media: MediaView::new(BROWSER_CODEC, true, self.stats.as_ref(), 0),
         }
     }
 

@@ -38,7 +38,10 @@ use super::invite::{Admission, Caller};
 use super::schedule::Schedule;
 use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
 use crate::config::SrtpMode;
-use crate::control::{Cause, ConferenceView, ControlError, ParticipantAction, ParticipantView, RoomEvent};
+use crate::control::{
+    Cause, ConferenceView, ControlError, MediaView, ParticipantAction, ParticipantFlags, ParticipantView,
+    RoomEvent,
+};
 use crate::ids::RoomNumber;
 use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
@@ -206,26 +209,27 @@ impl Call {
     }
 
     fn view(&self) -> ParticipantView {
-        let stats = self.leg.stats.as_ref();
-        let (received, lost) = stats.map_or((0, 0), |s| (s.received, s.lost));
         ParticipantView {
             id: self.id,
             display_name: self.party.display_name.clone(),
             user: self.party.user.clone(),
-            codec: self.sdp.codec.name(),
             direction: direction_name(self.party.direction),
             state: if self.joined() { "joined" } else { "pin" },
-            joined: self.joined(),
-            moderator: matches!(self.stage, Stage::Joined { moderator: true }),
-            talking: self.leg.talking,
-            muted: self.leg.muted,
-            deaf: self.leg.deaf,
-            on_hold: self.leg.on_hold,
-            encrypted: self.sdp.stream.srtp.is_some(),
-            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
-            jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
-            foreign_packets: self.leg.foreign_packets,
             started_at_ms: self.party.started_ms,
+            flags: ParticipantFlags {
+                joined: self.joined(),
+                moderator: matches!(self.stage, Stage::Joined { moderator: true }),
+                talking: self.leg.talking,
+                muted: self.leg.muted,
+                deaf: self.leg.deaf,
+                on_hold: self.leg.on_hold,
+            },
+            media: MediaView::new(
+                self.sdp.codec.name(),
+                self.sdp.stream.srtp.is_some(),
+                self.leg.stats.as_ref(),
+                self.leg.foreign_packets,
+            ),
         }
     }
 }
@@ -401,20 +405,14 @@ impl Calls {
                 id: d.id,
                 display_name: d.target.clone(),
                 user: d.trunk.as_deref().unwrap_or_default().to_string(),
-                codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
                 direction: "outbound",
                 state: d.state.as_str(),
-                joined: false,
-                moderator: false,
-                talking: false,
-                muted: false,
-                deaf: false,
-                on_hold: false,
-                encrypted: false,
-                packet_loss: 0.0,
-                jitter_ms: 0.0,
-                foreign_packets: 0,
                 started_at_ms: d.started_ms,
+                flags: ParticipantFlags::default(),
+                media: MediaView {
+                    codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
+                    ..MediaView::default()
+                },
             });
         }
         let mut views: Vec<ConferenceView> = rooms
