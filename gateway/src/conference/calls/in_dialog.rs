@@ -69,40 +69,13 @@ impl Core {
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
         push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
         push_header(&mut response, Header::Allow(ALLOW.into()));
-        if let Some(session) = &mut call.timers.session {
-            let policy = SessionTimerPolicy {
-                min_se: 90,
-                session_expires: call.timers.session_interval,
-                max_session_expires: self.shared.config.conference.max_session_expires_secs,
-            };
-            if let UasDecision::Use { interval, refresher, .. } =
-                session_timer::negotiate_uas(&request.request, &policy)
-            {
-                session.refreshed(now, interval, refresher == Refresher::Uas);
-                call.timers.session_interval = interval;
-                for h in (UasDecision::Use { interval, refresher, require_timer: false }).response_headers() {
-                    push_header(&mut response, h);
-                }
-            }
-        }
+        let max_session_expires = self.shared.config.conference.max_session_expires_secs;
+        call.refreshed_by(&request.request, now, max_session_expires, &mut response);
         let mut update = None;
-        let srtp_mode = self.shared.config.rtp.srtp;
         if !request.request.body.is_empty() {
-            let answered = sdp::parse(&request.request.body).and_then(|offer| {
-                call.sdp.sdp_version += 1;
-                let answered =
-                    sdp::answer(&offer, &call.sdp.local, call.sdp.sdp_session, call.sdp.sdp_version)?;
-                // Another suite means new contexts: under our old key they would use its
-                // keystream again (RFC 3711 §9.1), so a new key goes with it.
-                let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
-                if suite(&answered.1).is_some()
-                    && suite(&call.sdp.stream).is_some_and(|old| Some(old) != suite(&answered.1))
-                {
-                    call.sdp.local.srtp = srtp_policy(srtp_mode);
-                    return sdp::answer(&offer, &call.sdp.local, call.sdp.sdp_session, call.sdp.sdp_version);
-                }
-                Ok(answered)
-            });
+            let srtp_mode = self.shared.config.rtp.srtp;
+            let answered =
+                sdp::parse(&request.request.body).and_then(|offer| call.answer_offer(&offer, srtp_mode));
             let (answer, stream) = match answered {
                 Ok(answered) => answered,
                 Err(e) => {
@@ -113,27 +86,11 @@ impl Core {
                 }
             };
             let Some(codec) = audio_codec(&stream.codec) else { return };
-            let on_hold = !stream.direction.sends();
-            if on_hold != call.leg.on_hold {
-                tracing::info!(participant = %id, on_hold, "hold changed");
-            }
-            call.leg.on_hold = on_hold;
-            call.sdp.codec = codec;
-            update = Some(MediaCommand::Update {
-                id,
-                config: leg_config(codec, &stream),
-                remote: stream.remote,
-                on_hold,
-                srtp: stream.srtp,
-            });
-            call.sdp.stream = stream;
+            update = Some(call.use_stream(codec, stream));
             set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
         } else if method == Method::Invite {
             // An offerless re-INVITE: we offer our current stream; its answer comes in the ACK.
-            call.sdp.sdp_version += 1;
-            let mut local = call.sdp.local.clone();
-            local.codecs = vec![*sdp_codec(call.sdp.codec)];
-            let offer = sdp::reoffer(&local, &call.sdp.stream, call.sdp.sdp_session, call.sdp.sdp_version);
+            let offer = call.reoffer();
             set_body(&mut response, "application/sdp", offer.to_string().into_bytes());
             call.sdp.reoffer = Some(Box::new(offer));
         }
@@ -319,5 +276,79 @@ impl Core {
             }
             Err(e) => tracing::warn!(participant = %id, error = %e, "session refresh not sent"),
         }
+    }
+}
+
+impl Call {
+    /// A refresh in a re-INVITE or UPDATE (RFC 4028 §9): the interval and refresher it
+    /// settles, in force from `now` and told in the 2xx.
+    fn refreshed_by(
+        &mut self,
+        request: &rsip::Request,
+        now: Instant,
+        max_session_expires: u32,
+        response: &mut rsip::Response,
+    ) {
+        let Some(session) = &mut self.timers.session else { return };
+        let policy = SessionTimerPolicy {
+            min_se: 90,
+            session_expires: self.timers.session_interval,
+            max_session_expires,
+        };
+        if let UasDecision::Use { interval, refresher, .. } = session_timer::negotiate_uas(request, &policy) {
+            session.refreshed(now, interval, refresher == Refresher::Uas);
+            self.timers.session_interval = interval;
+            for h in (UasDecision::Use { interval, refresher, require_timer: false }).response_headers() {
+                push_header(response, h);
+            }
+        }
+    }
+
+    /// Our answer to a new offer in the dialog, and the stream it settles.
+    fn answer_offer(
+        &mut self,
+        offer: &sdp::Session,
+        srtp_mode: SrtpMode,
+    ) -> Result<(sdp::Session, AudioStream), SdpError> {
+        self.sdp.sdp_version += 1;
+        let answered = sdp::answer(offer, &self.sdp.local, self.sdp.sdp_session, self.sdp.sdp_version)?;
+        // Another suite means new contexts: under our old key they would use its keystream
+        // again (RFC 3711 §9.1), so a new key goes with it.
+        let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
+        if suite(&answered.1).is_some()
+            && suite(&self.sdp.stream).is_some_and(|old| Some(old) != suite(&answered.1))
+        {
+            self.sdp.local.srtp = srtp_policy(srtp_mode);
+            return sdp::answer(offer, &self.sdp.local, self.sdp.sdp_session, self.sdp.sdp_version);
+        }
+        Ok(answered)
+    }
+
+    /// The answered stream in force (hold, codec, address, keys); what the media worker is
+    /// to change.
+    fn use_stream(&mut self, codec: AudioCodec, stream: AudioStream) -> MediaCommand {
+        let on_hold = !stream.direction.sends();
+        if on_hold != self.leg.on_hold {
+            tracing::info!(participant = %self.id, on_hold, "hold changed");
+        }
+        self.leg.on_hold = on_hold;
+        self.sdp.codec = codec;
+        let update = MediaCommand::Update {
+            id: self.id,
+            config: leg_config(codec, &stream),
+            remote: stream.remote,
+            on_hold,
+            srtp: stream.srtp,
+        };
+        self.sdp.stream = stream;
+        update
+    }
+
+    /// An offer of the stream in force, for an offerless re-INVITE.
+    fn reoffer(&mut self) -> sdp::Session {
+        self.sdp.sdp_version += 1;
+        let mut local = self.sdp.local.clone();
+        local.codecs = vec![*sdp_codec(self.sdp.codec)];
+        sdp::reoffer(&local, &self.sdp.stream, self.sdp.sdp_session, self.sdp.sdp_version)
     }
 }

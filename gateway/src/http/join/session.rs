@@ -15,13 +15,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mixer::codec::AudioCodec;
 use sip_stack::sdp::sdes::Srtp;
-use sip_stack::sdp::{self, Direction, LocalAudio};
+use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio};
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{Instant, MissedTickBehavior};
 use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
 
 use crate::control::{
-    BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
+    BrowserAdmitted, BrowserJoin, Cause, Control, ControlError, ParticipantAction, ParticipantView, RoomEvent,
 };
 use crate::http::Client;
 use crate::ids::RoomNumber;
@@ -30,6 +30,7 @@ use crate::media::{ParticipantId, Wire};
 use crate::signalling::webrtc::peer::{self, PeerError, PeerEvent, PeerSetup};
 use crate::signalling::webrtc::signal::{ClientMessage, ServerMessage, MAX_MESSAGE};
 use crate::state::Shared;
+use crate::storage::Room;
 
 /// Packets from one browser the worker has not taken yet (a second and a half of Opus).
 const INCOMING_QUEUE: usize = 64;
@@ -344,6 +345,48 @@ async fn participants(shared: &Shared, room: &RoomNumber) -> Vec<ParticipantView
         .unwrap_or_default()
 }
 
+/// The room by its number, or the error to show.
+async fn find_room(shared: &Shared, number: &str) -> Result<Room, ServerMessage> {
+    match shared.storage.room(number).await {
+        Ok(Some(room)) => Ok(room),
+        Ok(None) => Err(ServerMessage::error("not-found", format!("there is no room {number}"))),
+        Err(e) => {
+            tracing::error!(error = %e, "room lookup failed");
+            Err(ServerMessage::error("unavailable", "the room cannot be looked up now"))
+        }
+    }
+}
+
+/// The offer read with our SDP type: Opus's payload type and the keypad's events.
+fn read_offer(source: SocketAddr, offer: &str) -> Result<AudioStream, ServerMessage> {
+    let ours = LocalAudio {
+        address: IpAddr::from([0, 0, 0, 0]),
+        port: 9,
+        codecs: vec![sdp::OPUS],
+        ptime: 20,
+        direction: Direction::SendRecv,
+        srtp: Srtp::Off,
+    };
+    sdp::parse(offer.as_bytes()).and_then(|o| sdp::choose(&o, &ours)).map_err(|e| {
+        tracing::info!(%source, error = %e, "browser offer refused");
+        ServerMessage::error("bad-sdp", e)
+    })
+}
+
+/// Call control's verdict on the join: the room's limit and PIN, as for a phone.
+async fn admit(shared: &Shared, request: BrowserJoin) -> Result<BrowserAdmitted, ServerMessage> {
+    let (reply, admitted) = oneshot::channel();
+    let unavailable = || ServerMessage::error("unavailable", "the gateway is shutting down");
+    if shared.control.send(Control::BrowserJoin { request: Box::new(request), reply }).await.is_err() {
+        return Err(unavailable());
+    }
+    match admitted.await {
+        Ok(Ok(admitted)) => Ok(admitted),
+        Ok(Err(refused)) => Err(ServerMessage::error(refused.code(), refused)),
+        Err(_) => Err(unavailable()),
+    }
+}
+
 /// Room, PIN and offer: the answer and the welcome, or the error to show.
 async fn join(
     shared: &Arc<Shared>,
@@ -354,44 +397,12 @@ async fn join(
     offer: String,
 ) -> Result<(Joined, ServerMessage, ServerMessage), ServerMessage> {
     let joined_at = Instant::now();
-    let room = match shared.storage.room(&number).await {
-        Ok(Some(room)) => room,
-        Ok(None) => return Err(ServerMessage::error("not-found", format!("there is no room {number}"))),
-        Err(e) => {
-            tracing::error!(error = %e, "room lookup failed");
-            return Err(ServerMessage::error("unavailable", "the room cannot be looked up now"));
-        }
-    };
+    let room = find_room(shared, &number).await?;
     let number = room.number.clone();
-    // The offer read with our SDP type: Opus's payload type and the keypad's events.
-    let ours = LocalAudio {
-        address: IpAddr::from([0, 0, 0, 0]),
-        port: 9,
-        codecs: vec![sdp::OPUS],
-        ptime: 20,
-        direction: Direction::SendRecv,
-        srtp: Srtp::Off,
-    };
-    let stream = match sdp::parse(offer.as_bytes()).and_then(|o| sdp::choose(&o, &ours)) {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::info!(%source, error = %e, "browser offer refused");
-            return Err(ServerMessage::error("bad-sdp", e));
-        }
-    };
+    let stream = read_offer(source, &offer)?;
     let (ended_tx, ended) = oneshot::channel();
     let display_name = if name.trim().is_empty() { "Browser".to_string() } else { name.trim().to_string() };
-    let request = BrowserJoin { room, pin, display_name, source, ended: ended_tx };
-    let (reply, admitted) = oneshot::channel();
-    let unavailable = || ServerMessage::error("unavailable", "the gateway is shutting down");
-    if shared.control.send(Control::BrowserJoin { request: Box::new(request), reply }).await.is_err() {
-        return Err(unavailable());
-    }
-    let admitted = match admitted.await {
-        Ok(Ok(admitted)) => admitted,
-        Ok(Err(refused)) => return Err(ServerMessage::error(refused.code(), refused)),
-        Err(_) => return Err(unavailable()),
-    };
+    let admitted = admit(shared, BrowserJoin { room, pin, display_name, source, ended: ended_tx }).await?;
     let config = crate::conference::leg_config(AudioCodec::Opus, &stream);
     let (incoming_tx, incoming) = std_mpsc::sync_channel(INCOMING_QUEUE);
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);

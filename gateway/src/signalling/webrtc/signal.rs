@@ -121,7 +121,7 @@ pub enum ServerMessage {
     },
     /// Someone joined or changed (talking, muted).
     Participant {
-        participant: ParticipantView,
+        participant: Box<ParticipantView>,
     },
     Left {
         id: ParticipantId,
@@ -148,7 +148,9 @@ impl ServerMessage {
 
     pub fn of_event(event: RoomEvent) -> ServerMessage {
         match event {
-            RoomEvent::Participant { participant, .. } => ServerMessage::Participant { participant },
+            RoomEvent::Participant { participant, .. } => {
+                ServerMessage::Participant { participant: Box::new(participant) }
+            }
             RoomEvent::Left { id, .. } => ServerMessage::Left { id },
         }
     }
