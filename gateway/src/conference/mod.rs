@@ -10,6 +10,9 @@
 //! - [`dialout`]: calls out of a room (`POST /api/v1/conferences/{room}/calls`);
 //! - [`browsers`]: browsers' legs, joined through [`crate::http::join`].
 //!
+//! Every deadline (a call's timers, a call out's ring timeout) sits in a `schedule`, so
+//! [`core::Core::poll_timeout`] does not look at every call.
+//!
 //! A room's media (the mix, every leg's RTP) lives in [`crate::media`]; call control starts,
 //! changes and ends legs there with [`crate::media::MediaCommand`]s.
 
