@@ -61,8 +61,13 @@ pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     };
     let hold = shared.config.rtp.hold_timeout_secs;
     let hold_timeout = (hold > 0).then(|| Duration::from_secs(u64::from(hold)));
-    let (media, events) = Media::start(rate, rtp_timeout, hold_timeout, source_policy, &shared.metrics)
-        .context("starting the media worker")?;
+    let workers = match shared.config.rtp.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (media, events) =
+        Media::start(workers, rate, rtp_timeout, hold_timeout, source_policy, &shared.metrics)
+            .context("starting the media workers")?;
     let mut tasks = JoinSet::new();
     let sip = sip.serve(&shared, &mut tasks);
     tasks.spawn(conference::run(shared.clone(), sip, MediaParts { media, events, prompts }));

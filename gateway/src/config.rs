@@ -284,6 +284,8 @@ pub struct RtpConfig {
     /// How long the learnt source must be silent before another may replace it (a phone that
     /// moved), in milliseconds.
     pub relearn_after_ms: u32,
+    /// Media worker threads; 0: one per available core.
+    pub workers: usize,
 }
 
 /// Whether calls in may, or must, use SRTP keyed in their SDP.
@@ -501,6 +503,7 @@ impl Default for RtpConfig {
             srtp: SrtpMode::Optional,
             strict_source: true,
             relearn_after_ms: 2000,
+            workers: 0,
         }
     }
 }

@@ -71,7 +71,18 @@ pub struct EncodeLabels {
     pub kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    /// The worker's number, from 0.
+    pub worker: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn tick_histogram() -> Histogram {
+    // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
+    Histogram::new(exponential_buckets(0.00001, 2.0, 13))
+}
 
 fn jitter_histogram() -> Histogram {
     // 1 ms to ~0.5 s.
@@ -123,11 +134,13 @@ pub struct MediaMetrics {
     pub active_legs: Family<RoomCodecLabels, Gauge>,
     pub rtp_lost_packets: Family<RoomCodecLabels, Counter>,
     pub rtp_jitter_seconds: HistogramFamily<RoomCodecLabels>,
-    /// Time the media worker spends on one 20 ms tick of every conference.
-    pub tick_seconds: Histogram,
+    /// Time each media worker spends on one 20 ms tick of its conferences.
+    pub tick_seconds: HistogramFamily<WorkerLabels>,
     pub encodes: Family<EncodeLabels, Counter>,
     /// RTP/RTCP packets dropped for coming from another address than a leg's learnt source.
     pub rtp_foreign_packets: Counter,
+    /// Legs each media worker carries.
+    pub worker_legs: Family<WorkerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -228,8 +241,6 @@ impl SipMetrics {
 
 impl MediaMetrics {
     fn new(r: &mut Registry) -> MediaMetrics {
-        // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
-        let tick = Histogram::new(exponential_buckets(0.00001, 2.0, 13));
         MediaMetrics {
             active_legs: add(
                 r,
@@ -252,8 +263,8 @@ impl MediaMetrics {
             tick_seconds: add(
                 r,
                 "mixer_tick_seconds",
-                "Duration of one media tick over every conference",
-                tick,
+                "Duration of one media worker's tick over its conferences",
+                Family::new_with_constructor(tick_histogram as fn() -> Histogram),
             ),
             encodes: add(
                 r,
@@ -266,6 +277,12 @@ impl MediaMetrics {
                 "rtp_foreign_packets",
                 "RTP and RTCP packets dropped because they came from another address than the leg's peer",
                 Counter::default(),
+            ),
+            worker_legs: add(
+                r,
+                "media_worker_legs",
+                "Legs each media worker thread carries",
+                Family::default(),
             ),
         }
     }

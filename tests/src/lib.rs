@@ -246,6 +246,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     http_request(addr, "GET", path, Some(API_TOKEN), None)
 }
 
+/// The sum of the `/metrics` series whose line starts with `series` (a name, or a name with
+/// its labels); 0 when there is none.
+pub fn metric(gw: &Gateway, series: &str) -> f64 {
+    let (_, text) = http_get(gw.http, "/metrics").unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// An HTTP/1.1 request with an optional bearer token and JSON body; returns the status code
 /// and body.
 pub fn http_request(

@@ -9,7 +9,7 @@ use e2e::room::{
     dial, gateway, joined, participant, participants, phone, tones_heard, wait_for_record, API_TOKEN,
     PHONE_PASSWORD,
 };
-use e2e::{cli, http_get, http_request, read_wav, wait_until, write_tone_wav, Gateway};
+use e2e::{cli, http_get, http_request, metric, read_wav, wait_until, write_tone_wav, Gateway};
 use mixer::tone::tone_share_db;
 use serde_json::Value;
 
@@ -68,6 +68,60 @@ fn four_phones_in_room_1000(extra_config: &str) {
             }
         }
     }
+}
+
+/// Two rooms on a gateway with two media workers: each room lives on its own worker, and each
+/// phone hears the other one in its room and nobody from the other room.
+#[test]
+fn two_rooms_on_two_media_workers_each_hear_their_own_room_only() {
+    let gw = gateway("workers = 2\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    gw.admin(&["room", "add", "--number", "2000"]);
+    let tones = [500.0, 1100.0, 1700.0, 2300.0];
+    let rooms = ["1000", "1000", "2000", "2000"];
+    let mut phones: Vec<Baresip> = tones
+        .iter()
+        .enumerate()
+        .map(|(i, &f)| phone(&gw, &format!("user{i}"), f, "PCMU/8000/1", &[]))
+        .collect();
+    for (p, room) in phones.iter_mut().zip(rooms) {
+        dial(p, &gw, room);
+    }
+    let worker_legs = || {
+        [
+            metric(&gw, "gateway_media_worker_legs{worker=\"0\"}"),
+            metric(&gw, "gateway_media_worker_legs{worker=\"1\"}"),
+        ]
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || joined(&gw, "1000") == 2 && joined(&gw, "2000") == 2),
+        "not all joined: {} {}",
+        Value::from(participants(&gw, "1000")),
+        Value::from(participants(&gw, "2000"))
+    );
+    assert_eq!(worker_legs(), [2.0, 2.0], "a room per worker, its legs together");
+    std::thread::sleep(Duration::from_secs(3));
+    for p in &mut phones {
+        p.command("hangup", "").unwrap();
+    }
+    for (i, p) in phones.iter().enumerate() {
+        let recording = p.recordings("dec.wav");
+        assert_eq!(recording.len(), 1, "{:?}\n{}", recording, p.log());
+        let heard = tones_heard(&recording[0], &tones, 2.0);
+        let partner = i ^ 1;
+        for (j, share) in heard.iter().enumerate() {
+            if j == partner {
+                assert!(*share > -10.0, "phone {i} misses phone {j} in its room ({share:.1} dB): {heard:?}");
+            } else {
+                assert!(*share < -30.0, "phone {i} hears phone {j} at {share:.1} dB: {heard:?}");
+            }
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || worker_legs() == [0.0, 0.0]),
+        "legs left on the workers: {:?}",
+        worker_legs()
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use e2e::baresip::{Baresip, PhoneOptions};
 use e2e::room::{dial, gateway, joined, participant, participants, phone, tones_heard, PHONE_PASSWORD};
 use e2e::sipua::{self, ToneStream};
-use e2e::{http_request, wait_until, write_tone_wav, Gateway, API_TOKEN, READ_TOKEN};
+use e2e::{http_request, metric, wait_until, write_tone_wav, Gateway, API_TOKEN, READ_TOKEN};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -20,14 +20,6 @@ fn rtp_range(gw: &Gateway) -> (u16, u16) {
         line.split('=').nth(1).unwrap().trim().parse().unwrap()
     };
     (key("port_min"), key("port_max"))
-}
-
-fn metric(gw: &Gateway, name: &str) -> f64 {
-    let (_, body) = e2e::http_get(gw.http, "/metrics").unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

@@ -180,6 +180,12 @@ impl Config {
                 ),
             );
         }
+        if self.rtp.workers > 1024 {
+            return key(
+                "rtp.workers",
+                format!("expected 0 (one per core) to 1024, got {}", self.rtp.workers),
+            );
+        }
         if self.rtp.timeout_secs == 0 {
             return key("rtp.timeout_secs", "expected at least 1".into());
         }
