@@ -2,7 +2,7 @@
 //! fast it may send (SIP requests).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// Gives back the memory of a table that grew for a peak of traffic once three quarters of it
 /// stand empty (a map never shrinks by itself). It halves at most once per halving of the
 /// entries, so the rehash is paid for by the removals that made room.
-pub fn shrink_sparse<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+pub fn shrink_sparse<K: Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
     if map.capacity() > 64 && map.len() < map.capacity() / 4 {
         map.shrink_to(map.len() * 2);
     }

@@ -10,6 +10,7 @@
 //! Payloads live in a ring of reused buffers: nothing is allocated per packet once the ring has
 //! seen its largest payload.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Packets whose transit delays set the target.
@@ -63,9 +64,9 @@ pub struct JitterBuffer {
     next: Option<i64>,
     /// Highest extended timestamp seen, for unwrapping.
     highest: Option<i64>,
-    /// Transit delays (arrival − media time) of recent packets, in microseconds, as a ring.
-    transits: Vec<i64>,
-    transit_at: usize,
+    /// Transit delays (arrival − media time) of the last [`WINDOW`] packets, in microseconds:
+    /// their least and greatest, kept in O(1) a packet.
+    transits: SlidingRange,
     origin: Option<Instant>,
     target: Duration,
     stats: JitterStats,
@@ -80,8 +81,7 @@ impl JitterBuffer {
             slots: vec![Slot::default(); CAPACITY],
             next: None,
             highest: None,
-            transits: Vec::with_capacity(WINDOW),
-            transit_at: 0,
+            transits: SlidingRange::default(),
             origin: None,
             target: MIN_DELAY + MARGIN,
             stats: JitterStats::default(),
@@ -155,8 +155,7 @@ impl JitterBuffer {
         }
         self.next = None;
         self.highest = Some(ts);
-        self.transits.clear();
-        self.transit_at = 0;
+        self.transits = SlidingRange::default();
         self.origin = None;
     }
 
@@ -169,14 +168,7 @@ impl JitterBuffer {
         let arrival = (now - origin).as_micros() as i64;
         let media = ts * 1_000_000 / i64::from(self.clock_rate);
         let transit = arrival - media;
-        if self.transits.len() < WINDOW {
-            self.transits.push(transit);
-        } else {
-            self.transits[self.transit_at] = transit;
-        }
-        self.transit_at = (self.transit_at + 1) % WINDOW;
-        let (min, max) =
-            self.transits.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        let (min, max) = self.transits.push(transit);
         let spread = Duration::from_micros((max - min).max(0) as u64);
         self.target = (spread + MARGIN).clamp(MIN_DELAY, MAX_DELAY);
     }
@@ -225,6 +217,41 @@ impl JitterBuffer {
         let earliest = self.slots.iter().filter_map(|s| s.timestamp).min()?;
         let held = self.ts_to_duration(highest - earliest + self.frame_ts);
         (held >= self.target).then_some(earliest)
+    }
+}
+
+/// The least and greatest of the last [`WINDOW`] values pushed: two monotonic queues, so each
+/// push costs O(1) amortized instead of a scan of the window.
+#[derive(Debug, Clone, Default)]
+struct SlidingRange {
+    /// Values pushed so far; each queue entry is (its number, the value).
+    count: u64,
+    /// Increasing values: the front is the least in the window.
+    lows: VecDeque<(u64, i64)>,
+    /// Decreasing values: the front is the greatest in the window.
+    highs: VecDeque<(u64, i64)>,
+}
+
+impl SlidingRange {
+    /// Adds `value`; the window's least and greatest, `value` included.
+    fn push(&mut self, value: i64) -> (i64, i64) {
+        let n = self.count;
+        self.count += 1;
+        while self.lows.back().is_some_and(|&(_, v)| v >= value) {
+            self.lows.pop_back();
+        }
+        while self.highs.back().is_some_and(|&(_, v)| v <= value) {
+            self.highs.pop_back();
+        }
+        self.lows.push_back((n, value));
+        self.highs.push_back((n, value));
+        let oldest = (n + 1).saturating_sub(WINDOW as u64);
+        for queue in [&mut self.lows, &mut self.highs] {
+            while queue.front().is_some_and(|&(i, _)| i < oldest) {
+                queue.pop_front();
+            }
+        }
+        (self.lows.front().map_or(value, |e| e.1), self.highs.front().map_or(value, |e| e.1))
     }
 }
 

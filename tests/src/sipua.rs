@@ -171,10 +171,15 @@ impl ToneStream {
         packet.extend_from_slice(&self.seq.to_be_bytes());
         packet.extend_from_slice(&self.timestamp.to_be_bytes());
         packet.extend_from_slice(&self.ssrc.to_be_bytes());
-        for _ in 0..160 {
-            let sample = (self.phase.sin() * 8000.0) as i16;
-            self.phase += 2.0 * std::f64::consts::PI * self.frequency / 8000.0;
-            packet.push(mixer::g711::ulaw_encode(sample));
+        if self.frequency == 0.0 {
+            // Silence: µ-law's zero, without a sine to compute.
+            packet.resize(12 + 160, 0xFF);
+        } else {
+            for _ in 0..160 {
+                let sample = (self.phase.sin() * 8000.0) as i16;
+                self.phase += 2.0 * std::f64::consts::PI * self.frequency / 8000.0;
+                packet.push(mixer::g711::ulaw_encode(sample));
+            }
         }
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(160);

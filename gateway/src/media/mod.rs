@@ -169,7 +169,7 @@ impl Media {
             let (commands, command_rx) = std_mpsc::channel();
             let labels = WorkerLabels { worker: n.to_string() };
             let tick_seconds = metrics.media.tick_seconds.get_or_create(&labels).clone();
-            let worker = Worker::new(config.clone(), tick_seconds, command_rx);
+            let worker = Worker::new(config.clone(), tick_seconds, command_rx)?;
             std::thread::Builder::new().name(format!("media-{n}")).spawn(move || worker.run())?;
             media.workers.push(commands);
             let gauge = metrics.media.worker_legs.get_or_create(&labels).clone();

@@ -8,19 +8,24 @@
 //! through a pair of channels, drained on the same tick. What call control must know (digits,
 //! talk spurts, finished prompts, silent legs, statistics) goes back as [`MediaEvent`]s.
 //!
-//! Workers share nothing on the packet path: a room and all its legs live on one worker.
+//! Workers share nothing on the packet path: a room and all its legs live on one worker. The
+//! tables here are keyed by our own ids and the rooms' numbers, never by what a packet says,
+//! so they use a fast hash rather than a keyed one.
 
-use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, PlayTarget};
 use mixer::source::{SourceGuard, SourcePolicy, Verdict};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use rtc_shared::marshal::{Marshal, Unmarshal};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::srtp::Srtp;
@@ -35,6 +40,8 @@ const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Ticks run late by more than this are skipped rather than caught up in a burst.
 const MAX_LATENESS: Duration = Duration::from_millis(200);
+/// Readiness events taken from the kernel at a time.
+const EVENTS: usize = 1024;
 
 /// What every worker is started with.
 #[derive(Clone)]
@@ -52,7 +59,7 @@ pub(super) struct WorkerConfig {
 /// One conference and which participant each of its legs is.
 struct Room {
     conference: Conference,
-    participants: HashMap<LegId, ParticipantId>,
+    participants: FxHashMap<LegId, ParticipantId>,
 }
 
 struct WorkerLeg {
@@ -69,6 +76,8 @@ struct WorkerLeg {
     sdp_rtcp: Option<SocketAddr>,
     /// Foreign packets already counted in the metric.
     foreign_reported: u64,
+    /// The RTP and the RTCP socket have had data since they were last drained.
+    ready: [bool; 2],
     last_rtp: Instant,
     timed_out: bool,
     /// Since when the leg is on hold (None: not on hold).
@@ -82,8 +91,11 @@ pub(super) struct Worker {
     /// This worker's series of `mixer_tick_seconds`.
     tick_seconds: Histogram,
     commands: std_mpsc::Receiver<MediaCommand>,
-    rooms: HashMap<RoomNumber, Room>,
-    legs: HashMap<ParticipantId, WorkerLeg>,
+    rooms: FxHashMap<RoomNumber, Room>,
+    legs: FxHashMap<ParticipantId, WorkerLeg>,
+    /// Which of the legs' sockets have data: a tick reads only those.
+    poll: Poll,
+    events: Events,
     buffer: Vec<u8>,
 }
 
@@ -92,15 +104,17 @@ impl Worker {
         config: WorkerConfig,
         tick_seconds: Histogram,
         commands: std_mpsc::Receiver<MediaCommand>,
-    ) -> Worker {
-        Worker {
+    ) -> std::io::Result<Worker> {
+        Ok(Worker {
             config,
             tick_seconds,
             commands,
-            rooms: HashMap::new(),
-            legs: HashMap::new(),
+            rooms: FxHashMap::default(),
+            legs: FxHashMap::default(),
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS),
             buffer: vec![0; 2048],
-        }
+        })
     }
 
     /// Ticks until call control drops its handle.
@@ -144,6 +158,11 @@ impl Worker {
             MediaCommand::Add(setup) => self.add(now, *setup),
             MediaCommand::Remove(id) => {
                 if let Some(leg) = self.legs.remove(&id) {
+                    if let Wire::Udp { rtp, rtcp, .. } = &leg.wire {
+                        for socket in std::iter::once(rtp).chain(rtcp.as_ref()) {
+                            let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+                        }
+                    }
                     shrink_sparse(&mut self.legs);
                     if let Some(room) = self.rooms.get_mut(&leg.room) {
                         room.conference.remove_leg(leg.leg);
@@ -228,18 +247,29 @@ impl Worker {
             }
         };
         if let Wire::Udp { rtp, rtcp, .. } = &setup.wire {
-            for socket in std::iter::once(rtp).chain(rtcp.as_ref()) {
-                if let Err(e) = socket.set_nonblocking(true) {
-                    tracing::error!(error = %e, "RTP socket cannot be made non-blocking; leg not added");
+            for (socket, kind) in std::iter::once(rtp).chain(rtcp.as_ref()).zip(0..) {
+                let fd = socket.as_raw_fd();
+                let registered = socket.set_nonblocking(true).and_then(|()| {
+                    self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        token(setup.id, kind),
+                        Interest::READABLE,
+                    )
+                });
+                if let Err(e) = registered {
+                    tracing::error!(error = %e, "RTP socket cannot be polled; leg not added");
+                    if kind == 1 {
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&rtp.as_raw_fd()));
+                    }
                     return;
                 }
             }
         }
         let rate = self.config.rate;
-        let room = self
-            .rooms
-            .entry(setup.room.clone())
-            .or_insert_with(|| Room { conference: Conference::new(rate), participants: HashMap::new() });
+        let room = self.rooms.entry(setup.room.clone()).or_insert_with(|| Room {
+            conference: Conference::new(rate),
+            participants: FxHashMap::default(),
+        });
         let leg = room.conference.add_leg(setup.config.clone());
         if !setup.joined {
             room.conference.set_muted(leg, true);
@@ -262,6 +292,8 @@ impl Worker {
                 sdp_remote,
                 sdp_rtcp,
                 foreign_reported: 0,
+                // Whatever came before the sockets were polled is read on the first tick.
+                ready: [true, true],
                 last_rtp: now,
                 timed_out: false,
                 on_hold: None,
@@ -281,9 +313,15 @@ impl Worker {
 
     /// Drains every leg's sockets (or channel) into its conference.
     fn receive(&mut self, now: Instant) {
+        self.take_readiness();
         for leg in self.legs.values_mut() {
+            let [rtp_ready, rtcp_ready] = std::mem::take(&mut leg.ready);
+            if matches!(leg.wire, Wire::Udp { .. }) && !rtp_ready && !rtcp_ready {
+                continue;
+            }
             let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
             match &mut leg.wire {
+                Wire::Udp { .. } if !rtp_ready => {}
                 Wire::Udp { rtp, rtcp, remote, remote_rtcp } => loop {
                     let (n, src) = match rtp.recv_from(&mut self.buffer) {
                         Ok(got) => got,
@@ -339,7 +377,7 @@ impl Worker {
                     }
                 }
             }
-            if let Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. } = &mut leg.wire {
+            if let (true, Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. }) = (rtcp_ready, &mut leg.wire) {
                 while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
                     // Reports go back to where authentic ones from the peer's host come from.
                     if leg.source.check_rtcp(src, leg.sdp_rtcp)
@@ -348,6 +386,30 @@ impl Worker {
                         *remote_rtcp = Some(src);
                     }
                 }
+            }
+        }
+    }
+
+    /// Marks the sockets the kernel says have data. Readiness is edge-triggered: a socket is
+    /// reported once when data arrives, so each is drained until it would block.
+    fn take_readiness(&mut self) {
+        loop {
+            if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::warn!(error = %e, "media sockets not polled");
+                }
+                return;
+            }
+            let mut n = 0;
+            for event in &self.events {
+                n += 1;
+                let (id, kind) = (ParticipantId((event.token().0 / 2) as u64), event.token().0 % 2);
+                if let Some(leg) = self.legs.get_mut(&id) {
+                    leg.ready[kind] = true;
+                }
+            }
+            if n < EVENTS {
+                return;
             }
         }
     }
@@ -440,6 +502,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// A leg's RTP (`kind` 0) or RTCP (1) socket's token.
+fn token(id: ParticipantId, kind: usize) -> Token {
+    Token(id.0 as usize * 2 + kind)
 }
 
 /// RTP or RTCP to the peer, protected first on an SRTP leg by `protect`. A full send buffer,

@@ -145,3 +145,18 @@ fn a_burst_of_late_packets_grows_the_delay_then_it_drains() {
     assert!(after <= calm + Duration::from_millis(5), "target after {after:?}");
     assert!(run.stats.skips > 0, "{:?}", run.stats);
 }
+
+#[test]
+fn the_sliding_range_is_the_least_and_greatest_of_the_last_window() {
+    let mut range = SlidingRange::default();
+    let mut all = Vec::new();
+    // A walk with jumps both ways, longer than several windows.
+    let mut value: i64 = 0;
+    for n in 0..1000u64 {
+        value += ((n * 7919) % 23) as i64 - 11 + if n % 97 == 0 { 500 } else { 0 };
+        all.push(value);
+        let window = &all[all.len().saturating_sub(WINDOW)..];
+        let expected = (*window.iter().min().unwrap(), *window.iter().max().unwrap());
+        assert_eq!(range.push(value), expected, "after {} values", n + 1);
+    }
+}

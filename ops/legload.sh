@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Media load of a running gateway over loopback UDP: LEGS calls held in one room (3 talking, the
+# others sending silence), each streaming PCMU from its own socket and reading what comes back
+# (tests/src/bin/legload.rs), with WORKERS media workers. Builds release binaries, starts a
+# gateway with SQLite in a temporary directory, creates the users and the room, and prints the
+# gateway's CPU and memory per leg, the packets each leg got, and the generator's own figures.
+#   [GATEWAY=path] bash ops/legload.sh [LEGS] [WORKERS] [SECONDS] [ROOMS]
+# ROOMS > 1 spreads the legs over that many rooms (1000, 1001, …), one generator each; each
+# generator reports the whole gateway's CPU over its window (the windows overlap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+legs=${1:-1000}
+workers=${2:-1}
+seconds=${3:-20}
+rooms=${4:-1}
+users=100
+
+cargo build --release -p gateway -p e2e --bin gateway --bin legload
+bin=target/release
+# GATEWAY=/path/to/gateway measures another build (an earlier commit's, side by side).
+gateway=${GATEWAY:-$bin/gateway}
+work=$(mktemp -d /tmp/gateway-legload.XXXXXX)
+trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# Two sockets a leg on each side.
+ulimit -n "$(ulimit -Hn)"
+
+port=$((20000 + RANDOM % 10000))
+cat > "$work/gateway.toml" <<TOML
+[sip]
+udp = ["127.0.0.1:$port"]
+tcp = []
+[http]
+listen = "127.0.0.1:$((port + 1))"
+[rtp]
+address = "127.0.0.1"
+port_min = 32000
+port_max = 63999
+workers = $workers
+[conference]
+max_participants = 100000
+[database]
+url = "sqlite://$work/gateway.db"
+[log]
+level = "warn"
+# One generator on one address stands for thousands of phones: no per-source rate.
+[limits]
+requests_per_source = 0
+TOML
+gwcli() { "$gateway" --config "$work/gateway.toml" "$@" > /dev/null; }
+for r in $(seq 0 $((rooms - 1))); do gwcli room add --number $((1000 + r)); done
+for i in $(seq 0 $((users - 1))); do gwcli user add "load$i" --password load-password; done
+
+"$gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
+gw=$!
+for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
+    sleep 0.1
+done
+
+echo "== $legs PCMU legs in $rooms room(s), $workers media worker(s), $(nproc) cores, $seconds s measured"
+pids=()
+for r in $(seq 0 $((rooms - 1))); do
+    "$bin/legload" --gateway "127.0.0.1:$port" --room $((1000 + r)) --users "$users" \
+        --legs $((legs / rooms)) --seconds "$seconds" --warmup $((5 + legs / 200)) --pid "$gw" &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+echo "== gateway warnings: $(grep -c . "$work/gateway.log" || true) lines"
+grep -m 5 "skipped\|WARN" "$work/gateway.log" || true

@@ -1,0 +1,257 @@
+//! A media load generator: holds `--legs` calls in one room, each an authenticated call from
+//! its own SIP and RTP sockets, streaming PCMU every 20 ms (the first `--talkers` a tone each,
+//! the others silence) and reading what the gateway sends back. After a warm-up it measures,
+//! over `--seconds`: the gateway's CPU from `/proc/PID/stat`, its resident memory per leg, the
+//! packets each leg got against the 50 a second it should, and whether each leg heard the
+//! talkers. It also reports its own CPU and how late its ticks ran, so a run where the
+//! generator could not keep up is seen as such.
+//!
+//! ```sh
+//! legload --gateway 127.0.0.1:5060 --room 1000 --users 100 --password secret --legs 1000 --pid PID
+//! ```
+//! `ops/legload.sh` starts a release gateway with a given number of media workers and runs it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use e2e::sipua::{self, ScriptedCall, ToneStream};
+
+struct Options {
+    gateway: SocketAddr,
+    room: String,
+    users: usize,
+    prefix: String,
+    password: String,
+    legs: usize,
+    talkers: usize,
+    warmup: u64,
+    seconds: u64,
+    pid: u32,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        gateway: "127.0.0.1:5060".parse().unwrap(),
+        room: "1000".into(),
+        users: 100,
+        prefix: "load".into(),
+        password: "load-password".into(),
+        legs: 100,
+        talkers: 3,
+        warmup: 5,
+        seconds: 20,
+        pid: 0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value}");
+        match flag.as_str() {
+            "--gateway" => o.gateway = value.parse().map_err(|_| format!("bad address {value}"))?,
+            "--room" => o.room = value.clone(),
+            "--users" => o.users = value.parse().map_err(bad)?,
+            "--prefix" => o.prefix = value.clone(),
+            "--password" => o.password = value.clone(),
+            "--legs" => o.legs = value.parse().map_err(bad)?,
+            "--talkers" => o.talkers = value.parse().map_err(bad)?,
+            "--warmup" => o.warmup = value.parse().map_err(bad)?,
+            "--seconds" => o.seconds = value.parse().map_err(bad)?,
+            "--pid" => o.pid = value.parse().map_err(bad)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if o.pid == 0 {
+        return Err("--pid (the gateway's) is needed to read its CPU".into());
+    }
+    Ok(o)
+}
+
+/// One held call and its media.
+struct Leg {
+    call: ScriptedCall,
+    rtp: UdpSocket,
+    /// A tone for talkers; silence (a tone of 0 Hz) otherwise.
+    stream: ToneStream,
+    /// Packets received in the measured window.
+    received: u64,
+    /// Packets in the window whose audio was looked at, and those louder than silence.
+    checked: u64,
+    loud: u64,
+}
+
+/// User and system CPU of a process, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// Each media worker thread's CPU in seconds, by thread name (`media-0`, …).
+fn worker_cpu(pid: u32) -> Vec<(String, f64)> {
+    let mut threads: Vec<(String, f64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = stat.split_once('(')?.1.split_once(')')?.0.to_string();
+            name.starts_with("media-").then(|| (name, stat_cpu(&stat)))
+        })
+        .collect();
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
+    threads
+}
+
+/// User and system CPU from a `stat` line, in seconds.
+fn stat_cpu(stat: &str) -> f64 {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name and state.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether a PCMU packet's audio is louder than a whisper.
+fn is_loud(datagram: &[u8]) -> bool {
+    let Some(payload) = datagram.get(12..) else { return false };
+    if payload.is_empty() {
+        return false;
+    }
+    let energy: f64 = payload.iter().map(|&b| f64::from(mixer::g711::ulaw_decode(b)).powi(2)).sum();
+    (energy / payload.len() as f64).sqrt() > 300.0
+}
+
+fn set_up(o: &Options) -> Vec<Leg> {
+    let started = Instant::now();
+    let mut legs = Vec::with_capacity(o.legs);
+    for i in 0..o.legs {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("RTP socket");
+        rtp.set_nonblocking(true).expect("non-blocking");
+        let local = rtp.local_addr().expect("local address");
+        let user = format!("{}{}", o.prefix, i % o.users.max(1));
+        match sipua::call(o.gateway, &user, &o.password, &o.room, local) {
+            Ok(call) => {
+                let frequency = if i < o.talkers { 400.0 + 300.0 * i as f64 } else { 0.0 };
+                let stream = ToneStream::new(0x1000_0000 + i as u32, frequency);
+                legs.push(Leg { call, rtp, stream, received: 0, checked: 0, loud: 0 });
+            }
+            Err(e) => eprintln!("leg {i} not set up: {e:#}"),
+        }
+    }
+    println!("{} of {} legs up in {:.1} s", legs.len(), o.legs, started.elapsed().as_secs_f64());
+    legs
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let rss_before = rss_kib(o.pid);
+    let mut legs = set_up(&o);
+    let tick = Duration::from_millis(20);
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(o.warmup);
+    let end = measure_from + Duration::from_secs(o.seconds);
+    let mut buf = [0u8; 2048];
+    let (mut gateway_cpu, mut own_cpu, mut rss, mut workers) = (0.0, 0.0, 0, Vec::new());
+    let (mut ticks, mut late_ticks, mut worst_late) = (0u64, 0u64, Duration::ZERO);
+    let mut measuring = false;
+    let mut n = 0u32;
+    loop {
+        let due = start + tick * n;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if !measuring && now >= measure_from {
+            measuring = true;
+            gateway_cpu = cpu_seconds(&o.pid.to_string());
+            own_cpu = cpu_seconds("self");
+            workers = worker_cpu(o.pid);
+        }
+        let late = now - due;
+        if measuring {
+            ticks += 1;
+            if late > Duration::from_millis(10) {
+                late_ticks += 1;
+            }
+            worst_late = worst_late.max(late);
+        }
+        n += 1;
+        for leg in &mut legs {
+            let _ = leg.rtp.send_to(&leg.stream.next_packet(), leg.call.gateway_rtp);
+            while let Ok(len) = leg.rtp.recv(&mut buf) {
+                if measuring {
+                    // Every 25th packet's audio is looked at: two a second.
+                    if leg.received % 25 == 0 {
+                        leg.checked += 1;
+                        leg.loud += u64::from(is_loud(&buf[..len]));
+                    }
+                    leg.received += 1;
+                }
+            }
+        }
+        if measuring && rss == 0 && now >= measure_from + Duration::from_secs(o.seconds / 2) {
+            rss = rss_kib(o.pid);
+        }
+    }
+    let window = o.seconds as f64;
+    let gateway_cpu = cpu_seconds(&o.pid.to_string()) - gateway_cpu;
+    let own_cpu = cpu_seconds("self") - own_cpu;
+    let workers: Vec<String> = worker_cpu(o.pid)
+        .into_iter()
+        .zip(workers)
+        .map(|((name, after), (_, before))| format!("{name} {:.1} %", 100.0 * (after - before) / window))
+        .collect();
+    let expected = ticks;
+    let short: Vec<usize> =
+        legs.iter().enumerate().filter(|(_, l)| l.received * 100 < expected * 98).map(|(i, _)| i).collect();
+    let deaf = legs.iter().filter(|l| l.loud * 2 < l.checked.max(1)).count();
+    let received: u64 = legs.iter().map(|l| l.received).sum();
+    println!(
+        "legs {} (talkers {}), window {window:.0} s: gateway CPU {:.1} % of one core ({:.3} % per leg), \
+         resident {} KiB ({:.1} KiB per leg over {} KiB before)",
+        legs.len(),
+        o.talkers.min(legs.len()),
+        100.0 * gateway_cpu / window,
+        100.0 * gateway_cpu / window / legs.len().max(1) as f64,
+        rss,
+        rss.saturating_sub(rss_before) as f64 / legs.len().max(1) as f64,
+        rss_before,
+    );
+    println!("media workers' CPU: {}", workers.join(", "));
+    println!(
+        "packets back: {received} of {} expected ({:.3} %); legs short of 98 %: {}; legs that heard \
+         mostly silence: {deaf}",
+        expected * legs.len() as u64,
+        100.0 * received as f64 / (expected * legs.len() as u64).max(1) as f64,
+        short.len(),
+    );
+    println!(
+        "generator: CPU {:.1} % of one core, {late_ticks} of {ticks} ticks over 10 ms late (worst {} ms)",
+        100.0 * own_cpu / window,
+        worst_late.as_millis()
+    );
+    for leg in legs {
+        let _ = leg.call.hang_up();
+    }
+}
