@@ -44,10 +44,13 @@ struct Room {
     conference: Conference,
     legs: Vec<(LegId, RtpSender, Bytes)>,
     ticks: u32,
+    /// Silent legs send as browsers with DTX do: a DTX frame every 400 ms, nothing between.
+    dtx: bool,
+    tick: u64,
     now: Instant,
 }
 
-fn room(codec: AudioCodec, participants: usize, talkers: usize) -> Room {
+fn room(codec: AudioCodec, participants: usize, talkers: usize, dtx: bool) -> Room {
     let rate = if codec == AudioCodec::Opus { 48000 } else { 16000 };
     let mut conference = Conference::new(rate);
     let frame = codec.pcm_rate() as usize / 50;
@@ -74,19 +77,26 @@ fn room(codec: AudioCodec, participants: usize, talkers: usize) -> Room {
                 first_timestamp: 0,
                 ptime: 20,
             });
-            let payload = if i < talkers { encode(Some(400.0 + 300.0 * i as f64)) } else { silence.clone() };
+            let payload = match (i < talkers, dtx) {
+                (true, _) => encode(Some(400.0 + 300.0 * i as f64)),
+                (false, false) => silence.clone(),
+                (false, true) => Bytes::from_static(&[0xF8]),
+            };
             (leg, RtpSender::new(10_000 + i as u32, codec.static_payload_type(), 0, 0), payload)
         })
         .collect();
-    Room { conference, legs, ticks: codec.frame_ticks(), now: Instant::now() }
+    Room { conference, legs, ticks: codec.frame_ticks(), dtx, tick: 0, now: Instant::now() }
 }
 
 impl Room {
     fn tick(&mut self) -> usize {
         for (leg, sender, payload) in &mut self.legs {
             let packet = sender.packet(payload.clone(), self.ticks);
-            self.conference.receive(self.now, *leg, &packet);
+            if !self.dtx || payload.len() > 2 || self.tick % 20 == 0 {
+                self.conference.receive(self.now, *leg, &packet);
+            }
         }
+        self.tick += 1;
         let mut sent = 0;
         self.conference.tick(|leg, packet| {
             black_box((leg, packet));
@@ -99,7 +109,7 @@ impl Room {
 
 fn memory_per_leg() {
     let before = LIVE.load(Ordering::Relaxed);
-    let mut r = room(AudioCodec::Pcmu, 1000, 3);
+    let mut r = room(AudioCodec::Pcmu, 1000, 3, false);
     for _ in 0..100 {
         r.tick();
     }
@@ -110,13 +120,14 @@ fn memory_per_leg() {
 
 fn benches(c: &mut Criterion) {
     memory_per_leg();
-    for (name, codec, sizes) in [
-        ("conference_tick_g711_3_talkers", AudioCodec::Pcmu, [10usize, 100, 1000]),
-        ("conference_tick_opus_3_talkers", AudioCodec::Opus, [10, 100, 500]),
+    for (name, codec, sizes, dtx) in [
+        ("conference_tick_g711_3_talkers", AudioCodec::Pcmu, [10usize, 100, 1000], false),
+        ("conference_tick_opus_3_talkers", AudioCodec::Opus, [10, 100, 500], false),
+        ("conference_tick_opus_3_talkers_dtx", AudioCodec::Opus, [10, 100, 1500], true),
     ] {
         let mut group = c.benchmark_group(name);
         for n in sizes {
-            let mut r = room(codec, n, 3);
+            let mut r = room(codec, n, 3, dtx);
             for _ in 0..50 {
                 r.tick(); // fill jitter buffers, settle voice activity
             }

@@ -131,6 +131,14 @@ impl Decoder {
         }
     }
 
+    /// Times libopus ran for this leg (0 for the sample codecs, which cost next to nothing).
+    pub fn runs(&self) -> u64 {
+        match self {
+            Decoder::Opus(d) => d.runs,
+            _ => 0,
+        }
+    }
+
     /// Fills `out` for a lost frame; true when the codec did it (Opus: FEC from `next`, or its
     /// own concealment). Other codecs leave concealment to the caller.
     pub fn conceal(&mut self, next: Option<&[u8]>, out: &mut [i16]) -> bool {

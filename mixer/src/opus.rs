@@ -93,6 +93,8 @@ impl OpusEncoder {
 #[derive(Clone)]
 pub struct OpusDecoder {
     state: State,
+    /// Calls into libopus so far.
+    pub runs: u64,
 }
 
 impl std::fmt::Debug for OpusDecoder {
@@ -114,7 +116,7 @@ impl OpusDecoder {
             let mut state = State::new(ffi::opus_decoder_get_size(1));
             let init = ffi::opus_decoder_init(state.ptr(), RATE as i32, 1);
             assert_eq!(init, ffi::OPUS_OK, "opus_decoder_init");
-            OpusDecoder { state }
+            OpusDecoder { state, runs: 0 }
         }
     }
 
@@ -144,6 +146,7 @@ impl OpusDecoder {
     }
 
     fn run(&mut self, payload: Option<&[u8]>, out: &mut [i16], frame: usize, fec: bool) -> usize {
+        self.runs += 1;
         let (data, len) = match payload {
             Some(p) => (p.as_ptr(), p.len() as i32),
             None => (std::ptr::null(), 0),

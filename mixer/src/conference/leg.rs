@@ -139,6 +139,10 @@ impl Prompt {
     }
 }
 
+/// An Opus packet this short carries no audio: the encoder's DTX frame (libopus: "2 bytes or
+/// less ... does not need to be transmitted"), which senders still send now and then.
+const OPUS_DTX: usize = 2;
+
 /// The jitter buffer's frame: 10 ms pieces for sample codecs, whole 20 ms packets for Opus.
 fn jitter_frame(codec: AudioCodec) -> Duration {
     Duration::from_millis(if codec.splits() { 10 } else { 20 })
@@ -170,6 +174,9 @@ pub(crate) struct Leg {
     /// This tick's frame at the conference rate, after gain (valid when it contributes).
     pub pcm: Vec<i16>,
     concealed: u32,
+    /// The peer is in DTX (RFC 7587 §3.1.3): its last frame was a DTX one, and until the next
+    /// real one a missing frame is silence that nothing decodes or conceals.
+    dtx: bool,
     pub vad: Vad,
     pub agc: Agc,
     pub muted: bool,
@@ -207,6 +214,7 @@ impl Leg {
             decoded: vec![0; if codec == AudioCodec::Opus { 5760 } else { rate as usize / 50 }],
             pcm: vec![0; conference_rate as usize / 50],
             concealed: 0,
+            dtx: false,
             vad: Vad::new(),
             agc: Agc::new(),
             muted: false,
@@ -260,13 +268,22 @@ impl Leg {
         for piece in 0..pieces {
             let out = piece * len..(piece + 1) * len;
             match self.jitter.pop_due() {
+                Playout::Frame { payload, .. }
+                    if self.config.codec == AudioCodec::Opus && payload.len() <= OPUS_DTX =>
+                {
+                    self.dtx = true;
+                    self.codec_pcm[out].fill(0);
+                    self.concealed = 0;
+                }
                 Playout::Frame { payload, .. } => {
+                    self.dtx = false;
                     // An Opus packet longer than 20 ms keeps its first 20 ms.
                     let n = self.decoder.decode(payload, &mut self.decoded).min(len);
                     self.codec_pcm[out.start..out.start + n].copy_from_slice(&self.decoded[..n]);
                     self.codec_pcm[out.start + n..out.end].fill(0);
                     self.concealed = 0;
                 }
+                Playout::Lost { .. } if self.dtx => self.codec_pcm[out].fill(0),
                 // Opus rebuilds a lost frame from the next packet's FEC data, or conceals it.
                 Playout::Lost { next, .. }
                     if self.decoder.conceal(next, &mut self.codec_pcm[out.clone()]) =>
@@ -376,6 +393,7 @@ impl Leg {
             lost: r.lost,
             jitter_ms: r.jitter_ms,
             concealed: j.lost,
+            decoder_runs: self.decoder.runs(),
             late: j.late,
             buffer_ms: self.jitter.target_delay().as_millis() as u32,
             sent: self.sender.packets,
@@ -399,6 +417,9 @@ pub struct LegStats {
     pub lost: u64,
     pub jitter_ms: f64,
     pub concealed: u64,
+    /// Times the codec's decoder ran (decode, FEC or concealment; Opus only): a leg in DTX
+    /// costs none.
+    pub decoder_runs: u64,
     pub late: u64,
     pub buffer_ms: u32,
     pub sent: u64,

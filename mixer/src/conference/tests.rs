@@ -19,6 +19,10 @@ struct Phone {
     encoder: Encoder,
     decoder: Decoder,
     tone: Option<Sine>,
+    /// Silent, it sends as a browser with DTX does: a DTX frame when it falls silent and every
+    /// 400 ms after, nothing between.
+    dtx: bool,
+    silent_ticks: usize,
     heard: Vec<i16>,
 }
 
@@ -26,6 +30,7 @@ struct Room {
     conference: Conference,
     phones: Vec<Phone>,
     now: Instant,
+    ticks: usize,
     events: Vec<ConferenceEvent>,
 }
 
@@ -59,17 +64,29 @@ impl Room {
                     encoder: Encoder::new(codec),
                     decoder: Decoder::new(codec),
                     tone: freq.map(|f| Sine::new(codec.pcm_rate(), f, 0.25)),
+                    dtx: false,
+                    silent_ticks: 0,
                     heard: Vec::new(),
                 }
             })
             .collect();
-        Room { conference, phones, now: Instant::now(), events: Vec::new() }
+        Room { conference, phones, now: Instant::now(), ticks: 0, events: Vec::new() }
     }
 
     /// `ticks` of 20 ms: every phone sends a frame, the conference ticks, phones decode.
     fn run(&mut self, ticks: usize) {
         for _ in 0..ticks {
             for phone in &mut self.phones {
+                if phone.dtx && phone.tone.is_none() {
+                    // The packets between are never sent: the sequence moves on regardless.
+                    let packet = phone.sender.packet(Bytes::from_static(&[0xF8]), phone.codec.frame_ticks());
+                    if phone.silent_ticks % 20 == 0 {
+                        self.conference.receive(self.now, phone.leg, &packet);
+                    }
+                    phone.silent_ticks += 1;
+                    continue;
+                }
+                phone.silent_ticks = 0;
                 let rate = phone.codec.pcm_rate() as usize;
                 let mut pcm = vec![0i16; rate / 50];
                 if let Some(tone) = &mut phone.tone {
@@ -94,6 +111,7 @@ impl Room {
                 self.events.push(e);
             }
             self.now += Duration::from_millis(20);
+            self.ticks += 1;
         }
     }
 
@@ -146,6 +164,28 @@ fn a_48k_conference_mixes_opus_with_g711_and_g722() {
     room.assert_each_hears_the_others_only();
     let opus = room.conference.stats(room.phones[0].leg).unwrap();
     assert!(opus.talking && opus.lost == 0, "{opus:?}");
+}
+
+#[test]
+fn an_opus_leg_in_dtx_costs_no_decode_and_is_heard_again_when_it_talks() {
+    let mut room =
+        Room::with_rate(48000, &[(AudioCodec::Opus, Some(FREQS[0])), (AudioCodec::Opus, Some(FREQS[1]))]);
+    room.phones[1].dtx = true;
+    let runs = |room: &Room| room.conference.stats(room.phones[1].leg).unwrap().decoder_runs;
+    room.run(50);
+    let talking = runs(&room);
+    assert!(talking >= 45, "a talker is decoded every tick: {talking}");
+    room.phones[1].tone = None;
+    room.run(100);
+    assert!(runs(&room) - talking <= 3, "decodes in DTX: {}", runs(&room) - talking);
+    assert!(room.share_over(0, FREQS[1], 1.0) < -20.0, "phone 1's tone still heard in its DTX");
+    room.phones[1].tone = Some(Sine::new(48000, FREQS[2], 0.25));
+    room.run(50);
+    // After 2 s of DTX the jitter buffer starts over and fills again before it plays.
+    let again = runs(&room) - talking;
+    assert!(again >= 35, "talking again, decoded again: {again} runs in 50 ticks");
+    let share = room.share_over(0, FREQS[2], 0.6);
+    assert!(share > -8.0, "phone 1 unheard after its DTX: {share:.1} dB");
 }
 
 #[test]

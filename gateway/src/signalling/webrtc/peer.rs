@@ -69,7 +69,9 @@ fn opus() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48000,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        // DTX (RFC 7587 §3.1.3): a silent browser sends a frame every 400 ms instead of 50
+        // a second, and the mixer decodes nothing for it until it talks again.
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }
