@@ -6,6 +6,11 @@
 //! talkers. It also reports its own CPU and how late its ticks ran, so a run where the
 //! generator could not keep up is seen as such.
 //!
+//! Mouth to ear: the first talker sends its tone in half-second bursts, and the last leg (a
+//! listener) is read every millisecond; the time from a burst's first packet sent to the first
+//! packet heard carrying that tone is the delay through the gateway (its jitter buffer, the
+//! mix's tick, encoding) on loopback.
+//!
 //! ```sh
 //! legload --gateway 127.0.0.1:5060 --room 1000 --users 100 --password secret --legs 1000 --pid PID
 //! ```
@@ -122,6 +127,37 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a PCMU packet carries `frequency` as a good part of its audio.
+fn carries(datagram: &[u8], frequency: f64) -> bool {
+    let Some(payload) = datagram.get(12..) else { return false };
+    let pcm: Vec<i16> = payload.iter().map(|&b| mixer::g711::ulaw_decode(b)).collect();
+    pcm.len() >= 80 && mixer::tone::tone_share_db(&pcm, 8000, frequency) > -10.0
+}
+
+/// The listener whose delay is measured: when the current burst began, and what was heard.
+#[derive(Default)]
+struct Ear {
+    burst_at: Option<Instant>,
+    heard_burst: bool,
+    delays: Vec<Duration>,
+}
+
+impl Ear {
+    /// Reads what waits on the listener's socket.
+    fn listen(&mut self, socket: &UdpSocket, frequency: f64, counted: &mut u64) {
+        let mut buf = [0u8; 2048];
+        while let Ok(len) = socket.recv(&mut buf) {
+            *counted += 1;
+            if let (Some(at), false) = (self.burst_at, self.heard_burst) {
+                if carries(&buf[..len], frequency) {
+                    self.heard_burst = true;
+                    self.delays.push(at.elapsed());
+                }
+            }
+        }
+    }
+}
+
 /// Whether a PCMU packet's audio is louder than a whisper.
 fn is_loud(datagram: &[u8]) -> bool {
     let Some(payload) = datagram.get(12..) else { return false };
@@ -172,11 +208,18 @@ fn main() {
     let (mut ticks, mut late_ticks, mut worst_late) = (0u64, 0u64, Duration::ZERO);
     let mut measuring = false;
     let mut n = 0u32;
+    let mut ear = Ear::default();
+    // The last leg listens, when it is not a talker; the first talker sends bursts.
+    let listener = (legs.len() > o.talkers && o.talkers > 0).then(|| legs.len() - 1);
+    let burst_tone = 400.0;
+    let mut ear_packets = 0u64;
     loop {
         let due = start + tick * n;
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        while Instant::now() < due {
+            if let (Some(l), true) = (listener, measuring) {
+                ear.listen(&legs[l].rtp, burst_tone, &mut ear_packets);
+            }
+            std::thread::sleep(Duration::from_millis(1).min(due.saturating_duration_since(Instant::now())));
         }
         let now = Instant::now();
         if now >= end {
@@ -196,9 +239,23 @@ fn main() {
             }
             worst_late = worst_late.max(late);
         }
+        // Bursts of 25 packets on, 25 off.
+        let burst_on = (n / 25) % 2 == 0;
+        if listener.is_some() && n % 50 == 0 {
+            ear.burst_at = Some(Instant::now());
+            ear.heard_burst = false;
+        }
         n += 1;
-        for leg in &mut legs {
-            let _ = leg.rtp.send_to(&leg.stream.next_packet(), leg.call.gateway_rtp);
+        for (i, leg) in legs.iter_mut().enumerate() {
+            let mut packet = leg.stream.next_packet();
+            if i == 0 && listener.is_some() && !burst_on {
+                packet[12..].fill(0xFF);
+            }
+            let _ = leg.rtp.send_to(&packet, leg.call.gateway_rtp);
+            if Some(i) == listener && measuring {
+                ear.listen(&leg.rtp, burst_tone, &mut ear_packets);
+                continue;
+            }
             while let Ok(len) = leg.rtp.recv(&mut buf) {
                 if measuring {
                     // Every 25th packet's audio is looked at: two a second.
@@ -223,9 +280,17 @@ fn main() {
         .map(|((name, after), (_, before))| format!("{name} {:.1} %", 100.0 * (after - before) / window))
         .collect();
     let expected = ticks;
+    if let Some(l) = listener {
+        legs[l].received = ear_packets;
+    }
     let short: Vec<usize> =
         legs.iter().enumerate().filter(|(_, l)| l.received * 100 < expected * 98).map(|(i, _)| i).collect();
-    let deaf = legs.iter().filter(|l| l.loud * 2 < l.checked.max(1)).count();
+    // The listener is tested by the bursts it hears instead.
+    let deaf = legs
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| Some(i) != listener && l.loud * 2 < l.checked.max(1))
+        .count();
     let received: u64 = legs.iter().map(|l| l.received).sum();
     println!(
         "legs {} (talkers {}), window {window:.0} s: gateway CPU {:.1} % of one core ({:.3} % per leg), \
@@ -251,6 +316,16 @@ fn main() {
         100.0 * own_cpu / window,
         worst_late.as_millis()
     );
+    ear.delays.sort();
+    if let (Some(first), Some(last)) = (ear.delays.first(), ear.delays.last()) {
+        println!(
+            "mouth to ear (first talker's bursts to the last leg): median {} ms, {}–{} ms over {} bursts",
+            ear.delays[ear.delays.len() / 2].as_millis(),
+            first.as_millis(),
+            last.as_millis(),
+            ear.delays.len()
+        );
+    }
     for leg in legs {
         let _ = leg.call.hang_up();
     }
