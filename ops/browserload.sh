@@ -6,6 +6,7 @@
 #   bash ops/browserload.sh [SECONDS] [SIZES…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ops/load-lib.sh
 seconds=${1:-15}
 shift || true
 sizes=("${@:-10 50 100}")
@@ -17,12 +18,8 @@ work=$(mktemp -d /tmp/gateway-browsers.XXXXXX)
 trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 20000))
-cat > "$work/gateway.toml" <<TOML
-[sip]
-udp = ["127.0.0.1:$port"]
-tcp = []
-[http]
-listen = "127.0.0.1:$((port + 1))"
+load_config "$work" "$port"
+cat >> "$work/gateway.toml" <<TOML
 [rtp]
 address = "127.0.0.1"
 port_min = 42000
@@ -31,20 +28,11 @@ port_max = 49999
 max_participants = 1000
 [webrtc]
 addresses = ["127.0.0.1"]
-[database]
-url = "sqlite://$work/gateway.db"
-[log]
-level = "warn"
 TOML
-"$bin/gateway" --config "$work/gateway.toml" room add --number 1000 > /dev/null
+load_accounts "$bin/gateway" "$work" 0 - - 1000
 
 for size in "${sizes[@]}"; do
-    "$bin/gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
-    gw=$!
-    for _ in $(seq 100); do
-        curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
-        sleep 0.1
-    done
+    load_start "$bin/gateway" "$work" "$port"
     echo "== $size browsers in room 1000, $seconds s measured"
     "$bin/browserload" --http "127.0.0.1:$((port + 1))" --room 1000 --browsers "$size" --talkers 3 \
         --seconds "$seconds" --pid "$gw"

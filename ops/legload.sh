@@ -9,6 +9,7 @@
 # generator reports the whole gateway's CPU over its window (the windows overlap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ops/load-lib.sh
 legs=${1:-1000}
 workers=${2:-1}
 seconds=${3:-20}
@@ -25,12 +26,8 @@ trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' 
 ulimit -n "$(ulimit -Hn)"
 
 port=$((20000 + RANDOM % 10000))
-cat > "$work/gateway.toml" <<TOML
-[sip]
-udp = ["127.0.0.1:$port"]
-tcp = []
-[http]
-listen = "127.0.0.1:$((port + 1))"
+load_config "$work" "$port"
+cat >> "$work/gateway.toml" <<TOML
 [rtp]
 address = "127.0.0.1"
 port_min = 32000
@@ -38,24 +35,12 @@ port_max = 63999
 workers = $workers
 [conference]
 max_participants = 100000
-[database]
-url = "sqlite://$work/gateway.db"
-[log]
-level = "warn"
 # One generator on one address stands for thousands of phones: no per-source rate.
 [limits]
 requests_per_source = 0
 TOML
-gwcli() { "$gateway" --config "$work/gateway.toml" "$@" > /dev/null; }
-for r in $(seq 0 $((rooms - 1))); do gwcli room add --number $((1000 + r)); done
-for i in $(seq 0 $((users - 1))); do gwcli user add "load$i" --password load-password; done
-
-"$gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
-gw=$!
-for _ in $(seq 100); do
-    curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
-    sleep 0.1
-done
+load_accounts "$gateway" "$work" "$users" load load-password $(seq 1000 $((1000 + rooms - 1)))
+load_start "$gateway" "$work" "$port"
 
 echo "== $legs PCMU legs in $rooms room(s), $workers media worker(s), $(nproc) cores, $seconds s measured"
 pids=()

@@ -6,6 +6,7 @@
 #   bash ops/loadtest.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ops/load-lib.sh
 seconds=${1:-10}
 users=100
 
@@ -15,34 +16,21 @@ work=$(mktemp -d /tmp/gateway-load.XXXXXX)
 trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 20000))
-cat > "$work/gateway.toml" <<TOML
-[sip]
-udp = ["127.0.0.1:$port"]
-tcp = []
-[http]
-listen = "127.0.0.1:$((port + 1))"
+load_config "$work" "$port"
+cat >> "$work/gateway.toml" <<TOML
 [rtp]
 address = "127.0.0.1"
 port_min = 42000
 port_max = 49999
-[database]
-url = "sqlite://$work/gateway.db"
-[log]
-level = "warn"
 # One generator on one address stands for thousands of phones: no per-source rate.
 [limits]
 requests_per_source = 0
+# Each answered REGISTER's transaction stays 32 s (Timer J) to absorb retransmissions: at
+# 5,000/s that is 320,000 transactions, past the default cap of 20,000.
+server_transactions = 1000000
 TOML
-gwcli() { "$bin/gateway" --config "$work/gateway.toml" "$@" > /dev/null; }
-gwcli room add --number 1000
-for i in $(seq 0 $((users - 1))); do gwcli user add "load$i" --password load-password; done
-
-"$bin/gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
-gw=$!
-for _ in $(seq 100); do
-    curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
-    sleep 0.1
-done
+load_accounts "$bin/gateway" "$work" "$users" load load-password 1000
+load_start "$bin/gateway" "$work" "$port"
 
 echo "== REGISTER with digest auth, $users users, $seconds s"
 "$bin/sipload" register --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 200

@@ -8,6 +8,7 @@
 # PROFILE=dev uses the binaries `cargo build` made (no release build; slower media code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source ops/load-lib.sh
 minutes=${1:-30}
 users=${2:-200}
 
@@ -23,37 +24,21 @@ work=$(mktemp -d /tmp/gateway-soak.XXXXXX)
 trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; cp "$work/gateway.log" /tmp/gateway-soak-last.log 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 20000))
-cat > "$work/gateway.toml" <<TOML
-[sip]
-udp = ["127.0.0.1:$port"]
-tcp = []
-[http]
-listen = "127.0.0.1:$((port + 1))"
+load_config "$work" "$port"
+cat >> "$work/gateway.toml" <<TOML
 [rtp]
 address = "127.0.0.1"
 port_min = 42000
 port_max = 49999
 [conference]
 max_participants = 1000
-[database]
-url = "sqlite://$work/gateway.db"
-[log]
-level = "warn"
 # Every scripted phone calls from one address.
 [limits]
 requests_per_source = 0
 auth_failures_per_source = 0
 TOML
-gwcli() { "$bin/gateway" --config "$work/gateway.toml" "$@" > /dev/null; }
-gwcli room add --number 1000
-for i in $(seq 0 $((users - 1))); do gwcli user add "soak$i" --password soak-password; done
-
-"$bin/gateway" --config "$work/gateway.toml" run 2> "$work/gateway.log" &
-gw=$!
-for _ in $(seq 100); do
-    curl -sf "127.0.0.1:$((port + 1))/healthz" > /dev/null 2>&1 && break
-    sleep 0.1
-done
+load_accounts "$bin/gateway" "$work" "$users" soak soak-password 1000
+load_start "$bin/gateway" "$work" "$port"
 echo "== $users participants joining and leaving room 1000 for $minutes minutes"
 "$bin/soak" --gateway "127.0.0.1:$port" --users "$users" --minutes "$minutes" --pid "$gw"
 echo "== gateway CPU time (user+system): $(ps -o times= -p "$gw") s; warnings logged: $(grep -c WARN "$work/gateway.log" || true)"

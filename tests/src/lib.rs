@@ -16,6 +16,7 @@ pub mod baresip;
 pub mod chromium;
 pub mod impair;
 pub mod kamailio;
+pub mod load;
 pub mod room;
 pub mod sipua;
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use e2e::load::{cpu_seconds, parse_flags, value};
 use futures_util::{SinkExt, StreamExt};
 use mixer::opus::{OpusEncoder, FRAME};
 use rtc::ice::mdns::MulticastDnsMode;
@@ -60,20 +61,20 @@ fn options() -> anyhow::Result<Options> {
         seconds: 20,
         pid: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--http" => o.http = value.parse()?,
-            "--room" => o.room = value,
-            "--pin" => o.pin = Some(value),
-            "--browsers" => o.browsers = value.parse()?,
-            "--talkers" => o.talkers = value.parse()?,
-            "--seconds" => o.seconds = value.parse()?,
-            "--pid" => o.pid = Some(value.parse()?),
-            _ => bail!("unknown option {flag}"),
+    parse_flags(1, |flag, v| {
+        match flag {
+            "--http" => o.http = value(flag, v)?,
+            "--room" => o.room = v.into(),
+            "--pin" => o.pin = Some(v.into()),
+            "--browsers" => o.browsers = value(flag, v)?,
+            "--talkers" => o.talkers = value(flag, v)?,
+            "--seconds" => o.seconds = value(flag, v)?,
+            "--pid" => o.pid = Some(value(flag, v)?),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })
+    .map_err(anyhow::Error::msg)?;
     Ok(o)
 }
 
@@ -150,9 +151,11 @@ async fn main() -> anyhow::Result<()> {
     // Steady state: packets in, gateway CPU.
     let received =
         |clients: &[Arc<Seen>]| clients.iter().map(|c| c.received.load(Ordering::Relaxed)).sum::<u64>();
-    let (packets0, cpu0, t0) = (received(&clients), o.pid.map(cpu_seconds).transpose()?, Instant::now());
+    let (packets0, cpu0, t0) =
+        (received(&clients), o.pid.map(|pid| cpu_seconds(&pid.to_string())), Instant::now());
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
-    let (packets1, cpu1, elapsed) = (received(&clients), o.pid.map(cpu_seconds).transpose()?, t0.elapsed());
+    let (packets1, cpu1, elapsed) =
+        (received(&clients), o.pid.map(|pid| cpu_seconds(&pid.to_string())), t0.elapsed());
     let per_browser = (packets1 - packets0) as f64 / elapsed.as_secs_f64() / o.browsers as f64;
     println!("packets received per browser per second: {per_browser:.1} (50 expected)");
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
@@ -168,16 +171,6 @@ async fn main() -> anyhow::Result<()> {
     stop_tx.send_replace(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
-}
-
-/// User plus system CPU seconds of a process, from /proc.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
 }
 
 fn opus() -> RTCRtpCodec {

@@ -19,6 +19,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use e2e::load::{cpu_seconds, or_exit, parse_flags, rss_kib, thread_cpu, value};
 use e2e::sipua::{self, ScriptedCall, ToneStream};
 
 struct Options {
@@ -47,24 +48,22 @@ fn options() -> Result<Options, String> {
         seconds: 20,
         pid: 0,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |_| format!("bad value for {flag}: {value}");
-        match flag.as_str() {
-            "--gateway" => o.gateway = value.parse().map_err(|_| format!("bad address {value}"))?,
-            "--room" => o.room = value.clone(),
-            "--users" => o.users = value.parse().map_err(bad)?,
-            "--prefix" => o.prefix = value.clone(),
-            "--password" => o.password = value.clone(),
-            "--legs" => o.legs = value.parse().map_err(bad)?,
-            "--talkers" => o.talkers = value.parse().map_err(bad)?,
-            "--warmup" => o.warmup = value.parse().map_err(bad)?,
-            "--seconds" => o.seconds = value.parse().map_err(bad)?,
-            "--pid" => o.pid = value.parse().map_err(bad)?,
-            _ => return Err(format!("unknown option {flag}")),
+    parse_flags(1, |flag, v| {
+        match flag {
+            "--gateway" => o.gateway = value(flag, v)?,
+            "--room" => o.room = v.into(),
+            "--users" => o.users = value(flag, v)?,
+            "--prefix" => o.prefix = v.into(),
+            "--password" => o.password = v.into(),
+            "--legs" => o.legs = value(flag, v)?,
+            "--talkers" => o.talkers = value(flag, v)?,
+            "--warmup" => o.warmup = value(flag, v)?,
+            "--seconds" => o.seconds = value(flag, v)?,
+            "--pid" => o.pid = value(flag, v)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if o.pid == 0 {
         return Err("--pid (the gateway's) is needed to read its CPU".into());
     }
@@ -82,49 +81,6 @@ struct Leg {
     /// Packets in the window whose audio was looked at, and those louder than silence.
     checked: u64,
     loud: u64,
-}
-
-/// User and system CPU of a process, in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
-}
-
-/// Each media worker thread's CPU in seconds, by thread name (`media-0`, …).
-fn worker_cpu(pid: u32) -> Vec<(String, f64)> {
-    let mut threads: Vec<(String, f64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            let name = stat.split_once('(')?.1.split_once(')')?.0.to_string();
-            name.starts_with("media-").then(|| (name, stat_cpu(&stat)))
-        })
-        .collect();
-    threads.sort_by(|a, b| a.0.cmp(&b.0));
-    threads
-}
-
-/// User and system CPU from a `stat` line, in seconds.
-fn stat_cpu(stat: &str) -> f64 {
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name and state.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Whether a PCMU packet carries `frequency` as a good part of its audio.
@@ -190,13 +146,7 @@ fn set_up(o: &Options) -> Vec<Leg> {
 }
 
 fn main() {
-    let o = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let o = or_exit(options());
     let rss_before = rss_kib(o.pid);
     let mut legs = set_up(&o);
     let tick = Duration::from_millis(20);
@@ -229,7 +179,7 @@ fn main() {
             measuring = true;
             gateway_cpu = cpu_seconds(&o.pid.to_string());
             own_cpu = cpu_seconds("self");
-            workers = worker_cpu(o.pid);
+            workers = thread_cpu(o.pid, "media-");
         }
         let late = now - due;
         if measuring {
@@ -274,7 +224,7 @@ fn main() {
     let window = o.seconds as f64;
     let gateway_cpu = cpu_seconds(&o.pid.to_string()) - gateway_cpu;
     let own_cpu = cpu_seconds("self") - own_cpu;
-    let workers: Vec<String> = worker_cpu(o.pid)
+    let workers: Vec<String> = thread_cpu(o.pid, "media-")
         .into_iter()
         .zip(workers)
         .map(|((name, after), (_, before))| format!("{name} {:.1} %", 100.0 * (after - before) / window))

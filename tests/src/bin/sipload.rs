@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use e2e::load::{or_exit, parse_flags, value};
 use rsip::prelude::*;
 use sip_stack::digest::Challenge;
 use sip_stack::message::{parse, Inbound, InboundResponse};
@@ -41,20 +42,19 @@ fn options() -> Result<Options, String> {
         seconds: 10,
         window: 100,
     };
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |_| format!("bad value for {flag}: {value}");
-        match flag.as_str() {
-            "--gateway" => o.gateway = value.parse().map_err(|_| format!("bad address {value}"))?,
-            "--users" => o.users = value.parse().map_err(bad)?,
-            "--prefix" => o.prefix = value.clone(),
-            "--password" => o.password = value.clone(),
-            "--room" => o.room = value.clone(),
-            "--seconds" => o.seconds = value.parse().map_err(bad)?,
-            "--window" => o.window = value.parse().map_err(bad)?,
-            _ => return Err(format!("unknown option {flag}")),
+    parse_flags(2, |flag, v| {
+        match flag {
+            "--gateway" => o.gateway = value(flag, v)?,
+            "--users" => o.users = value(flag, v)?,
+            "--prefix" => o.prefix = v.into(),
+            "--password" => o.password = v.into(),
+            "--room" => o.room = v.into(),
+            "--seconds" => o.seconds = value(flag, v)?,
+            "--window" => o.window = value(flag, v)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(o)
 }
 
@@ -92,13 +92,7 @@ struct Load {
 }
 
 fn main() {
-    let o = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let o = or_exit(options());
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(Duration::from_millis(5))).expect("timeout");
     // RTP the gateway sends to the calls goes to a socket nobody reads.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use e2e::load::{open_fds, or_exit, parse_flags, rss_kib, value};
 use e2e::sipua::{self, ToneStream};
 
 struct Options {
@@ -35,21 +36,19 @@ fn options() -> Result<Options, String> {
         minutes: 30,
         pid: 0,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |_| format!("bad value for {flag}: {value}");
-        match flag.as_str() {
-            "--gateway" => o.gateway = value.parse().map_err(|_| format!("bad address {value}"))?,
-            "--room" => o.room = value.clone(),
-            "--users" => o.users = value.parse().map_err(bad)?,
-            "--prefix" => o.prefix = value.clone(),
-            "--password" => o.password = value.clone(),
-            "--minutes" => o.minutes = value.parse().map_err(bad)?,
-            "--pid" => o.pid = value.parse().map_err(bad)?,
-            _ => return Err(format!("unknown option {flag}")),
+    parse_flags(1, |flag, v| {
+        match flag {
+            "--gateway" => o.gateway = value(flag, v)?,
+            "--room" => o.room = v.into(),
+            "--users" => o.users = value(flag, v)?,
+            "--prefix" => o.prefix = v.into(),
+            "--password" => o.password = v.into(),
+            "--minutes" => o.minutes = value(flag, v)?,
+            "--pid" => o.pid = value(flag, v)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if o.pid == 0 {
         return Err("--pid of the gateway is needed to read its memory".into());
     }
@@ -58,14 +57,7 @@ fn options() -> Result<Options, String> {
 
 /// Resident memory in KiB and open descriptors of `pid`.
 fn sample(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
-    (rss, fds)
+    (rss_kib(pid), open_fds(pid))
 }
 
 /// A call's media while it lasts, sent and read by the one pacing thread (a thread per call
@@ -112,13 +104,7 @@ struct Counts {
 }
 
 fn main() {
-    let o = match options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let o = or_exit(options());
     // The gateway before any call: what memory must come back near once every call has left.
     let before = sample(o.pid);
     let deadline = Instant::now() + Duration::from_secs(o.minutes * 60);
