@@ -1,6 +1,7 @@
 //! What the load generators in `src/bin` share: their command lines (`--flag value` pairs)
 //! and what they read of the gateway from `/proc`.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// The `--flag value` pairs of the command line after its first `skip` words, each handed
@@ -17,6 +18,47 @@ pub fn parse_flags(
         }
     }
     Ok(())
+}
+
+/// Where a SIP load generator calls, and as whom: users PREFIX0… with one password.
+pub struct Target {
+    pub gateway: SocketAddr,
+    pub room: String,
+    pub users: usize,
+    pub prefix: String,
+    pub password: String,
+}
+
+impl Target {
+    /// The defaults, with the users' prefix and password as the script creates them.
+    pub fn new(users: usize, prefix: &str, password: &str) -> Target {
+        Target {
+            gateway: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            room: "1000".into(),
+            users,
+            prefix: prefix.into(),
+            password: password.into(),
+        }
+    }
+
+    /// Takes `--gateway`, `--room`, `--users`, `--prefix` and `--password`; false for other
+    /// flags.
+    pub fn set(&mut self, flag: &str, v: &str) -> Result<bool, String> {
+        match flag {
+            "--gateway" => self.gateway = value(flag, v)?,
+            "--room" => self.room = v.into(),
+            "--users" => self.users = value(flag, v)?,
+            "--prefix" => self.prefix = v.into(),
+            "--password" => self.password = v.into(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The `i`th of the users, round.
+    pub fn user(&self, i: usize) -> String {
+        format!("{}{}", self.prefix, i % self.users.max(1))
+    }
 }
 
 /// `value` for `flag`, or an error naming both.

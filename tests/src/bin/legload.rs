@@ -16,18 +16,14 @@
 //! ```
 //! `ops/legload.sh` starts a release gateway with a given number of media workers and runs it.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use e2e::load::{cpu_seconds, or_exit, parse_flags, rss_kib, thread_cpu, value};
+use e2e::load::{cpu_seconds, or_exit, parse_flags, rss_kib, thread_cpu, value, Target};
 use e2e::sipua::{self, ScriptedCall, ToneStream};
 
 struct Options {
-    gateway: SocketAddr,
-    room: String,
-    users: usize,
-    prefix: String,
-    password: String,
+    to: Target,
     legs: usize,
     talkers: usize,
     warmup: u64,
@@ -37,11 +33,7 @@ struct Options {
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
-        gateway: "127.0.0.1:5060".parse().unwrap(),
-        room: "1000".into(),
-        users: 100,
-        prefix: "load".into(),
-        password: "load-password".into(),
+        to: Target::new(100, "load", "load-password"),
         legs: 100,
         talkers: 3,
         warmup: 5,
@@ -49,12 +41,10 @@ fn options() -> Result<Options, String> {
         pid: 0,
     };
     parse_flags(1, |flag, v| {
+        if o.to.set(flag, v)? {
+            return Ok(true);
+        }
         match flag {
-            "--gateway" => o.gateway = value(flag, v)?,
-            "--room" => o.room = v.into(),
-            "--users" => o.users = value(flag, v)?,
-            "--prefix" => o.prefix = v.into(),
-            "--password" => o.password = v.into(),
             "--legs" => o.legs = value(flag, v)?,
             "--talkers" => o.talkers = value(flag, v)?,
             "--warmup" => o.warmup = value(flag, v)?,
@@ -131,8 +121,8 @@ fn set_up(o: &Options) -> Vec<Leg> {
         let rtp = UdpSocket::bind("127.0.0.1:0").expect("RTP socket");
         rtp.set_nonblocking(true).expect("non-blocking");
         let local = rtp.local_addr().expect("local address");
-        let user = format!("{}{}", o.prefix, i % o.users.max(1));
-        match sipua::call(o.gateway, &user, &o.password, &o.room, local) {
+        let user = o.to.user(i);
+        match sipua::call(o.to.gateway, &user, &o.to.password, &o.to.room, local) {
             Ok(call) => {
                 let frequency = if i < o.talkers { 400.0 + 300.0 * i as f64 } else { 0.0 };
                 let stream = ToneStream::new(0x1000_0000 + i as u32, frequency);

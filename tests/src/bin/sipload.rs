@@ -13,18 +13,14 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use e2e::load::{or_exit, parse_flags, value};
+use e2e::load::{or_exit, parse_flags, value, Target};
 use rsip::prelude::*;
 use sip_stack::digest::Challenge;
 use sip_stack::message::{parse, Inbound, InboundResponse};
 
 struct Options {
+    to: Target,
     mode: String,
-    gateway: SocketAddr,
-    users: usize,
-    prefix: String,
-    password: String,
-    room: String,
     seconds: u64,
     window: usize,
 }
@@ -32,23 +28,12 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or("usage: sipload register|call [--gateway ADDR] [--users N] …")?;
-    let mut o = Options {
-        mode,
-        gateway: "127.0.0.1:5060".parse().unwrap(),
-        users: 100,
-        prefix: "load".into(),
-        password: "load-password".into(),
-        room: "1000".into(),
-        seconds: 10,
-        window: 100,
-    };
+    let mut o = Options { to: Target::new(100, "load", "load-password"), mode, seconds: 10, window: 100 };
     parse_flags(2, |flag, v| {
+        if o.to.set(flag, v)? {
+            return Ok(true);
+        }
         match flag {
-            "--gateway" => o.gateway = value(flag, v)?,
-            "--users" => o.users = value(flag, v)?,
-            "--prefix" => o.prefix = v.into(),
-            "--password" => o.password = v.into(),
-            "--room" => o.room = v.into(),
             "--seconds" => o.seconds = value(flag, v)?,
             "--window" => o.window = value(flag, v)?,
             _ => return Ok(false),
@@ -152,7 +137,7 @@ impl Load {
     fn start_flow(&mut self) {
         self.next += 1;
         let call_id = format!("load-{}-{}", std::process::id(), self.next);
-        let user = format!("{}{}", self.o.prefix, self.next as usize % self.o.users.max(1));
+        let user = self.o.to.user(self.next as usize);
         let mut flow = Flow {
             user,
             step: Step::Unauthenticated,
@@ -169,7 +154,7 @@ impl Load {
     }
 
     fn send(&self, flow: &mut Flow, bytes: Vec<u8>) {
-        let _ = self.socket.send_to(&bytes, self.o.gateway);
+        let _ = self.socket.send_to(&bytes, self.o.to.gateway);
         flow.last = bytes;
         flow.sent_at = Instant::now();
     }
@@ -198,8 +183,8 @@ impl Load {
 
     fn uri(&self) -> String {
         match self.o.mode.as_str() {
-            "call" => format!("sip:{}@{}", self.o.room, self.o.gateway),
-            _ => format!("sip:{}", self.o.gateway),
+            "call" => format!("sip:{}@{}", self.o.to.room, self.o.to.gateway),
+            _ => format!("sip:{}", self.o.to.gateway),
         }
     }
 
@@ -217,7 +202,7 @@ impl Load {
             );
             (uri.clone(), String::new(), sdp)
         } else {
-            (format!("sip:{}@{}", flow.user, self.o.gateway), ";expires=600".into(), String::new())
+            (format!("sip:{}@{}", flow.user, self.o.to.gateway), ";expires=600".into(), String::new())
         };
         let mut text = format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch:016x}\r\n\
@@ -226,7 +211,7 @@ impl Load {
             local = self.local,
             branch = rand_u64(),
             user = flow.user,
-            gw = self.o.gateway,
+            gw = self.o.to.gateway,
             tag = flow.from_tag,
         );
         if let Some(auth) = auth {
@@ -249,7 +234,7 @@ impl Load {
             uri = self.uri(),
             local = self.local,
             user = flow.user,
-            gw = self.o.gateway,
+            gw = self.o.to.gateway,
             tag = flow.from_tag,
         )
         .into_bytes()
@@ -283,7 +268,7 @@ impl Load {
                 if calls {
                     // §17.1.1.3: the ACK of a non-2xx goes in the INVITE's transaction.
                     let ack = self.in_dialog("ACK", &call_id, &flow, 1, branch.as_deref().unwrap_or(""));
-                    let _ = self.socket.send_to(&ack, self.o.gateway);
+                    let _ = self.socket.send_to(&ack, self.o.to.gateway);
                 }
                 let challenge = r.response.headers.iter().find_map(|h| match h {
                     rsip::Header::WwwAuthenticate(v) => Challenge::parse(v.value()).ok(),
@@ -296,7 +281,7 @@ impl Load {
                 let method_name = if calls { "INVITE" } else { "REGISTER" };
                 let auth = challenge.answer(
                     &flow.user,
-                    &self.o.password,
+                    &self.o.to.password,
                     method_name,
                     &self.uri(),
                     1,
@@ -314,7 +299,7 @@ impl Load {
                 flow.answered = Some(now);
                 self.setup_ms.push(now.duration_since(flow.started).as_secs_f64() * 1000.0);
                 let ack = self.in_dialog("ACK", &call_id, &flow, 2, &format!("z9hG4bK{:016x}", rand_u64()));
-                let _ = self.socket.send_to(&ack, self.o.gateway);
+                let _ = self.socket.send_to(&ack, self.o.to.gateway);
                 flow.step = Step::Bye;
                 let bye = self.in_dialog("BYE", &call_id, &flow, 3, &format!("z9hG4bK{:016x}", rand_u64()));
                 self.send(&mut flow, bye);
@@ -323,7 +308,7 @@ impl Load {
             // A retransmitted 200 to the INVITE while the BYE is out: ACK it again.
             (Step::Bye, 200, rsip::Method::Invite) => {
                 let ack = self.in_dialog("ACK", &call_id, &flow, 2, &format!("z9hG4bK{:016x}", rand_u64()));
-                let _ = self.socket.send_to(&ack, self.o.gateway);
+                let _ = self.socket.send_to(&ack, self.o.to.gateway);
                 self.flows.insert(call_id, flow);
             }
             (Step::Bye, 200, rsip::Method::Bye) => self.completed += 1,

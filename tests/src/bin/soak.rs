@@ -13,36 +13,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use e2e::load::{open_fds, or_exit, parse_flags, rss_kib, value};
+use e2e::load::{open_fds, or_exit, parse_flags, rss_kib, value, Target};
 use e2e::sipua::{self, ToneStream};
 
 struct Options {
-    gateway: SocketAddr,
-    room: String,
-    users: usize,
-    prefix: String,
-    password: String,
+    to: Target,
     minutes: u64,
     pid: u32,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options {
-        gateway: "127.0.0.1:5060".parse().unwrap(),
-        room: "1000".into(),
-        users: 200,
-        prefix: "soak".into(),
-        password: "soak-password".into(),
-        minutes: 30,
-        pid: 0,
-    };
+    let mut o = Options { to: Target::new(200, "soak", "soak-password"), minutes: 30, pid: 0 };
     parse_flags(1, |flag, v| {
+        if o.to.set(flag, v)? {
+            return Ok(true);
+        }
         match flag {
-            "--gateway" => o.gateway = value(flag, v)?,
-            "--room" => o.room = v.into(),
-            "--users" => o.users = value(flag, v)?,
-            "--prefix" => o.prefix = v.into(),
-            "--password" => o.password = v.into(),
             "--minutes" => o.minutes = value(flag, v)?,
             "--pid" => o.pid = value(flag, v)?,
             _ => return Ok(false),
@@ -115,9 +101,9 @@ fn main() {
         move || pace(&legs, deadline)
     });
     let mut threads = Vec::new();
-    for i in 0..o.users {
+    for i in 0..o.to.users {
         let (user, password, room, gateway) =
-            (format!("{}{i}", o.prefix), o.password.clone(), o.room.clone(), o.gateway);
+            (format!("{}{i}", o.to.prefix), o.to.password.clone(), o.to.room.clone(), o.to.gateway);
         let (counts, legs) = (counts.clone(), legs.clone());
         threads.push(std::thread::spawn(move || {
             // The first calls ramp up over 10 ms per participant, not all at once.
