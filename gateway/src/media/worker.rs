@@ -378,7 +378,14 @@ impl Worker {
                 }
             }
             if let (true, Wire::Udp { rtcp: Some(rtcp), remote_rtcp, .. }) = (rtcp_ready, &mut leg.wire) {
-                while let Ok((n, src)) = rtcp.recv_from(&mut self.buffer) {
+                // Drained until it would block, as readiness is reported once per arrival; an
+                // ICMP error from an earlier send does not end the drain.
+                loop {
+                    let (n, src) = match rtcp.recv_from(&mut self.buffer) {
+                        Ok(got) => got,
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                        Err(_) => break,
+                    };
                     // Reports go back to where authentic ones from the peer's host come from.
                     if leg.source.check_rtcp(src, leg.sdp_rtcp)
                         && receive_rtcp(&mut room.conference, now, leg.leg, &mut leg.srtp, &self.buffer[..n])
