@@ -23,9 +23,8 @@ load_accounts() {
     local gateway=$1 work=$2 users=$3 prefix=$4 password=$5
     shift 5
     for room in "$@"; do "$gateway" --config "$work/gateway.toml" room add --number "$room" > /dev/null; done
-    for i in $(seq 0 $((users - 1))); do
-        "$gateway" --config "$work/gateway.toml" user add "$prefix$i" --password "$password" > /dev/null
-    done
+    for i in $(seq 0 $((users - 1))); do echo "$prefix$i $password"; done \
+        | "$gateway" --config "$work/gateway.toml" user import - > /dev/null
 }
 
 # load_start GATEWAY WORK PORT: runs the gateway (its pid in $gw, its log in WORK/gateway.log)

@@ -105,6 +105,14 @@ pub enum UserCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Add many accounts at once (or with --replace, set their passwords): one `name
+    /// password` per line of FILE (`-` reads standard input); blank lines and lines starting
+    /// with `#` are skipped. All are added, or none.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        replace: bool,
+    },
     /// List accounts.
     List,
     /// Remove an account and its registrations.

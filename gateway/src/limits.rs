@@ -228,74 +228,9 @@ impl AuthThrottle {
     }
 }
 
-/// One holder per key at a time, for work that must not interleave (a user's REGISTERs: the
-/// binding cap is checked and applied as one step). A key's entry lives only while someone
-/// holds or waits for it, so the map is bounded by the work in flight.
-#[derive(Default)]
-pub struct KeyedLocks {
-    held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Held until dropped.
-pub struct KeyedGuard {
-    locks: Arc<KeyedLocks>,
-    key: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl KeyedLocks {
-    pub async fn lock(self: &Arc<Self>, key: &str) -> KeyedGuard {
-        let lock = {
-            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-            held.entry(key.to_string()).or_default().clone()
-        };
-        let guard = lock.lock_owned().await;
-        KeyedGuard { locks: self.clone(), key: key.to_string(), guard: Some(guard) }
-    }
-
-    /// Keys held or waited for.
-    pub fn keys_in_use(&self) -> usize {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-}
-
-impl Drop for KeyedGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut held = self.locks.held.lock().unwrap_or_else(PoisonError::into_inner);
-        // Only the map's own reference left: nobody holds or waits.
-        if held.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            held.remove(&self.key);
-            shrink_sparse(&mut held);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn one_holder_per_key_and_no_entry_left_behind() {
-        let locks = Arc::new(KeyedLocks::default());
-        let alice = locks.lock("alice").await;
-        // Another key is not held up.
-        let bob = locks.lock("bob").await;
-        drop(bob);
-        // The second holder of a key waits for the first.
-        let waiter = tokio::spawn({
-            let locks = locks.clone();
-            async move {
-                let _second = locks.lock("alice").await;
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "two holders of one key at once");
-        assert_eq!(locks.keys_in_use(), 1);
-        drop(alice);
-        waiter.await.unwrap();
-        assert_eq!(locks.keys_in_use(), 0, "an entry outlived its holders");
-    }
 
     #[test]
     fn one_source_gets_its_rate_and_others_are_not_held_back() {

@@ -124,6 +124,16 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             let user = db.add_user(&name, &password, &config.sip.realm, replace, unix_ms()).await?;
             println!("user {} added (realm {})", user.username, user.realm);
         }
+        UserCommand::Import { file, replace } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let accounts = parse_accounts(&text)?;
+            let added = db.add_users(&accounts, &config.sip.realm, replace, unix_ms()).await?;
+            println!("{} users added (realm {})", added.len(), config.sip.realm);
+        }
         UserCommand::List => {
             for user in db.users().await? {
                 println!("{}\t{}", user.username, user.realm);
@@ -138,6 +148,22 @@ async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+/// `name password` per line; blank lines and `#` comments skipped.
+fn parse_accounts(text: &str) -> anyhow::Result<Vec<(&str, &str)>> {
+    let mut accounts = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, password] => accounts.push((name, password)),
+            _ => anyhow::bail!("line {}: expected `name password`", number + 1),
+        }
+    }
+    Ok(accounts)
 }
 
 #[allow(clippy::disallowed_methods)] // the command line

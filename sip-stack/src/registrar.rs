@@ -5,8 +5,6 @@
 //! checks it against the stored bindings (Call-ID/CSeq ordering, step 7) and writes it.
 //! Authentication (step 3) and deciding who may register which AOR are the caller's.
 
-use std::future::Future;
-
 use rsip::prelude::*;
 use rsip::{Header, Response, StatusCode};
 
@@ -200,71 +198,52 @@ pub struct StoredBinding {
     pub instance: Option<String>,
 }
 
-/// Where bindings live (the gateway implements it on its database).
-pub trait BindingStore {
-    type Error: std::fmt::Display;
-    /// Unexpired bindings of `aor` at `now_ms`.
-    fn bindings(
-        &self,
-        aor: &str,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<Vec<StoredBinding>, Self::Error>> + Send;
-    /// Adds or replaces the binding of `binding.contact`.
-    fn upsert(
-        &self,
-        aor: &str,
-        binding: &StoredBinding,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    fn remove(&self, aor: &str, contact: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+/// What [`Registrar::apply`] changed, for the caller to write to its store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Contacts whose bindings went.
+    pub removed: Vec<String>,
+    /// Bindings added or refreshed.
+    pub upserted: Vec<StoredBinding>,
 }
 
-/// Applies plans to a store.
+/// Applies plans to an address of record's bindings; the caller reads and writes its store.
 #[derive(Debug, Clone, Default)]
 pub struct Registrar {
     pub policy: RegistrarPolicy,
 }
 
 impl Registrar {
-    /// §10.3 step 7: checks Call-ID/CSeq ordering against each existing binding, then writes.
-    /// Returns the bindings in force afterwards, for the 200 response.
-    pub async fn apply<S: BindingStore>(
+    /// §10.3 step 7: checks Call-ID/CSeq ordering against each of `bindings` (the address of
+    /// record's unexpired bindings), then changes them as `plan` asks, leaving the bindings in
+    /// force afterwards (highest q first), for the 200 response. A refused plan changes nothing.
+    pub fn apply(
         &self,
-        store: &S,
+        bindings: &mut Vec<StoredBinding>,
         plan: &RegisterPlan,
         now_ms: i64,
-    ) -> Result<Vec<StoredBinding>, RegisterError> {
-        let store_err = |e: S::Error| RegisterError::Store(e.to_string());
-        let existing = store.bindings(&plan.aor, now_ms).await.map_err(store_err)?;
+    ) -> Result<Changes, RegisterError> {
         let stale = |b: &StoredBinding| b.call_id == plan.call_id && plan.cseq <= b.cseq;
         if plan.remove_all {
-            if existing.iter().any(stale) {
+            if bindings.iter().any(stale) {
                 return Err(RegisterError::OutOfOrder);
             }
-            for b in &existing {
-                store.remove(&plan.aor, &b.contact).await.map_err(store_err)?;
-            }
-            return Ok(Vec::new());
+            let removed = bindings.drain(..).map(|b| b.contact).collect();
+            return Ok(Changes { removed, upserted: Vec::new() });
         }
         for change in &plan.changes {
-            if existing.iter().any(|b| b.contact == change.uri && stale(b)) {
+            if bindings.iter().any(|b| b.contact == change.uri && stale(b)) {
                 return Err(RegisterError::OutOfOrder);
             }
         }
         // RFC 5626 §6: a device (its +sip.instance) has one binding; a new contact replaces it.
-        let replaced: Vec<&StoredBinding> = existing
-            .iter()
-            .filter(|b| {
-                plan.changes.iter().any(|c| {
-                    c.instance.is_some() && c.instance == b.instance && c.uri != b.contact && c.expires > 0
-                })
+        let replaced = |b: &StoredBinding| {
+            plan.changes.iter().any(|c| {
+                c.instance.is_some() && c.instance == b.instance && c.uri != b.contact && c.expires > 0
             })
-            .collect();
-        let mut after: Vec<&str> = existing
-            .iter()
-            .filter(|b| !replaced.iter().any(|r| r.contact == b.contact))
-            .map(|b| b.contact.as_str())
-            .collect();
+        };
+        let mut after: Vec<&str> =
+            bindings.iter().filter(|b| !replaced(b)).map(|b| b.contact.as_str()).collect();
         for change in &plan.changes {
             after.retain(|c| *c != change.uri);
             if change.expires > 0 {
@@ -272,28 +251,40 @@ impl Registrar {
             }
         }
         // Refreshing or removing is always allowed; growing past the cap is not.
-        if after.len() > self.policy.max_bindings && after.len() > existing.len() {
+        if after.len() > self.policy.max_bindings && after.len() > bindings.len() {
             return Err(RegisterError::TooManyBindings { max: self.policy.max_bindings });
         }
-        for old in replaced {
-            store.remove(&plan.aor, &old.contact).await.map_err(store_err)?;
-        }
+        let mut changes = Changes::default();
+        bindings.retain(|b| {
+            let gone = replaced(b) || plan.changes.iter().any(|c| c.expires == 0 && c.uri == b.contact);
+            if gone {
+                changes.removed.push(b.contact.clone());
+            }
+            !gone
+        });
         for change in &plan.changes {
             if change.expires == 0 {
-                store.remove(&plan.aor, &change.uri).await.map_err(store_err)?;
-            } else {
-                let binding = StoredBinding {
-                    contact: change.uri.clone(),
-                    q_milli: change.q_milli,
-                    expires_at_ms: now_ms + i64::from(change.expires) * 1000,
-                    call_id: plan.call_id.clone(),
-                    cseq: plan.cseq,
-                    instance: change.instance.clone(),
-                };
-                store.upsert(&plan.aor, &binding, now_ms).await.map_err(store_err)?;
+                // Removing a contact that is not bound is a no-op, but the store is told:
+                // it may hold the binding expired.
+                if !changes.removed.contains(&change.uri) {
+                    changes.removed.push(change.uri.clone());
+                }
+                continue;
             }
+            let binding = StoredBinding {
+                contact: change.uri.clone(),
+                q_milli: change.q_milli,
+                expires_at_ms: now_ms + i64::from(change.expires) * 1000,
+                call_id: plan.call_id.clone(),
+                cseq: plan.cseq,
+                instance: change.instance.clone(),
+            };
+            bindings.retain(|b| b.contact != binding.contact);
+            bindings.push(binding.clone());
+            changes.upserted.push(binding);
         }
-        store.bindings(&plan.aor, now_ms).await.map_err(store_err)
+        bindings.sort_by(|a, b| b.q_milli.cmp(&a.q_milli).then_with(|| a.contact.cmp(&b.contact)));
+        Ok(changes)
     }
 }
 
@@ -326,7 +317,6 @@ fn format_q(q_milli: u16) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use super::*;
     use crate::message::{parse, Inbound};
@@ -350,37 +340,27 @@ mod tests {
         }
     }
 
+    /// Bindings by address of record, as a store would keep them.
     #[derive(Default)]
-    struct MemStore(Mutex<BTreeMap<(String, String), StoredBinding>>);
+    struct MemStore(BTreeMap<String, Vec<StoredBinding>>);
 
-    impl BindingStore for MemStore {
-        type Error = String;
-        async fn bindings(&self, aor: &str, now_ms: i64) -> Result<Vec<StoredBinding>, String> {
-            let map = self.0.lock().unwrap();
-            Ok(map
-                .iter()
-                .filter(|((a, _), b)| a == aor && b.expires_at_ms > now_ms)
-                .map(|(_, b)| b.clone())
-                .collect())
+    impl MemStore {
+        fn apply(
+            &mut self,
+            reg: &Registrar,
+            plan: &RegisterPlan,
+            now_ms: i64,
+        ) -> Result<Vec<StoredBinding>, RegisterError> {
+            let bindings = self.0.entry(plan.aor.clone()).or_default();
+            bindings.retain(|b| b.expires_at_ms > now_ms);
+            let mut after = bindings.clone();
+            reg.apply(&mut after, plan, now_ms)?;
+            *bindings = after.clone();
+            Ok(after)
         }
-        async fn upsert(&self, aor: &str, b: &StoredBinding, _: i64) -> Result<(), String> {
-            self.0.lock().unwrap().insert((aor.into(), b.contact.clone()), b.clone());
-            Ok(())
-        }
-        async fn remove(&self, aor: &str, contact: &str) -> Result<(), String> {
-            self.0.lock().unwrap().remove(&(aor.into(), contact.into()));
-            Ok(())
-        }
-    }
 
-    fn block_on<F: Future>(f: F) -> F::Output {
-        // The store above never waits, so one poll finishes each future.
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("the in-memory store never waits"),
+        fn bindings(&self, aor: &str) -> &[StoredBinding] {
+            self.0.get(aor).map_or(&[], Vec::as_slice)
         }
     }
 
@@ -443,7 +423,7 @@ mod tests {
 
     #[test]
     fn apply_binds_refreshes_orders_and_removes() {
-        let store = MemStore::default();
+        let mut store = MemStore::default();
         let reg = Registrar::default();
         let policy = RegistrarPolicy::default();
         let first = plan(
@@ -451,7 +431,7 @@ mod tests {
             &policy,
         )
         .unwrap();
-        let bound = block_on(reg.apply(&store, &first, 0)).unwrap();
+        let bound = store.apply(&reg, &first, 0).unwrap();
         assert_eq!(bound.len(), 2);
         let ok = ok_response(&register(&[], None, "c1", 1), &bound, 1_500, "t", None).to_string();
         assert!(ok.contains("Contact: <sip:alice@10.0.0.1>;expires=599\r\n"), "{ok}");
@@ -459,18 +439,18 @@ mod tests {
 
         // A replayed (same Call-ID, same CSeq) REGISTER is refused and changes nothing.
         let replay = plan(&register(&["<sip:alice@10.0.0.1>"], Some(0), "c1", 1), &policy).unwrap();
-        assert_eq!(block_on(reg.apply(&store, &replay, 1)), Err(RegisterError::OutOfOrder));
+        assert_eq!(store.apply(&reg, &replay, 1), Err(RegisterError::OutOfOrder));
         // A later one removes a contact; another Call-ID may remove too.
         let remove = plan(&register(&["<sip:alice@10.0.0.1>"], Some(0), "c1", 2), &policy).unwrap();
-        assert_eq!(block_on(reg.apply(&store, &remove, 2)).unwrap().len(), 1);
+        assert_eq!(store.apply(&reg, &remove, 2).unwrap().len(), 1);
         let all = plan(&register(&["*"], Some(0), "c2", 1), &policy).unwrap();
-        assert_eq!(block_on(reg.apply(&store, &all, 3)).unwrap(), []);
-        assert!(block_on(store.bindings("alice", 3)).unwrap().is_empty());
+        assert_eq!(store.apply(&reg, &all, 3).unwrap(), []);
+        assert!(store.bindings("alice").is_empty());
     }
 
     #[test]
     fn a_device_that_comes_back_with_a_new_contact_replaces_its_binding() {
-        let store = MemStore::default();
+        let mut store = MemStore::default();
         let reg = Registrar::default();
         let policy = RegistrarPolicy::default();
         let phone = |host: &str, cseq| {
@@ -479,11 +459,19 @@ mod tests {
         };
         let first = phone("10.0.0.1", 1);
         assert_eq!(first.changes[0].instance.as_deref(), Some("<urn:uuid:aa-11>"));
-        block_on(reg.apply(&store, &first, 0)).unwrap();
+        store.apply(&reg, &first, 0).unwrap();
         let other = plan(&register(&["<sip:alice@10.0.0.9>"], Some(600), "desk", 1), &policy).unwrap();
-        block_on(reg.apply(&store, &other, 0)).unwrap();
-        // Rebooted with a new address and Call-ID: the old binding goes, the desk phone stays.
-        let bound = block_on(reg.apply(&store, &phone("10.0.0.2", 1), 1)).unwrap();
+        store.apply(&reg, &other, 0).unwrap();
+        // Rebooted with a new address and Call-ID: the old binding goes, the desk phone stays,
+        // and the store is told which row to delete.
+        let mut bindings = store.bindings("alice").to_vec();
+        let changes = reg.apply(&mut bindings, &phone("10.0.0.2", 1), 1).unwrap();
+        assert_eq!(changes.removed, ["sip:alice@10.0.0.1"]);
+        assert_eq!(
+            changes.upserted.iter().map(|b| b.contact.as_str()).collect::<Vec<_>>(),
+            ["sip:alice@10.0.0.2"]
+        );
+        let bound = store.apply(&reg, &phone("10.0.0.2", 1), 1).unwrap();
         let mut contacts: Vec<&str> = bound.iter().map(|b| b.contact.as_str()).collect();
         contacts.sort();
         assert_eq!(contacts, ["sip:alice@10.0.0.2", "sip:alice@10.0.0.9"]);
@@ -491,22 +479,19 @@ mod tests {
 
     #[test]
     fn an_address_of_record_holds_at_most_max_bindings() {
-        let store = MemStore::default();
+        let mut store = MemStore::default();
         let reg = Registrar { policy: RegistrarPolicy { max_bindings: 2, ..RegistrarPolicy::default() } };
         let policy = reg.policy;
         let add = |host: &str| {
             plan(&register(&[&format!("<sip:alice@{host}>")], Some(600), host, 1), &policy).unwrap()
         };
-        block_on(reg.apply(&store, &add("10.0.0.1"), 0)).unwrap();
-        block_on(reg.apply(&store, &add("10.0.0.2"), 0)).unwrap();
-        assert_eq!(
-            block_on(reg.apply(&store, &add("10.0.0.3"), 0)),
-            Err(RegisterError::TooManyBindings { max: 2 })
-        );
-        assert_eq!(block_on(store.bindings("alice", 0)).unwrap().len(), 2, "nothing was written");
+        store.apply(&reg, &add("10.0.0.1"), 0).unwrap();
+        store.apply(&reg, &add("10.0.0.2"), 0).unwrap();
+        assert_eq!(store.apply(&reg, &add("10.0.0.3"), 0), Err(RegisterError::TooManyBindings { max: 2 }));
+        assert_eq!(store.bindings("alice").len(), 2, "nothing was written");
         // A refresh of a bound contact is still taken.
         let refresh = plan(&register(&["<sip:alice@10.0.0.1>"], Some(600), "10.0.0.1", 2), &policy).unwrap();
-        assert_eq!(block_on(reg.apply(&store, &refresh, 1)).unwrap().len(), 2);
+        assert_eq!(store.apply(&reg, &refresh, 1).unwrap().len(), 2);
         let text = RegisterError::TooManyBindings { max: 2 }
             .response(&register(&[], None, "c", 1), "t", None)
             .to_string();

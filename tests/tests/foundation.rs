@@ -156,6 +156,20 @@ fn room_cli_round_trip(dir: &std::path::Path, database: &str) {
     assert!(ok, "{err}");
     let (ok, users, _) = run(&["user", "list"]);
     assert!(ok && users.contains("alice\tgateway"), "{users}");
+
+    // Many at once from a file: all or none.
+    std::fs::write(dir.join("users.txt"), "# provisioning\nbob secret-1\n\ncarol secret-2\n").unwrap();
+    let (ok, out, err) = run(&["user", "import", "users.txt"]);
+    assert!(ok && out.contains("2 users added"), "{out}{err}");
+    std::fs::write(dir.join("bad.txt"), "dave secret-3\nalice again-4\n").unwrap();
+    let (ok, _, err) = run(&["user", "import", "bad.txt"]);
+    assert!(!ok && err.contains("user `alice` already exists"), "{err}");
+    std::fs::write(dir.join("odd.txt"), "erin\n").unwrap();
+    let (ok, _, err) = run(&["user", "import", "odd.txt"]);
+    assert!(!ok && err.contains("line 1: expected `name password`"), "{err}");
+    let (_, users, _) = run(&["user", "list"]);
+    let names: Vec<&str> = users.lines().filter_map(|l| l.split('\t').next()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"], "{users}");
 }
 
 #[test]

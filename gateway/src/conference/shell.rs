@@ -17,7 +17,7 @@ use crate::clock::Now;
 use crate::dns;
 use crate::media::prompts::Prompts;
 use crate::media::{Media, MediaEvent};
-use crate::signalling::sip::auth::Context;
+use crate::signalling::sip::auth::{self, Context};
 use crate::signalling::sip::transport::{udp_peer, Inbound, Transports};
 use crate::signalling::sip::trunks::TrunkOutput;
 use crate::signalling::sip::{self, register, SipIo};
@@ -42,6 +42,8 @@ struct Shell {
     commands: mpsc::Sender<Command>,
     /// Call records being written; shutdown waits for them.
     records: JoinSet<()>,
+    /// Look-ups answered without waiting, for the core when this round of outputs is done.
+    answered: Vec<Command>,
 }
 
 impl Shell {
@@ -50,6 +52,13 @@ impl Shell {
             Output::Transmit(t) => self.transports.send(&t),
             Output::Media(command) => {
                 self.media.send(command);
+            }
+            // A REGISTER without credentials needs no look-up: its challenge is answered here.
+            Output::Lookup { lookup, .. }
+                if lookup.kind == LookupKind::Register
+                    && let Some(response) = auth::challenge_unauthenticated(&self.ctx, &lookup.request) =>
+            {
+                self.answered.push(Command::Respond { tx: lookup.tx, response });
             }
             Output::Lookup { lookup, permit } => {
                 let (ctx, commands) = (self.ctx.clone(), self.commands.clone());
@@ -73,9 +82,17 @@ impl Shell {
 
     /// Carries out everything the core has queued.
     fn drain(&mut self, core: &mut Core) {
-        core.flush();
-        while let Some(output) = core.poll_output() {
-            self.execute(output);
+        loop {
+            core.flush();
+            while let Some(output) = core.poll_output() {
+                self.execute(output);
+            }
+            if self.answered.is_empty() {
+                return;
+            }
+            for command in std::mem::take(&mut self.answered) {
+                core.handle(Input::Command(command));
+            }
         }
     }
 
@@ -138,7 +155,7 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
     sip::add_tls_trunks(&shared.config.trunks, &names, &mut transports);
     let mut core = Core::new(&shared, local, names, prompts, Now::read());
     let ctx = Context::new(&shared);
-    let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new() };
+    let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new(), answered: Vec::new() };
     core.start();
     shell.drain(&mut core);
 

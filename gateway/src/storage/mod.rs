@@ -4,6 +4,7 @@
 //! chosen by the URL. Queries are written once in the SQL both accept (`$1` placeholders, integer
 //! milliseconds for times); each backend has its own migrations under `sql/`.
 
+pub mod batched;
 mod call_records;
 mod registrations;
 mod rooms;
@@ -16,7 +17,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use call_records::{CallRecord, Direction, IN_PROGRESS, LOST};
-pub use registrations::Binding;
+pub use registrations::{Binding, BindingWrites};
 pub use rooms::{Room, RoomUpdate};
 pub use trunks::TrunkStatus;
 pub use users::{is_user_part, SipUser};
@@ -136,6 +137,28 @@ fn duplicate<'a>(what: &'static str, key: &'a str) -> impl FnOnce(sqlx::Error) -
     }
 }
 
+impl Storage {
+    /// `count` placeholders for values `first`… in a statement made for its length: `$3, $4,
+    /// $5` for PostgreSQL, and `?, ?, ?` for SQLite, which looks each `$N` up by name in a
+    /// list, a cost that grows with the square of a batch's values.
+    fn params(&self, first: usize, count: usize) -> String {
+        match self.backend {
+            Backend::Sqlite => vec!["?"; count].join(", "),
+            Backend::Postgres => {
+                (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            }
+        }
+    }
+
+    /// `rows` groups of `columns` placeholders from value `first`: `($1, $2), ($3, $4)`.
+    fn rows(&self, first: usize, columns: usize, rows: usize) -> String {
+        (0..rows)
+            .map(|row| format!("({})", self.params(first + row * columns, columns)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Picks the backend, and lets SQLite create its file (`mode=rwc`) unless the URL says otherwise.
 fn normalize_url(url: &str) -> Result<(Backend, String), StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -240,6 +263,20 @@ mod tests {
         assert_eq!(normalize_url("sqlite://x.db?mode=ro").unwrap().1, "sqlite://x.db?mode=ro");
         assert_eq!(normalize_url("postgres://a@b/c").unwrap().0, Backend::Postgres);
         assert!(matches!(normalize_url("mysql://x"), Err(StorageError::UnknownBackend { .. })));
+    }
+
+    #[tokio::test]
+    async fn placeholders_suit_each_engine() {
+        for (storage, db) in testing::databases().await {
+            let (one, rows) = (storage.params(3, 3), storage.rows(1, 2, 2));
+            match storage.backend() {
+                Backend::Sqlite => assert_eq!((one.as_str(), rows.as_str()), ("?, ?, ?", "(?, ?), (?, ?)")),
+                Backend::Postgres => {
+                    assert_eq!((one.as_str(), rows.as_str()), ("$3, $4, $5", "($1, $2), ($3, $4)"))
+                }
+            }
+            db.cleanup(storage).await;
+        }
     }
 
     #[test]

@@ -61,13 +61,19 @@ impl Storage {
         replace: bool,
         now_ms: i64,
     ) -> Result<SipUser, StorageError> {
-        validate(username, password)?;
-        let user = SipUser {
-            username: username.into(),
-            realm: realm.into(),
-            ha1_md5: ha1(Algorithm::Md5, username, realm, password),
-            ha1_sha256: ha1(Algorithm::Sha256, username, realm, password),
-        };
+        let mut added = self.add_users(&[(username, password)], realm, replace, now_ms).await?;
+        Ok(added.remove(0))
+    }
+
+    /// Adds accounts (name, password) in one transaction: all of them, or none when one is
+    /// invalid or (without `replace`) exists already.
+    pub async fn add_users(
+        &self,
+        accounts: &[(&str, &str)],
+        realm: &str,
+        replace: bool,
+        now_ms: i64,
+    ) -> Result<Vec<SipUser>, StorageError> {
         let sql = if replace {
             "INSERT INTO sip_users (username, realm, ha1_md5, ha1_sha256, created_at)
              VALUES ($1, $2, $3, $4, $5)
@@ -76,25 +82,49 @@ impl Storage {
             "INSERT INTO sip_users (username, realm, ha1_md5, ha1_sha256, created_at)
              VALUES ($1, $2, $3, $4, $5)"
         };
-        sqlx::query(sql)
-            .bind(&user.username)
-            .bind(&user.realm)
-            .bind(&user.ha1_md5)
-            .bind(&user.ha1_sha256)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(duplicate("user", username))?;
-        Ok(user)
+        let mut users = Vec::with_capacity(accounts.len());
+        let mut tx = self.pool.begin().await?;
+        for &(username, password) in accounts {
+            validate(username, password)?;
+            let user = SipUser {
+                username: username.into(),
+                realm: realm.into(),
+                ha1_md5: ha1(Algorithm::Md5, username, realm, password),
+                ha1_sha256: ha1(Algorithm::Sha256, username, realm, password),
+            };
+            sqlx::query(sql)
+                .bind(&user.username)
+                .bind(&user.realm)
+                .bind(&user.ha1_md5)
+                .bind(&user.ha1_sha256)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(duplicate("user", username))?;
+            users.push(user);
+        }
+        tx.commit().await?;
+        Ok(users)
     }
 
-    pub async fn user(&self, username: &str) -> Result<Option<SipUser>, StorageError> {
-        let row =
-            sqlx::query("SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| user_from_row(&r)).transpose()
+    /// The accounts among `names`, in one query per 500 names: what a batch of requests
+    /// asks for at once.
+    pub async fn users_named(&self, names: &[&str]) -> Result<Vec<SipUser>, StorageError> {
+        let mut users = Vec::with_capacity(names.len());
+        for chunk in names.chunks(500) {
+            let sql = format!(
+                "SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username IN ({})",
+                self.params(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for name in chunk {
+                query = query.bind(*name);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                users.push(user_from_row(&row)?);
+            }
+        }
+        Ok(users)
     }
 
     pub async fn users(&self) -> Result<Vec<SipUser>, StorageError> {
@@ -136,7 +166,7 @@ mod tests {
         for (db, guard) in databases().await {
             let user = db.add_user("alice", "s3cret!", "gateway", false, 1).await.unwrap();
             assert_eq!(user.ha1(Algorithm::Md5), ha1(Algorithm::Md5, "alice", "gateway", "s3cret!"));
-            let stored = db.user("alice").await.unwrap().unwrap();
+            let stored = db.users_named(&["alice"]).await.unwrap().pop().unwrap();
             assert_eq!(stored, user);
             assert!(!format!("{stored:?}").contains("s3cret!"));
             assert!(matches!(
@@ -144,7 +174,7 @@ mod tests {
                 Err(StorageError::Duplicate { what: "user", .. })
             ));
             let changed = db.add_user("alice", "other1", "gateway", true, 2).await.unwrap();
-            assert_eq!(db.user("alice").await.unwrap().unwrap(), changed);
+            assert_eq!(db.users_named(&["alice"]).await.unwrap().pop().unwrap(), changed);
             assert_ne!(changed.ha1_md5, user.ha1_md5);
             assert!(matches!(
                 db.add_user("bad user", "password", "gateway", false, 1).await,
@@ -152,7 +182,7 @@ mod tests {
             ));
             assert_eq!(db.users().await.unwrap().len(), 1);
             assert!(db.remove_user("alice").await.unwrap());
-            assert!(db.user("alice").await.unwrap().is_none());
+            assert!(db.users_named(&["alice"]).await.unwrap().pop().is_none());
             guard.cleanup(db).await;
         }
     }

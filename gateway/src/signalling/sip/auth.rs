@@ -8,12 +8,15 @@ use rsip::prelude::*;
 use rsip::{Header, StatusCode};
 use sip_stack::digest::{Algorithm, DigestResponse, DigestServer, VerifyError};
 use sip_stack::message::InboundRequest;
+use sip_stack::registrar::RegistrarPolicy;
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transport::Peer;
 
 use super::new_tag;
-use crate::limits::{AuthThrottle, KeyedLocks};
+use super::register::Registrations;
+use crate::limits::AuthThrottle;
 use crate::state::Shared;
+use crate::storage::batched::UserLookups;
 use crate::storage::SipUser;
 
 /// How long a digest nonce is good for.
@@ -28,8 +31,10 @@ pub struct Context {
     pub digest: Arc<Mutex<DigestServer>>,
     /// Digest failures per source and per user (`[limits] auth_failures_*`).
     pub auth: Arc<Mutex<AuthThrottle>>,
-    /// One REGISTER per user at a time.
-    pub registrations: Arc<KeyedLocks>,
+    /// Accounts by name, looked up in batches.
+    pub users: UserLookups,
+    /// The registrar's task, writing bindings in batches.
+    pub registrations: Registrations,
 }
 
 impl Context {
@@ -47,7 +52,11 @@ impl Context {
                 limits.auth_failures_per_source,
                 limits.auth_failures_per_user,
             ))),
-            registrations: Arc::default(),
+            users: UserLookups::start(shared.storage.clone()),
+            registrations: Registrations::start(
+                shared.storage.clone(),
+                RegistrarPolicy { max_bindings: limits.bindings_per_user, ..RegistrarPolicy::default() },
+            ),
         }
     }
 
@@ -68,6 +77,9 @@ pub async fn authenticate(
     let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let method = request.request.method;
 
+    if let Some(challenge) = challenge_unauthenticated(ctx, request) {
+        return Err(challenge);
+    }
     let Some(authorization) = request.request.authorization_header() else {
         return Err(challenge(ctx, request, now_secs, false));
     };
@@ -87,7 +99,7 @@ pub async fn authenticate(
         return Err(reply(StatusCode::Forbidden));
     }
     let failed = |user: Option<&str>| throttle().failed(Instant::now(), from.addr.ip(), user);
-    let user = match ctx.shared.storage.user(&credentials.username).await {
+    let user = match ctx.users.user(&credentials.username).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             tracing::info!(username = %credentials.username, src = %from.addr, %method, "{method} from an unknown user");
@@ -117,6 +129,17 @@ pub async fn authenticate(
             Err(reply(StatusCode::Forbidden))
         }
     }
+}
+
+/// The challenge (401) for a request that carries no credentials, the first of every
+/// REGISTER and call: answered at once, with no look-up.
+#[allow(clippy::disallowed_methods)] // outside the core: a nonce carries the time it was made
+pub fn challenge_unauthenticated(ctx: &Context, request: &InboundRequest) -> Option<rsip::Response> {
+    if request.request.authorization_header().is_some() {
+        return None;
+    }
+    let now_secs = (crate::clock::unix_ms() / 1000) as u64;
+    Some(challenge(ctx, request, now_secs, false))
 }
 
 fn challenge(ctx: &Context, request: &InboundRequest, now_secs: u64, stale: bool) -> rsip::Response {
