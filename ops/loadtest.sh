@@ -2,13 +2,14 @@
 # Load test of a running gateway over loopback UDP: authenticated REGISTERs per second, then
 # whole calls per second into a conference room (see tests/src/bin/sipload.rs). Builds release
 # binaries, starts a gateway with SQLite in a temporary directory, creates the users and room,
-# runs each load for SECONDS (default 10), prints the figures, and stops the gateway.
-#   bash ops/loadtest.sh [SECONDS]
+# runs each load for SECONDS (default 10) over USERS accounts (default 10,000), prints the
+# figures, and stops the gateway. GATEWAY_DATABASE_URL=postgres://… runs it on PostgreSQL.
+#   bash ops/loadtest.sh [SECONDS] [USERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/load-lib.sh
 seconds=${1:-10}
-users=100
+users=${2:-10000}
 
 cargo build --release -p gateway -p e2e --bin gateway --bin sipload
 bin=target/release
@@ -37,3 +38,4 @@ echo "== REGISTER with digest auth, $users users, $seconds s"
 echo "== calls into room 1000 (each a conference leg for its short life), $seconds s"
 "$bin/sipload" call --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 100
 echo "== gateway CPU time (user+system, seconds): $(ps -o times= -p "$gw")"
+echo "== bindings in the database: $("$bin/gateway" --config "$work/gateway.toml" registrations | wc -l)"
