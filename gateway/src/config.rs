@@ -394,7 +394,9 @@ pub struct LimitsConfig {
     pub requests_per_source: u32,
     /// REGISTERs and new INVITEs waiting for their database look-ups at once; more get 503.
     pub pending_requests: usize,
-    /// Server transactions alive at once; a new request past it gets a stateless 503.
+    /// Server transactions not yet answered at once; a new request past it gets a stateless
+    /// 503. Answered ones that stay to absorb retransmissions (32 s over UDP) are bounded at
+    /// four times this, the oldest ending early past that.
     pub server_transactions: usize,
     /// Contacts one user may have registered at once (more: `403 Too Many Contacts`).
     pub bindings_per_user: usize,

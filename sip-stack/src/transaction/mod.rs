@@ -82,6 +82,9 @@ pub struct TxStats {
     pub timeouts: u64,
     /// New requests refused with 503 because the layer held its maximum of transactions.
     pub overloaded: u64,
+    /// Answered transactions ended before their timer, oldest first, to keep the lingering
+    /// ones within their bound.
+    pub retired_early: u64,
 }
 
 #[derive(Debug)]
@@ -145,6 +148,23 @@ struct Transaction {
     wire: Bytes,
     timers: TimerTable,
     state: State,
+    /// Answered and only absorbing retransmissions: counted in [`Lingering`].
+    lingering: bool,
+}
+
+/// Server transactions that have sent their final answer and stay only to absorb
+/// retransmissions (non-INVITE Completed over UDP, Timer J; INVITE Accepted, Timer L; each
+/// 32 s by default). They do not count against the cap on live transactions, which would
+/// otherwise hold a gateway to cap / 32 s requests a second; they have their own bound, and
+/// past it the oldest go first. A peer retransmits within T2 (4 s) of a lost answer, so
+/// the oldest are the least likely to be asked again.
+#[derive(Debug, Default)]
+struct Lingering {
+    /// Ids in the order they began lingering, which is the order their timers run out; ids
+    /// already gone are dropped when they reach the front.
+    order: VecDeque<u64>,
+    count: usize,
+    max: usize,
 }
 
 /// The output side: queues and the timer heap, kept apart from the transactions so both can be
@@ -182,6 +202,7 @@ pub struct TransactionLayer {
     udp_request_limit: Option<usize>,
     /// Transactions alive at once; a new request past it gets a stateless 503.
     max_transactions: usize,
+    lingering: Lingering,
 }
 
 /// RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) must go over a
@@ -199,13 +220,17 @@ impl TransactionLayer {
             server_name: None,
             udp_request_limit: Some(UDP_REQUEST_LIMIT),
             max_transactions: usize::MAX,
+            lingering: Lingering { max: usize::MAX, ..Lingering::default() },
         }
     }
 
-    /// Bounds the transactions alive at once: past `max`, a new request is answered `503`
-    /// with `Retry-After` and holds nothing (a flood cannot grow the tables).
+    /// Bounds the transactions alive at once: past `max` not yet answered, a new request is
+    /// answered `503` with `Retry-After` and holds nothing (a flood cannot grow the tables).
+    /// Answered ones that only absorb retransmissions are bounded apart, at four times `max`:
+    /// past that the oldest end early (see [`Lingering`]).
     pub fn with_max_transactions(mut self, max: usize) -> TransactionLayer {
         self.max_transactions = max;
+        self.lingering.max = max.saturating_mul(4);
         self
     }
 
@@ -229,6 +254,11 @@ impl TransactionLayer {
     /// Live transactions.
     pub fn len(&self) -> usize {
         self.transactions.len()
+    }
+
+    /// Of those, answered server transactions that only absorb retransmissions.
+    pub fn lingering(&self) -> usize {
+        self.lingering.count
     }
 
     pub fn is_empty(&self) -> bool {
@@ -329,6 +359,7 @@ impl TransactionLayer {
             wire: wire.clone(),
             timers: TimerTable::default(),
             state,
+            lingering: false,
         };
         // §17.1.1.2 / §17.1.2.2: retransmit over UDP (A or E), give up after 64·T1 (B or F).
         let (retransmit, timeout) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
@@ -366,6 +397,7 @@ impl TransactionLayer {
         let peer = t.peer;
         let cfg = self.config;
         let mut terminate = false;
+        let lingered = t.lingering;
         match &mut t.state {
             State::InviteServer(state) => match (&*state, code) {
                 (ServerInvite::Proceeding { .. }, 100..=199) => {
@@ -375,6 +407,7 @@ impl TransactionLayer {
                 (ServerInvite::Proceeding { .. }, 200..=299) => {
                     *state = ServerInvite::Accepted;
                     self.io.arm(id, t, Timer::L, now + cfg.transaction_timeout());
+                    t.lingering = true;
                 }
                 // RFC 6026 §8.7: the TU retransmits the 2xx through the Accepted transaction.
                 (ServerInvite::Accepted, 200..=299) => {}
@@ -398,15 +431,19 @@ impl TransactionLayer {
                         terminate = true;
                     } else {
                         self.io.arm(id, t, Timer::J, now + cfg.transaction_timeout());
+                        t.lingering = true;
                     }
                 }
                 _ => return Err(TxError::InvalidState { status: code }),
             },
             State::InviteClient(_) | State::NonInviteClient(_) => return Err(TxError::Unknown),
         }
+        let lingers = t.lingering && !lingered;
         self.io.send(peer, bytes);
         if terminate {
             self.terminate(id);
+        } else if lingers {
+            self.linger(id);
         }
         Ok(())
     }
@@ -444,7 +481,7 @@ impl TransactionLayer {
                 self.io.events.push_back(TxEvent::Request { tx: None, request: inbound, from });
             }
             Method::Cancel => self.on_cancel(now, tx_key, inbound, reply_to),
-            _ if self.transactions.len() >= self.max_transactions => {
+            _ if self.transactions.len() - self.lingering.count >= self.max_transactions => {
                 self.io.stats.overloaded += 1;
                 let mut busy = response_to(
                     &inbound,
@@ -464,6 +501,7 @@ impl TransactionLayer {
                     request: inbound.request.clone(),
                     wire: Bytes::new(),
                     timers: TimerTable::default(),
+                    lingering: false,
                     state: State::NonInviteServer(ServerNonInvite::Trying),
                 };
                 if invite {
@@ -622,6 +660,7 @@ impl TransactionLayer {
             request: inbound.request.clone(),
             wire: Bytes::new(),
             timers: TimerTable::default(),
+            lingering: false,
             state: State::NonInviteServer(ServerNonInvite::Trying),
         };
         self.keys.insert(cancel_key, id);
@@ -705,6 +744,38 @@ impl TransactionLayer {
             self.keys.remove(&t.key);
             shrink_sparse(&mut self.transactions);
             shrink_sparse(&mut self.keys);
+            if t.lingering {
+                self.lingering.count -= 1;
+                self.drop_gone_lingering();
+            }
+        }
+    }
+
+    /// Counts `id` among the lingering, and ends the oldest while there are too many.
+    fn linger(&mut self, id: u64) {
+        self.lingering.order.push_back(id);
+        self.lingering.count += 1;
+        while self.lingering.count > self.lingering.max {
+            let Some(oldest) = self.lingering.order.pop_front() else { break };
+            if self.transactions.get(&oldest).is_some_and(|t| t.lingering) {
+                self.io.stats.retired_early += 1;
+                self.terminate(oldest);
+            }
+        }
+    }
+
+    /// Pops ids of transactions already gone off the front of the lingering order.
+    fn drop_gone_lingering(&mut self) {
+        while let Some(&front) = self.lingering.order.front() {
+            if self.transactions.get(&front).is_some_and(|t| t.lingering) {
+                break;
+            }
+            self.lingering.order.pop_front();
+        }
+        if self.lingering.order.capacity() > 64
+            && self.lingering.order.len() < self.lingering.order.capacity() / 4
+        {
+            self.lingering.order.shrink_to(self.lingering.order.len() * 2);
         }
     }
 

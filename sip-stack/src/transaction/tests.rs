@@ -420,6 +420,54 @@ fn past_the_transaction_limit_a_request_gets_a_stateless_503_and_holds_nothing()
     assert_eq!(sim.layer.stats().overloaded, 1);
 }
 
+/// Hands the layer an OPTIONS and answers it 200; returns the request.
+fn answered_options(sim: &mut Sim, branch: &str) -> InboundRequest {
+    let inbound = inbound_request(&request_text("OPTIONS", branch, 1));
+    sim.layer.handle_request(sim.now, inbound.clone(), peer());
+    sim.drain();
+    let (_, TxEvent::Request { tx: Some(tx), .. }) = sim.events.pop().expect("reached the TU") else {
+        panic!("a request with its transaction")
+    };
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, None, None)).unwrap();
+    sim.drain();
+    inbound
+}
+
+#[test]
+fn answered_transactions_do_not_count_against_the_limit_and_the_oldest_go_past_theirs() {
+    let mut sim = Sim::new();
+    sim.layer = TransactionLayer::new(TimerConfig::default()).with_max_transactions(2);
+    // Far more answered requests than the limit of 2: none is refused.
+    let first = answered_options(&mut sim, "z9hG4bKold0");
+    for n in 1..10 {
+        answered_options(&mut sim, &format!("z9hG4bKold{n}"));
+    }
+    assert_eq!(sim.layer.stats().overloaded, 0);
+    // At most 4 × 2 linger; the two oldest went early.
+    assert_eq!((sim.layer.len(), sim.layer.lingering()), (8, 8));
+    assert_eq!(sim.layer.stats().retired_early, 2);
+    // A retransmission of a lingering one is absorbed and answered again …
+    sim.sent.clear();
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("OPTIONS", "z9hG4bKold9", 1)), peer());
+    sim.drain();
+    assert!(sim.events.is_empty(), "absorbed");
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("SIP/2.0 200")), "{:?}", sim.sent);
+    // … while the oldest's, retired, reaches the TU as new.
+    sim.layer.handle_request(sim.now, first, peer());
+    sim.drain();
+    assert_eq!(sim.events.len(), 1);
+    // With the retired one back and unanswered, one more fills the limit of 2: the next gets 503.
+    sim.events.clear();
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("OPTIONS", "z9hG4bKnew1", 1)), peer());
+    sim.layer.handle_request(sim.now, inbound_request(&request_text("OPTIONS", "z9hG4bKnew2", 1)), peer());
+    sim.drain();
+    assert_eq!(sim.layer.stats().overloaded, 1, "the third unanswered request is refused");
+    // Timer J ends the rest; nothing is left counted.
+    sim.run_until(40.0);
+    assert_eq!(sim.layer.lingering(), 0);
+    assert!(sim.layer.lingering.order.len() <= 2, "{:?}", sim.layer.lingering.order);
+}
+
 #[test]
 fn tables_grown_for_a_peak_give_their_memory_back() {
     let mut sim = Sim::new();
