@@ -36,4 +36,6 @@ echo "== REGISTER with digest auth, $users users, $seconds s"
 echo "== calls into room 1000 (each a conference leg for its short life), $seconds s"
 "$bin/sipload" call --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 100
 echo "== gateway CPU time (user+system, seconds): $(ps -o times= -p "$gw")"
-echo "== bindings in the database: $("$bin/gateway" --config "$work/gateway.toml" registrations | wc -l)"
+# Both lists print a header line.
+echo "== bindings in the database: $(($("$bin/gateway" --config "$work/gateway.toml" registrations | wc -l) - 1))"
+echo "== call records in the database: $(($("$bin/gateway" --config "$work/gateway.toml" calls --limit 1000000000 | wc -l) - 1))"

@@ -10,8 +10,8 @@ use sip_stack::transport::Peer;
 
 use super::core::Command;
 use crate::ids::TrunkName;
-use crate::signalling::sip::auth::authenticate;
 use crate::signalling::sip::auth::Context;
+use crate::signalling::sip::auth::{authenticate, challenge_unauthenticated};
 use crate::signalling::sip::new_tag;
 use crate::storage::Room;
 
@@ -50,6 +50,16 @@ pub async fn admit(ctx: &Context, tx: ServerTx, request: InboundRequest, from: P
         Ok((room, caller)) => Command::Admit(Box::new(Admission { tx, request, from, room, caller })),
         Err((response, known_caller)) => Command::Refuse { tx, response, known_caller },
     }
+}
+
+/// The challenge to an INVITE from outside the trunks that carries no credentials, the first
+/// of every phone's call: it needs no look-up, so the shell answers it at once.
+pub fn refuse_at_once(ctx: &Context, tx: ServerTx, request: &InboundRequest, from: Peer) -> Option<Command> {
+    if ctx.shared.trunk_configs().iter().any(|t| t.trusts(from.addr)) {
+        return None;
+    }
+    let response = challenge_unauthenticated(ctx, request)?;
+    Some(Command::Refuse { tx, response, known_caller: false })
 }
 
 async fn check(

@@ -1,15 +1,15 @@
 //! The loop around call control: it reads the clock once per input, hands the input to the
 //! [`Core`], and carries out what the core asks (its [`Output`]s): SIP to the sockets,
-//! commands to the media worker, look-ups and call records as tasks whose results come back as
-//! inputs. Connections (accepted, closed, keep-alive pings) are handled here; the core only
+//! commands to the media worker, look-ups as tasks whose results come back as inputs, call records to their writer.
+//! Connections (accepted, closed, keep-alive pings) are handled here; the core only
 //! sees their messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use sip_stack::transport::Peer;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::core::{Command, Core, Input, Lookup, LookupKind, Output};
 use super::invite;
@@ -22,7 +22,7 @@ use crate::signalling::sip::transport::{udp_peer, Inbound, Transports};
 use crate::signalling::sip::trunks::TrunkOutput;
 use crate::signalling::sip::{self, register, SipIo};
 use crate::state::Shared;
-use crate::storage::CallRecord;
+use crate::storage::{CallRecord, Storage};
 
 /// How long shutdown waits for trunks to un-register.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
@@ -40,8 +40,8 @@ struct Shell {
     transports: Transports,
     media: Media,
     commands: mpsc::Sender<Command>,
-    /// Call records being written; shutdown waits for them.
-    records: JoinSet<()>,
+    /// To the call records' writer; dropped at shutdown, which then waits for the writer.
+    records: Option<mpsc::UnboundedSender<CallRecord>>,
     /// Look-ups answered without waiting, for the core when this round of outputs is done.
     answered: Vec<Command>,
 }
@@ -53,12 +53,20 @@ impl Shell {
             Output::Media(command) => {
                 self.media.send(command);
             }
-            // A REGISTER without credentials needs no look-up: its challenge is answered here.
+            // A REGISTER or a phone's INVITE without credentials needs no look-up: its
+            // challenge is answered here, with no task.
             Output::Lookup { lookup, .. }
                 if lookup.kind == LookupKind::Register
                     && let Some(response) = auth::challenge_unauthenticated(&self.ctx, &lookup.request) =>
             {
                 self.answered.push(Command::Respond { tx: lookup.tx, response });
+            }
+            Output::Lookup { lookup, .. }
+                if lookup.kind == LookupKind::Invite
+                    && let Some(command) =
+                        invite::refuse_at_once(&self.ctx, lookup.tx, &lookup.request, lookup.from) =>
+            {
+                self.answered.push(command);
             }
             Output::Lookup { lookup, permit } => {
                 let (ctx, commands) = (self.ctx.clone(), self.commands.clone());
@@ -119,24 +127,34 @@ impl Shell {
         }
     }
 
-    /// Writes a call record in the background, trying again until the database takes it
-    /// (a record is never only logged); shutdown waits for every write.
+    /// Hands a call record to the writer, which tries until the database takes it (a record
+    /// is never only logged); shutdown waits for every write.
     fn write_record(&mut self, record: CallRecord) {
-        let storage = self.ctx.shared.storage.clone();
-        let retries = self.ctx.shared.metrics.call_record_retries.clone();
-        // Reap the writes already done, so the set holds only those in flight.
-        while self.records.try_join_next().is_some() {}
-        self.records.spawn(async move {
-            let mut wait = RECORD_RETRY_FIRST;
-            while let Err(e) = storage.write_call_record(&record).await {
-                tracing::warn!(error = %e, leg = %record.leg_id, retry_in_ms = wait.as_millis() as u64, "call record not written yet");
-                retries.inc();
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RECORD_RETRY_MAX);
-            }
-        });
+        if let Some(records) = &self.records {
+            // The writer only ends once this sender is dropped, at shutdown.
+            let _ = records.send(record);
+        }
     }
 }
+
+/// Writes call records in batches: those that come while one batch is in the database go in
+/// the next, in one transaction. A batch that fails is tried again, whole, until it is taken.
+async fn write_records(storage: Storage, retries: Counter, mut rx: mpsc::UnboundedReceiver<CallRecord>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let mut wait = RECORD_RETRY_FIRST;
+        while let Err(e) = storage.write_call_records(&batch).await {
+            tracing::warn!(error = %e, records = batch.len(), retry_in_ms = wait.as_millis() as u64, "call records not written yet");
+            retries.inc();
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECORD_RETRY_MAX);
+        }
+        batch.clear();
+    }
+}
+
+/// Most call records one transaction writes.
+const RECORD_BATCH: usize = 256;
 
 /// A failed call record write is tried again after this, doubling up to [`RECORD_RETRY_MAX`].
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
@@ -155,7 +173,13 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
     sip::add_tls_trunks(&shared.config.trunks, &names, &mut transports);
     let mut core = Core::new(&shared, local, names, prompts, Now::read());
     let ctx = Context::new(&shared);
-    let mut shell = Shell { ctx, transports, media, commands, records: JoinSet::new(), answered: Vec::new() };
+    let (records, records_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_records(
+        shared.storage.clone(),
+        shared.metrics.call_record_retries.clone(),
+        records_rx,
+    ));
+    let mut shell = Shell { ctx, transports, media, commands, records: Some(records), answered: Vec::new() };
     core.start();
     shell.drain(&mut core);
 
@@ -211,7 +235,8 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
     }
     close.send_replace(true);
     // Every ended call's record is written before the gateway exits.
-    while shell.records.join_next().await.is_some() {}
+    shell.records = None;
+    let _ = writer.await;
 }
 
 /// Runs a look-up to its verdict.

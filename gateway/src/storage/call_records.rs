@@ -45,6 +45,9 @@ pub struct CallRecord {
     pub codec: Option<String>,
 }
 
+/// Records per INSERT: 12 values each, well inside both engines' limits on bound values.
+const RECORDS_PER_STATEMENT: usize = 200;
+
 /// The cause of a record whose call goes on.
 pub const IN_PROGRESS: &str = "in-progress";
 
@@ -55,35 +58,61 @@ impl Storage {
     /// Writes a record: a new row, or the end of the one written at the answer. Either order
     /// of the two writes leaves the ended row (an open record never overwrites a closed one).
     pub async fn write_call_record(&self, r: &CallRecord) -> Result<(), StorageError> {
-        let on_conflict = if r.ended_at_ms.is_some() {
-            "ON CONFLICT (leg_id) DO UPDATE SET ended_at = excluded.ended_at, cause = excluded.cause,
-               codec = excluded.codec, answered_at = COALESCE(call_records.answered_at, excluded.answered_at)"
-        } else {
-            "ON CONFLICT (leg_id) DO NOTHING"
-        };
-        let sql = format!(
-            "INSERT INTO call_records (leg_id, call_id, direction, from_uri, to_uri, room_number,
-               started_at, answered_at, ended_at, cause, codec, node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {on_conflict}"
-        );
-        // Values from the network; PostgreSQL refuses a NUL in text, which would make the
-        // write fail on every retry.
-        let text = |s: &str| s.replace('\0', "\u{fffd}");
-        sqlx::query(&sql)
-            .bind(text(&r.leg_id))
-            .bind(text(&r.call_id))
-            .bind(r.direction.as_str())
-            .bind(text(&r.from_uri))
-            .bind(text(&r.to_uri))
-            .bind(r.room_number.as_deref().map(text))
-            .bind(r.started_at_ms)
-            .bind(r.answered_at_ms)
-            .bind(r.ended_at_ms)
-            .bind(&r.cause)
-            .bind(&r.codec)
-            .bind(self.node.as_ref())
-            .execute(&self.pool)
-            .await?;
+        self.write_call_records(std::slice::from_ref(r)).await
+    }
+
+    /// Writes records in one transaction, as [`Storage::write_call_record`] writes each: the
+    /// open ones first, then the ends, each kind in statements of many rows.
+    pub async fn write_call_records(&self, records: &[CallRecord]) -> Result<(), StorageError> {
+        // One row per leg and kind in a statement (PostgreSQL refuses to update a row twice
+        // in one); a leg's later record of a kind wins.
+        let mut open: Vec<&CallRecord> = Vec::new();
+        let mut ended: Vec<&CallRecord> = Vec::new();
+        for r in records {
+            let kind = if r.ended_at_ms.is_some() { &mut ended } else { &mut open };
+            kind.retain(|k| k.leg_id != r.leg_id);
+            kind.push(r);
+        }
+        let mut tx = self.pool.begin().await?;
+        for (kind, on_conflict) in [
+            (open, "ON CONFLICT (leg_id) DO NOTHING"),
+            (
+                ended,
+                "ON CONFLICT (leg_id) DO UPDATE SET ended_at = excluded.ended_at, cause = excluded.cause,
+                   codec = excluded.codec,
+                   answered_at = COALESCE(call_records.answered_at, excluded.answered_at)",
+            ),
+        ] {
+            for chunk in kind.chunks(RECORDS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO call_records (leg_id, call_id, direction, from_uri, to_uri, room_number,
+                       started_at, answered_at, ended_at, cause, codec, node)
+                     VALUES {} {on_conflict}",
+                    self.rows(1, 12, chunk.len())
+                );
+                // Values from the network; PostgreSQL refuses a NUL in text, which would make
+                // the write fail on every retry.
+                let text = |s: &str| s.replace('\0', "\u{fffd}");
+                let mut query = sqlx::query(&sql);
+                for r in chunk {
+                    query = query
+                        .bind(text(&r.leg_id))
+                        .bind(text(&r.call_id))
+                        .bind(r.direction.as_str())
+                        .bind(text(&r.from_uri))
+                        .bind(text(&r.to_uri))
+                        .bind(r.room_number.as_deref().map(text))
+                        .bind(r.started_at_ms)
+                        .bind(r.answered_at_ms)
+                        .bind(r.ended_at_ms)
+                        .bind(r.cause.clone())
+                        .bind(r.codec.clone())
+                        .bind(self.node.to_string());
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -199,6 +228,25 @@ mod tests {
             r.from_uri = "sip:\0@h".into();
             db.write_call_record(&r).await.unwrap();
             assert_eq!(db.call_records(None, 1).await.unwrap()[0].call_id, "call\u{fffd}id");
+            guard.cleanup(db).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_many_records_and_a_legs_open_and_end_together_leave_the_end() {
+        for (db, guard) in databases().await {
+            let mut batch = Vec::new();
+            for n in 0..250 {
+                let ended = record(&format!("leg{n}"), Some("1000"), 1_000 + n);
+                batch.push(CallRecord { ended_at_ms: None, cause: IN_PROGRESS.into(), ..ended.clone() });
+                batch.push(ended);
+            }
+            // The end of leg 0 first, its open record after, in the same batch.
+            batch.swap(0, 1);
+            db.write_call_records(&batch).await.unwrap();
+            let got = db.call_records(None, 1000).await.unwrap();
+            assert_eq!(got.len(), 250);
+            assert!(got.iter().all(|r| r.ended_at_ms.is_some()), "every leg ended");
             guard.cleanup(db).await;
         }
     }
