@@ -33,7 +33,10 @@ load_start() {
     "$1" --config "$2/gateway.toml" run 2> "$2/gateway.log" &
     gw=$!
     for _ in $(seq 100); do
-        curl -sf "127.0.0.1:$(($3 + 1))/healthz" > /dev/null 2>&1 && break
+        curl -sf "127.0.0.1:$(($3 + 1))/healthz" > /dev/null 2>&1 && return 0
         sleep 0.1
     done
+    echo "the gateway did not start; its log:" >&2
+    cat "$2/gateway.log" >&2
+    return 1
 }
