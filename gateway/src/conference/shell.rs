@@ -1,8 +1,8 @@
 //! The loop around call control: it reads the clock once per input, hands the input to the
 //! [`Core`], and carries out what the core asks (its [`Output`]s): SIP to the sockets,
-//! commands to the media worker, look-ups as tasks whose results come back as inputs, call records to their writer.
-//! Connections (accepted, closed, keep-alive pings) are handled here; the core only
-//! sees their messages.
+//! commands to the media worker, look-ups as tasks whose results come back as inputs, call
+//! records to their writer. Connections (accepted, closed, keep-alive pings) are handled
+//! here; the core only sees their messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
