@@ -53,19 +53,7 @@ impl Shell {
             Output::Media(command) => {
                 self.media.send(command);
             }
-            // A REGISTER or a phone's INVITE without credentials needs no look-up: its
-            // challenge is answered here, with no task.
-            Output::Lookup { lookup, .. }
-                if lookup.kind == LookupKind::Register
-                    && let Some(response) = auth::challenge_unauthenticated(&self.ctx, &lookup.request) =>
-            {
-                self.answered.push(Command::Respond { tx: lookup.tx, response });
-            }
-            Output::Lookup { lookup, .. }
-                if lookup.kind == LookupKind::Invite
-                    && let Some(command) =
-                        invite::refuse_at_once(&self.ctx, lookup.tx, &lookup.request, lookup.from) =>
-            {
+            Output::Lookup { lookup, .. } if let Some(command) = self.answer_at_once(&lookup) => {
                 self.answered.push(command);
             }
             Output::Lookup { lookup, permit } => {
@@ -85,6 +73,16 @@ impl Shell {
                 self.ctx.shared.set_trunk_configs(&trunks);
                 sip::add_tls_trunks(&trunks, &names, &mut self.transports);
             }
+        }
+    }
+
+    /// A REGISTER or a phone's INVITE without credentials needs no look-up: its challenge,
+    /// made here with no task.
+    fn answer_at_once(&self, lookup: &Lookup) -> Option<Command> {
+        match lookup.kind {
+            LookupKind::Register => auth::challenge_unauthenticated(&self.ctx, &lookup.request)
+                .map(|response| Command::Respond { tx: lookup.tx, response }),
+            LookupKind::Invite => invite::refuse_at_once(&self.ctx, lookup.tx, &lookup.request, lookup.from),
         }
     }
 

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Storage, StorageError};
+use super::{Storage, StorageError, ROWS_PER_STATEMENT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,9 +45,6 @@ pub struct CallRecord {
     pub codec: Option<String>,
 }
 
-/// Records per INSERT: 12 values each, well inside both engines' limits on bound values.
-const RECORDS_PER_STATEMENT: usize = 200;
-
 /// The cause of a record whose call goes on.
 pub const IN_PROGRESS: &str = "in-progress";
 
@@ -83,7 +80,7 @@ impl Storage {
                    answered_at = COALESCE(call_records.answered_at, excluded.answered_at)",
             ),
         ] {
-            for chunk in kind.chunks(RECORDS_PER_STATEMENT) {
+            for chunk in kind.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "INSERT INTO call_records (leg_id, call_id, direction, from_uri, to_uri, room_number,
                        started_at, answered_at, ended_at, cause, codec, node)
@@ -105,9 +102,9 @@ impl Storage {
                         .bind(r.started_at_ms)
                         .bind(r.answered_at_ms)
                         .bind(r.ended_at_ms)
-                        .bind(r.cause.clone())
-                        .bind(r.codec.clone())
-                        .bind(self.node.to_string());
+                        .bind(&r.cause)
+                        .bind(&r.codec)
+                        .bind(self.node.as_ref());
                 }
                 query.execute(&mut *tx).await?;
             }

@@ -137,6 +137,10 @@ fn duplicate<'a>(what: &'static str, key: &'a str) -> impl FnOnce(sqlx::Error) -
     }
 }
 
+/// Rows (or names) per statement that a batch builds for its length: at most 12 values a
+/// row, well inside both engines' limits on bound values (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 200;
+
 impl Storage {
     /// `count` placeholders for values `first`… in a statement made for its length: `$3, $4,
     /// $5` for PostgreSQL, and `?, ?, ?` for SQLite, which looks each `$N` up by name in a

@@ -5,15 +5,11 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Backend, Storage, StorageError};
+use super::{Backend, Storage, StorageError, ROWS_PER_STATEMENT};
 
 /// What a batch of REGISTERs changed, by (user, contact): the binding now in force, or `None`
 /// where it went.
 pub type BindingWrites = HashMap<(String, String), Option<Binding>>;
-
-/// Rows per INSERT or DELETE statement: well inside both engines' limits on bound values
-/// (SQLite 32,766, PostgreSQL 65,535) at 10 values a row.
-const ROWS_PER_STATEMENT: usize = 200;
 
 /// One contact bound to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sip_stack::digest::{ha1, Algorithm};
 use sqlx::Row;
 
-use super::{duplicate, Storage, StorageError};
+use super::{duplicate, Storage, StorageError, ROWS_PER_STATEMENT};
 
 /// A phone account. The password itself is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,11 +107,11 @@ impl Storage {
         Ok(users)
     }
 
-    /// The accounts among `names`, in one query per 500 names: what a batch of requests
-    /// asks for at once.
+    /// The accounts among `names`, in one query per [`ROWS_PER_STATEMENT`] names: what a
+    /// batch of requests asks for at once.
     pub async fn users_named(&self, names: &[&str]) -> Result<Vec<SipUser>, StorageError> {
         let mut users = Vec::with_capacity(names.len());
-        for chunk in names.chunks(500) {
+        for chunk in names.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT username, realm, ha1_md5, ha1_sha256 FROM sip_users WHERE username IN ({})",
                 self.params(1, chunk.len())

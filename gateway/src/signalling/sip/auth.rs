@@ -77,9 +77,6 @@ pub async fn authenticate(
     let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let method = request.request.method;
 
-    if let Some(challenge) = challenge_unauthenticated(ctx, request) {
-        return Err(challenge);
-    }
     let Some(authorization) = request.request.authorization_header() else {
         return Err(challenge(ctx, request, now_secs, false));
     };

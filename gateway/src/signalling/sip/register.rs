@@ -1,20 +1,18 @@
 //! REGISTER from desk phones: digest authentication against the stored HA1 (RFC 3261 §22),
 //! then the registrar (§10.3) on the database.
 
+use std::collections::HashMap;
+
 use rsip::prelude::*;
 use rsip::StatusCode;
 use sip_stack::message::InboundRequest;
-use std::collections::HashMap;
-
 use sip_stack::registrar::{self, RegisterError, RegisterPlan, Registrar, RegistrarPolicy, StoredBinding};
 use sip_stack::response::response_to;
 use sip_stack::transport::{Peer, Transport};
-
-use super::auth::authenticate;
-use super::auth::Context;
-use super::new_tag;
 use tokio::sync::{mpsc, oneshot};
 
+use super::auth::{authenticate, Context};
+use super::new_tag;
 use crate::storage::{Binding, BindingWrites, Storage};
 
 /// The response to a REGISTER from `from`.
@@ -137,19 +135,20 @@ async fn run(storage: Storage, registrar: Registrar, mut rx: mpsc::Receiver<Job>
 fn decide(
     registrar: &Registrar,
     jobs: &[Job],
-    mut current: HashMap<String, Vec<Binding>>,
+    current: HashMap<String, Vec<Binding>>,
     now_ms: i64,
 ) -> (BindingWrites, Vec<Result<Vec<StoredBinding>, RegisterError>>) {
+    let mut current: HashMap<String, Vec<StoredBinding>> =
+        current.into_iter().map(|(user, rows)| (user, rows.iter().map(stored).collect())).collect();
     let mut writes = BindingWrites::new();
     let results = jobs
         .iter()
         .map(|job| {
             let aor = &job.plan.aor;
-            let rows = current.entry(aor.clone()).or_default();
-            let mut bindings: Vec<StoredBinding> = rows.iter().map(stored).collect();
-            let changes = registrar.apply(&mut bindings, &job.plan, now_ms)?;
+            // A refused plan leaves the bindings as they were for the next job.
+            let bindings = current.entry(aor.clone()).or_default();
+            let changes = registrar.apply(bindings, &job.plan, now_ms)?;
             for contact in changes.removed {
-                rows.retain(|row| row.contact != contact);
                 writes.insert((aor.clone(), contact), None);
             }
             for b in changes.upserted {
@@ -164,11 +163,9 @@ fn decide(
                     user_agent: job.user_agent.clone(),
                     instance: b.instance,
                 };
-                rows.retain(|r| r.contact != row.contact);
-                writes.insert((aor.clone(), row.contact.clone()), Some(row.clone()));
-                rows.push(row);
+                writes.insert((aor.clone(), row.contact.clone()), Some(row));
             }
-            Ok(bindings)
+            Ok(bindings.clone())
         })
         .collect();
     (writes, results)
