@@ -4,7 +4,7 @@
 # binaries, starts a gateway with SQLite in a temporary directory, creates the users and room,
 # runs each load for SECONDS (default 10) over USERS accounts (default 10,000), prints the
 # figures, and stops the gateway. GATEWAY_DATABASE_URL=postgres://… runs it on PostgreSQL.
-#   bash ops/loadtest.sh [SECONDS] [USERS]
+#   [GATEWAY=path] bash ops/loadtest.sh [SECONDS] [USERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/load-lib.sh
@@ -13,6 +13,8 @@ users=${2:-10000}
 
 cargo build --release -p gateway -p e2e --bin gateway --bin sipload
 bin=target/release
+# GATEWAY=/path/to/gateway measures another build (an earlier commit's, side by side).
+gateway=${GATEWAY:-$bin/gateway}
 work=$(mktemp -d /tmp/gateway-load.XXXXXX)
 trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -28,8 +30,8 @@ port_max = 49999
 [limits]
 requests_per_source = 0
 TOML
-load_accounts "$bin/gateway" "$work" "$users" load load-password 1000
-load_start "$bin/gateway" "$work" "$port"
+load_accounts "$gateway" "$work" "$users" load load-password 1000
+load_start "$gateway" "$work" "$port"
 
 echo "== REGISTER with digest auth, $users users, $seconds s"
 "$bin/sipload" register --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 200
@@ -37,5 +39,5 @@ echo "== calls into room 1000 (each a conference leg for its short life), $secon
 "$bin/sipload" call --gateway "127.0.0.1:$port" --users "$users" --seconds "$seconds" --window 100
 echo "== gateway CPU time (user+system, seconds): $(ps -o times= -p "$gw")"
 # Both lists print a header line.
-echo "== bindings in the database: $(($("$bin/gateway" --config "$work/gateway.toml" registrations | wc -l) - 1))"
-echo "== call records in the database: $(($("$bin/gateway" --config "$work/gateway.toml" calls --limit 1000000000 | wc -l) - 1))"
+echo "== bindings in the database: $(($("$gateway" --config "$work/gateway.toml" registrations | wc -l) - 1))"
+echo "== call records in the database: $(($("$gateway" --config "$work/gateway.toml" calls --limit 1000000000 | wc -l) - 1))"

@@ -32,7 +32,7 @@ use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
 use super::browsers::Browser;
-use super::core::{Core, Lookup, LookupKind, Output, ALLOW};
+use super::core::{Core, Lookup, Output, ALLOW};
 use super::dialout::Dialing;
 use super::invite::{Admission, Caller};
 use super::schedule::Schedule;

@@ -66,10 +66,13 @@ pub(super) enum Output {
     Transmit(Transmit),
     /// A command for the media worker.
     Media(MediaCommand),
-    /// A request that needs the database (digest credentials, bindings, rooms) before it can
-    /// be answered; the answer comes back as a [`Command`]. The permit counts it against
+    /// A new INVITE, which needs the database (digest credentials, rooms) before it can be
+    /// answered; the answer comes back as a [`Command`]. The permit counts it against
     /// `[limits] pending_requests` until then.
     Lookup { lookup: Box<Lookup>, permit: OwnedSemaphorePermit },
+    /// A REGISTER, for the registrar (digest credentials, bindings); the answer comes back as
+    /// a [`Command::Respond`]. The permit as for a look-up.
+    Register { lookup: Box<Lookup>, permit: OwnedSemaphorePermit },
     /// A call record, written until the database takes it.
     Record(Box<CallRecord>),
     /// A trunk's state, for the API and the database.
@@ -81,19 +84,12 @@ pub(super) enum Output {
     Trunks(Vec<TrunkConfig>, Names),
 }
 
+/// A request waiting for the database.
 #[derive(Debug)]
 pub(super) struct Lookup {
-    pub(super) kind: LookupKind,
     pub(super) tx: ServerTx,
     pub(super) request: InboundRequest,
     pub(super) from: Peer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LookupKind {
-    Register,
-    /// A new INVITE: who calls, and which room.
-    Invite,
 }
 
 /// Call control: every call, dialog and trunk, and the transaction layer under them. It does
@@ -427,7 +423,7 @@ impl Core {
                 let response = options_response(&request, self.server());
                 self.respond(tx, response);
             }
-            Method::Register => self.look_up(LookupKind::Register, tx, request, from),
+            Method::Register => self.register(tx, request, from),
             // In a dialog (or claiming to be): BYE, re-INVITE, UPDATE, INFO, OPTIONS.
             _ if request.envelope.to.tag().is_some() => self.on_in_dialog(tx, request, from),
             Method::Invite if !self.draining => self.on_new_invite(tx, request, from),
@@ -453,13 +449,13 @@ impl Core {
         self.trunks.trusts(addr)
     }
 
-    /// Hands a request to a look-up task, or refuses it when too many wait already.
-    pub(super) fn look_up(&mut self, kind: LookupKind, tx: ServerTx, request: InboundRequest, from: Peer) {
+    /// Hands a REGISTER to the registrar, or refuses it when too many wait already.
+    fn register(&mut self, tx: ServerTx, request: InboundRequest, from: Peer) {
         let Ok(permit) = self.pending.clone().try_acquire_owned() else {
             return self.overloaded(tx, &request);
         };
-        let lookup = Lookup { kind, tx, request, from };
-        self.out.push(Output::Lookup { lookup: Box::new(lookup), permit });
+        let lookup = Lookup { tx, request, from };
+        self.out.push(Output::Register { lookup: Box::new(lookup), permit });
     }
 
     /// Too much already waits for look-ups: `503` with `Retry-After` (RFC 3261 §21.5.4).

@@ -11,16 +11,17 @@ use prometheus_client::metrics::counter::Counter;
 use sip_stack::transport::Peer;
 use tokio::sync::mpsc;
 
-use super::core::{Command, Core, Input, Lookup, LookupKind, Output};
+use super::core::{Command, Core, Input, Lookup, Output};
 use super::invite;
 use crate::clock::Now;
 use crate::dns;
 use crate::media::prompts::Prompts;
 use crate::media::{Media, MediaEvent};
 use crate::signalling::sip::auth::{self, Context};
+use crate::signalling::sip::register::{Registrations, Submitted};
 use crate::signalling::sip::transport::{udp_peer, Inbound, Transports};
 use crate::signalling::sip::trunks::TrunkOutput;
-use crate::signalling::sip::{self, register, SipIo};
+use crate::signalling::sip::{self, SipIo};
 use crate::state::Shared;
 use crate::storage::{CallRecord, Storage};
 
@@ -37,6 +38,7 @@ pub struct MediaParts {
 /// Where the core's outputs go: the sockets, the media worker, the look-up and storage tasks.
 struct Shell {
     ctx: Context,
+    registrations: Registrations,
     transports: Transports,
     media: Media,
     commands: mpsc::Sender<Command>,
@@ -53,7 +55,19 @@ impl Shell {
             Output::Media(command) => {
                 self.media.send(command);
             }
-            Output::Lookup { lookup, .. } if let Some(command) = self.answer_at_once(&lookup) => {
+            Output::Register { lookup, .. }
+                if let Some(response) = auth::challenge_unauthenticated(&self.ctx, &lookup.request) =>
+            {
+                self.answered.push(Command::Respond { tx: lookup.tx, response });
+            }
+            Output::Register { lookup, permit } => {
+                let Lookup { tx, request, from } = *lookup;
+                self.registrations.submit(Submitted { tx, request, from, permit });
+            }
+            Output::Lookup { lookup, .. }
+                if let Some(command) =
+                    invite::refuse_at_once(&self.ctx, lookup.tx, &lookup.request, lookup.from) =>
+            {
                 self.answered.push(command);
             }
             Output::Lookup { lookup, permit } => {
@@ -73,16 +87,6 @@ impl Shell {
                 self.ctx.shared.set_trunk_configs(&trunks);
                 sip::add_tls_trunks(&trunks, &names, &mut self.transports);
             }
-        }
-    }
-
-    /// A REGISTER or a phone's INVITE without credentials needs no look-up: its challenge,
-    /// made here with no task.
-    fn answer_at_once(&self, lookup: &Lookup) -> Option<Command> {
-        match lookup.kind {
-            LookupKind::Register => auth::challenge_unauthenticated(&self.ctx, &lookup.request)
-                .map(|response| Command::Respond { tx: lookup.tx, response }),
-            LookupKind::Invite => invite::refuse_at_once(&self.ctx, lookup.tx, &lookup.request, lookup.from),
         }
     }
 
@@ -177,7 +181,17 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
         shared.metrics.call_record_retries.clone(),
         records_rx,
     ));
-    let mut shell = Shell { ctx, transports, media, commands, records: Some(records), answered: Vec::new() };
+    let (answers, mut answer_rx) = mpsc::unbounded_channel();
+    let registrations = Registrations::start(ctx.clone(), answers);
+    let mut shell = Shell {
+        ctx,
+        registrations,
+        transports,
+        media,
+        commands,
+        records: Some(records),
+        answered: Vec::new(),
+    };
     core.start();
     shell.drain(&mut core);
 
@@ -220,6 +234,7 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
                 }
             },
             Some(command) = command_rx.recv() => Input::Command(command),
+            Some((tx, response)) = answer_rx.recv() => Input::Command(Command::Respond { tx, response }),
             Some(event) = media_events.recv() => Input::Media(event),
             Some(request) = control.recv() => Input::Control(request),
             _ = timer => Input::Timer,
@@ -237,13 +252,8 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
     let _ = writer.await;
 }
 
-/// Runs a look-up to its verdict.
+/// Runs an INVITE's admission to its verdict.
 pub(super) async fn look_up(ctx: &Context, lookup: Lookup) -> Command {
-    let Lookup { kind, tx, request, from } = lookup;
-    match kind {
-        LookupKind::Register => {
-            Command::Respond { tx, response: register::handle(ctx, &request, from).await }
-        }
-        LookupKind::Invite => invite::admit(ctx, tx, request, from).await,
-    }
+    let Lookup { tx, request, from } = lookup;
+    invite::admit(ctx, tx, request, from).await
 }

@@ -68,6 +68,9 @@ impl Storage {
             .map_err(|error| StorageError::Connect { url: redact(&url), error })?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            // A connection to a server may have gone away while idle; a file cannot, and the
+            // test would cost each SQLite statement a second round trip to its thread.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

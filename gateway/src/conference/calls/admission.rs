@@ -11,7 +11,7 @@ impl Core {
         let terminated =
             response_to(&request, StatusCode::RequestTerminated, Some(&new_tag()), self.server());
         self.calls.pending.insert(tx, Pending { terminated, cancelled: false });
-        let lookup = Lookup { kind: LookupKind::Invite, tx, request, from };
+        let lookup = Lookup { tx, request, from };
         self.out.push(Output::Lookup { lookup: Box::new(lookup), permit });
     }
 

@@ -8,22 +8,20 @@ use rsip::prelude::*;
 use rsip::{Header, StatusCode};
 use sip_stack::digest::{Algorithm, DigestResponse, DigestServer, VerifyError};
 use sip_stack::message::InboundRequest;
-use sip_stack::registrar::RegistrarPolicy;
 use sip_stack::response::{push_header, response_to};
 use sip_stack::transport::Peer;
 
 use super::new_tag;
-use super::register::Registrations;
 use crate::limits::AuthThrottle;
 use crate::state::Shared;
-use crate::storage::batched::UserLookups;
+use crate::storage::batched::{UserAnswer, UserLookups};
 use crate::storage::SipUser;
 
 /// How long a digest nonce is good for.
 const NONCE_LIFETIME_SECS: u64 = 300;
 
 /// What the tasks that look a request's caller up share: the digest server, the throttle of
-/// failures, and one lock per user for REGISTER.
+/// failures, and the accounts.
 #[derive(Clone)]
 pub struct Context {
     pub shared: Arc<Shared>,
@@ -33,8 +31,6 @@ pub struct Context {
     pub auth: Arc<Mutex<AuthThrottle>>,
     /// Accounts by name, looked up in batches.
     pub users: UserLookups,
-    /// The registrar's task, writing bindings in batches.
-    pub registrations: Registrations,
 }
 
 impl Context {
@@ -53,10 +49,6 @@ impl Context {
                 limits.auth_failures_per_user,
             ))),
             users: UserLookups::start(shared.storage.clone()),
-            registrations: Registrations::start(
-                shared.storage.clone(),
-                RegistrarPolicy { max_bindings: limits.bindings_per_user, ..RegistrarPolicy::default() },
-            ),
         }
     }
 
@@ -67,19 +59,29 @@ impl Context {
 
 /// The user who sent `request`, or the response to send instead: a challenge (401) when it
 /// carries no usable credentials, 403 when they are wrong.
-#[allow(clippy::disallowed_methods)] // a handler task, outside the core: it runs after its look-ups
 pub async fn authenticate(
     ctx: &Context,
     request: &InboundRequest,
     from: Peer,
 ) -> Result<SipUser, rsip::Response> {
-    let now_secs = (crate::clock::unix_ms() / 1000) as u64;
-    let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
-    let method = request.request.method;
+    let credentials = credentials(ctx, request, from)?;
+    let user = ctx.users.user(&credentials.username).await;
+    verify(ctx, request, from, &credentials, user)
+}
 
+/// The first half of [`authenticate`], before the account is looked up: the credentials
+/// `request` carries, or the response to send instead (a challenge when it carries none, 400
+/// when they are malformed, 403 when their source or user failed too often).
+#[allow(clippy::disallowed_methods)] // outside the core: the throttle counts in real time
+pub fn credentials(
+    ctx: &Context,
+    request: &InboundRequest,
+    from: Peer,
+) -> Result<DigestResponse, rsip::Response> {
     let Some(authorization) = request.request.authorization_header() else {
-        return Err(challenge(ctx, request, now_secs, false));
+        return Err(challenge(ctx, request, now_secs(), false));
     };
+    let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
     let credentials = match DigestResponse::parse(authorization.value()) {
         Ok(c) => c,
         Err(e) => {
@@ -87,16 +89,31 @@ pub async fn authenticate(
             return Err(reply(StatusCode::Other(400, "Malformed Authorization".into())));
         }
     };
-    // One lock around the throttle's state; held for a look-up, never across an await.
-    let throttle = || ctx.auth.lock().unwrap_or_else(PoisonError::into_inner);
-    let refused = throttle().refused(Instant::now(), from.addr.ip(), &credentials.username);
+    let refused = throttle(ctx).refused(Instant::now(), from.addr.ip(), &credentials.username);
     if let Some(whose) = refused {
+        let method = request.request.method;
         tracing::info!(username = %credentials.username, src = %from.addr, ?whose, "{method} refused: too many failed attempts");
         ctx.shared.metrics.sip.auth_throttled.inc();
         return Err(reply(StatusCode::Forbidden));
     }
-    let failed = |user: Option<&str>| throttle().failed(Instant::now(), from.addr.ip(), user);
-    let user = match ctx.users.user(&credentials.username).await {
+    Ok(credentials)
+}
+
+/// The second half of [`authenticate`]: `credentials` checked against the account looked up
+/// for them.
+#[allow(clippy::disallowed_methods)] // outside the core: the throttle counts in real time
+pub fn verify(
+    ctx: &Context,
+    request: &InboundRequest,
+    from: Peer,
+    credentials: &DigestResponse,
+    user: UserAnswer,
+) -> Result<SipUser, rsip::Response> {
+    let now_secs = now_secs();
+    let reply = |status: StatusCode| response_to(request, status, Some(&new_tag()), ctx.server());
+    let method = request.request.method;
+    let failed = |user: Option<&str>| throttle(ctx).failed(Instant::now(), from.addr.ip(), user);
+    let user = match user {
         Ok(Some(user)) => user,
         Ok(None) => {
             tracing::info!(username = %credentials.username, src = %from.addr, %method, "{method} from an unknown user");
@@ -111,7 +128,7 @@ pub async fn authenticate(
     let verified = {
         // One lock around the nonce counts; held for a hash, never across an await.
         let mut digest = ctx.digest.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        digest.verify(now_secs, method.to_string().as_str(), &credentials, user.ha1(credentials.algorithm))
+        digest.verify(now_secs, method.to_string().as_str(), credentials, user.ha1(credentials.algorithm))
     };
     match verified {
         Ok(()) => Ok(user),
@@ -128,15 +145,24 @@ pub async fn authenticate(
     }
 }
 
+/// One lock around the throttle's state; held for a look-up, never across an await.
+fn throttle(ctx: &Context) -> std::sync::MutexGuard<'_, AuthThrottle> {
+    ctx.auth.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Seconds since the epoch: a nonce carries the time it was made.
+#[allow(clippy::disallowed_methods)] // outside the core: handlers run after their look-ups
+fn now_secs() -> u64 {
+    (crate::clock::unix_ms() / 1000) as u64
+}
+
 /// The challenge (401) for a request that carries no credentials, the first of every
 /// REGISTER and call: answered at once, with no look-up.
-#[allow(clippy::disallowed_methods)] // outside the core: a nonce carries the time it was made
 pub fn challenge_unauthenticated(ctx: &Context, request: &InboundRequest) -> Option<rsip::Response> {
     if request.request.authorization_header().is_some() {
         return None;
     }
-    let now_secs = (crate::clock::unix_ms() / 1000) as u64;
-    Some(challenge(ctx, request, now_secs, false))
+    Some(challenge(ctx, request, now_secs(), false))
 }
 
 fn challenge(ctx: &Context, request: &InboundRequest, now_secs: u64, stale: bool) -> rsip::Response {

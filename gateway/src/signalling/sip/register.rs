@@ -1,51 +1,142 @@
 //! REGISTER from desk phones: digest authentication against the stored HA1 (RFC 3261 §22),
-//! then the registrar (§10.3) on the database.
+//! then the registrar (§10.3) on the database, both in batches.
 
 use std::collections::HashMap;
 
 use rsip::prelude::*;
 use rsip::StatusCode;
+use sip_stack::digest::DigestResponse;
 use sip_stack::message::InboundRequest;
 use sip_stack::registrar::{self, RegisterError, RegisterPlan, Registrar, RegistrarPolicy, StoredBinding};
 use sip_stack::response::response_to;
+use sip_stack::transaction::ServerTx;
 use sip_stack::transport::{Peer, Transport};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use super::auth::{authenticate, Context};
+use super::auth::{self, Context};
 use super::new_tag;
-use crate::storage::{Binding, BindingWrites, Storage};
+use crate::storage::{Binding, BindingWrites, SipUser, Storage};
 
-/// The response to a REGISTER from `from`.
-#[allow(clippy::disallowed_methods)] // a look-up task, outside the core
-pub async fn handle(ctx: &Context, request: &InboundRequest, from: Peer) -> rsip::Response {
-    let tag = new_tag();
-    let reply = |status: StatusCode| response_to(request, status, Some(&tag), ctx.server());
+/// Where REGISTERs' answers go: to the transaction each arrived on.
+pub type Answers = mpsc::UnboundedSender<(ServerTx, rsip::Response)>;
 
-    let user = match authenticate(ctx, request, from).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+/// A REGISTER with credentials, from the core, and its place against `[limits]
+/// pending_requests` until it is answered.
+pub struct Submitted {
+    pub tx: ServerTx,
+    pub request: InboundRequest,
+    pub from: Peer,
+    pub permit: OwnedSemaphorePermit,
+}
 
-    let plan = match registrar::plan(request, &ctx.registrations.policy) {
-        Ok(plan) => plan,
-        Err(e) => return e.response(request, &tag, ctx.server()),
-    };
-    // §10.3 step 3: a phone registers its own account only.
-    if plan.aor != user.username {
-        tracing::info!(username = %user.username, aor = %plan.aor, "REGISTER for another user's AOR");
-        return reply(StatusCode::Forbidden);
+/// Most REGISTERs one batch carries, through each stage.
+const BATCH: usize = 512;
+
+/// The registrar, in two stages with a task each and no task per REGISTER. The first takes
+/// every REGISTER that is waiting, looks up all their accounts in one query and checks each
+/// one's digest. The second takes every REGISTER whose credentials passed, and in one
+/// transaction reads their users' bindings, applies each in arrival order (two REGISTERs of
+/// one user in one batch see each other's changes, so the binding cap holds), writes the
+/// changes, and commits. Each REGISTER is answered after the commit: a `200` means its binding
+/// is in the database. While one batch is in the database the next gathers, so a lone
+/// REGISTER goes at once and a burst costs two round trips per batch.
+pub struct Registrations {
+    submitted: mpsc::UnboundedSender<Submitted>,
+}
+
+/// A REGISTER whose credentials passed, for the second stage.
+struct Job {
+    submitted: Submitted,
+    asked: Asked,
+}
+
+/// What a REGISTER asks of the registrar, and where it came from.
+struct Asked {
+    plan: RegisterPlan,
+    source: String,
+    user_agent: Option<String>,
+}
+
+impl Registrations {
+    /// Starts both stages' tasks; they end when this is dropped. The queues are bounded by the
+    /// permits each REGISTER holds.
+    pub fn start(ctx: Context, answers: Answers) -> Registrations {
+        let limits = &ctx.shared.config.limits;
+        let registrar = Registrar {
+            policy: RegistrarPolicy { max_bindings: limits.bindings_per_user, ..RegistrarPolicy::default() },
+        };
+        let (submitted, rx) = mpsc::unbounded_channel();
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write(ctx.clone(), registrar.clone(), jobs_rx, answers.clone()));
+        tokio::spawn(authenticate(ctx, registrar, rx, jobs, answers));
+        Registrations { submitted }
     }
-    let user_agent = request.request.user_agent_header().map(|h| h.value().to_string());
-    match ctx.registrations.apply(plan.clone(), source(from), user_agent).await {
-        Ok(bindings) => {
-            // Read after the write, so no expiry shows longer than was granted.
-            let now_ms = crate::clock::unix_ms();
-            tracing::info!(user = %plan.aor, contacts = bindings.len(), src = %from.addr, "registered");
-            registrar::ok_response(request, &bindings, now_ms, &tag, ctx.server())
+
+    pub fn submit(&self, submitted: Submitted) {
+        // The tasks only end once this handle is dropped.
+        let _ = self.submitted.send(submitted);
+    }
+}
+
+fn answer(answers: &Answers, submitted: Submitted, response: rsip::Response) {
+    // The core only goes away at shutdown, when the answer no longer matters; the permit goes
+    // with the request.
+    let _ = answers.send((submitted.tx, response));
+}
+
+/// The first stage: credentials, accounts, digests, and what each REGISTER asks for.
+async fn authenticate(
+    ctx: Context,
+    registrar: Registrar,
+    mut rx: mpsc::UnboundedReceiver<Submitted>,
+    jobs: mpsc::UnboundedSender<Job>,
+    answers: Answers,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut checked: Vec<(Submitted, DigestResponse)> = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        for submitted in batch.drain(..) {
+            match auth::credentials(&ctx, &submitted.request, submitted.from) {
+                Ok(credentials) => checked.push((submitted, credentials)),
+                Err(response) => answer(&answers, submitted, response),
+            }
         }
-        Err(e) => {
-            tracing::warn!(user = %plan.aor, error = %e, "REGISTER failed");
-            e.response(request, &tag, ctx.server())
+        let mut names: Vec<&str> = checked.iter().map(|(_, c)| c.username.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let users = ctx.shared.storage.users_named(&names).await.map(|users| {
+            users.into_iter().map(|u| (u.username.clone(), u)).collect::<HashMap<String, SipUser>>()
+        });
+        let users = users.map_err(std::sync::Arc::new);
+        for (submitted, credentials) in checked.drain(..) {
+            let user = users.as_ref().map(|u| u.get(&credentials.username).cloned()).map_err(Clone::clone);
+            let user = match auth::verify(&ctx, &submitted.request, submitted.from, &credentials, user) {
+                Ok(user) => user,
+                Err(response) => {
+                    answer(&answers, submitted, response);
+                    continue;
+                }
+            };
+            let plan = match registrar::plan(&submitted.request, &registrar.policy) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let response = e.response(&submitted.request, &new_tag(), ctx.server());
+                    answer(&answers, submitted, response);
+                    continue;
+                }
+            };
+            // §10.3 step 3: a phone registers its own account only.
+            if plan.aor != user.username {
+                tracing::info!(username = %user.username, aor = %plan.aor, "REGISTER for another user's AOR");
+                let response =
+                    response_to(&submitted.request, StatusCode::Forbidden, Some(&new_tag()), ctx.server());
+                answer(&answers, submitted, response);
+                continue;
+            }
+            let user_agent = submitted.request.request.user_agent_header().map(|h| h.value().to_string());
+            let asked = Asked { plan, source: source(submitted.from), user_agent };
+            // The second stage ends only after this one.
+            let _ = jobs.send(Job { submitted, asked });
         }
     }
 }
@@ -61,72 +152,44 @@ fn source(from: Peer) -> String {
     format!("{transport}:{}", from.addr)
 }
 
-/// Most REGISTERs one database transaction carries.
-const BATCH: usize = 512;
-
-/// The registrar on the database. REGISTERs whose credentials passed queue here; one task
-/// takes all that are waiting, reads their users' bindings, applies each in arrival order
-/// (two REGISTERs of one user in one batch see each other's changes, so the binding cap
-/// holds), writes the changes, and commits, all in one transaction. Each REGISTER is
-/// answered after the commit: a `200` means its binding is in the database.
-#[derive(Clone)]
-pub struct Registrations {
-    pub policy: RegistrarPolicy,
-    jobs: mpsc::Sender<Job>,
-}
-
-struct Job {
-    plan: RegisterPlan,
-    source: String,
-    user_agent: Option<String>,
-    done: oneshot::Sender<Result<Vec<StoredBinding>, RegisterError>>,
-}
-
-impl Registrations {
-    /// Starts the registrar's task; it ends when the last handle is dropped.
-    pub fn start(storage: Storage, policy: RegistrarPolicy) -> Registrations {
-        let (jobs, rx) = mpsc::channel(4 * BATCH);
-        tokio::spawn(run(storage, Registrar { policy }, rx));
-        Registrations { policy, jobs }
-    }
-
-    /// Applies `plan` and returns the bindings in force after it, once written.
-    async fn apply(
-        &self,
-        plan: RegisterPlan,
-        source: String,
-        user_agent: Option<String>,
-    ) -> Result<Vec<StoredBinding>, RegisterError> {
-        let (done, answer) = oneshot::channel();
-        let stopped = || RegisterError::Store("registrar stopped".into());
-        self.jobs.send(Job { plan, source, user_agent, done }).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
+/// The second stage: the bindings, one transaction per batch.
 #[allow(clippy::disallowed_methods)] // the registrar's task, outside the core: it stamps each batch
-async fn run(storage: Storage, registrar: Registrar, mut rx: mpsc::Receiver<Job>) {
+async fn write(ctx: Context, registrar: Registrar, mut rx: mpsc::UnboundedReceiver<Job>, answers: Answers) {
+    let storage: &Storage = &ctx.shared.storage;
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
         let now_ms = crate::clock::unix_ms();
-        let mut users: Vec<&str> = jobs.iter().map(|j| j.plan.aor.as_str()).collect();
+        let mut users: Vec<&str> = jobs.iter().map(|j| j.asked.plan.aor.as_str()).collect();
         users.sort_unstable();
         users.dedup();
+        let asked: Vec<&Asked> = jobs.iter().map(|j| &j.asked).collect();
         let outcome = storage
-            .update_bindings(&users, now_ms, |current| decide(&registrar, &jobs, current, now_ms))
+            .update_bindings(&users, now_ms, |current| decide(&registrar, &asked, current, now_ms))
             .await;
-        match outcome {
-            Ok(results) => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let _ = job.done.send(result);
-                }
-            }
+        drop(asked);
+        let results = match outcome {
+            Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %e, registers = jobs.len(), "bindings not written");
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Err(RegisterError::Store(e.to_string())));
-                }
+                jobs.iter().map(|_| Err(RegisterError::Store(e.to_string()))).collect()
             }
+        };
+        // Read after the write, so no expiry shows longer than was granted.
+        let now_ms = crate::clock::unix_ms();
+        for (Job { submitted, asked }, result) in jobs.drain(..).zip(results) {
+            let plan = asked.plan;
+            let tag = new_tag();
+            let response = match result {
+                Ok(bindings) => {
+                    tracing::info!(user = %plan.aor, contacts = bindings.len(), src = %submitted.from.addr, "registered");
+                    registrar::ok_response(&submitted.request, &bindings, now_ms, &tag, ctx.server())
+                }
+                Err(e) => {
+                    tracing::warn!(user = %plan.aor, error = %e, "REGISTER failed");
+                    e.response(&submitted.request, &tag, ctx.server())
+                }
+            };
+            answer(&answers, submitted, response);
         }
     }
 }
@@ -134,7 +197,7 @@ async fn run(storage: Storage, registrar: Registrar, mut rx: mpsc::Receiver<Job>
 /// Applies each job in turn to its user's bindings: what to write, and each job's result.
 fn decide(
     registrar: &Registrar,
-    jobs: &[Job],
+    jobs: &[&Asked],
     current: HashMap<String, Vec<Binding>>,
     now_ms: i64,
 ) -> (BindingWrites, Vec<Result<Vec<StoredBinding>, RegisterError>>) {
@@ -188,7 +251,7 @@ mod tests {
 
     use super::*;
 
-    fn job(aor: &str, contact: &str, expires: u32, cseq: u32) -> Job {
+    fn job(aor: &str, contact: &str, expires: u32, cseq: u32) -> Asked {
         let change = ContactChange { uri: contact.into(), expires, q_milli: 1000, instance: None };
         let plan = RegisterPlan {
             aor: aor.into(),
@@ -197,7 +260,7 @@ mod tests {
             call_id: format!("{aor}-{contact}"),
             cseq,
         };
-        Job { plan, source: "udp:127.0.0.1:5070".into(), user_agent: None, done: oneshot::channel().0 }
+        Asked { plan, source: "udp:127.0.0.1:5070".into(), user_agent: None }
     }
 
     #[test]
@@ -214,7 +277,7 @@ mod tests {
             // And a later CSeq of it removes it.
             job("alice", "sip:alice@10.0.0.1", 0, 2),
         ];
-        let (writes, results) = decide(&registrar, &jobs, HashMap::new(), 0);
+        let (writes, results) = decide(&registrar, &jobs.iter().collect::<Vec<_>>(), HashMap::new(), 0);
         assert_eq!(results[0].as_ref().map(Vec::len), Ok(1));
         assert_eq!(results[1], Err(RegisterError::TooManyBindings { max: 1 }));
         assert_eq!(results[2].as_ref().map(Vec::len), Ok(1));
@@ -243,7 +306,7 @@ mod tests {
         };
         let current = HashMap::from([("alice".to_string(), vec![stored])]);
         let jobs = [job("alice", "sip:alice@10.0.0.1", 600, 5), job("alice", "sip:alice@10.0.0.9", 600, 1)];
-        let (writes, results) = decide(&registrar, &jobs, current, 0);
+        let (writes, results) = decide(&registrar, &jobs.iter().collect::<Vec<_>>(), current, 0);
         assert_eq!(results[0], Err(RegisterError::OutOfOrder), "CSeq 5 is not newer than the stored 5");
         let after: Vec<String> = results[1].as_ref().unwrap().iter().map(|b| b.contact.clone()).collect();
         assert_eq!(after, ["sip:alice@10.0.0.1", "sip:alice@10.0.0.9"]);
