@@ -92,6 +92,9 @@ pub struct MediaView {
     pub jitter_ms: f64,
     /// RTP/RTCP packets dropped for coming from another address than the learnt source.
     pub foreign_packets: u64,
+    /// Frames not decoded because the sender marked them as silence (RFC 6464 audio level):
+    /// 20 ms each for Opus, 10 ms for G.711 and G.722.
+    pub quiet_frames: u64,
 }
 
 impl MediaView {
@@ -109,6 +112,7 @@ impl MediaView {
             packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
             foreign_packets,
+            quiet_frames: stats.map_or(0, |s| s.quiet_frames),
         }
     }
 }

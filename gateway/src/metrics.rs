@@ -41,6 +41,43 @@ pub struct RequestLabels {
     pub method: String,
 }
 
+/// What happened to a SIP transaction (RFC 3261 §17), for `gateway_sip_transaction_events`.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum TxEvent {
+    /// A request or response sent again on its timer (UDP).
+    Retransmitted,
+    /// A peer's retransmission answered from the transaction, not passed up.
+    Absorbed,
+    /// A response that matched no transaction.
+    StrayResponse,
+    /// A transaction whose peer never answered (Timer B, F or H).
+    TimedOut,
+    /// A new request refused with `503` because the layer held `limits.server_transactions`.
+    RefusedFull,
+    /// An answered transaction ended before its timer to keep the answered ones within their
+    /// bound: a retransmission of its request would be taken for a new one.
+    RetiredEarly,
+}
+
+impl EncodeLabelValue for TxEvent {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let name = match self {
+            TxEvent::Retransmitted => "retransmitted",
+            TxEvent::Absorbed => "absorbed",
+            TxEvent::StrayResponse => "stray_response",
+            TxEvent::TimedOut => "timed_out",
+            TxEvent::RefusedFull => "refused_full",
+            TxEvent::RetiredEarly => "retired_early",
+        };
+        std::fmt::Write::write_str(encoder, name)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TxEventLabels {
+    pub event: TxEvent,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TrunkLabels {
     pub trunk: String,
@@ -116,6 +153,7 @@ pub struct SipMetrics {
     pub rate_limited: Counter,
     /// Requests refused with 503 because too many were already waiting or in transactions.
     pub overloaded: Counter,
+    pub transaction_events: Family<TxEventLabels, Counter>,
     /// Authentication attempts refused unchecked: too many failures from the source or for
     /// the user.
     pub auth_throttled: Counter,
@@ -228,6 +266,12 @@ impl SipMetrics {
                 "sip_overloaded",
                 "SIP requests refused with 503 because too much work was already waiting",
                 Counter::default(),
+            ),
+            transaction_events: add(
+                r,
+                "sip_transaction_events",
+                "SIP transactions' retransmissions, absorbed retransmissions, stray responses, timeouts, refusals when full and early retirements",
+                Family::default(),
             ),
             auth_throttled: add(
                 r,

@@ -1,6 +1,7 @@
 //! The conference tick: N participants on G.711 (16 kHz mix) or Opus (48 kHz mix) with 3
 //! talkers, everything a tick does (RTP in through the jitter buffer, decoding, voice
-//! activity, mixing, encoding, RTP out).
+//! activity, mixing, encoding, RTP out). Opus listeners are silent three ways: a frame every
+//! tick, DTX, or a frame every tick marked silent by its audio level (RFC 6464).
 //! Reported as time per tick; participants per core = N × 20 ms / that time.
 //!
 //! `cargo bench -p mixer --bench conference`; also prints the memory one leg takes. Figures
@@ -40,17 +41,31 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// How listeners send their silence.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Silent {
+    /// An encoded frame of silence every tick, as a phone does.
+    Frames,
+    /// As browsers with DTX do: a DTX frame every 400 ms, nothing between.
+    Dtx,
+    /// A frame every tick, each marked with its level (RFC 6464): talkers −20 dBov, listeners
+    /// −127, as Chromium marks its packets.
+    Levels,
+}
+
+/// The audio-level extension's id in the packets.
+const LEVEL_ID: u8 = 1;
+
 struct Room {
     conference: Conference,
-    legs: Vec<(LegId, RtpSender, Bytes)>,
+    legs: Vec<(LegId, RtpSender, Bytes, bool)>,
     ticks: u32,
-    /// Silent legs send as browsers with DTX do: a DTX frame every 400 ms, nothing between.
-    dtx: bool,
+    silent: Silent,
     tick: u64,
     now: Instant,
 }
 
-fn room(codec: AudioCodec, participants: usize, talkers: usize, dtx: bool) -> Room {
+fn room(codec: AudioCodec, participants: usize, talkers: usize, silent: Silent) -> Room {
     let rate = if codec == AudioCodec::Opus { 48000 } else { 16000 };
     let mut conference = Conference::new(rate);
     let frame = codec.pcm_rate() as usize / 50;
@@ -76,23 +91,29 @@ fn room(codec: AudioCodec, participants: usize, talkers: usize, dtx: bool) -> Ro
                 first_seq: 0,
                 first_timestamp: 0,
                 ptime: 20,
+                audio_level: (silent == Silent::Levels).then_some(LEVEL_ID),
             });
-            let payload = match (i < talkers, dtx) {
+            let talks = i < talkers;
+            let payload = match (talks, silent) {
                 (true, _) => encode(Some(400.0 + 300.0 * i as f64)),
-                (false, false) => silence.clone(),
-                (false, true) => Bytes::from_static(&[0xF8]),
+                (false, Silent::Frames | Silent::Levels) => silence.clone(),
+                (false, Silent::Dtx) => Bytes::from_static(&[0xF8]),
             };
-            (leg, RtpSender::new(10_000 + i as u32, codec.static_payload_type(), 0, 0), payload)
+            (leg, RtpSender::new(10_000 + i as u32, codec.static_payload_type(), 0, 0), payload, talks)
         })
         .collect();
-    Room { conference, legs, ticks: codec.frame_ticks(), dtx, tick: 0, now: Instant::now() }
+    Room { conference, legs, ticks: codec.frame_ticks(), silent, tick: 0, now: Instant::now() }
 }
 
 impl Room {
     fn tick(&mut self) -> usize {
-        for (leg, sender, payload) in &mut self.legs {
-            let packet = sender.packet(payload.clone(), self.ticks);
-            if !self.dtx || payload.len() > 2 || self.tick % 20 == 0 {
+        for (leg, sender, payload, talks) in &mut self.legs {
+            let mut packet = sender.packet(payload.clone(), self.ticks);
+            if self.silent == Silent::Levels {
+                let level = Bytes::from_static(if *talks { &[20] } else { &[127] });
+                packet.header.set_extension(LEVEL_ID, level).expect("a one-byte extension");
+            }
+            if self.silent != Silent::Dtx || payload.len() > 2 || self.tick % 20 == 0 {
                 self.conference.receive(self.now, *leg, &packet);
             }
         }
@@ -109,7 +130,7 @@ impl Room {
 
 fn memory_per_leg() {
     let before = LIVE.load(Ordering::Relaxed);
-    let mut r = room(AudioCodec::Pcmu, 1000, 3, false);
+    let mut r = room(AudioCodec::Pcmu, 1000, 3, Silent::Frames);
     for _ in 0..100 {
         r.tick();
     }
@@ -120,14 +141,15 @@ fn memory_per_leg() {
 
 fn benches(c: &mut Criterion) {
     memory_per_leg();
-    for (name, codec, sizes, dtx) in [
-        ("conference_tick_g711_3_talkers", AudioCodec::Pcmu, [10usize, 100, 1000], false),
-        ("conference_tick_opus_3_talkers", AudioCodec::Opus, [10, 100, 500], false),
-        ("conference_tick_opus_3_talkers_dtx", AudioCodec::Opus, [10, 100, 1500], true),
+    for (name, codec, sizes, silent) in [
+        ("conference_tick_g711_3_talkers", AudioCodec::Pcmu, [10usize, 100, 1000], Silent::Frames),
+        ("conference_tick_opus_3_talkers", AudioCodec::Opus, [10, 100, 500], Silent::Frames),
+        ("conference_tick_opus_3_talkers_dtx", AudioCodec::Opus, [10, 100, 1500], Silent::Dtx),
+        ("conference_tick_opus_3_talkers_levels", AudioCodec::Opus, [10, 100, 1500], Silent::Levels),
     ] {
         let mut group = c.benchmark_group(name);
         for n in sizes {
-            let mut r = room(codec, n, 3, dtx);
+            let mut r = room(codec, n, 3, silent);
             for _ in 0..50 {
                 r.tick(); // fill jitter buffers, settle voice activity
             }

@@ -25,8 +25,8 @@ const CAPACITY: usize = 64;
 /// What the buffer gives for a tick.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Playout<'a> {
-    /// The frame due now.
-    Frame { timestamp: u32, payload: &'a [u8] },
+    /// The frame due now, with the audio level its packet carried (RFC 6464, in −dBov).
+    Frame { timestamp: u32, payload: &'a [u8], level: Option<u8> },
     /// The frame due now never arrived: conceal it. `next` is the following frame when it is
     /// already here (Opus can rebuild a lost frame from the next packet's FEC data).
     Lost { timestamp: u32, next: Option<&'a [u8]> },
@@ -53,6 +53,7 @@ struct Slot {
     /// Extended timestamp of the frame held, if any.
     timestamp: Option<i64>,
     payload: Vec<u8>,
+    level: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,8 +123,8 @@ impl JitterBuffer {
         }
     }
 
-    /// A packet arrived at `now`.
-    pub fn push(&mut self, now: Instant, timestamp: u32, payload: &[u8]) {
+    /// A packet arrived at `now`, with the audio level it carried, if any.
+    pub fn push(&mut self, now: Instant, timestamp: u32, payload: &[u8], level: Option<u8>) {
         let ts = self.extend(timestamp);
         self.stats.received += 1;
         self.record_transit(now, ts);
@@ -145,6 +146,7 @@ impl JitterBuffer {
             return;
         }
         slot.timestamp = Some(ts);
+        slot.level = level;
         slot.payload.clear();
         slot.payload.extend_from_slice(payload);
     }
@@ -201,7 +203,7 @@ impl JitterBuffer {
         if self.slots[i].timestamp == Some(next) {
             self.slots[i].timestamp = None;
             self.stats.played += 1;
-            Playout::Frame { timestamp, payload: &self.slots[i].payload }
+            Playout::Frame { timestamp, payload: &self.slots[i].payload, level: self.slots[i].level }
         } else {
             self.stats.lost += 1;
             let j = self.index(next + self.frame_ts);

@@ -140,6 +140,9 @@ pub struct AudioStream {
     pub rtcp_mux: bool,
     /// SRTP keys, when the stream is `RTP/SAVP`.
     pub srtp: Option<SrtpKeys>,
+    /// The header extension id under which the peer sends each packet's audio level
+    /// (RFC 6464), when it offered to.
+    pub audio_level: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,6 +251,39 @@ fn new_session(local: &LocalAudio, session_id: u64, version: u64) -> Session {
     session.connection = Some(Connection::from_ip_addr(local.address));
     session.times.push(Time::new(0, 0));
     session
+}
+
+/// RFC 6464's RTP header extension: the sender's audio level in each packet.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// The id and direction an m-line gives the extension `uri` (RFC 8285 §8:
+/// `a=extmap:<id>[/<direction>] <uri> [attributes]`), ids 1–255 but the one-byte form's
+/// reserved 15; the direction is from the writer's side.
+fn extmap(media: &Media, uri: &str) -> Option<(u8, Direction)> {
+    attr(media, "extmap").flatten().find_map(|value| {
+        let mut parts = value.split_whitespace();
+        let key = parts.next()?;
+        let (id, direction) = key.split_once('/').unwrap_or((key, "sendrecv"));
+        if !parts.next()?.eq_ignore_ascii_case(uri) {
+            return None;
+        }
+        let id = id.parse::<u8>().ok().filter(|&id| id != 0 && id != 15)?;
+        let direction = match direction.to_ascii_lowercase().as_str() {
+            "sendrecv" => Direction::SendRecv,
+            "sendonly" => Direction::SendOnly,
+            "recvonly" => Direction::RecvOnly,
+            "inactive" => Direction::Inactive,
+            _ => return None,
+        };
+        Some((id, direction))
+    })
+}
+
+/// The audio-level extension's id in an answer we gave (written by another stack, as a
+/// browser's is), when the answer keeps it for packets coming to us.
+pub fn answered_audio_level(answer: &Session) -> Option<u8> {
+    let m = answer.medias.iter().find(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)?;
+    extmap(m, AUDIO_LEVEL_URI).filter(|(_, d)| d.receives()).map(|(id, _)| id)
 }
 
 /// Tag of the one `a=crypto` line our offers carry when SRTP is required.
@@ -425,6 +461,8 @@ fn negotiate(
         ptime: attr(m, "ptime").flatten().find_map(|v| v.trim().parse().ok()),
         rtcp_mux: attr(m, "rtcp-mux").next().is_some(),
         srtp: None,
+        // What the peer will send: its sendrecv or sendonly.
+        audio_level: extmap(m, AUDIO_LEVEL_URI).filter(|(_, d)| d.sends()).map(|(id, _)| id),
     }))
 }
 
@@ -460,6 +498,10 @@ fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media, crypt
     if let Some(crypto) = crypto {
         media.attributes.push(Attribute::with_value("crypto", crypto.value()));
     }
+    // RFC 8285 §7: the offer's id; we only read the levels, and send none.
+    if let Some(id) = stream.audio_level {
+        media.attributes.push(Attribute::with_value("extmap", format!("{id}/recvonly {AUDIO_LEVEL_URI}")));
+    }
     media
 }
 
@@ -475,6 +517,8 @@ pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Res
         .find(|(_, m)| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
         .ok_or(SdpError::NoAudio)?;
     let mut stream = negotiate(answer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })?;
+    // Our offers ask for no header extension, so an answer may not add one (RFC 8285 §7).
+    stream.audio_level = None;
     // After an RTP/SAVP offer, the answer's crypto line names our tag and suite, and its key;
     // after a plain one, the answer is plain too (RFC 3264 §6: the offer's profile).
     let offered = &offer.medias[mline];

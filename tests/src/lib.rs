@@ -316,6 +316,13 @@ pub fn http_request(
 
 /// Writes `seconds` of a sine tone at `frequency` as a mono 16-bit WAV file at `rate`.
 pub fn write_tone_wav(path: &Path, rate: u32, frequency: f64, seconds: u32) -> anyhow::Result<()> {
+    let mut pcm = vec![0i16; (rate * seconds) as usize];
+    mixer::tone::Sine::new(rate, frequency, 0.3).fill(&mut pcm);
+    write_wav(path, rate, &pcm)
+}
+
+/// A mono 16-bit WAV file of `samples` at `rate`.
+pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> anyhow::Result<()> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,
@@ -323,9 +330,7 @@ pub fn write_tone_wav(path: &Path, rate: u32, frequency: f64, seconds: u32) -> a
         sample_format: hound::SampleFormat::Int,
     };
     let mut writer = hound::WavWriter::create(path, spec)?;
-    let mut pcm = vec![0i16; (rate * seconds) as usize];
-    mixer::tone::Sine::new(rate, frequency, 0.3).fill(&mut pcm);
-    for s in pcm {
+    for &s in samples {
         writer.write_sample(s)?;
     }
     writer.finalize()?;

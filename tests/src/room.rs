@@ -32,16 +32,25 @@ pub fn gateway(extra: &str) -> Gateway {
 pub fn phone(gw: &Gateway, user: &str, frequency: f64, codec: &str, extra: &[&str]) -> Baresip {
     // In the gateway's directory, which goes away with the test.
     let wav = gw.dir.path().join(format!("{user}-{frequency}.wav"));
-    // The source runs at the codec's rate: baresip 1.0's own resampler dulls high tones.
-    let rate = match codec {
+    write_tone_wav(&wav, source_rate(codec), frequency, 120).unwrap();
+    phone_playing(gw, user, &wav, codec, extra)
+}
+
+/// The rate a phone's source runs at for `codec`: baresip 1.0's own resampler dulls high tones.
+pub fn source_rate(codec: &str) -> u32 {
+    match codec {
         c if c.starts_with("G722") => 16000,
         c if c.starts_with("opus") => 48000,
         _ => 8000,
-    };
-    write_tone_wav(&wav, rate, frequency, 120).unwrap();
+    }
+}
+
+/// [`phone`] with its microphone playing `wav` (mono, at [`source_rate`]).
+pub fn phone_playing(gw: &Gateway, user: &str, wav: &Path, codec: &str, extra: &[&str]) -> Baresip {
+    let rate = source_rate(codec);
     gw.admin(&["user", "add", user, "--password", PHONE_PASSWORD]);
     let mut phone = Baresip::start(&PhoneOptions {
-        audio_source: Some(wav),
+        audio_source: Some(wav.to_path_buf()),
         extra_config: [format!("ausrc_srate {rate}"), "ausrc_channels 1".into()]
             .into_iter()
             .chain(extra.iter().map(|l| l.to_string()))

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use e2e::baresip::{Baresip, PhoneOptions};
 use e2e::room::{
-    dial, gateway, joined, participant, participants, phone, tones_heard, wait_for_record, API_TOKEN,
-    PHONE_PASSWORD,
+    dial, gateway, joined, participant, participants, phone, phone_playing, tones_heard, wait_for_record,
+    API_TOKEN, PHONE_PASSWORD,
 };
-use e2e::{cli, http_get, http_request, metric, read_wav, wait_until, write_tone_wav, Gateway};
-use mixer::tone::tone_share_db;
+use e2e::{cli, http_get, http_request, metric, read_wav, wait_until, write_tone_wav, write_wav, Gateway};
+use mixer::tone::{tone_share_db, Sine};
 use serde_json::Value;
 
 /// Four phones, four codecs (the PCMA one with 30 ms packets): the mixer transcodes between
@@ -122,6 +122,37 @@ fn two_rooms_on_two_media_workers_each_hear_their_own_room_only() {
         "legs left on the workers: {:?}",
         worker_legs()
     );
+}
+
+#[test]
+fn phones_sending_their_audio_level_are_not_decoded_while_they_only_hum() {
+    let gw = gateway("");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    // baresip's `audio_level` marks each packet with its level (RFC 6464) once the answer
+    // takes the extension; the hummer's microphone plays a 300 Hz hum at −65 dBov.
+    let hum = gw.dir.path().join("hum.wav");
+    let mut pcm = vec![0i16; 8000 * 120];
+    Sine::new(8000, 300.0, 0.0008).fill(&mut pcm);
+    write_wav(&hum, 8000, &pcm).unwrap();
+    let mut hummer = phone_playing(&gw, "hummer", &hum, "PCMU/8000/1", &["audio_level yes"]);
+    let mut talker = phone(&gw, "talker", 1100.0, "PCMU/8000/1", &["audio_level yes"]);
+    dial(&mut hummer, &gw, "1000");
+    dial(&mut talker, &gw, "1000");
+    assert!(wait_until(Duration::from_secs(10), || joined(&gw, "1000") == 2), "{}", gw.log());
+    let quiet = |user: &str| participant(&gw, "1000", user)["quiet_frames"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = (quiet("hummer"), quiet("talker"));
+    std::thread::sleep(Duration::from_secs(3));
+    let after = (quiet("hummer"), quiet("talker"));
+    println!("frames not decoded in 3 s: hummer {}, talker {}", after.0 - before.0, after.1 - before.1);
+    // Stats come every second, so at least 2 s of the jitter buffer's 10 ms G.711 frames
+    // (200) lie between.
+    assert!(after.0 - before.0 >= 160, "the hum is decoded: {before:?} -> {after:?}\n{}", hummer.log());
+    assert!(after.1 - before.1 <= 2, "the talker is not decoded: {before:?} -> {after:?}");
+    hummer.command("hangup", "").unwrap();
+    talker.command("hangup", "").unwrap();
+    let heard = tones_heard(&hummer.recordings("dec.wav")[0], &[1100.0], 2.0);
+    assert!(heard[0] > -10.0, "the hummer misses the talker: {heard:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use e2e::chromium::Chromium;
 use e2e::room::{
     call_records, dial, gateway, joined, participants, phone, tones_heard, wait_for_record, API_TOKEN,
 };
-use e2e::{http_request, metric, wait_until, write_tone_wav, Gateway};
+use e2e::{http_request, metric, wait_until, write_tone_wav, write_wav, Gateway};
 use serde_json::{json, Value};
 
 /// A gateway whose browsers' peer connections bind loopback.
@@ -436,6 +436,43 @@ fn silent_browsers_share_one_encode_of_the_mix() {
     assert!(ticks > 50.0);
     assert!((0.9..=1.1).contains(&shared), "browsers' mix not shared: {shared:.2} shared per tick");
     assert!(personal <= 1.1, "more than the talker's own mix: {personal:.2} personal per tick");
+}
+
+/// The frames of a browser's audio the gateway did not decode for their level.
+fn quiet_frames(gw: &Gateway, id: u64) -> u64 {
+    participant_by_id(gw, "1000", id).and_then(|p| p["quiet_frames"].as_u64()).expect("browser in the API")
+}
+
+#[test]
+fn a_browser_humming_far_below_speech_is_not_decoded_and_a_talking_one_is() {
+    let gw = webrtc_gateway();
+    gw.admin(&["room", "add", "--number", "1000"]);
+    // A hum at −65 dBov: not silence, so Opus sends it rather than DTX frames, but Chromium
+    // marks each packet with its level (RFC 6464), far below any talker's.
+    let hum = gw.dir.path().join("hum.wav");
+    let mut pcm = vec![0i16; 48000 * 120];
+    mixer::tone::Sine::new(48000, 300.0, 0.0008).fill(&mut pcm);
+    write_wav(&hum, 48000, &pcm).unwrap();
+    let humming = Chromium::start(Some(&hum)).unwrap();
+    humming.navigate(&format!("http://{}/join/1000", gw.http)).unwrap();
+    join(&humming, "", "Hum");
+    let hummer = wait_joined(&humming, &gw);
+    let talking = browser(&gw, "talker", 1200.0, "1000");
+    join(&talking, "", "Talker");
+    let talker = wait_joined(&talking, &gw);
+    // The humming page hears the talker: the extension changes nothing of what is mixed.
+    let levels = wait_page_hears(&humming, &[1200.0], &[]);
+    assert!(levels[0] > -25.0, "the talker is not heard: {levels:?}\n{}", gw.log());
+
+    let before = (quiet_frames(&gw, hummer), quiet_frames(&gw, talker));
+    std::thread::sleep(Duration::from_secs(3));
+    let after = (quiet_frames(&gw, hummer), quiet_frames(&gw, talker));
+    println!("frames not decoded in 3 s: humming {}, talking {}", after.0 - before.0, after.1 - before.1);
+    // Stats come every second, so at least 2 s of 20 ms frames (100) lie between.
+    assert!(after.0 - before.0 >= 80, "the hum is decoded: {before:?} -> {after:?}\n{}", gw.log());
+    assert!(after.1 - before.1 <= 2, "the talker is not decoded: {before:?} -> {after:?}");
+    let hummer_view = participant_by_id(&gw, "1000", hummer).unwrap();
+    assert_eq!(hummer_view["talking"], false, "{hummer_view}");
 }
 
 #[test]

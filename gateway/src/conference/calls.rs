@@ -626,6 +626,7 @@ fn no_stream_yet() -> AudioStream {
         ptime: None,
         rtcp_mux: false,
         srtp: None,
+        audio_level: None,
     }
 }
 
@@ -681,6 +682,7 @@ pub fn leg_config(codec: AudioCodec, stream: &AudioStream) -> LegConfig {
             Some(p @ (10 | 30 | 40)) if codec.splits() => p,
             _ => 20,
         },
+        audio_level: stream.audio_level,
     }
 }
 

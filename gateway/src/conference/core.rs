@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rsip::{Header, Method, StatusCode};
 use sip_stack::message::{self, Inbound as Parsed, InboundRequest};
 use sip_stack::response::{push_header, response_to};
-use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent};
+use sip_stack::transaction::{ServerTx, TimerConfig, TransactionLayer, TxEvent, TxStats};
 use sip_stack::transport::{Peer, Transmit, Transport};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -116,6 +116,8 @@ pub(super) struct Core {
     /// Since [`Input::Shutdown`]: new calls and API requests are refused.
     pub(super) draining: bool,
     pub(super) out: Outputs,
+    /// The layer's counters as last put in the metrics.
+    counted: TxStats,
 }
 
 /// The core's outputs, in the order it decided them.
@@ -195,6 +197,7 @@ impl Core {
             now,
             draining: false,
             out: Outputs::default(),
+            counted: TxStats::default(),
         }
     }
 
@@ -393,6 +396,29 @@ impl Core {
         }
         self.calls.reschedule();
         self.calls.compact();
+        self.count_transactions();
+    }
+
+    /// What the transaction layer counted since the last time, into the metrics.
+    fn count_transactions(&mut self) {
+        let stats = self.layer.stats();
+        if stats == self.counted {
+            return;
+        }
+        let was = std::mem::replace(&mut self.counted, stats);
+        let family = &self.shared.metrics.sip.transaction_events;
+        for (event, now, before) in [
+            (metrics::TxEvent::Retransmitted, stats.retransmissions, was.retransmissions),
+            (metrics::TxEvent::Absorbed, stats.absorbed, was.absorbed),
+            (metrics::TxEvent::StrayResponse, stats.stray_responses, was.stray_responses),
+            (metrics::TxEvent::TimedOut, stats.timeouts, was.timeouts),
+            (metrics::TxEvent::RefusedFull, stats.overloaded, was.overloaded),
+            (metrics::TxEvent::RetiredEarly, stats.retired_early, was.retired_early),
+        ] {
+            if now > before {
+                family.get_or_create(&metrics::TxEventLabels { event }).inc_by(now - before);
+            }
+        }
     }
 
     fn on_event(&mut self, event: TxEvent) {

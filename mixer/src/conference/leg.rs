@@ -32,6 +32,9 @@ pub struct LegConfig {
     pub ssrc: u32,
     pub first_seq: u16,
     pub first_timestamp: u32,
+    /// The id of the RTP header extension carrying the sender's audio level (RFC 6464), when
+    /// negotiated: frames it marks as quieter than [`QUIET_DBOV`] are not decoded.
+    pub audio_level: Option<u8>,
 }
 
 /// Voice activity: energy above an adaptive noise floor, with a hangover so pauses between
@@ -143,6 +146,22 @@ impl Prompt {
 /// less ... does not need to be transmitted"), which senders still send now and then.
 const OPUS_DTX: usize = 2;
 
+/// Frames whose sender measured them at this many dB below overload or quieter (RFC 6464
+/// levels run 0 to 127, loudest first) are taken for silence without decoding: the voice
+/// detector never starts a talk spurt below −50 dB, so such a frame would be mixed, if at all,
+/// only in a spurt's 300 ms hangover, where silence stands in for it.
+pub const QUIET_DBOV: u8 = 55;
+
+/// The audio level (−dBov) a packet's header extension `id` carries (RFC 6464 §3: one byte,
+/// the voice-activity flag above 7 bits of level), in the one- or two-byte form.
+fn audio_level(header: &rtp::Header, id: u8) -> Option<u8> {
+    if !header.extension {
+        return None;
+    }
+    let extension = header.extensions.iter().find(|e| e.id == id)?;
+    extension.payload.first().map(|b| b & 0x7f)
+}
+
 /// The jitter buffer's frame: 10 ms pieces for sample codecs, whole 20 ms packets for Opus.
 fn jitter_frame(codec: AudioCodec) -> Duration {
     Duration::from_millis(if codec.splits() { 10 } else { 20 })
@@ -177,6 +196,12 @@ pub(crate) struct Leg {
     /// The peer is in DTX (RFC 7587 §3.1.3): its last frame was a DTX one, and until the next
     /// real one a missing frame is silence that nothing decodes or conceals.
     dtx: bool,
+    /// The last frame was not decoded for its audio level ([`QUIET_DBOV`]); it is kept in
+    /// `skipped`, and decoded (output unused) before the next loud one so that the decoder
+    /// picks up the stream where it is — its prediction and overlap — not where it left off.
+    quiet: bool,
+    skipped: Vec<u8>,
+    quiet_frames: u64,
     pub vad: Vad,
     pub agc: Agc,
     pub muted: bool,
@@ -215,6 +240,9 @@ impl Leg {
             pcm: vec![0; conference_rate as usize / 50],
             concealed: 0,
             dtx: false,
+            quiet: false,
+            skipped: Vec::new(),
+            quiet_frames: 0,
             vad: Vad::new(),
             agc: Agc::new(),
             muted: false,
@@ -244,6 +272,7 @@ impl Leg {
         }
         // Empty payloads are keep-alives; other payload types (comfort noise, …) are not audio.
         if h.payload_type == self.config.payload_type && !packet.payload.is_empty() {
+            let level = self.config.audio_level.and_then(|id| audio_level(h, id));
             let codec = self.config.codec;
             if codec.splits() {
                 // Into 10 ms pieces, whatever the packet's length.
@@ -251,10 +280,10 @@ impl Leg {
                 let ticks = codec.rtp_clock() / 100;
                 for (i, chunk) in packet.payload.chunks(piece).enumerate() {
                     let timestamp = h.timestamp.wrapping_add(i as u32 * ticks);
-                    self.jitter.push(now, timestamp, chunk);
+                    self.jitter.push(now, timestamp, chunk, level);
                 }
             } else {
-                self.jitter.push(now, h.timestamp, &packet.payload);
+                self.jitter.push(now, h.timestamp, &packet.payload, level);
             }
         }
         Heard::Nothing
@@ -272,18 +301,33 @@ impl Leg {
                     if self.config.codec == AudioCodec::Opus && payload.len() <= OPUS_DTX =>
                 {
                     self.dtx = true;
+                    self.quiet = false;
+                    self.codec_pcm[out].fill(0);
+                    self.concealed = 0;
+                }
+                // Tones for the in-band detector are decoded whatever their level.
+                Playout::Frame { payload, level: Some(level), .. }
+                    if level >= QUIET_DBOV && self.inband.is_none() =>
+                {
+                    self.quiet = true;
+                    self.skipped.clear();
+                    self.skipped.extend_from_slice(payload);
+                    self.quiet_frames += 1;
                     self.codec_pcm[out].fill(0);
                     self.concealed = 0;
                 }
                 Playout::Frame { payload, .. } => {
                     self.dtx = false;
+                    if std::mem::take(&mut self.quiet) {
+                        self.decoder.decode(&self.skipped, &mut self.decoded);
+                    }
                     // An Opus packet longer than 20 ms keeps its first 20 ms.
                     let n = self.decoder.decode(payload, &mut self.decoded).min(len);
                     self.codec_pcm[out.start..out.start + n].copy_from_slice(&self.decoded[..n]);
                     self.codec_pcm[out.start + n..out.end].fill(0);
                     self.concealed = 0;
                 }
-                Playout::Lost { .. } if self.dtx => self.codec_pcm[out].fill(0),
+                Playout::Lost { .. } if self.dtx || self.quiet => self.codec_pcm[out].fill(0),
                 // Opus rebuilds a lost frame from the next packet's FEC data, or conceals it.
                 Playout::Lost { next, .. }
                     if self.decoder.conceal(next, &mut self.codec_pcm[out.clone()]) =>
@@ -394,6 +438,7 @@ impl Leg {
             jitter_ms: r.jitter_ms,
             concealed: j.lost,
             decoder_runs: self.decoder.runs(),
+            quiet_frames: self.quiet_frames,
             late: j.late,
             buffer_ms: self.jitter.target_delay().as_millis() as u32,
             sent: self.sender.packets,
@@ -420,6 +465,9 @@ pub struct LegStats {
     /// Times the codec's decoder ran (decode, FEC or concealment; Opus only): a leg in DTX
     /// costs none.
     pub decoder_runs: u64,
+    /// Frames not decoded because their packets' audio level said silence ([`QUIET_DBOV`]),
+    /// as the jitter buffer holds them: 20 ms for Opus, 10 ms for G.711 and G.722.
+    pub quiet_frames: u64,
     pub late: u64,
     pub buffer_ms: u32,
     pub sent: u64,

@@ -19,7 +19,7 @@ use crate::codec::{AudioCodec, Encoder};
 use crate::mix::MixBus;
 use crate::resample::Resampler;
 use leg::{Heard, Leg, Prompt};
-pub use leg::{LegConfig, LegStats};
+pub use leg::{LegConfig, LegStats, QUIET_DBOV};
 
 /// A leg's handle within its conference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

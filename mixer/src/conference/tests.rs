@@ -22,8 +22,19 @@ struct Phone {
     /// Silent, it sends as a browser with DTX does: a DTX frame when it falls silent and every
     /// 400 ms after, nothing between.
     dtx: bool,
+    /// It marks each packet with its frame's level (RFC 6464), as browsers do.
+    levels: bool,
     silent_ticks: usize,
     heard: Vec<i16>,
+}
+
+/// The audio-level extension's id in the phones' packets.
+const LEVEL_ID: u8 = 1;
+
+/// A frame's level as RFC 6464 carries it: −dBov, 0 (overload) to 127.
+fn level_of(pcm: &[i16]) -> u8 {
+    let db = 10.0 * (power(pcm) / (32768.0 * 32768.0)).max(1e-13).log10();
+    (-db).clamp(0.0, 127.0) as u8
 }
 
 struct Room {
@@ -56,6 +67,7 @@ impl Room {
                     first_seq: 100,
                     first_timestamp: 5000,
                     ptime: 20,
+                    audio_level: Some(LEVEL_ID),
                 });
                 Phone {
                     codec,
@@ -65,6 +77,7 @@ impl Room {
                     decoder: Decoder::new(codec),
                     tone: freq.map(|f| Sine::new(codec.pcm_rate(), f, 0.25)),
                     dtx: false,
+                    levels: false,
                     silent_ticks: 0,
                     heard: Vec::new(),
                 }
@@ -95,7 +108,11 @@ impl Room {
                 let mut payload = vec![0u8; 1500];
                 let n = phone.encoder.encode(&pcm, &mut payload);
                 payload.truncate(n);
-                let packet = phone.sender.packet(Bytes::from(payload), phone.codec.frame_ticks());
+                let mut packet = phone.sender.packet(Bytes::from(payload), phone.codec.frame_ticks());
+                if phone.levels {
+                    let level = Bytes::copy_from_slice(&[level_of(&pcm)]);
+                    packet.header.set_extension(LEVEL_ID, level).unwrap();
+                }
                 self.conference.receive(self.now, phone.leg, &packet);
             }
             let mut out: Vec<(LegId, rtp::Packet)> = Vec::new();
@@ -186,6 +203,43 @@ fn an_opus_leg_in_dtx_costs_no_decode_and_is_heard_again_when_it_talks() {
     assert!(again >= 35, "talking again, decoded again: {again} runs in 50 ticks");
     let share = room.share_over(0, FREQS[2], 0.6);
     assert!(share > -8.0, "phone 1 unheard after its DTX: {share:.1} dB");
+}
+
+#[test]
+fn frames_their_sender_marks_quiet_are_not_decoded_and_the_decoder_resumes_primed() {
+    let mut room =
+        Room::with_rate(48000, &[(AudioCodec::Opus, Some(FREQS[0])), (AudioCodec::Opus, Some(FREQS[1]))]);
+    room.phones[1].levels = true;
+    let stats = |room: &Room| room.conference.stats(room.phones[1].leg).unwrap();
+    room.run(50);
+    let talking = stats(&room);
+    assert!(talking.decoder_runs >= 45 && talking.quiet_frames == 0, "{talking:?}");
+    assert!(room.share(0, FREQS[1]) > -8.0, "phone 1 unheard while talking");
+    // A hum at −65 dBov: sent in full (no DTX), marked quiet, never decoded.
+    room.phones[1].tone = Some(Sine::new(48000, FREQS[1], 0.0008));
+    room.run(100);
+    let quiet = stats(&room);
+    assert!(quiet.decoder_runs - talking.decoder_runs <= 3, "decodes while quiet: {quiet:?}");
+    assert!(quiet.quiet_frames >= 95, "{quiet:?}");
+    assert!(room.share(0, FREQS[1]) < -20.0, "the quiet hum is mixed");
+    // Loud again: its first decode comes after one of the last quiet frame, so the decoder
+    // carries on from the stream's state.
+    room.phones[1].tone = Some(Sine::new(48000, FREQS[2], 0.25));
+    let mut before = stats(&room);
+    for _ in 0..10 {
+        room.run(1);
+        let now = stats(&room);
+        if now.decoder_runs > before.decoder_runs {
+            assert_eq!(now.decoder_runs - before.decoder_runs, 2, "no priming decode: {now:?}");
+            assert_eq!(now.quiet_frames, before.quiet_frames);
+            break;
+        }
+        before = now;
+    }
+    assert!(stats(&room).decoder_runs > quiet.decoder_runs, "loud frames not decoded");
+    room.run(50);
+    let share = room.share_over(0, FREQS[2], 0.6);
+    assert!(share > -8.0, "phone 1 unheard after its quiet spell: {share:.1} dB");
 }
 
 #[test]
@@ -352,6 +406,7 @@ fn legs_come_and_go() {
         first_seq: 1,
         first_timestamp: 1,
         ptime: 20,
+        audio_level: None,
     });
     assert_ne!(reused, gone, "a reused slot gets a new generation");
     assert!(room.conference.stats(gone).is_none());
@@ -417,6 +472,7 @@ impl PtimePhone {
             first_seq: 0,
             first_timestamp: 0,
             ptime,
+            audio_level: None,
         });
         PtimePhone {
             codec,

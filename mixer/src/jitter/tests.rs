@@ -74,7 +74,7 @@ fn simulate_with(
                 break;
             }
             in_flight.pop();
-            jb.push(at, ts, &[0xff; 160]);
+            jb.push(at, ts, &[0xff; 160], None);
         }
         match jb.pop_due() {
             Playout::Frame { payload, .. } => {

@@ -259,3 +259,49 @@ fn a_reoffer_keeps_an_srtp_streams_suite_and_our_key() {
     let plain = AudioStream { srtp: None, ..stream };
     assert!(!reoffer(&local, &plain, 1, 3).to_string().contains("crypto"));
 }
+
+/// An offer with RFC 8285 extension lines after its codecs, `extmap` the lines to add.
+fn offer_with_extmap(extmap: &str) -> Session {
+    sdp(&format!("{BARESIP_OFFER}{extmap}"))
+}
+
+#[test]
+fn the_audio_level_extension_offered_is_read_and_answered_for_receiving_only() {
+    let uri = AUDIO_LEVEL_URI;
+    let offer =
+        offer_with_extmap(&format!("a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:1 {uri}\r\n"));
+    let (ours, stream) = answer(&offer, &local(&[PCMU]), 1, 1).unwrap();
+    assert_eq!(stream.audio_level, Some(1));
+    let text = ours.to_string();
+    assert!(text.contains(&format!("a=extmap:1/recvonly {uri}\r\n")), "{text}");
+    assert!(!text.contains("sdes:mid"), "an extension we do not read is answered: {text}");
+    // As written by a stack that answered for us (a browser's offer answered by webrtc-rs).
+    assert_eq!(answered_audio_level(&ours), Some(1));
+    // With a direction, and in the two-byte range.
+    let sendonly = offer_with_extmap(&format!("a=extmap:200/sendonly {uri} attr\r\n"));
+    assert_eq!(answer(&sendonly, &local(&[PCMU]), 1, 1).unwrap().1.audio_level, Some(200));
+}
+
+#[test]
+fn an_audio_level_extension_the_peer_will_not_send_or_cannot_name_is_ignored() {
+    let uri = AUDIO_LEVEL_URI;
+    for extmap in [
+        format!("a=extmap:1/recvonly {uri}\r\n"),
+        format!("a=extmap:1/inactive {uri}\r\n"),
+        format!("a=extmap:15 {uri}\r\n"),
+        format!("a=extmap:0 {uri}\r\n"),
+        format!("a=extmap:300 {uri}\r\n"),
+        format!("a=extmap:1/sideways {uri}\r\n"),
+        "a=extmap:1\r\n".to_string(),
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:toffset\r\n".to_string(),
+    ] {
+        let (ours, stream) = answer(&offer_with_extmap(&extmap), &local(&[PCMU]), 1, 1).unwrap();
+        assert_eq!(stream.audio_level, None, "{extmap}");
+        assert!(!ours.to_string().contains("extmap"), "{extmap}");
+    }
+    // Our offers name no extension, so one in an answer is not taken.
+    let ours = local(&[PCMU]);
+    let ours_offer = offer(&ours, 1, 1);
+    let reply = sdp(&format!("{BARESIP_OFFER}a=extmap:1 {uri}\r\n"));
+    assert_eq!(read_answer(&ours_offer, &reply, &ours).unwrap().audio_level, None);
+}

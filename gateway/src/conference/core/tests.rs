@@ -24,6 +24,16 @@ async fn a_session_nobody_refreshes_ends_with_bye_at_the_rfc_4028_moment() {
     let times: Vec<f64> = byes.iter().take(6).map(|(at, _)| *at).collect();
     assert_eq!(times, [60.0, 60.5, 61.5, 63.5, 67.5, 71.5]);
     assert_eq!(h.heard("SIP/2.0 200").len(), 1, "the ACK stopped the 2xx retransmissions");
+    // The BYE's retransmissions and its timeout (Timer F, 64 T1 after it was sent) are
+    // counted for the operator.
+    let metrics = h.core.shared.metrics.encode();
+    let count = |event: &str| {
+        let name = format!("gateway_sip_transaction_events_total{{event=\"{event}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.parse::<f64>().ok())
+    };
+    let retransmitted = h.heard("BYE").len() as f64 - 1.0;
+    assert_eq!(count("retransmitted"), Some(retransmitted), "{metrics}");
+    assert_eq!(count("timed_out"), Some(1.0), "{metrics}");
 }
 
 #[tokio::test]

@@ -403,7 +403,7 @@ async fn join(
     let (ended_tx, ended) = oneshot::channel();
     let display_name = if name.trim().is_empty() { "Browser".to_string() } else { name.trim().to_string() };
     let admitted = admit(shared, BrowserJoin { room, pin, display_name, source, ended: ended_tx }).await?;
-    let config = crate::conference::leg_config(AudioCodec::Opus, &stream);
+    let mut config = crate::conference::leg_config(AudioCodec::Opus, &stream);
     let (incoming_tx, incoming) = std_mpsc::sync_channel(INCOMING_QUEUE);
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (events, peer_events) = mpsc::channel(PEER_EVENTS);
@@ -434,6 +434,8 @@ async fn join(
             return Err(ServerMessage::error(code, e));
         }
     };
+    // The levels come under the id webrtc-rs answered with, if it kept the extension.
+    config.audio_level = sdp::parse(peer.answer.as_bytes()).ok().and_then(|a| sdp::answered_audio_level(&a));
     let wire = Wire::Channel { incoming, outgoing };
     let _ = shared.control.send(Control::BrowserMedia { id: admitted.id, config, wire }).await;
     let participants = participants(shared, &number).await;

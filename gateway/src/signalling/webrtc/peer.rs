@@ -11,8 +11,10 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -93,6 +95,13 @@ fn media_engine() -> Result<MediaEngine, webrtc::error::Error> {
     engine.register_codec(
         RTCRtpCodecParameters { rtp_codec: events, payload_type: 126 },
         RtpCodecKind::Audio,
+    )?;
+    // Chromium marks each packet with its level (RFC 6464): the mixer decodes no frame the
+    // browser measured as silence.
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: sip_stack::sdp::AUDIO_LEVEL_URI.to_owned() },
+        RtpCodecKind::Audio,
+        Some(RTCRtpTransceiverDirection::Recvonly),
     )?;
     Ok(engine)
 }
