@@ -4,7 +4,10 @@
 # (tests/src/bin/legload.rs), with WORKERS media workers. Builds release binaries, starts a
 # gateway with SQLite in a temporary directory, creates the users and the room, and prints the
 # gateway's CPU and memory per leg, the packets each leg got, and the generator's own figures.
-#   [GATEWAY=path] bash ops/legload.sh [LEGS] [WORKERS] [SECONDS] [ROOMS]
+#   [GATEWAY=path] [MALLOCS=1] bash ops/legload.sh [LEGS] [WORKERS] [SECONDS] [ROOMS]
+# MALLOCS=1 also counts the gateway's calls to malloc each second (a perf uprobe on libc's
+# malloc: root and perf needed) and prints the median of the last SECONDS seconds, the
+# generator's measured window.
 # ROOMS > 1 spreads the legs over that many rooms (1000, 1001, …), one generator each; each
 # generator reports the whole gateway's CPU over its window (the windows overlap).
 set -euo pipefail
@@ -43,12 +46,28 @@ load_accounts "$gateway" "$work" "$users" load load-password $(seq 1000 $((1000 
 load_start "$gateway" "$work" "$port"
 
 echo "== $legs PCMU legs in $rooms room(s), $workers media worker(s), $(nproc) cores, $seconds s measured"
+warmup=$((5 + legs / 200))
+if [ "${MALLOCS:-}" = 1 ]; then
+    libc=$(ldd "$gateway" | awk '/libc\.so/ {print $3}')
+    perf probe -l 2>/dev/null | grep -q "probe_libc:malloc" || perf probe -q -x "$libc" -a malloc
+    perf stat -I 1000 -x, -e probe_libc:malloc -p "$gw" 2> "$work/mallocs" &
+    perf=$!
+fi
 pids=()
 for r in $(seq 0 $((rooms - 1))); do
     "$bin/legload" --gateway "127.0.0.1:$port" --room $((1000 + r)) --users "$users" \
-        --legs $((legs / rooms)) --seconds "$seconds" --warmup $((5 + legs / 200)) --pid "$gw" &
+        --legs $((legs / rooms)) --seconds "$seconds" --warmup "$warmup" --pid "$gw" &
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
+if [ "${MALLOCS:-}" = 1 ]; then
+    kill -INT "$perf"
+    wait "$perf" || true
+    # Lines of `perf stat -I -x,`: time,count,unit,event,…
+    median=$(awk -F, '/probe_libc:malloc/ {print $2}' "$work/mallocs" | tail -n "$seconds" | sort -n \
+        | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+    echo "== gateway malloc calls: median $median a second over the last $seconds s," \
+        "$(awk -v m="$median" -v l="$legs" 'BEGIN {printf "%.2f", m / l}') a second per leg"
+fi
 echo "== gateway warnings: $(grep -c . "$work/gateway.log" || true) lines"
 grep -m 5 "skipped\|WARN" "$work/gateway.log" || true

@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use mixer::conference::{Conference, ConferenceEvent, LegConfig, LegId, PlayTarget};
@@ -97,7 +98,14 @@ pub(super) struct Worker {
     poll: Poll,
     events: Events,
     buffer: Vec<u8>,
+    /// Where received RTP is kept for the mixer: each packet is a `Bytes` view of it (its
+    /// payload too, without a copy), and once the mixer has dropped them all the space is
+    /// taken again, so receiving allocates nothing per packet (SRTP's decryption does).
+    inbound: BytesMut,
 }
+
+/// [`Worker::inbound`]'s size: about 80 G.711 packets between reclaims.
+const INBOUND: usize = 16 * 1024;
 
 impl Worker {
     pub(super) fn new(
@@ -114,6 +122,7 @@ impl Worker {
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS),
             buffer: vec![0; 2048],
+            inbound: BytesMut::with_capacity(INBOUND),
         })
     }
 
@@ -349,7 +358,15 @@ impl Worker {
                         },
                         None => None,
                     };
-                    let mut bytes = plain.as_deref().unwrap_or(datagram);
+                    let mut bytes = match plain {
+                        Some(plain) => plain.freeze(),
+                        None => {
+                            // Gives back the space of packets already dropped.
+                            self.inbound.reserve(datagram.len());
+                            self.inbound.extend_from_slice(datagram);
+                            self.inbound.split().freeze()
+                        }
+                    };
                     let Ok(packet) = rtp::Packet::unmarshal(&mut bytes) else { continue };
                     if packet.header.version != 2 {
                         continue;
