@@ -30,6 +30,8 @@ fn leg(codec: AudioCodec, payload_type: u8) -> LegConfig {
         ssrc: 0x1234,
         first_seq: 65_530,
         first_timestamp: u32::MAX - 500,
+        // Levels (RFC 6464) under id 1, in whatever extension the input carries.
+        audio_level: Some(1),
     }
 }
 

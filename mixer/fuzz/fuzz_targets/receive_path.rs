@@ -54,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = EventReport::parse(&packet.payload);
             let _ = events.receive(packet.header.timestamp, &packet.payload);
         } else {
-            jitter.push(now, packet.header.timestamp, &packet.payload);
+            let level = packet.header.get_extension(1).and_then(|e| e.first().copied());
+            jitter.push(now, packet.header.timestamp, &packet.payload, level);
         }
     }
     let _ = (receiver.stats(), jitter.stats(), jitter.buffered());
