@@ -219,16 +219,19 @@ fn codec_matches(codec: &Codec, name: &str, clock: u32, channels: u8) -> bool {
         && (codec.channels == channels || codec.channels == 1 && channels == 1)
 }
 
+/// `sendrecv`, `sendonly`, `recvonly` or `inactive` (RFC 3264 §5.1), any case.
+fn direction_token(token: &str) -> Option<Direction> {
+    match token.to_ascii_lowercase().as_str() {
+        "sendrecv" => Some(Direction::SendRecv),
+        "sendonly" => Some(Direction::SendOnly),
+        "recvonly" => Some(Direction::RecvOnly),
+        "inactive" => Some(Direction::Inactive),
+        _ => None,
+    }
+}
+
 fn direction_of(media: &Media, session: &Session) -> Direction {
-    let pick = |attrs: &[Attribute]| {
-        attrs.iter().find_map(|a| match a.attribute.to_ascii_lowercase().as_str() {
-            "sendrecv" => Some(Direction::SendRecv),
-            "sendonly" => Some(Direction::SendOnly),
-            "recvonly" => Some(Direction::RecvOnly),
-            "inactive" => Some(Direction::Inactive),
-            _ => None,
-        })
-    };
+    let pick = |attrs: &[Attribute]| attrs.iter().find_map(|a| direction_token(&a.attribute));
     pick(&media.attributes).or_else(|| pick(&session.attributes)).unwrap_or(Direction::SendRecv)
 }
 
@@ -268,14 +271,7 @@ fn extmap(media: &Media, uri: &str) -> Option<(u8, Direction)> {
             return None;
         }
         let id = id.parse::<u8>().ok().filter(|&id| id != 0 && id != 15)?;
-        let direction = match direction.to_ascii_lowercase().as_str() {
-            "sendrecv" => Direction::SendRecv,
-            "sendonly" => Direction::SendOnly,
-            "recvonly" => Direction::RecvOnly,
-            "inactive" => Direction::Inactive,
-            _ => return None,
-        };
-        Some((id, direction))
+        Some((id, direction_token(direction)?))
     })
 }
 

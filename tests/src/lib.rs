@@ -316,13 +316,19 @@ pub fn http_request(
 
 /// Writes `seconds` of a sine tone at `frequency` as a mono 16-bit WAV file at `rate`.
 pub fn write_tone_wav(path: &Path, rate: u32, frequency: f64, seconds: u32) -> anyhow::Result<()> {
-    let mut pcm = vec![0i16; (rate * seconds) as usize];
-    mixer::tone::Sine::new(rate, frequency, 0.3).fill(&mut pcm);
-    write_wav(path, rate, &pcm)
+    write_sine_wav(path, rate, frequency, 0.3, seconds)
 }
 
-/// A mono 16-bit WAV file of `samples` at `rate`.
-pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> anyhow::Result<()> {
+/// [`write_tone_wav`] at `amplitude` (of full scale, 0 to 1).
+pub fn write_sine_wav(
+    path: &Path,
+    rate: u32,
+    frequency: f64,
+    amplitude: f64,
+    seconds: u32,
+) -> anyhow::Result<()> {
+    let mut pcm = vec![0i16; (rate * seconds) as usize];
+    mixer::tone::Sine::new(rate, frequency, amplitude).fill(&mut pcm);
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,
@@ -330,7 +336,7 @@ pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> anyhow::Result<()> 
         sample_format: hound::SampleFormat::Int,
     };
     let mut writer = hound::WavWriter::create(path, spec)?;
-    for &s in samples {
+    for s in pcm {
         writer.write_sample(s)?;
     }
     writer.finalize()?;

@@ -9,8 +9,10 @@ use e2e::room::{
     dial, gateway, joined, participant, participants, phone, phone_playing, tones_heard, wait_for_record,
     API_TOKEN, PHONE_PASSWORD,
 };
-use e2e::{cli, http_get, http_request, metric, read_wav, wait_until, write_tone_wav, write_wav, Gateway};
-use mixer::tone::{tone_share_db, Sine};
+use e2e::{
+    cli, http_get, http_request, metric, read_wav, wait_until, write_sine_wav, write_tone_wav, Gateway,
+};
+use mixer::tone::tone_share_db;
 use serde_json::Value;
 
 /// Four phones, four codecs (the PCMA one with 30 ms packets): the mixer transcodes between
@@ -131,9 +133,7 @@ fn phones_sending_their_audio_level_are_not_decoded_while_they_only_hum() {
     // baresip's `audio_level` marks each packet with its level (RFC 6464) once the answer
     // takes the extension; the hummer's microphone plays a 300 Hz hum at −65 dBov.
     let hum = gw.dir.path().join("hum.wav");
-    let mut pcm = vec![0i16; 8000 * 120];
-    Sine::new(8000, 300.0, 0.0008).fill(&mut pcm);
-    write_wav(&hum, 8000, &pcm).unwrap();
+    write_sine_wav(&hum, 8000, 300.0, 0.0008, 120).unwrap();
     let mut hummer = phone_playing(&gw, "hummer", &hum, "PCMU/8000/1", &["audio_level yes"]);
     let mut talker = phone(&gw, "talker", 1100.0, "PCMU/8000/1", &["audio_level yes"]);
     dial(&mut hummer, &gw, "1000");

@@ -10,7 +10,7 @@ use e2e::chromium::Chromium;
 use e2e::room::{
     call_records, dial, gateway, joined, participants, phone, tones_heard, wait_for_record, API_TOKEN,
 };
-use e2e::{http_request, metric, wait_until, write_tone_wav, write_wav, Gateway};
+use e2e::{http_request, metric, wait_until, write_sine_wav, write_tone_wav, Gateway};
 use serde_json::{json, Value};
 
 /// A gateway whose browsers' peer connections bind loopback.
@@ -450,9 +450,7 @@ fn a_browser_humming_far_below_speech_is_not_decoded_and_a_talking_one_is() {
     // A hum at −65 dBov: not silence, so Opus sends it rather than DTX frames, but Chromium
     // marks each packet with its level (RFC 6464), far below any talker's.
     let hum = gw.dir.path().join("hum.wav");
-    let mut pcm = vec![0i16; 48000 * 120];
-    mixer::tone::Sine::new(48000, 300.0, 0.0008).fill(&mut pcm);
-    write_wav(&hum, 48000, &pcm).unwrap();
+    write_sine_wav(&hum, 48000, 300.0, 0.0008, 120).unwrap();
     let humming = Chromium::start(Some(&hum)).unwrap();
     humming.navigate(&format!("http://{}/join/1000", gw.http)).unwrap();
     join(&humming, "", "Hum");

@@ -155,11 +155,7 @@ pub const QUIET_DBOV: u8 = 55;
 /// The audio level (−dBov) a packet's header extension `id` carries (RFC 6464 §3: one byte,
 /// the voice-activity flag above 7 bits of level), in the one- or two-byte form.
 fn audio_level(header: &rtp::Header, id: u8) -> Option<u8> {
-    if !header.extension {
-        return None;
-    }
-    let extension = header.extensions.iter().find(|e| e.id == id)?;
-    extension.payload.first().map(|b| b & 0x7f)
+    header.get_extension(id)?.first().map(|b| b & 0x7f)
 }
 
 /// The jitter buffer's frame: 10 ms pieces for sample codecs, whole 20 ms packets for Opus.
