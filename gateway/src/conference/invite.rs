@@ -90,22 +90,17 @@ async fn room_for(
     let Some(number) = dialled_number(request) else {
         return Err(reply(StatusCode::NotFound));
     };
-    let storage = &ctx.shared.storage;
-    let failed = |e: crate::storage::StorageError| {
-        tracing::error!(error = %e, "room lookup failed");
-        reply(StatusCode::ServerInternalError)
+    let dialled = match ctx.rooms.get(&number).await {
+        Ok(dialled) => dialled.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "room lookup failed");
+            return Err(reply(StatusCode::ServerInternalError));
+        }
     };
     // Trunks dial DIDs; phones dial room numbers (or DIDs).
-    let room = if from_trunk {
-        match storage.room_for_did(&number).await.map_err(failed)? {
-            Some(room) => Some(room),
-            None => storage.room(&number).await.map_err(failed)?,
-        }
-    } else {
-        match storage.room(&number).await.map_err(failed)? {
-            Some(room) => Some(room),
-            None => storage.room_for_did(&number).await.map_err(failed)?,
-        }
+    let room = match from_trunk {
+        true => dialled.as_did.or(dialled.as_number),
+        false => dialled.as_number.or(dialled.as_did),
     };
     match room {
         Some(room) => Ok((room, caller)),

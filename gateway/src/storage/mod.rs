@@ -18,7 +18,7 @@ use sqlx::AnyPool;
 
 pub use call_records::{CallRecord, Direction, IN_PROGRESS, LOST};
 pub use registrations::{Binding, BindingWrites};
-pub use rooms::{Room, RoomUpdate};
+pub use rooms::{Dialled, Room, RoomUpdate};
 pub use trunks::TrunkStatus;
 pub use users::{is_user_part, SipUser};
 
@@ -41,6 +41,8 @@ pub enum StorageError {
     Invalid { field: &'static str, message: String },
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("the database look-ups have stopped")]
+    Stopped,
 }
 
 /// Which SQL engine the URL selected.

@@ -1,9 +1,12 @@
 //! Conference rooms: the number phones dial, optional PINs, limits, and the DIDs that lead there.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{duplicate, Storage, StorageError};
+use super::{duplicate, Storage, StorageError, ROWS_PER_STATEMENT};
 use crate::ids::RoomNumber;
 
 /// A conference room as stored.
@@ -132,18 +135,6 @@ impl Storage {
         Ok(Some(room))
     }
 
-    /// The room a trunk's called number (DID) leads to.
-    pub async fn room_for_did(&self, did: &str) -> Result<Option<Room>, StorageError> {
-        let number: Option<String> = sqlx::query_scalar("SELECT room_number FROM room_dids WHERE did = $1")
-            .bind(did)
-            .fetch_optional(&self.pool)
-            .await?;
-        match number {
-            Some(number) => self.room(&number).await,
-            None => Ok(None),
-        }
-    }
-
     /// Applies `update` and returns the room as it now is.
     pub async fn update_room(
         &self,
@@ -206,6 +197,59 @@ impl Storage {
     }
 }
 
+/// What a dialled number leads to: the room of that number, and the room that has it as a DID
+/// (one number can be both, in two rooms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dialled {
+    pub as_number: Option<Room>,
+    pub as_did: Option<Room>,
+}
+
+impl Storage {
+    /// What each of `names` leads to, for the names that lead anywhere: one statement per
+    /// [`ROWS_PER_STATEMENT`] names, for a batch of calls at once.
+    pub async fn rooms_dialled(&self, names: &[&str]) -> Result<HashMap<String, Dialled>, StorageError> {
+        let mut rooms: HashMap<String, Room> = HashMap::new();
+        for chunk in names.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT r.number, r.name, r.pin, r.moderator_pin, r.max_participants, d.did
+                 FROM rooms r LEFT JOIN room_dids d ON d.room_number = r.number
+                 WHERE r.number IN ({}) OR r.number IN (SELECT room_number FROM room_dids WHERE did IN ({}))
+                 ORDER BY r.number, d.did",
+                self.params(1, chunk.len()),
+                self.params(chunk.len() + 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for name in chunk.iter().chain(chunk) {
+                query = query.bind(*name);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let number: String = row.try_get("number")?;
+                let did: Option<String> = row.try_get("did")?;
+                let room = match rooms.entry(number) {
+                    Entry::Occupied(room) => room.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(room_from_row(&row)?),
+                };
+                room.dids.extend(did);
+            }
+        }
+        // A room found by one name may have DIDs nobody in this batch dialled.
+        let wanted: HashSet<&str> = names.iter().copied().collect();
+        let mut dialled: HashMap<String, Dialled> = HashMap::new();
+        for room in rooms.values() {
+            for did in room.dids.iter().filter(|did| wanted.contains(did.as_str())) {
+                dialled.entry(did.clone()).or_default().as_did = Some(room.clone());
+            }
+        }
+        for (number, room) in rooms {
+            if wanted.contains(number.as_str()) {
+                dialled.entry(number).or_default().as_number = Some(room);
+            }
+        }
+        Ok(dialled)
+    }
+}
+
 /// Adds a room's DIDs inside its transaction; a DID taken by another room is a Duplicate.
 async fn insert_dids(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -251,6 +295,12 @@ mod tests {
         }
     }
 
+    /// The number of the room `did` leads to.
+    async fn by_did(db: &Storage, did: &str) -> Option<String> {
+        let mut dialled = db.rooms_dialled(&[did]).await.unwrap();
+        dialled.remove(did).and_then(|d| d.as_did).map(|room| room.number.to_string())
+    }
+
     #[tokio::test]
     async fn add_list_update_remove() {
         for (db, guard) in databases().await {
@@ -264,7 +314,7 @@ mod tests {
                 db.add_room(&room("1000"), 3).await,
                 Err(StorageError::Duplicate { what: "room", .. })
             ));
-            assert_eq!(db.room_for_did("+15550002000").await.unwrap().unwrap().number, "2000");
+            assert_eq!(by_did(&db, "+15550002000").await.as_deref(), Some("2000"));
 
             let update = RoomUpdate {
                 pin: Some(None),
@@ -275,12 +325,12 @@ mod tests {
             let updated = db.update_room("1000", &update, 4).await.unwrap();
             assert_eq!((updated.pin, updated.max_participants), (None, Some(3)));
             assert_eq!(db.room("1000").await.unwrap().unwrap().dids, ["+15559999"]);
-            assert!(db.room_for_did("+15550001000").await.unwrap().is_none());
+            assert_eq!(by_did(&db, "+15550001000").await, None);
 
             assert!(db.remove_room("1000").await.unwrap());
             assert!(!db.remove_room("1000").await.unwrap());
             assert!(db.room("1000").await.unwrap().is_none());
-            assert!(db.room_for_did("+15559999").await.unwrap().is_none());
+            assert_eq!(by_did(&db, "+15559999").await, None);
             guard.cleanup(db).await;
         }
     }

@@ -620,7 +620,9 @@ impl TransactionLayer {
                     self.io.send(peer, again);
                     self.io.stats.retransmissions += 1;
                 }
-                // §17.2.1: the ACK confirms a non-2xx final; absorb ACK retransmissions for T4.
+                // §17.2.1: the ACK confirms a non-2xx final; absorb ACK retransmissions for T4,
+                // lingering as an answered non-INVITE does (the first INVITE of every
+                // authenticated call is one of these).
                 (ServerInvite::Completed { .. }, true) => {
                     *state = ServerInvite::Confirmed;
                     t.timers.clear_all();
@@ -628,6 +630,8 @@ impl TransactionLayer {
                         self.terminate(id);
                     } else {
                         self.io.arm(id, t, Timer::I, now + cfg.t4);
+                        t.lingering = true;
+                        self.linger(id);
                     }
                 }
                 // RFC 6026 §8.7: an ACK matching an Accepted transaction is for the TU (a peer

@@ -489,3 +489,30 @@ fn tables_grown_for_a_peak_give_their_memory_back() {
     assert!(idle <= 2 * 64 + 16, "{peak} slots at the peak, {idle} left once idle");
     assert!(sim.layer.io.heap.capacity() <= 128, "timer heap holds {}", sim.layer.io.heap.capacity());
 }
+
+#[test]
+fn a_challenged_invite_once_acked_lingers_outside_the_limit() {
+    let mut sim = Sim::new();
+    sim.layer = TransactionLayer::new(TimerConfig::default()).with_max_transactions(2);
+    // Every authenticated call begins with an INVITE answered 401 and ACKed: far more of them
+    // than the limit, each absorbing ACK retransmissions for T4, refuse nothing.
+    for n in 0..10 {
+        let branch = format!("z9hG4bKinv{n}");
+        let inbound = inbound_request(&request_text("INVITE", &branch, 1));
+        sim.layer.handle_request(sim.now, inbound.clone(), peer());
+        sim.drain();
+        let (_, TxEvent::Request { tx: Some(tx), .. }) = sim.events.pop().expect("reached the TU") else {
+            panic!("an INVITE with its transaction")
+        };
+        let challenge = response_to(&inbound, StatusCode::Unauthorized, Some("t1"), None);
+        sim.layer.send_response(sim.now, tx, challenge).unwrap();
+        sim.layer.handle_request(sim.now, inbound_request(&request_text("ACK", &branch, 1)), peer());
+        sim.drain();
+    }
+    assert_eq!(sim.layer.stats().overloaded, 0);
+    assert!(sim.events.is_empty(), "the ACKs of a non-2xx stay in their transactions");
+    assert_eq!((sim.layer.len(), sim.layer.lingering()), (8, 8), "at most 4 × 2 linger");
+    // Timer I (T4) ends them.
+    sim.run_until(6.0);
+    assert_eq!((sim.layer.len(), sim.layer.lingering()), (0, 0));
+}

@@ -14,14 +14,14 @@ use sip_stack::transport::Peer;
 use super::new_tag;
 use crate::limits::AuthThrottle;
 use crate::state::Shared;
-use crate::storage::batched::{UserAnswer, UserLookups};
+use crate::storage::batched::{Lookups, Rooms, UserAnswer, Users};
 use crate::storage::SipUser;
 
 /// How long a digest nonce is good for.
 const NONCE_LIFETIME_SECS: u64 = 300;
 
 /// What the tasks that look a request's caller up share: the digest server, the throttle of
-/// failures, and the accounts.
+/// failures, the accounts and the rooms.
 #[derive(Clone)]
 pub struct Context {
     pub shared: Arc<Shared>,
@@ -30,7 +30,9 @@ pub struct Context {
     /// Digest failures per source and per user (`[limits] auth_failures_*`).
     pub auth: Arc<Mutex<AuthThrottle>>,
     /// Accounts by name, looked up in batches.
-    pub users: UserLookups,
+    pub users: Lookups<Users>,
+    /// Rooms by the number dialled, looked up in batches.
+    pub rooms: Lookups<Rooms>,
 }
 
 impl Context {
@@ -48,7 +50,8 @@ impl Context {
                 limits.auth_failures_per_source,
                 limits.auth_failures_per_user,
             ))),
-            users: UserLookups::start(shared.storage.clone()),
+            users: Lookups::start(shared.storage.clone()),
+            rooms: Lookups::start(shared.storage.clone()),
         }
     }
 
@@ -65,7 +68,7 @@ pub async fn authenticate(
     from: Peer,
 ) -> Result<SipUser, rsip::Response> {
     let credentials = credentials(ctx, request, from)?;
-    let user = ctx.users.user(&credentials.username).await;
+    let user = ctx.users.get(&credentials.username).await;
     verify(ctx, request, from, &credentials, user)
 }
 
