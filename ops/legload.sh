@@ -4,12 +4,14 @@
 # (tests/src/bin/legload.rs), with WORKERS media workers. Builds release binaries, starts a
 # gateway with SQLite in a temporary directory, creates the users and the room, and prints the
 # gateway's CPU and memory per leg, the packets each leg got, and the generator's own figures.
-#   [GATEWAY=path] [MALLOCS=1] bash ops/legload.sh [LEGS] [WORKERS] [SECONDS] [ROOMS]
+#   [GATEWAY=path] [MALLOCS=1] [CODEC=opus] bash ops/legload.sh [LEGS] [WORKERS] [SECONDS] [ROOMS]
 # MALLOCS=1 also counts the gateway's calls to malloc each second (a perf uprobe on libc's
 # malloc: root and perf needed) and prints the median of the last SECONDS seconds, the
 # generator's measured window.
 # ROOMS > 1 spreads the legs over that many rooms (1000, 1001, …), one generator each; each
 # generator reports the whole gateway's CPU over its window (the windows overlap).
+# CODEC=opus: each leg offers Opus with DTX and the silent ones send a DTX frame every 400 ms,
+# as browsers do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/load-lib.sh
@@ -45,7 +47,8 @@ TOML
 load_accounts "$gateway" "$work" "$users" load load-password $(seq 1000 $((1000 + rooms - 1)))
 load_start "$gateway" "$work" "$port"
 
-echo "== $legs PCMU legs in $rooms room(s), $workers media worker(s), $(nproc) cores, $seconds s measured"
+codec=${CODEC:-pcmu}
+echo "== $legs $codec legs in $rooms room(s), $workers media worker(s), $(nproc) cores, $seconds s measured"
 warmup=$((5 + legs / 200))
 if [ "${MALLOCS:-}" = 1 ]; then
     libc=$(ldd "$gateway" | awk '/libc\.so/ {print $3}')
@@ -56,7 +59,7 @@ fi
 pids=()
 for r in $(seq 0 $((rooms - 1))); do
     "$bin/legload" --gateway "127.0.0.1:$port" --room $((1000 + r)) --users "$users" \
-        --legs $((legs / rooms)) --seconds "$seconds" --warmup "$warmup" --pid "$gw" &
+        --legs $((legs / rooms)) --codec "$codec" --seconds "$seconds" --warmup "$warmup" --pid "$gw" &
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done

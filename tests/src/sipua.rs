@@ -1,7 +1,7 @@
 //! A scripted SIP phone for tests that need what no real phone does on command: sending RTP
 //! from a socket of the test's choice (a phone that moves to a new address, a stranger's
-//! socket beside it). It calls over UDP with digest authentication, offers PCMU, and streams a
-//! tone as RTP from whichever socket the test names.
+//! socket beside it). It calls over UDP with digest authentication, offers PCMU (or Opus), and
+//! streams a tone as RTP from whichever socket the test names.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -29,15 +29,44 @@ pub fn call(
     number: &str,
     rtp: SocketAddr,
 ) -> anyhow::Result<ScriptedCall> {
+    call_offering(gateway, user, password, number, rtp, Offer::Pcmu)
+}
+
+/// The audio a scripted phone offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Pcmu,
+    /// Opus only (payload type [`OPUS_PT`]), with DTX, as browsers offer it.
+    Opus,
+}
+
+/// The payload type of Opus in an [`Offer::Opus`].
+pub const OPUS_PT: u8 = 111;
+
+/// [`call`], offering `offer`.
+pub fn call_offering(
+    gateway: SocketAddr,
+    user: &str,
+    password: &str,
+    number: &str,
+    rtp: SocketAddr,
+    offer: Offer,
+) -> anyhow::Result<ScriptedCall> {
     let sip = UdpSocket::bind("127.0.0.1:0")?;
     sip.set_read_timeout(Some(Duration::from_millis(100)))?;
     let local = sip.local_addr()?;
     let call_id = format!("scripted-{}-{}", local.port(), std::process::id());
     let from = format!("<sip:{user}@{gateway}>;tag=s{}", local.port());
     let uri = format!("sip:{number}@{gateway}");
+    let audio = match offer {
+        Offer::Pcmu => "0 101\r\na=rtpmap:0 PCMU/8000\r\n".to_string(),
+        Offer::Opus => format!(
+            "{OPUS_PT} 101\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} useinbandfec=1;usedtx=1\r\n"
+        ),
+    };
     let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {audio}\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
         ip = rtp.ip(),
         port = rtp.port()
     );

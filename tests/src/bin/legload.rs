@@ -1,6 +1,8 @@
 //! A media load generator: holds `--legs` calls in one room, each an authenticated call from
 //! its own SIP and RTP sockets, streaming PCMU every 20 ms (the first `--talkers` a tone each,
-//! the others silence) and reading what the gateway sends back. After a warm-up it measures,
+//! the others silence) and reading what the gateway sends back. With `--codec opus` each leg
+//! offers Opus with DTX, as browsers do: the talkers send a tone (encoded once, looped), the
+//! others a DTX frame every 400 ms and nothing between. After a warm-up it measures,
 //! over `--seconds`: the gateway's CPU from `/proc/PID/stat`, its resident memory per leg, the
 //! packets each leg got against the 50 a second it should, and whether each leg heard the
 //! talkers. It also reports its own CPU and how late its ticks ran, so a run where the
@@ -17,13 +19,17 @@
 //! `ops/legload.sh` starts a release gateway with a given number of media workers and runs it.
 
 use std::net::UdpSocket;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use e2e::load::{cpu_seconds, or_exit, parse_flags, rss_kib, thread_cpu, value, Target};
-use e2e::sipua::{self, ScriptedCall, ToneStream};
+use e2e::sipua::{self, Offer, ScriptedCall, ToneStream, OPUS_PT};
+use mixer::opus::{OpusDecoder, OpusEncoder, FRAME, RATE};
+use mixer::tone::Sine;
 
 struct Options {
     to: Target,
+    codec: Offer,
     legs: usize,
     talkers: usize,
     warmup: u64,
@@ -34,6 +40,7 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut o = Options {
         to: Target::new(100, "load", "load-password"),
+        codec: Offer::Pcmu,
         legs: 100,
         talkers: 3,
         warmup: 5,
@@ -46,6 +53,13 @@ fn options() -> Result<Options, String> {
         }
         match flag {
             "--legs" => o.legs = value(flag, v)?,
+            "--codec" => {
+                o.codec = match v {
+                    "pcmu" => Offer::Pcmu,
+                    "opus" => Offer::Opus,
+                    _ => return Err("--codec is pcmu or opus".into()),
+                }
+            }
             "--talkers" => o.talkers = value(flag, v)?,
             "--warmup" => o.warmup = value(flag, v)?,
             "--seconds" => o.seconds = value(flag, v)?,
@@ -64,8 +78,9 @@ fn options() -> Result<Options, String> {
 struct Leg {
     call: ScriptedCall,
     rtp: UdpSocket,
-    /// A tone for talkers; silence (a tone of 0 Hz) otherwise.
-    stream: ToneStream,
+    source: Source,
+    /// Reads what comes back: PCMU as it is, Opus through a decoder of its own.
+    ear: Decoder,
     /// Packets received in the measured window.
     received: u64,
     /// Packets in the window whose audio was looked at, and those louder than silence.
@@ -73,11 +88,115 @@ struct Leg {
     loud: u64,
 }
 
-/// Whether a PCMU packet carries `frequency` as a good part of its audio.
-fn carries(datagram: &[u8], frequency: f64) -> bool {
-    let Some(payload) = datagram.get(12..) else { return false };
-    let pcm: Vec<i16> = payload.iter().map(|&b| mixer::g711::ulaw_decode(b)).collect();
-    pcm.len() >= 80 && mixer::tone::tone_share_db(&pcm, 8000, frequency) > -10.0
+/// What a leg sends each 20 ms.
+enum Source {
+    /// A tone for talkers; silence (a tone of 0 Hz) otherwise.
+    Pcmu(ToneStream),
+    Opus(OpusStream),
+}
+
+impl Source {
+    /// The packet for this tick, if one is sent; `muted` sends silence instead of the tone.
+    fn next_packet(&mut self, muted: bool) -> Option<Vec<u8>> {
+        match self {
+            Source::Pcmu(stream) => {
+                let mut packet = stream.next_packet();
+                if muted {
+                    packet[12..].fill(0xFF);
+                }
+                Some(packet)
+            }
+            Source::Opus(stream) => stream.next_packet(muted),
+        }
+    }
+}
+
+/// An Opus stream from frames encoded once: a second of a tone looped (a whole number of cycles,
+/// so the loop is seamless), or for a silent leg a DTX frame every 400 ms and nothing between.
+struct OpusStream {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    tick: u32,
+    /// The tone's frames, and one of silence.
+    frames: Option<Rc<Vec<Vec<u8>>>>,
+    silence: Rc<Vec<u8>>,
+}
+
+/// A DTX frame (a TOC byte alone), as the conference benchmark sends.
+const DTX_FRAME: [u8; 1] = [0xF8];
+
+impl OpusStream {
+    fn next_packet(&mut self, muted: bool) -> Option<Vec<u8>> {
+        let tick = self.tick;
+        self.tick += 1;
+        let timestamp = self.timestamp;
+        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
+        let payload: &[u8] = match &self.frames {
+            Some(_) if muted => &self.silence,
+            Some(frames) => &frames[tick as usize % frames.len()],
+            None if tick % 20 == 0 => &DTX_FRAME,
+            None => return None,
+        };
+        let mut packet = Vec::with_capacity(12 + payload.len());
+        packet.extend_from_slice(&[0x80, OPUS_PT]);
+        packet.extend_from_slice(&self.seq.to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&self.ssrc.to_be_bytes());
+        packet.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        Some(packet)
+    }
+}
+
+/// A second of `frequency` as 50 Opus frames.
+fn opus_tone(frequency: f64) -> Vec<Vec<u8>> {
+    let mut encoder = OpusEncoder::new();
+    let mut sine = Sine::new(RATE, frequency, 0.25);
+    let mut pcm = vec![0i16; FRAME];
+    (0..50)
+        .map(|_| {
+            sine.fill(&mut pcm);
+            let mut out = vec![0u8; 1500];
+            let n = encoder.encode(&pcm, &mut out);
+            out.truncate(n);
+            out
+        })
+        .collect()
+}
+
+/// Turns what a leg gets back into PCM.
+enum Decoder {
+    Pcmu,
+    Opus(Box<OpusDecoder>),
+}
+
+impl Decoder {
+    /// The audio of an RTP datagram, with its rate; none when it has no payload.
+    fn decode(&mut self, datagram: &[u8]) -> Option<(Vec<i16>, u32)> {
+        let payload = datagram.get(12..).filter(|p| !p.is_empty())?;
+        match self {
+            Decoder::Pcmu => Some((payload.iter().map(|&b| mixer::g711::ulaw_decode(b)).collect(), 8000)),
+            Decoder::Opus(decoder) => {
+                let mut pcm = vec![0i16; 5760];
+                let n = decoder.decode(payload, &mut pcm);
+                pcm.truncate(n);
+                Some((pcm, RATE))
+            }
+        }
+    }
+
+    /// Whether a packet carries `frequency` as a good part of its audio.
+    fn carries(&mut self, datagram: &[u8], frequency: f64) -> bool {
+        let Some((pcm, rate)) = self.decode(datagram) else { return false };
+        pcm.len() as u32 >= rate / 100 && mixer::tone::tone_share_db(&pcm, rate, frequency) > -10.0
+    }
+
+    /// Whether a packet's audio is louder than a whisper.
+    fn is_loud(&mut self, datagram: &[u8]) -> bool {
+        let Some((pcm, _)) = self.decode(datagram) else { return false };
+        !pcm.is_empty() && mixer::tone::power(&pcm).sqrt() > 300.0
+    }
 }
 
 /// The listener whose delay is measured: when the current burst began, and what was heard.
@@ -89,13 +208,14 @@ struct Ear {
 }
 
 impl Ear {
-    /// Reads what waits on the listener's socket.
-    fn listen(&mut self, socket: &UdpSocket, frequency: f64, counted: &mut u64) {
+    /// Reads what waits on the listener's socket; Opus is decoded packet by packet, in order.
+    fn listen(&mut self, leg: &mut Leg, frequency: f64, counted: &mut u64) {
         let mut buf = [0u8; 2048];
-        while let Ok(len) = socket.recv(&mut buf) {
+        while let Ok(len) = leg.rtp.recv(&mut buf) {
             *counted += 1;
+            let heard = leg.ear.carries(&buf[..len], frequency);
             if let (Some(at), false) = (self.burst_at, self.heard_burst) {
-                if carries(&buf[..len], frequency) {
+                if heard {
                     self.heard_burst = true;
                     self.delays.push(at.elapsed());
                 }
@@ -104,29 +224,36 @@ impl Ear {
     }
 }
 
-/// Whether a PCMU packet's audio is louder than a whisper.
-fn is_loud(datagram: &[u8]) -> bool {
-    let Some(payload) = datagram.get(12..) else { return false };
-    if payload.is_empty() {
-        return false;
-    }
-    let energy: f64 = payload.iter().map(|&b| f64::from(mixer::g711::ulaw_decode(b)).powi(2)).sum();
-    (energy / payload.len() as f64).sqrt() > 300.0
-}
-
 fn set_up(o: &Options) -> Vec<Leg> {
     let started = Instant::now();
     let mut legs = Vec::with_capacity(o.legs);
+    let silence = Rc::new(opus_tone(0.0).swap_remove(0));
     for i in 0..o.legs {
         let rtp = UdpSocket::bind("127.0.0.1:0").expect("RTP socket");
         rtp.set_nonblocking(true).expect("non-blocking");
         let local = rtp.local_addr().expect("local address");
         let user = o.to.user(i);
-        match sipua::call(o.to.gateway, &user, &o.to.password, &o.to.room, local) {
+        match sipua::call_offering(o.to.gateway, &user, &o.to.password, &o.to.room, local, o.codec) {
             Ok(call) => {
-                let frequency = if i < o.talkers { 400.0 + 300.0 * i as f64 } else { 0.0 };
-                let stream = ToneStream::new(0x1000_0000 + i as u32, frequency);
-                legs.push(Leg { call, rtp, stream, received: 0, checked: 0, loud: 0 });
+                let talks = i < o.talkers;
+                let frequency = if talks { 400.0 + 300.0 * i as f64 } else { 0.0 };
+                let ssrc = 0x1000_0000 + i as u32;
+                let (source, ear) = match o.codec {
+                    Offer::Pcmu => (Source::Pcmu(ToneStream::new(ssrc, frequency)), Decoder::Pcmu),
+                    Offer::Opus => {
+                        let frames = talks.then(|| Rc::new(opus_tone(frequency)));
+                        let stream = OpusStream {
+                            ssrc,
+                            seq: 1,
+                            timestamp: 0,
+                            tick: 0,
+                            frames,
+                            silence: silence.clone(),
+                        };
+                        (Source::Opus(stream), Decoder::Opus(Box::new(OpusDecoder::new())))
+                    }
+                };
+                legs.push(Leg { call, rtp, source, ear, received: 0, checked: 0, loud: 0 });
             }
             Err(e) => eprintln!("leg {i} not set up: {e:#}"),
         }
@@ -157,7 +284,7 @@ fn main() {
         let due = start + tick * n;
         while Instant::now() < due {
             if let (Some(l), true) = (listener, measuring) {
-                ear.listen(&legs[l].rtp, burst_tone, &mut ear_packets);
+                ear.listen(&mut legs[l], burst_tone, &mut ear_packets);
             }
             std::thread::sleep(Duration::from_millis(1).min(due.saturating_duration_since(Instant::now())));
         }
@@ -187,13 +314,12 @@ fn main() {
         }
         n += 1;
         for (i, leg) in legs.iter_mut().enumerate() {
-            let mut packet = leg.stream.next_packet();
-            if i == 0 && listener.is_some() && !burst_on {
-                packet[12..].fill(0xFF);
+            let muted = i == 0 && listener.is_some() && !burst_on;
+            if let Some(packet) = leg.source.next_packet(muted) {
+                let _ = leg.rtp.send_to(&packet, leg.call.gateway_rtp);
             }
-            let _ = leg.rtp.send_to(&packet, leg.call.gateway_rtp);
             if Some(i) == listener && measuring {
-                ear.listen(&leg.rtp, burst_tone, &mut ear_packets);
+                ear.listen(leg, burst_tone, &mut ear_packets);
                 continue;
             }
             while let Ok(len) = leg.rtp.recv(&mut buf) {
@@ -201,7 +327,7 @@ fn main() {
                     // Every 25th packet's audio is looked at: two a second.
                     if leg.received % 25 == 0 {
                         leg.checked += 1;
-                        leg.loud += u64::from(is_loud(&buf[..len]));
+                        leg.loud += u64::from(leg.ear.is_loud(&buf[..len]));
                     }
                     leg.received += 1;
                 }
