@@ -154,17 +154,31 @@ struct Transaction {
 
 /// Server transactions that have sent their final answer and stay only to absorb
 /// retransmissions (non-INVITE Completed over UDP, Timer J; INVITE Accepted, Timer L; each
-/// 32 s by default). They do not count against the cap on live transactions, which would
-/// otherwise hold a gateway to cap / 32 s requests a second; they have their own bound, and
-/// past it the oldest go first. A peer retransmits within T2 (4 s) of a lost answer, so
-/// the oldest are the least likely to be asked again.
+/// 32 s by default; INVITE Confirmed, Timer I, 5 s). They do not count against the cap on live
+/// transactions, which would otherwise hold a gateway to cap / 32 s requests a second; they
+/// have their own bound, and past it the oldest go first — first those whose loss costs
+/// nothing ([`Linger::Repeatable`]), then the others. A peer retransmits within T2 (4 s) of
+/// a lost answer, so the oldest are the least likely to be asked again.
 #[derive(Debug, Default)]
 struct Lingering {
-    /// Ids in the order they began lingering, which is the order their timers run out; ids
-    /// already gone are dropped when they reach the front.
-    order: VecDeque<u64>,
+    /// Ids of each [`Linger`] kind in the order they began lingering; ids already gone are
+    /// dropped when they reach the front. Every id is pushed once and lingers at most 32 s,
+    /// so a queue holds at most the ids of that long.
+    order: [VecDeque<u64>; 2],
     count: usize,
     max: usize,
+}
+
+/// What ending a lingering transaction early costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Linger {
+    /// Nothing: a retransmission reaching the TU as new gets the same answer again (a fresh
+    /// challenge for a request answered 401 or 407), or none is needed (the ACKs a Confirmed
+    /// INVITE absorbs).
+    Repeatable = 0,
+    /// The TU would not answer the same again (a REGISTER's credentials count as a replay, a
+    /// retransmitted INVITE looks like a new call): these are kept longest.
+    Once = 1,
 }
 
 /// The output side: queues and the timer heap, kept apart from the transactions so both can be
@@ -443,7 +457,8 @@ impl TransactionLayer {
         if terminate {
             self.terminate(id);
         } else if lingers {
-            self.linger(id);
+            let kind = if matches!(code, 401 | 407) { Linger::Repeatable } else { Linger::Once };
+            self.linger(id, kind);
         }
         Ok(())
     }
@@ -631,7 +646,7 @@ impl TransactionLayer {
                     } else {
                         self.io.arm(id, t, Timer::I, now + cfg.t4);
                         t.lingering = true;
-                        self.linger(id);
+                        self.linger(id, Linger::Repeatable);
                     }
                 }
                 // RFC 6026 §8.7: an ACK matching an Accepted transaction is for the TU (a peer
@@ -755,12 +770,18 @@ impl TransactionLayer {
         }
     }
 
-    /// Counts `id` among the lingering, and ends the oldest while there are too many.
-    fn linger(&mut self, id: u64) {
-        self.lingering.order.push_back(id);
+    /// Counts `id` among the lingering, and ends the oldest while there are too many, the
+    /// repeatable before the others.
+    fn linger(&mut self, id: u64, kind: Linger) {
+        self.lingering.order[kind as usize].push_back(id);
         self.lingering.count += 1;
         while self.lingering.count > self.lingering.max {
-            let Some(oldest) = self.lingering.order.pop_front() else { break };
+            let queue = if self.lingering.order[Linger::Repeatable as usize].is_empty() {
+                Linger::Once
+            } else {
+                Linger::Repeatable
+            };
+            let Some(oldest) = self.lingering.order[queue as usize].pop_front() else { break };
             if self.transactions.get(&oldest).is_some_and(|t| t.lingering) {
                 self.io.stats.retired_early += 1;
                 self.terminate(oldest);
@@ -768,18 +789,18 @@ impl TransactionLayer {
         }
     }
 
-    /// Pops ids of transactions already gone off the front of the lingering order.
+    /// Pops ids of transactions already gone off the front of each lingering queue.
     fn drop_gone_lingering(&mut self) {
-        while let Some(&front) = self.lingering.order.front() {
-            if self.transactions.get(&front).is_some_and(|t| t.lingering) {
-                break;
+        for queue in &mut self.lingering.order {
+            while let Some(&front) = queue.front() {
+                if self.transactions.get(&front).is_some_and(|t| t.lingering) {
+                    break;
+                }
+                queue.pop_front();
             }
-            self.lingering.order.pop_front();
-        }
-        if self.lingering.order.capacity() > 64
-            && self.lingering.order.len() < self.lingering.order.capacity() / 4
-        {
-            self.lingering.order.shrink_to(self.lingering.order.len() * 2);
+            if queue.capacity() > 64 && queue.len() < queue.capacity() / 4 {
+                queue.shrink_to(queue.len() * 2);
+            }
         }
     }
 

@@ -422,15 +422,48 @@ fn past_the_transaction_limit_a_request_gets_a_stateless_503_and_holds_nothing()
 
 /// Hands the layer an OPTIONS and answers it 200; returns the request.
 fn answered_options(sim: &mut Sim, branch: &str) -> InboundRequest {
+    answered_with(sim, branch, StatusCode::OK)
+}
+
+/// Hands the layer an OPTIONS and answers it `status`; returns the request.
+fn answered_with(sim: &mut Sim, branch: &str, status: StatusCode) -> InboundRequest {
     let inbound = inbound_request(&request_text("OPTIONS", branch, 1));
     sim.layer.handle_request(sim.now, inbound.clone(), peer());
     sim.drain();
     let (_, TxEvent::Request { tx: Some(tx), .. }) = sim.events.pop().expect("reached the TU") else {
         panic!("a request with its transaction")
     };
-    sim.layer.send_response(sim.now, tx, response_to(&inbound, StatusCode::OK, None, None)).unwrap();
+    sim.layer.send_response(sim.now, tx, response_to(&inbound, status, None, None)).unwrap();
     sim.drain();
     inbound
+}
+
+#[test]
+fn past_the_lingering_bound_challenges_go_before_answers_that_cannot_be_repeated() {
+    let mut sim = Sim::new();
+    sim.layer = TransactionLayer::new(TimerConfig::default()).with_max_transactions(2);
+    let first = answered_options(&mut sim, "z9hG4bKok0");
+    for n in 1..8 {
+        answered_options(&mut sim, &format!("z9hG4bKok{n}"));
+    }
+    assert_eq!((sim.layer.lingering(), sim.layer.stats().retired_early), (8, 0));
+    // Challenges past the bound end at once: a retransmission would only be challenged again.
+    for n in 0..3 {
+        answered_with(&mut sim, &format!("z9hG4bKch{n}"), StatusCode::Unauthorized);
+    }
+    assert_eq!((sim.layer.lingering(), sim.layer.stats().retired_early), (8, 3));
+    // The oldest 200 is still absorbed and answered again.
+    sim.sent.clear();
+    sim.layer.handle_request(sim.now, first.clone(), peer());
+    sim.drain();
+    assert!(sim.events.is_empty(), "absorbed");
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("SIP/2.0 200")), "{:?}", sim.sent);
+    // With no challenge left lingering, the next 200 ends the oldest one.
+    answered_options(&mut sim, "z9hG4bKok8");
+    assert_eq!(sim.layer.stats().retired_early, 4);
+    sim.layer.handle_request(sim.now, first, peer());
+    sim.drain();
+    assert_eq!(sim.events.len(), 1, "the oldest 200's retransmission reaches the TU as new");
 }
 
 #[test]
@@ -465,7 +498,8 @@ fn answered_transactions_do_not_count_against_the_limit_and_the_oldest_go_past_t
     // Timer J ends the rest; nothing is left counted.
     sim.run_until(40.0);
     assert_eq!(sim.layer.lingering(), 0);
-    assert!(sim.layer.lingering.order.len() <= 2, "{:?}", sim.layer.lingering.order);
+    let left: usize = sim.layer.lingering.order.iter().map(VecDeque::len).sum();
+    assert!(left <= 2, "{:?}", sim.layer.lingering.order);
 }
 
 #[test]
