@@ -396,7 +396,7 @@ pub struct LimitsConfig {
     pub pending_requests: usize,
     /// Server transactions not yet answered at once; a new request past it gets a stateless
     /// 503. Answered ones that stay to absorb retransmissions (32 s over UDP) are bounded at
-    /// four times this, the oldest ending early past that.
+    /// four times this, the oldest ending early past that (challenges first).
     pub server_transactions: usize,
     /// Contacts one user may have registered at once (more: `403 Too Many Contacts`).
     pub bindings_per_user: usize,
