@@ -6,13 +6,15 @@
 //! stream refused with port 0 (§6). [`offer`] builds our offer and [`read_answer`] reads what
 //! the peer chose. A stream held with `c=0.0.0.0` (RFC 2543 style) counts as sendonly.
 //! `RTP/SAVP` offers are answered with SRTP keyed by SDES ([`sdes`]) when [`LocalAudio::srtp`]
-//! allows it.
+//! allows it. [`answer_av`] also answers the offer's main video stream ([`video`]).
 
 pub mod sdes;
+pub mod video;
 
 use std::net::{IpAddr, SocketAddr};
 
 use sdes::{Crypto, Srtp, SrtpKeys};
+use video::{LocalVideo, VideoStream};
 
 /// The SDP session type offers and answers are made of.
 pub use sdp_types::Session;
@@ -337,30 +339,77 @@ fn offer_with(local: &LocalAudio, crypto: Option<Crypto>, session_id: u64, versi
 }
 
 /// Answers `offer`: the negotiated audio stream and the answer to send, or why not (488).
+/// Video is refused (port 0).
 pub fn answer(
     offer: &Session,
     local: &LocalAudio,
     session_id: u64,
     version: u64,
 ) -> Result<(Session, AudioStream), SdpError> {
+    answer_av(offer, local, None, session_id, version).map(|(session, audio, _)| (session, audio))
+}
+
+/// The transport of an offered m-line under an SRTP policy: the crypto lines (theirs, ours)
+/// when it is SRTP we take, and whether the stream may be taken at all.
+fn transport(m: &Media, srtp: Srtp) -> (Option<(Crypto, Crypto)>, bool) {
+    let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
+    let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF");
+    // RFC 4568 §7.1.2: an RTP/SAVP stream is answered with one of its crypto lines.
+    let crypto = match (secure, srtp.key()) {
+        (true, Some(key)) => sdes_answer(m, key),
+        _ => None,
+    };
+    let allowed = match srtp {
+        Srtp::Required(_) => crypto.is_some(),
+        Srtp::Optional(_) => plain || crypto.is_some(),
+        Srtp::Off => plain,
+    };
+    (crypto, allowed)
+}
+
+/// The keys of an SRTP stream both sides agreed to: their crypto line and our key.
+fn agreed_keys(crypto: Option<&(Crypto, Crypto)>, srtp: Srtp) -> Option<SrtpKeys> {
+    crypto.zip(srtp.key()).map(|((theirs, _), key)| SrtpKeys {
+        suite: theirs.suite,
+        remote: theirs.key,
+        local: key,
+    })
+}
+
+/// [`answer`], with the offer's first main video stream answered by `video` when it has a
+/// codec in common (a call whose peer offers none stays an audio call: its video m-line
+/// gets port 0).
+pub fn answer_av(
+    offer: &Session,
+    local: &LocalAudio,
+    video: Option<&LocalVideo>,
+    session_id: u64,
+    version: u64,
+) -> Result<(Session, AudioStream, Option<VideoStream>), SdpError> {
     let mut answer = new_session(local, session_id, version);
     let mut chosen: Option<AudioStream> = None;
+    let mut chosen_video: Option<VideoStream> = None;
     let mut audio_seen = None;
     let mut srtp_refused = None;
     for (mline, m) in offer.medias.iter().enumerate() {
         let audio = m.media.eq_ignore_ascii_case("audio");
         let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
         let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF");
-        // RFC 4568 §7.1.2: an RTP/SAVP stream is answered with one of its crypto lines.
-        let crypto = match (secure, local.srtp.key()) {
-            (true, Some(key)) => sdes_answer(m, key),
-            _ => None,
-        };
-        let allowed = match local.srtp {
-            Srtp::Required(_) => crypto.is_some(),
-            Srtp::Optional(_) => plain || crypto.is_some(),
-            Srtp::Off => plain,
-        };
+        let (crypto, allowed) = transport(m, local.srtp);
+        if let Some(video) =
+            video.filter(|_| chosen_video.is_none() && m.port != 0 && video::is_main_video(m))
+        {
+            let (crypto, allowed) = transport(m, video.srtp);
+            // A video line we cannot read is refused; the call goes on with its audio.
+            let negotiated =
+                if allowed { video::negotiate(offer, m, mline, video).ok().flatten() } else { None };
+            if let Some(mut stream) = negotiated {
+                stream.srtp = agreed_keys(crypto.as_ref(), video.srtp);
+                answer.medias.push(video::answer_media(video, &stream, m, crypto.map(|(_, ours)| ours)));
+                chosen_video = Some(stream);
+                continue;
+            }
+        }
         if audio {
             audio_seen.get_or_insert(mline);
             if !allowed && (plain || secure) && m.port != 0 {
@@ -371,11 +420,7 @@ pub fn answer(
         let negotiated = if usable { negotiate(offer, m, mline, local)? } else { None };
         match negotiated {
             Some(mut stream) => {
-                stream.srtp = crypto.as_ref().zip(local.srtp.key()).map(|((theirs, _), key)| SrtpKeys {
-                    suite: theirs.suite,
-                    remote: theirs.key,
-                    local: key,
-                });
+                stream.srtp = agreed_keys(crypto.as_ref(), local.srtp);
                 answer.medias.push(answer_media(local, &stream, m, crypto.map(|(_, ours)| ours)));
                 chosen = Some(stream);
             }
@@ -393,7 +438,7 @@ pub fn answer(
         }
     }
     match (chosen, srtp_refused, audio_seen) {
-        (Some(stream), ..) => Ok((answer, stream)),
+        (Some(stream), ..) => Ok((answer, stream, chosen_video)),
         (None, Some((mline, proto)), _) => Err(SdpError::Srtp { mline, proto }),
         (None, None, Some(mline)) => Err(SdpError::NoCommonCodec { mline }),
         (None, None, None) => Err(SdpError::NoAudio),
@@ -515,24 +560,7 @@ pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Res
     let mut stream = negotiate(answer, m, mline, local)?.ok_or(SdpError::NoCommonCodec { mline })?;
     // Our offers ask for no header extension, so an answer may not add one (RFC 8285 §7).
     stream.audio_level = None;
-    // After an RTP/SAVP offer, the answer's crypto line names our tag and suite, and its key;
-    // after a plain one, the answer is plain too (RFC 3264 §6: the offer's profile).
-    let offered = &offer.medias[mline];
-    if !m.proto.eq_ignore_ascii_case(&offered.proto) && !offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
-        return Err(SdpError::Srtp { mline, proto: m.proto.clone() });
-    }
-    if offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
-        let srtp_error = || SdpError::Srtp { mline, proto: m.proto.clone() };
-        let ours =
-            attr(offered, "crypto").flatten().find_map(|v| Crypto::parse(v).ok()).ok_or_else(srtp_error)?;
-        let theirs = attr(m, "crypto")
-            .flatten()
-            .filter_map(|v| Crypto::parse(v).ok())
-            .find(|c| c.tag == ours.tag && c.suite == ours.suite)
-            .filter(|_| m.proto.eq_ignore_ascii_case("RTP/SAVP"))
-            .ok_or_else(srtp_error)?;
-        stream.srtp = Some(SrtpKeys { suite: ours.suite, remote: theirs.key, local: ours.key });
-    }
+    stream.srtp = answered_keys(&offer.medias[mline], m, mline)?;
     // The answerer lists what it will send first; honour its order over ours.
     if let Some((pt, name, clock, ch, fmtp)) = formats(m).into_iter().next() {
         if let Some(codec) = local.codecs.iter().find(|c| codec_matches(c, &name, clock, ch)) {
@@ -542,6 +570,25 @@ pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Res
         }
     }
     Ok(stream)
+}
+
+/// The SRTP keys of an answered m-line `m` to our `offered` one. After an RTP/SAVP offer, the
+/// answer's crypto line names our tag and suite, and its key; after a plain one, the answer is
+/// plain too (RFC 3264 §6: the offer's profile).
+fn answered_keys(offered: &Media, m: &Media, mline: usize) -> Result<Option<SrtpKeys>, SdpError> {
+    let srtp_error = || SdpError::Srtp { mline, proto: m.proto.clone() };
+    if !offered.proto.eq_ignore_ascii_case("RTP/SAVP") {
+        return if m.proto.eq_ignore_ascii_case(&offered.proto) { Ok(None) } else { Err(srtp_error()) };
+    }
+    let ours =
+        attr(offered, "crypto").flatten().find_map(|v| Crypto::parse(v).ok()).ok_or_else(srtp_error)?;
+    let theirs = attr(m, "crypto")
+        .flatten()
+        .filter_map(|v| Crypto::parse(v).ok())
+        .find(|c| c.tag == ours.tag && c.suite == ours.suite)
+        .filter(|_| m.proto.eq_ignore_ascii_case("RTP/SAVP"))
+        .ok_or_else(srtp_error)?;
+    Ok(Some(SrtpKeys { suite: ours.suite, remote: theirs.key, local: ours.key }))
 }
 
 #[cfg(test)]

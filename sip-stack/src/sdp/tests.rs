@@ -305,3 +305,228 @@ fn an_audio_level_extension_the_peer_will_not_send_or_cannot_name_is_ignored() {
     let reply = sdp(&format!("{BARESIP_OFFER}a=extmap:1 {uri}\r\n"));
     assert_eq!(read_answer(&ours_offer, &reply, &ours).unwrap().audio_level, None);
 }
+
+/// A room system's offer: H.264 High, then Constrained Baseline in both packetization modes
+/// with the extended limits, H.263, feedback for every payload type, a presentation line.
+const ROOM_SYSTEM_OFFER: &str = "v=0\r\n\
+o=room 1 1 IN IP4 192.0.2.20\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.20\r\n\
+b=AS:2048\r\n\
+t=0 0\r\n\
+m=audio 49200 RTP/AVP 9 0 101\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=sendrecv\r\n\
+m=video 49202 RTP/AVP 109 110 96 34\r\n\
+b=TIAS:1920000\r\n\
+a=rtpmap:109 H264/90000\r\n\
+a=fmtp:109 profile-level-id=640020;packetization-mode=1;max-fs=8160\r\n\
+a=rtpmap:110 H264/90000\r\n\
+a=fmtp:110 profile-level-id=42e016; packetization-mode=1; max-mbps=245000; max-fs=8160\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 profile-level-id=42e016;max-mbps=245000;max-fs=8160\r\n\
+a=rtpmap:34 H263/90000\r\n\
+a=rtcp-fb:* ccm fir\r\n\
+a=rtcp-fb:* nack pli\r\n\
+a=content:main\r\n\
+a=sendrecv\r\n\
+m=video 49204 RTP/AVP 110\r\n\
+a=rtpmap:110 H264/90000\r\n\
+a=fmtp:110 profile-level-id=42e016;packetization-mode=1\r\n\
+a=content:slides\r\n\
+a=sendrecv\r\n";
+
+/// A browser-shaped video line: VP8, then H.264 Constrained Baseline at 3.1 in mode 1 with
+/// level asymmetry and Baseline in mode 0, the feedback Chromium lists.
+const BROWSER_VIDEO_OFFER: &str = "v=0\r\n\
+o=- 2 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.7\r\n\
+t=0 0\r\n\
+m=audio 40000 RTP/AVP 0\r\n\
+a=sendrecv\r\n\
+m=video 40002 RTP/AVP 96 102 127\r\n\
+b=AS:2500\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 goog-remb\r\n\
+a=rtcp-fb:96 transport-cc\r\n\
+a=rtcp-fb:96 ccm fir\r\n\
+a=rtcp-fb:96 nack\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 goog-remb\r\n\
+a=rtcp-fb:102 nack\r\n\
+a=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:127 H264/90000\r\n\
+a=fmtp:127 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+a=rtcp-mux\r\n\
+a=sendrecv\r\n";
+
+fn local_video(codecs: &[video::VideoKind]) -> video::LocalVideo {
+    video::LocalVideo {
+        port: 20002,
+        codecs: codecs.to_vec(),
+        h264_level_idc: 31,
+        max_fs: 3600,
+        max_fr: 30,
+        max_receive_kbps: 2000,
+        direction: Direction::SendRecv,
+        feedback: video::Feedback::ALL,
+        srtp: Srtp::Off,
+    }
+}
+
+fn video_line(session: &Session, mline: usize) -> String {
+    let mut text = session.to_string();
+    let start = text.match_indices("m=").nth(mline).expect("the m-line").0;
+    text.drain(..start);
+    match text[2..].find("m=") {
+        Some(end) => text[..end + 2].to_string(),
+        None => text,
+    }
+}
+
+#[test]
+fn a_room_system_gets_constrained_baseline_in_mode_1_and_its_slides_are_refused() {
+    use video::{VideoCodec, VideoKind::*};
+    let video = local_video(&[H264, Vp8]);
+    let (answer, audio, stream) =
+        answer_av(&sdp(ROOM_SYSTEM_OFFER), &local(&[G722, PCMU]), Some(&video), 1, 1).unwrap();
+    assert_eq!(audio.codec, G722);
+    let stream = stream.expect("video agreed");
+    assert_eq!((stream.mline, stream.payload_type), (1, 110), "CB in mode 1, not High, not mode 0");
+    let VideoCodec::H264(theirs) = stream.codec else { panic!("{:?}", stream.codec) };
+    assert_eq!((theirs.level_idc, theirs.packetization_mode), (22, 1));
+    // What the room system takes: its max-fs over level 2.2's 1,620 macroblocks.
+    assert_eq!((theirs.max_frame_macroblocks(), theirs.max_macroblocks_per_second()), (8160, 245_000));
+    assert_eq!(stream.max_send_bps, Some(1_920_000), "b=TIAS of the m-line before the session's b=AS");
+    assert_eq!(stream.feedback, video::Feedback { pli: true, fir: true, ..video::Feedback::default() });
+    assert_eq!(stream.remote, Some("192.0.2.20:49202".parse().unwrap()));
+    let line = video_line(&answer, 1);
+    assert!(line.starts_with("m=video 20002 RTP/AVP 110\r\n"), "{line}");
+    // Without asymmetry the answer's level is the lower one: the room system's 2.2.
+    assert!(line.contains("a=fmtp:110 profile-level-id=42e016;packetization-mode=1\r\n"), "{line}");
+    assert!(
+        line.contains("a=rtcp-fb:110 nack pli\r\n") && line.contains("a=rtcp-fb:110 ccm fir\r\n"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("goog-remb") && !line.contains("rtcp-fb:110 nack\r\n"),
+        "only what was offered: {line}"
+    );
+    assert!(line.contains("b=AS:2000\r\n") && line.contains("b=TIAS:2000000\r\n"), "{line}");
+    assert!(line.contains("a=content:main\r\n") && line.contains("a=sendrecv\r\n"), "{line}");
+    assert!(video_line(&answer, 2).starts_with("m=video 0 "), "the presentation line is refused");
+}
+
+#[test]
+fn a_browser_gets_its_vp8_or_h264_at_our_level_with_the_feedback_we_share() {
+    use video::{VideoCodec, VideoKind::*};
+    let offer = sdp(BROWSER_VIDEO_OFFER);
+    let (answer, _, stream) =
+        answer_av(&offer, &local(&[PCMU]), Some(&local_video(&[H264, Vp8])), 1, 1).unwrap();
+    let stream = stream.unwrap();
+    assert_eq!(stream.payload_type, 102);
+    let line = video_line(&answer, 1);
+    // Both allow level asymmetry: the answer names the level we decode.
+    assert!(
+        line.contains(
+            "a=fmtp:102 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n"
+        ),
+        "{line}"
+    );
+    assert_eq!(
+        stream.feedback,
+        video::Feedback { nack: true, pli: true, remb: true, ..video::Feedback::default() }
+    );
+    assert!(stream.rtcp_mux && line.contains("a=rtcp-mux\r\n"));
+    assert_eq!(stream.max_send_bps, Some(2_500_000));
+
+    let (answer, _, stream) =
+        answer_av(&offer, &local(&[PCMU]), Some(&local_video(&[Vp8, H264])), 1, 1).unwrap();
+    let stream = stream.unwrap();
+    assert_eq!((stream.payload_type, stream.codec), (96, VideoCodec::Vp8(video::Vp8::default())));
+    let line = video_line(&answer, 1);
+    assert!(line.contains("a=rtpmap:96 VP8/90000\r\na=fmtp:96 max-fr=30;max-fs=3600\r\n"), "{line}");
+    assert!(!line.contains("transport-cc"), "{line}");
+}
+
+#[test]
+fn a_high_profile_only_offer_stays_an_audio_call() {
+    let offer = BROWSER_VIDEO_OFFER
+        .replace("profile-level-id=42e01f", "profile-level-id=640c1f")
+        .replace("profile-level-id=42001f", "profile-level-id=64001f");
+    let h264_only = local_video(&[video::VideoKind::H264]);
+    let (answer, audio, stream) = answer_av(&sdp(&offer), &local(&[PCMU]), Some(&h264_only), 1, 1).unwrap();
+    assert_eq!((audio.codec, stream), (PCMU, None));
+    assert!(video_line(&answer, 1).starts_with("m=video 0 "), "{answer}");
+}
+
+#[test]
+fn mode_0_only_and_defaults_are_kept_and_broken_parameters_skip_a_payload_type() {
+    let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+        m=audio 5000 RTP/AVP 0\r\nm=video 5002 RTP/AVP 100 101 99\r\n\
+        a=rtpmap:100 H264/90000\r\na=fmtp:100 profile-level-id=zz;packetization-mode=1\r\n\
+        a=rtpmap:101 H264/90000\r\na=fmtp:101 profile-level-id=42e01f;packetization-mode=7\r\n\
+        a=rtpmap:99 H264/90000\r\na=fmtp:99 profile-level-id=42801f\r\n";
+    let h264_only = local_video(&[video::VideoKind::H264]);
+    let (answer, _, stream) = answer_av(&sdp(offer), &local(&[PCMU]), Some(&h264_only), 1, 1).unwrap();
+    let stream = stream.unwrap();
+    assert_eq!(stream.payload_type, 99);
+    let video::VideoCodec::H264(h) = stream.codec else { panic!() };
+    assert_eq!((h.profile, h.packetization_mode, h.level_idc), (video::H264Profile::Baseline, 0, 31));
+    assert!(video_line(&answer, 1).contains("a=fmtp:99 profile-level-id=42801f;packetization-mode=0\r\n"));
+    // Without a profile-level-id, RFC 6184's default: Baseline, level 1.
+    assert_eq!(
+        video::H264::parse(None).map(|h| (h.profile, h.level_idc)),
+        Some((video::H264Profile::Baseline, 10))
+    );
+    // Level 1b as the Baseline family writes it.
+    assert_eq!(video::H264::parse(Some("profile-level-id=42f00b")).unwrap().level_idc, 9);
+}
+
+#[test]
+fn without_local_video_or_with_a_broken_video_line_the_call_is_audio_only() {
+    let (answer, audio, stream) = answer_av(&sdp(BROWSER_VIDEO_OFFER), &local(&[PCMU]), None, 1, 1).unwrap();
+    assert_eq!((audio.codec, stream), (PCMU, None));
+    assert!(video_line(&answer, 1).starts_with("m=video 0 "));
+    // A video line whose address is a name, not an address: video refused, the call goes on.
+    let broken = "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nt=0 0\r\n\
+        m=audio 5000 RTP/AVP 0\r\nc=IN IP4 192.0.2.9\r\n\
+        m=video 5002 RTP/AVP 96\r\nc=IN IP4 camera.example\r\na=rtpmap:96 VP8/90000\r\n";
+    let video = local_video(&[video::VideoKind::Vp8]);
+    let (answer, audio, stream) = answer_av(&sdp(broken), &local(&[PCMU]), Some(&video), 1, 1).unwrap();
+    assert_eq!((audio.remote, stream), (Some("192.0.2.9:5000".parse().unwrap()), None));
+    assert!(video_line(&answer, 1).starts_with("m=video 0 "));
+}
+
+#[test]
+fn our_video_offer_is_read_back_from_an_answer() {
+    use video::VideoKind::*;
+    let video = local_video(&[H264, Vp8]);
+    let mut offer = super::offer(&local(&[PCMU]), 7, 1);
+    offer.medias.push(video::offer_media(&video, None));
+    let text = offer.to_string();
+    assert!(text.contains("m=video 20002 RTP/AVP 97 98 96\r\n"), "{text}");
+    assert!(
+        text.contains("a=fmtp:97 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n")
+    );
+    assert!(
+        text.contains("a=fmtp:98 profile-level-id=42e01f;packetization-mode=0;level-asymmetry-allowed=1\r\n")
+    );
+    assert!(text.contains("a=rtcp-fb:97 nack pli\r\n") && text.contains("a=content:main\r\n"), "{text}");
+    // A peer's answer keeping mode 0 only.
+    let answer = sdp("v=0\r\no=- 3 3 IN IP4 192.0.2.30\r\ns=-\r\nc=IN IP4 192.0.2.30\r\nt=0 0\r\n\
+        m=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n\
+        m=video 6002 RTP/AVP 98\r\na=rtpmap:98 H264/90000\r\n\
+        a=fmtp:98 profile-level-id=42e01f;packetization-mode=0\r\na=rtcp-fb:98 ccm fir\r\na=recvonly\r\n");
+    let stream = video::read_answer(&parse(text.as_bytes()).unwrap(), &answer, 1, &video).unwrap().unwrap();
+    assert_eq!((stream.payload_type, stream.direction), (98, Direction::SendOnly));
+    assert_eq!(stream.feedback, video::Feedback { fir: true, ..video::Feedback::default() });
+    assert_eq!(stream.remote, Some(SocketAddr::from(([192, 0, 2, 30], 6002))));
+    // A refused video line reads as none.
+    let refused = sdp("v=0\r\no=- 3 4 IN IP4 192.0.2.30\r\ns=-\r\nc=IN IP4 192.0.2.30\r\nt=0 0\r\n\
+        m=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 98\r\n");
+    assert_eq!(video::read_answer(&offer, &refused, 1, &video).unwrap(), None);
+}
