@@ -18,6 +18,7 @@
 //! - [`rtp_stream`]: RTP receive checks and statistics (RFC 3550 A.1, A.8) and sending.
 //! - [`source`]: which address a leg's RTP and RTCP may come from (strict source learning).
 //! - [`tone`]: tone generation (join/leave tones, test signals) and Goertzel detection.
+//! - [`video`]: H.264 over RTP (RFC 6184).
 
 pub mod codec;
 pub mod conference;
@@ -32,3 +33,4 @@ pub mod rtcp_session;
 pub mod rtp_stream;
 pub mod source;
 pub mod tone;
+pub mod video;
