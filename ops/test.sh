@@ -10,8 +10,9 @@ log() { printf '\n== %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Test peers and servers, from Debian's packages (procps: `kill`, which tests use to stop and
-# freeze processes; chromium with its WebDriver: the join page's tests).
-PACKAGES=(libopus-dev pkg-config procps iproute2 sipsak baresip-core kamailio ffmpeg postgresql postgresql-client
+# freeze processes; chromium with its WebDriver: the join page's tests; nasm: the bundled H.264
+# codec's assembly, without which it builds slow).
+PACKAGES=(libopus-dev pkg-config nasm procps iproute2 sipsak baresip-core kamailio ffmpeg postgresql postgresql-client
     chromium chromium-driver)
 command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 missing=()
