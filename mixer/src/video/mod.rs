@@ -1,11 +1,13 @@
-//! Video: pictures, H.264 over RTP, and H.264 encoding and decoding; (next) composing a
-//! room's picture.
+//! Video: pictures, H.264 over RTP, H.264 encoding and decoding, and a room's composed
+//! picture.
 //!
+//! - [`compose`]: layouts (speaker, grids, speaker with filmstrip) and scaling into tiles.
 //! - [`frame`]: I420 pictures and BT.601 colours.
 //! - [`h264`]: the shared encoder and a leg's decoder (OpenH264).
 //! - [`h264_rtp`]: access units to RTP payloads (packetization modes 0 and 1) and back, with
 //!   loss turning into a wait for a keyframe.
 
+pub mod compose;
 pub mod frame;
 pub mod h264;
 pub mod h264_rtp;
