@@ -85,7 +85,7 @@ fn letterboxed(tile: Rect, source_w: usize, source_h: usize) -> Rect {
         (tile.h * source_w / source_h, tile.h)
     };
     let (w, h) = ((w & !1).max(2).min(tile.w), (h & !1).max(2).min(tile.h));
-    Rect { x: tile.x + ((tile.w - w) / 2 & !1), y: tile.y + ((tile.h - h) / 2 & !1), w, h }
+    Rect { x: tile.x + (((tile.w - w) / 2) & !1), y: tile.y + (((tile.h - h) / 2) & !1), w, h }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +200,7 @@ mod tests {
         {
             let t = tiles(Layout::Grid, count, 1280, 720);
             assert_eq!(t.len(), shown, "{count}");
-            assert_eq!((t[0].w, t[0].h), (1280 / side & !1, 720 / side & !1), "{count}");
+            assert_eq!((t[0].w, t[0].h), ((1280 / side) & !1, (720 / side) & !1), "{count}");
             for (i, a) in t.iter().enumerate() {
                 assert!(a.x + a.w <= 1280 && a.y + a.h <= 720 && a.x % 2 == 0 && a.y % 2 == 0);
                 for b in &t[i + 1..] {
@@ -226,8 +226,8 @@ mod tests {
         refs.push(None);
         let canvas = c.compose(Layout::Grid, &refs).unwrap();
         let t = tiles(Layout::Grid, 4, 640, 360);
-        for i in 0..3 {
-            assert!(centre(canvas, t[i]).distance(colour(i)) <= 2, "tile {i}: {:?}", centre(canvas, t[i]));
+        for (i, tile) in t.iter().take(3).enumerate() {
+            assert!(centre(canvas, *tile).distance(colour(i)) <= 2, "tile {i}: {:?}", centre(canvas, *tile));
         }
         assert!(centre(canvas, t[3]).distance(background) <= 1);
         // Another layout on the same compositor: the speaker alone.
