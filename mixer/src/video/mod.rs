@@ -6,8 +6,14 @@
 //! - [`h264`]: the shared encoder and a leg's decoder (OpenH264).
 //! - [`h264_rtp`]: access units to RTP payloads (packetization modes 0 and 1) and back, with
 //!   loss turning into a wait for a keyframe.
+//! - [`history`]: the packets sent lately, for NACKs.
+//! - [`keyframes`]: keyframe requests coalesced per shared encoder, and asked of sources.
+//! - [`speaker`]: the active speaker from voice activity, with hold times.
 
 pub mod compose;
 pub mod frame;
 pub mod h264;
 pub mod h264_rtp;
+pub mod history;
+pub mod keyframes;
+pub mod speaker;
