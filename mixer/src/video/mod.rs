@@ -2,6 +2,8 @@
 //! picture.
 //!
 //! - [`compose`]: layouts (speaker, grids, speaker with filmstrip) and scaling into tiles.
+//! - [`feedback`]: RTCP PLI, FIR, NACK, REMB and TMMBR read for a stream we send, and PLI and
+//!   FIR made to ask a source.
 //! - [`frame`]: I420 pictures and BT.601 colours.
 //! - [`h264`]: the shared encoder and a leg's decoder (OpenH264).
 //! - [`h264_rtp`]: access units to RTP payloads (packetization modes 0 and 1) and back, with
@@ -11,6 +13,7 @@
 //! - [`speaker`]: the active speaker from voice activity, with hold times.
 
 pub mod compose;
+pub mod feedback;
 pub mod frame;
 pub mod h264;
 pub mod h264_rtp;
