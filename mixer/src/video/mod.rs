@@ -11,6 +11,7 @@
 //! - [`history`]: the packets sent lately, for NACKs.
 //! - [`keyframes`]: keyframe requests coalesced per shared encoder, and asked of sources.
 //! - [`speaker`]: the active speaker from voice activity, with hold times.
+//! - [`vp8_rtp`]: VP8 frames to RTP payloads and back (RFC 7741).
 
 pub mod compose;
 pub mod feedback;
@@ -20,3 +21,4 @@ pub mod h264_rtp;
 pub mod history;
 pub mod keyframes;
 pub mod speaker;
+pub mod vp8_rtp;
