@@ -84,7 +84,7 @@ fuzz() {
     )
 }
 fuzz sip-stack "tests/torture/*.sip" sip_message stream_framing sdp digest name_addr
-fuzz mixer "" receive_path conference source_guard h264_depacketizer vp8_depacketizer
+fuzz mixer "" receive_path conference source_guard video_depacketizers
 fuzz gateway "" join_message config srtp
 rm -rf "$CORPUS"
 

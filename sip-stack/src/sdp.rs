@@ -352,8 +352,7 @@ pub fn answer(
 /// The transport of an offered m-line under an SRTP policy: the crypto lines (theirs, ours)
 /// when it is SRTP we take, and whether the stream may be taken at all.
 fn transport(m: &Media, srtp: Srtp) -> (Option<(Crypto, Crypto)>, bool) {
-    let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
-    let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF");
+    let (plain, secure) = profile(m);
     // RFC 4568 §7.1.2: an RTP/SAVP stream is answered with one of its crypto lines.
     let crypto = match (secure, srtp.key()) {
         (true, Some(key)) => sdes_answer(m, key),
@@ -365,6 +364,12 @@ fn transport(m: &Media, srtp: Srtp) -> (Option<(Crypto, Crypto)>, bool) {
         Srtp::Off => plain,
     };
     (crypto, allowed)
+}
+
+/// Whether an m-line is plain RTP (`RTP/AVP`), and whether it is SRTP (`RTP/SAVP(F)`).
+fn profile(m: &Media) -> (bool, bool) {
+    let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
+    (plain, m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF"))
 }
 
 /// The keys of an SRTP stream both sides agreed to: their crypto line and our key.
@@ -393,8 +398,7 @@ pub fn answer_av(
     let mut srtp_refused = None;
     for (mline, m) in offer.medias.iter().enumerate() {
         let audio = m.media.eq_ignore_ascii_case("audio");
-        let plain = m.proto.eq_ignore_ascii_case("RTP/AVP");
-        let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP") || m.proto.eq_ignore_ascii_case("RTP/SAVPF");
+        let (plain, secure) = profile(m);
         let (crypto, allowed) = transport(m, local.srtp);
         if let Some(video) =
             video.filter(|_| chosen_video.is_none() && m.port != 0 && video::is_main_video(m))
