@@ -132,6 +132,11 @@ impl Compositor {
         Ok(&self.canvas)
     }
 
+    /// The last picture composed.
+    pub fn canvas(&self) -> &Frame {
+        &self.canvas
+    }
+
     fn place(&mut self, frame: &Frame, tile: Rect) -> Result<(), ComposeError> {
         let dest = match self.fit {
             Fit::Letterbox => letterboxed(tile, frame.width, frame.height),

@@ -58,8 +58,25 @@ impl Frame {
         planes: [&[u8]; 3],
         strides: [usize; 3],
     ) -> Option<Frame> {
+        let mut frame = Frame::filled(0, 0, Yuv { y: 0, u: 0, v: 0 });
+        frame.copy_planes(width, height, planes, strides).then_some(frame)
+    }
+
+    /// [`Frame::from_planes`] into this frame, its buffers reused; false (and the frame left
+    /// empty) when a plane is shorter than its size and stride say.
+    pub fn copy_planes(
+        &mut self,
+        width: usize,
+        height: usize,
+        planes: [&[u8]; 3],
+        strides: [usize; 3],
+    ) -> bool {
         let (width, height) = (width & !1, height & !1);
-        let mut frame = Frame::filled(width, height, Yuv { y: 0, u: 0, v: 0 });
+        let chroma = (width / 2) * (height / 2);
+        (self.width, self.height) = (width, height);
+        self.y.resize(width * height, 0);
+        self.u.resize(chroma, 0);
+        self.v.resize(chroma, 0);
         let copy = |dst: &mut [u8], src: &[u8], w: usize, h: usize, stride: usize| -> Option<()> {
             for row in 0..h {
                 let from = src.get(row * stride..row * stride + w)?;
@@ -67,10 +84,16 @@ impl Frame {
             }
             Some(())
         };
-        copy(&mut frame.y, planes[0], width, height, strides[0])?;
-        copy(&mut frame.u, planes[1], width / 2, height / 2, strides[1])?;
-        copy(&mut frame.v, planes[2], width / 2, height / 2, strides[2])?;
-        Some(frame)
+        let copied = copy(&mut self.y, planes[0], width, height, strides[0])
+            .and_then(|()| copy(&mut self.u, planes[1], width / 2, height / 2, strides[1]))
+            .and_then(|()| copy(&mut self.v, planes[2], width / 2, height / 2, strides[2]));
+        if copied.is_none() {
+            (self.width, self.height) = (0, 0);
+            self.y.clear();
+            self.u.clear();
+            self.v.clear();
+        }
+        copied.is_some()
     }
 
     /// Paints a rectangle (clipped to the picture; corners rounded to even).

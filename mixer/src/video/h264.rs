@@ -122,11 +122,18 @@ impl H264Decoder {
 
     /// Decodes an access unit (Annex B); `Ok(None)` when it completes no picture yet.
     pub fn decode(&mut self, access_unit: &[u8]) -> Result<Option<Frame>, VideoCodecError> {
+        let mut frame = Frame::filled(0, 0, super::frame::Yuv { y: 0, u: 0, v: 0 });
+        Ok(self.decode_into(access_unit, &mut frame)?.then_some(frame))
+    }
+
+    /// [`H264Decoder::decode`] into `frame`, whose buffers are reused; true when it completed
+    /// a picture.
+    pub fn decode_into(&mut self, access_unit: &[u8], frame: &mut Frame) -> Result<bool, VideoCodecError> {
         let decoded = self.inner.decode(access_unit).map_err(|e| VideoCodecError::Decoder(e.to_string()))?;
-        Ok(decoded.and_then(|picture| {
+        Ok(decoded.is_some_and(|picture| {
             let (width, height) = picture.dimensions();
             let (sy, su, sv) = picture.strides();
-            Frame::from_planes(width, height, [picture.y(), picture.u(), picture.v()], [sy, su, sv])
+            frame.copy_planes(width, height, [picture.y(), picture.u(), picture.v()], [sy, su, sv])
         }))
     }
 }

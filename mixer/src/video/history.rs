@@ -1,30 +1,30 @@
 //! The packets a video stream sent lately, by sequence number: what a receiver's NACK
 //! (RFC 4585 §6.2.1) is answered from. A fixed ring, so its memory does not grow with traffic.
-
-use bytes::Bytes;
+//! What is kept of a packet is the caller's choice: a shared payload with the header fields
+//! to write again costs no copy.
 
 /// The last `N` packets sent (a power of two), each with its sequence number.
 #[derive(Debug, Clone)]
-pub struct SendHistory {
-    slots: Vec<Option<(u16, Bytes)>>,
+pub struct SendHistory<T> {
+    slots: Vec<Option<(u16, T)>>,
 }
 
-impl SendHistory {
+impl<T: Clone> SendHistory<T> {
     /// Room for `packets` packets, rounded up to a power of two (at most 32,768: half the
     /// sequence space, so that a number cannot mean two packets).
-    pub fn new(packets: usize) -> SendHistory {
+    pub fn new(packets: usize) -> SendHistory<T> {
         let n = packets.clamp(1, 1 << 15).next_power_of_two();
         SendHistory { slots: vec![None; n] }
     }
 
     /// Keeps a packet sent with sequence number `seq`.
-    pub fn push(&mut self, seq: u16, packet: Bytes) {
+    pub fn push(&mut self, seq: u16, packet: T) {
         let n = self.slots.len();
         self.slots[usize::from(seq) & (n - 1)] = Some((seq, packet));
     }
 
     /// The packet sent as `seq`, while it is kept.
-    pub fn get(&self, seq: u16) -> Option<&Bytes> {
+    pub fn get(&self, seq: u16) -> Option<&T> {
         let n = self.slots.len();
         match &self.slots[usize::from(seq) & (n - 1)] {
             Some((kept, packet)) if *kept == seq => Some(packet),
@@ -35,6 +35,8 @@ impl SendHistory {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     #[test]

@@ -10,6 +10,8 @@
 //!   loss turning into a wait for a keyframe.
 //! - [`history`]: the packets sent lately, for NACKs.
 //! - [`keyframes`]: keyframe requests coalesced per shared encoder, and asked of sources.
+//! - [`reorder`]: a source's packets put back in order, a gap waited for briefly.
+//! - [`room`]: one room's video: legs in, one picture composed and encoded, viewers out.
 //! - [`speaker`]: the active speaker from voice activity, with hold times.
 //! - [`vp8_rtp`]: VP8 frames to RTP payloads and back (RFC 7741).
 
@@ -20,5 +22,7 @@ pub mod h264;
 pub mod h264_rtp;
 pub mod history;
 pub mod keyframes;
+pub mod reorder;
+pub mod room;
 pub mod speaker;
 pub mod vp8_rtp;

@@ -1,0 +1,669 @@
+//! One room's video, sans IO: every leg's RTP in, one composed picture, one shared encode,
+//! and each viewer's RTP out.
+//!
+//! A leg that sends us video has its packets put in order ([`Reorder`]), rebuilt into access
+//! units ([`Depacketizer`]) and decoded ([`H264Decoder`]); its last picture stays until the
+//! next. At each frame of the room's rate the pictures are laid out on the canvas
+//! ([`Compositor`]: the active speaker first for the layouts that show one large, join order
+//! otherwise) and the canvas is encoded once. Every viewer gets that one bitstream: per viewer
+//! there is only the RTP header (its SSRC, sequence numbers and timestamps) and the sending;
+//! payloads are split once per packetization mode, and the encoder keeps every NAL unit within
+//! the MTU, so receivers in mode 0 decode the same stream as those in mode 1.
+//!
+//! Keyframes: a viewer's PLI or FIR, a SIP INFO `picture_fast_update` passed in, a new viewer
+//! and a layout change ask the shared encoder, through one [`KeyframeGate`]. A source whose
+//! decoder needs a keyframe (it joined, lost a packet, sent what does not decode) is asked by
+//! PLI, else FIR, else by an event for call control to send SIP INFO, at most once per
+//! [`VideoRoomConfig::ask_interval`]. NACKs are answered from each viewer's [`SendHistory`].
+//!
+//! Time is an input (`now`), and so is the wall clock for sender reports (`ntp`).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc_shared::marshal::{Marshal, MarshalSize};
+use rtcp::receiver_report::ReceiverReport;
+
+use super::compose::{Compositor, Fit, Layout};
+use super::feedback::{fir, pli, FeedbackReader, VideoFeedback};
+use super::frame::{Frame, Yuv};
+use super::h264::{EncoderSettings, H264Decoder, H264Encoder, VideoCodecError};
+use super::h264_rtp::{AccessUnit, Depacketizer, PacketizationMode, Packetizer};
+use super::history::SendHistory;
+use super::keyframes::{KeyframeAsker, KeyframeGate};
+use super::reorder::Reorder;
+use super::speaker::{SpeakerPolicy, SpeakerSelector};
+use crate::rtcp_session::{self, RtcpSession, SendingStats};
+use crate::rtp_stream::RtpReceiver;
+
+/// The RTP clock of video.
+const CLOCK: u64 = 90_000;
+/// How often each leg sends its RTCP report.
+const RTCP_INTERVAL: Duration = Duration::from_secs(1);
+/// Packets kept per viewer for NACKs: about a second of 720p.
+const HISTORY: usize = 512;
+/// How long a gap in a source's packets is waited for, and how many packets may wait.
+const REORDER_WAIT: Duration = Duration::from_millis(40);
+const REORDER_CAPACITY: usize = 512;
+/// The largest source picture decoded and shown, in macroblocks (1920×1088).
+const MAX_SOURCE_MACROBLOCKS: usize = 8160;
+
+/// A leg of a room's video, named by the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VideoLegId(pub u32);
+
+/// The feedback a leg negotiated (`a=rtcp-fb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedbackSupport {
+    pub nack: bool,
+    pub pli: bool,
+    pub fir: bool,
+}
+
+/// How one leg's video looks on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoLegConfig {
+    /// The payload type both ways.
+    pub payload_type: u8,
+    pub mode: PacketizationMode,
+    pub feedback: FeedbackSupport,
+    /// We send it the room's picture / it sends us its camera.
+    pub send: bool,
+    pub receive: bool,
+    /// Ours towards it; should be random (RFC 3550 §5.1).
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub first_timestamp: u32,
+}
+
+/// A room's picture and its encoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoRoomConfig {
+    pub width: usize,
+    pub height: usize,
+    pub frame_rate: u32,
+    pub bitrate_bps: u32,
+    pub layout: Layout,
+    pub fit: Fit,
+    pub background: Yuv,
+    /// The fewest time between two keyframes made on request.
+    pub keyframe_interval: Duration,
+    /// How often a source that owes us a keyframe is asked again.
+    pub ask_interval: Duration,
+    /// The largest RTP payload.
+    pub mtu: usize,
+}
+
+/// What goes to a leg's peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram<'a> {
+    Rtp(&'a [u8]),
+    Rtcp(&'a [u8]),
+}
+
+/// What the room needs of call control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoRoomEvent {
+    /// Ask this source for a keyframe by SIP INFO (RFC 5168): it negotiated neither PLI nor FIR.
+    KeyframeByInfo { leg: VideoLegId },
+}
+
+/// One leg's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VideoLegStats {
+    /// Of its last decoded picture.
+    pub width: usize,
+    pub height: usize,
+    pub frames_decoded: u64,
+    /// Access units that did not decode, or were too large to show.
+    pub undecodable: u64,
+    pub packets_received: u64,
+    /// Given up as lost after waiting, and dropped as late or duplicate.
+    pub packets_lost: u64,
+    pub packets_late: u64,
+    /// Keyframes we asked of it, and it asked of us.
+    pub keyframes_asked: u64,
+    pub keyframe_requests: u64,
+    pub packets_sent: u64,
+    pub retransmitted: u64,
+    /// What it said it takes at most (REMB or TMMBR).
+    pub max_bitrate_bps: Option<u64>,
+    pub video_muted: bool,
+}
+
+/// The room's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VideoRoomStats {
+    pub pictures: u64,
+    pub encodes: u64,
+    pub keyframes: u64,
+    pub keyframe_requests: u64,
+    pub encode_errors: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoRoomError {
+    #[error(transparent)]
+    Codec(#[from] VideoCodecError),
+    #[error("a canvas of {width}×{height} at {frame_rate} frames a second cannot be encoded")]
+    Canvas { width: usize, height: usize, frame_rate: u32 },
+}
+
+/// What a viewer's history keeps of a packet sent: enough to write it again.
+#[derive(Debug, Clone)]
+struct Sent {
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+}
+
+/// A packet waiting in a source's reorder buffer.
+#[derive(Debug)]
+struct Arrived {
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+}
+
+struct VideoLeg {
+    config: VideoLegConfig,
+    // Receiving.
+    receiver: RtpReceiver,
+    reorder: Reorder<Arrived>,
+    depacketizer: Depacketizer,
+    decoder: Option<H264Decoder>,
+    /// A decode failed: nothing but a keyframe is decoded until one comes.
+    decoder_broken: bool,
+    picture: Frame,
+    has_picture: bool,
+    asker: KeyframeAsker,
+    fir_sequence: u8,
+    remote_ssrc: Option<u32>,
+    // Sending.
+    seq: u16,
+    octets: u64,
+    history: SendHistory<Sent>,
+    reader: FeedbackReader,
+    rtcp: RtcpSession,
+    next_rtcp: Option<Instant>,
+    talking: bool,
+    stats: VideoLegStats,
+}
+
+/// One room's video; see the module's documentation.
+pub struct VideoRoom {
+    config: VideoRoomConfig,
+    legs: Vec<(VideoLegId, VideoLeg)>,
+    next_id: u32,
+    layout: Layout,
+    compositor: Compositor,
+    encoder: H264Encoder,
+    gate: KeyframeGate,
+    speaker: SpeakerSelector<VideoLegId>,
+    frame_interval: Duration,
+    /// The first frame's time, the RTP timestamps' origin.
+    origin: Option<Instant>,
+    next_frame: Option<Instant>,
+    /// A picture composed and not yet encoded, with its time.
+    composed: Option<Instant>,
+    /// The encoded picture's payloads, per packetization mode (0: single NAL, 1: non-interleaved).
+    payloads: [Vec<Bytes>; 2],
+    units: Vec<AccessUnit>,
+    feedback: Vec<VideoFeedback>,
+    buffer: Vec<u8>,
+    events: VecDeque<VideoRoomEvent>,
+    stats: VideoRoomStats,
+}
+
+impl std::fmt::Debug for VideoRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoRoom({} legs, {:?})", self.legs.len(), self.compositor)
+    }
+}
+
+impl VideoRoom {
+    pub fn new(config: VideoRoomConfig) -> Result<VideoRoom, VideoRoomError> {
+        let (w, h, fps) = (config.width & !1, config.height & !1, config.frame_rate);
+        if w < 16 || h < 16 || w > 1920 || h > 1088 || !(1..=60).contains(&fps) {
+            return Err(VideoRoomError::Canvas {
+                width: config.width,
+                height: config.height,
+                frame_rate: fps,
+            });
+        }
+        let encoder = H264Encoder::new(EncoderSettings {
+            bitrate_bps: config.bitrate_bps,
+            frame_rate: fps,
+            // Every NAL unit in one packet: receivers in packetization mode 0 take the stream.
+            max_nal_bytes: Some(config.mtu as u32),
+        })?;
+        Ok(VideoRoom {
+            compositor: Compositor::new(w, h, config.background, config.fit),
+            layout: config.layout,
+            encoder,
+            gate: KeyframeGate::new(config.keyframe_interval),
+            speaker: SpeakerSelector::new(SpeakerPolicy::default()),
+            frame_interval: Duration::from_secs(1) / fps,
+            config,
+            legs: Vec::new(),
+            next_id: 0,
+            origin: None,
+            next_frame: None,
+            composed: None,
+            payloads: [Vec::new(), Vec::new()],
+            units: Vec::new(),
+            feedback: Vec::new(),
+            buffer: vec![0; 1500],
+            events: VecDeque::new(),
+            stats: VideoRoomStats::default(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
+    }
+
+    pub fn add_leg(&mut self, config: VideoLegConfig) -> VideoLegId {
+        let id = VideoLegId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        if config.send {
+            // A new viewer starts at a keyframe.
+            self.gate.request();
+        }
+        let mut asker = KeyframeAsker::new(self.config.ask_interval);
+        asker.set_needed(config.receive);
+        let leg = VideoLeg {
+            config,
+            receiver: RtpReceiver::new(CLOCK as u32),
+            reorder: Reorder::new(REORDER_WAIT, REORDER_CAPACITY),
+            depacketizer: Depacketizer::new(),
+            decoder: None,
+            decoder_broken: false,
+            picture: Frame::filled(0, 0, self.config.background),
+            has_picture: false,
+            asker,
+            fir_sequence: 0,
+            remote_ssrc: None,
+            seq: config.first_seq,
+            octets: 0,
+            history: SendHistory::new(HISTORY),
+            reader: FeedbackReader::default(),
+            rtcp: RtcpSession::new(),
+            next_rtcp: None,
+            talking: false,
+            stats: VideoLegStats::default(),
+        };
+        self.legs.push((id, leg));
+        id
+    }
+
+    pub fn remove_leg(&mut self, id: VideoLegId) {
+        self.legs.retain(|(leg, _)| *leg != id);
+        self.speaker.remove(&id);
+    }
+
+    /// A new direction or packetization after a re-INVITE; the leg's streams go on.
+    pub fn update_leg(&mut self, id: VideoLegId, config: VideoLegConfig) {
+        let Some(leg) = self.leg_mut(id) else { return };
+        let starts_sending = config.send && !leg.config.send;
+        leg.config = VideoLegConfig {
+            ssrc: leg.config.ssrc,
+            first_seq: leg.config.first_seq,
+            first_timestamp: leg.config.first_timestamp,
+            ..config
+        };
+        if !config.receive {
+            leg.has_picture = false;
+        }
+        if starts_sending {
+            self.gate.request();
+        }
+    }
+
+    fn leg_mut(&mut self, id: VideoLegId) -> Option<&mut VideoLeg> {
+        self.legs.iter_mut().find(|(leg, _)| *leg == id).map(|(_, leg)| leg)
+    }
+
+    pub fn set_layout(&mut self, layout: Layout) {
+        if layout != self.layout {
+            self.layout = layout;
+            self.gate.request();
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Voice activity from the audio mix, for the layouts that show the speaker large.
+    pub fn set_talking(&mut self, id: VideoLegId, talking: bool) {
+        if let Some(leg) = self.leg_mut(id) {
+            leg.talking = talking;
+        }
+    }
+
+    /// A leg's camera hidden (its tile shows the background) or shown again.
+    pub fn set_video_muted(&mut self, id: VideoLegId, muted: bool) {
+        if let Some(leg) = self.leg_mut(id) {
+            leg.stats.video_muted = muted;
+        }
+    }
+
+    /// A viewer asked for a keyframe outside RTCP (SIP INFO `picture_fast_update`).
+    pub fn keyframe_requested(&mut self, id: VideoLegId) {
+        if let Some(leg) = self.leg_mut(id) {
+            leg.stats.keyframe_requests += 1;
+            self.gate.request();
+        }
+    }
+
+    /// One RTP packet from a leg, arriving at `now`; the pictures it completes are decoded.
+    pub fn receive_rtp(&mut self, now: Instant, id: VideoLegId, packet: &rtp::Packet) {
+        let Some(leg) = self.legs.iter_mut().find(|(leg, _)| *leg == id).map(|(_, leg)| leg) else { return };
+        if !leg.config.receive || packet.header.payload_type != leg.config.payload_type {
+            return;
+        }
+        leg.stats.packets_received += 1;
+        leg.remote_ssrc = Some(packet.header.ssrc);
+        leg.receiver.receive(now, &packet.header);
+        let arrived = Arrived {
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            payload: packet.payload.clone(),
+        };
+        leg.reorder.push(now, packet.header.sequence_number, arrived);
+        drain(now, leg, &mut self.units);
+    }
+
+    /// One RTCP datagram (already unprotected) from a leg: its reports, keyframe requests,
+    /// NACKs (answered at once through `out`) and bitrate limits.
+    pub fn receive_rtcp(
+        &mut self,
+        now: Instant,
+        id: VideoLegId,
+        datagram: &[u8],
+        mut out: impl FnMut(Datagram<'_>),
+    ) {
+        let Some(packets) = rtcp_session::decode(datagram) else { return };
+        let Some((_, leg)) = self.legs.iter_mut().find(|(leg, _)| *leg == id) else { return };
+        leg.rtcp.receive(now, &packets, leg.config.ssrc);
+        self.feedback.clear();
+        leg.reader.read(&packets, leg.config.ssrc, &mut self.feedback);
+        for feedback in &self.feedback {
+            match *feedback {
+                VideoFeedback::KeyframeRequest => {
+                    leg.stats.keyframe_requests += 1;
+                    self.stats.keyframe_requests += 1;
+                    self.gate.request();
+                }
+                VideoFeedback::Nack(seq) if leg.config.feedback.nack => {
+                    if let Some(sent) = leg.history.get(seq).cloned() {
+                        let header = rtp_header(&leg.config, seq, sent.timestamp, sent.marker);
+                        if let Some(n) = write_rtp(&mut self.buffer, &header, &sent.payload) {
+                            leg.stats.retransmitted += 1;
+                            out(Datagram::Rtp(&self.buffer[..n]));
+                        }
+                    }
+                }
+                VideoFeedback::Nack(_) => {}
+                VideoFeedback::MaxBitrate(bps) => leg.stats.max_bitrate_bps = Some(bps),
+            }
+        }
+    }
+
+    /// When [`VideoRoom::tick`] is due next.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
+        let mut next = self.next_frame.unwrap_or(now);
+        for (_, leg) in &self.legs {
+            let at = [leg.reorder.poll_timeout(), leg.asker.poll_timeout(now), leg.next_rtcp];
+            for at in at.into_iter().flatten() {
+                next = next.min(at);
+            }
+        }
+        next
+    }
+
+    /// Housekeeping at `now`: packets given up waiting for, keyframes asked of sources, RTCP
+    /// reports (`ntp`, the wall clock, goes in sender reports). Each leg's datagrams go
+    /// through `out`.
+    pub fn tick(&mut self, now: Instant, ntp: u64, mut out: impl FnMut(VideoLegId, Datagram<'_>)) {
+        let origin = *self.origin.get_or_insert(now);
+        for (id, leg) in &mut self.legs {
+            drain(now, leg, &mut self.units);
+            let needed = leg.config.receive && (leg.depacketizer.needs_keyframe() || leg.decoder_broken);
+            leg.asker.set_needed(needed);
+            if leg.asker.ask_now(now) {
+                ask_keyframe(*id, leg, &mut self.events, &mut out);
+            }
+            if leg.next_rtcp.is_none_or(|at| now >= at) {
+                leg.next_rtcp = Some(now + RTCP_INTERVAL);
+                let elapsed = now.saturating_duration_since(origin);
+                let rtp_time = leg.config.first_timestamp.wrapping_add(ticks_90k(elapsed));
+                let sending = SendingStats {
+                    ssrc: leg.config.ssrc,
+                    packets: leg.stats.packets_sent,
+                    octets: leg.octets,
+                    rtp_time,
+                };
+                let receiving = leg.remote_ssrc.map(|_| leg.receiver.stats());
+                let report = leg.rtcp.report(now, ntp, sending, receiving.as_ref());
+                if let Some(bytes) = rtcp_session::encode(&[report]) {
+                    out(*id, Datagram::Rtcp(&bytes));
+                }
+            }
+        }
+    }
+
+    /// Whether a picture is due at `now` (call [`VideoRoom::compose`] then).
+    pub fn frame_due(&self, now: Instant) -> bool {
+        self.next_frame.is_none_or(|at| now >= at)
+    }
+
+    /// Lays the sources' last pictures out on the canvas, when a picture is due.
+    pub fn compose(&mut self, now: Instant) {
+        if !self.frame_due(now) {
+            return;
+        }
+        let next = self.next_frame.map_or(now, |at| at + self.frame_interval);
+        // Behind by more than a frame: the next one is a whole interval away, not a burst.
+        self.next_frame = Some(if next <= now { now + self.frame_interval } else { next });
+        let talking = self.legs.iter().find(|(_, l)| l.talking && shows(l)).map(|(id, _)| *id);
+        let speaker = self.speaker.update(now, talking).copied();
+        let mut order: Vec<&VideoLeg> = Vec::with_capacity(self.legs.len());
+        if matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip) {
+            order.extend(self.legs.iter().filter(|(id, l)| Some(*id) == speaker && shows(l)).map(|(_, l)| l));
+        }
+        for (id, leg) in &self.legs {
+            let first = matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip) && Some(*id) == speaker;
+            if leg.config.receive && !first {
+                order.push(leg);
+            }
+        }
+        let sources: Vec<Option<&Frame>> = order.iter().map(|l| shows(l).then_some(&l.picture)).collect();
+        if let Err(e) = self.compositor.compose(self.layout, &sources) {
+            // Sources are our own decodes, cut to even sizes: a failure is a bug, not input.
+            debug_assert!(false, "{e}");
+        }
+        self.stats.pictures += 1;
+        self.composed = Some(now);
+    }
+
+    /// Encodes the picture composed last, once, and sends it to every viewer.
+    pub fn encode(&mut self, mut out: impl FnMut(VideoLegId, Datagram<'_>)) {
+        let Some(at) = self.composed.take() else { return };
+        if !self.legs.iter().any(|(_, l)| l.config.send) {
+            return;
+        }
+        let origin = *self.origin.get_or_insert(at);
+        let elapsed = at.saturating_duration_since(origin);
+        let asked = self.gate.keyframe_now(at);
+        if asked {
+            self.encoder.ask_keyframe();
+        }
+        let encoded = match self.encoder.encode(self.compositor.canvas(), elapsed.as_millis() as u64) {
+            Ok(encoded) => encoded,
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                return;
+            }
+        };
+        self.stats.encodes += 1;
+        if encoded.keyframe {
+            self.stats.keyframes += 1;
+            if !asked {
+                self.gate.made_keyframe(at);
+            }
+        }
+        let mtu = self.config.mtu;
+        for (i, mode) in
+            [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved].into_iter().enumerate()
+        {
+            self.payloads[i].clear();
+            if self.legs.iter().any(|(_, l)| l.config.send && l.config.mode == mode) {
+                // A NAL unit past the MTU in mode 0 loses this picture for those viewers; the
+                // next keyframe is asked for them.
+                if (Packetizer { mode, mtu }).packetize(encoded.nals(), &mut self.payloads[i]).is_err() {
+                    self.gate.request();
+                }
+            }
+        }
+        let timestamp = ticks_90k(elapsed);
+        for (id, leg) in self.legs.iter_mut().filter(|(_, l)| l.config.send) {
+            let payloads = &self.payloads[usize::from(leg.config.mode == PacketizationMode::NonInterleaved)];
+            let timestamp = leg.config.first_timestamp.wrapping_add(timestamp);
+            for (n, payload) in payloads.iter().enumerate() {
+                let marker = n + 1 == payloads.len();
+                let header = rtp_header(&leg.config, leg.seq, timestamp, marker);
+                let Some(len) = write_rtp(&mut self.buffer, &header, payload) else { continue };
+                leg.history.push(leg.seq, Sent { timestamp, marker, payload: payload.clone() });
+                leg.seq = leg.seq.wrapping_add(1);
+                leg.stats.packets_sent += 1;
+                leg.octets += payload.len() as u64;
+                out(*id, Datagram::Rtp(&self.buffer[..len]));
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<VideoRoomEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn leg_stats(&self, id: VideoLegId) -> Option<VideoLegStats> {
+        self.legs.iter().find(|(leg, _)| *leg == id).map(|(_, leg)| {
+            let mut stats = leg.stats;
+            stats.packets_lost = leg.reorder.lost;
+            stats.packets_late = leg.reorder.late;
+            stats.keyframes_asked = leg.asker.asked;
+            stats
+        })
+    }
+
+    pub fn stats(&self) -> VideoRoomStats {
+        self.stats
+    }
+}
+
+/// Whether a leg's tile shows its picture.
+fn shows(leg: &VideoLeg) -> bool {
+    leg.config.receive && leg.has_picture && !leg.stats.video_muted
+}
+
+/// Releases what a source's reorder buffer has in order, depacketizes and decodes it.
+fn drain(now: Instant, leg: &mut VideoLeg, units: &mut Vec<AccessUnit>) {
+    while let Some((seq, packet)) = leg.reorder.pop(now) {
+        leg.depacketizer.push(seq, packet.timestamp, packet.marker, &packet.payload, units);
+    }
+    for unit in units.drain(..) {
+        if leg.decoder_broken && !unit.keyframe {
+            continue;
+        }
+        let decoder = match &mut leg.decoder {
+            Some(decoder) => decoder,
+            None => match H264Decoder::new() {
+                Ok(decoder) => leg.decoder.insert(decoder),
+                Err(_) => {
+                    leg.stats.undecodable += 1;
+                    continue;
+                }
+            },
+        };
+        match decoder.decode_into(&unit.data, &mut leg.picture) {
+            Ok(true) if leg.picture.width * leg.picture.height <= MAX_SOURCE_MACROBLOCKS * 256 => {
+                leg.decoder_broken = false;
+                leg.has_picture = leg.picture.width >= 2 && leg.picture.height >= 2;
+                leg.stats.frames_decoded += 1;
+                (leg.stats.width, leg.stats.height) = (leg.picture.width, leg.picture.height);
+            }
+            Ok(true) => {
+                leg.stats.undecodable += 1;
+                leg.has_picture = false;
+            }
+            Ok(false) => {}
+            Err(_) => {
+                leg.stats.undecodable += 1;
+                leg.decoder_broken = true;
+            }
+        }
+    }
+}
+
+/// Asks a source for a keyframe the way it negotiated: PLI, else FIR (after a receiver
+/// report: RFC 4585 §3.1 feedback goes in a compound packet), else SIP INFO.
+fn ask_keyframe(
+    id: VideoLegId,
+    leg: &mut VideoLeg,
+    events: &mut VecDeque<VideoRoomEvent>,
+    out: &mut impl FnMut(VideoLegId, Datagram<'_>),
+) {
+    let fb = leg.config.feedback;
+    let (Some(source), true) = (leg.remote_ssrc, fb.pli || fb.fir) else {
+        if !(fb.pli || fb.fir) {
+            events.push_back(VideoRoomEvent::KeyframeByInfo { leg: id });
+        }
+        return;
+    };
+    let ours = leg.config.ssrc;
+    let request = if fb.pli {
+        pli(ours, source)
+    } else {
+        leg.fir_sequence = leg.fir_sequence.wrapping_add(1);
+        fir(ours, source, leg.fir_sequence)
+    };
+    let report: Box<dyn rtcp::packet::Packet> = Box::new(ReceiverReport { ssrc: ours, ..Default::default() });
+    if let Some(bytes) = rtcp_session::encode(&[report, request]) {
+        out(id, Datagram::Rtcp(&bytes));
+    }
+}
+
+fn rtp_header(config: &VideoLegConfig, seq: u16, timestamp: u32, marker: bool) -> rtp::header::Header {
+    rtp::header::Header {
+        version: 2,
+        marker,
+        payload_type: config.payload_type,
+        sequence_number: seq,
+        timestamp,
+        ssrc: config.ssrc,
+        ..Default::default()
+    }
+}
+
+/// Writes an RTP packet into `buffer`; its length, or `None` when it does not fit.
+fn write_rtp(buffer: &mut [u8], header: &rtp::header::Header, payload: &[u8]) -> Option<usize> {
+    let head = header.marshal_size();
+    let end = head + payload.len();
+    if end > buffer.len() {
+        return None;
+    }
+    header.marshal_to(&mut buffer[..head]).ok()?;
+    buffer[head..end].copy_from_slice(payload);
+    Some(end)
+}
+
+/// A duration in 90 kHz RTP ticks, wrapping as RTP timestamps do.
+fn ticks_90k(elapsed: Duration) -> u32 {
+    (elapsed.as_micros() as u64 * CLOCK / 1_000_000) as u32
+}
+
+#[cfg(test)]
+mod tests;

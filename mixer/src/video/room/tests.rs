@@ -1,0 +1,303 @@
+//! A room in virtual time: sources encode solid colours, viewers decode what the room sends.
+
+use rtc_shared::marshal::Unmarshal;
+use rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+
+use super::*;
+
+#[allow(clippy::disallowed_methods)] // the origin of virtual time
+fn t0() -> Instant {
+    Instant::now()
+}
+
+const MTU: usize = 1200;
+
+fn room(layout: Layout) -> VideoRoom {
+    VideoRoom::new(VideoRoomConfig {
+        width: 320,
+        height: 240,
+        frame_rate: 10,
+        bitrate_bps: 400_000,
+        layout,
+        fit: Fit::Crop,
+        background: Yuv::from_rgb(0, 0, 0),
+        keyframe_interval: Duration::from_millis(500),
+        ask_interval: Duration::from_millis(300),
+        mtu: MTU,
+    })
+    .unwrap()
+}
+
+fn leg(ssrc: u32, mode: PacketizationMode, send: bool, receive: bool) -> VideoLegConfig {
+    VideoLegConfig {
+        payload_type: 97,
+        mode,
+        feedback: FeedbackSupport { nack: true, pli: true, fir: true },
+        send,
+        receive,
+        ssrc,
+        first_seq: 65_500,
+        first_timestamp: ssrc.wrapping_mul(7),
+    }
+}
+
+/// A phone: encodes its colour, and decodes what the room sends it.
+struct Phone {
+    colour: Yuv,
+    encoder: H264Encoder,
+    ssrc: u32,
+    seq: u16,
+    depacketizer: Depacketizer,
+    decoder: H264Decoder,
+    last: Option<Frame>,
+    received: Vec<Vec<u8>>,
+    rtcp: Vec<Vec<u8>>,
+}
+
+impl Phone {
+    fn new(colour: Yuv, ssrc: u32) -> Phone {
+        Phone {
+            colour,
+            encoder: H264Encoder::new(EncoderSettings {
+                bitrate_bps: 300_000,
+                frame_rate: 10,
+                max_nal_bytes: None,
+            })
+            .unwrap(),
+            ssrc,
+            seq: 1,
+            depacketizer: Depacketizer::new(),
+            decoder: H264Decoder::new().unwrap(),
+            last: None,
+            received: Vec::new(),
+            rtcp: Vec::new(),
+        }
+    }
+
+    /// One camera picture as RTP packets in mode 1.
+    fn camera(&mut self, frame_no: u32) -> Vec<rtp::Packet> {
+        let picture = Frame::filled(160, 120, self.colour);
+        let encoded = self.encoder.encode(&picture, u64::from(frame_no) * 100).unwrap();
+        let mut payloads = Vec::new();
+        Packetizer { mode: PacketizationMode::NonInterleaved, mtu: MTU }
+            .packetize(encoded.nals(), &mut payloads)
+            .unwrap();
+        let count = payloads.len();
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(n, payload)| {
+                self.seq = self.seq.wrapping_add(1);
+                rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: n + 1 == count,
+                        payload_type: 97,
+                        sequence_number: self.seq,
+                        timestamp: frame_no * 9000,
+                        ssrc: self.ssrc,
+                        ..Default::default()
+                    },
+                    payload,
+                }
+            })
+            .collect()
+    }
+
+    fn take(&mut self, datagram: Datagram<'_>) {
+        match datagram {
+            Datagram::Rtp(bytes) => self.received.push(bytes.to_vec()),
+            Datagram::Rtcp(bytes) => self.rtcp.push(bytes.to_vec()),
+        }
+    }
+
+    /// Decodes the RTP received so far.
+    fn decode(&mut self) {
+        let mut units = Vec::new();
+        for bytes in std::mem::take(&mut self.received) {
+            let packet = rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
+            let h = &packet.header;
+            self.depacketizer.push(h.sequence_number, h.timestamp, h.marker, &packet.payload, &mut units);
+        }
+        for unit in units {
+            if let Some(frame) = self.decoder.decode(&unit.data).unwrap() {
+                self.last = Some(frame);
+            }
+        }
+    }
+}
+
+/// Runs the room for `frames` frames of 100 ms with each phone sending its camera.
+fn run(room: &mut VideoRoom, t: &mut Instant, phones: &mut [(VideoLegId, Phone)], frames: u32, start: u32) {
+    for f in start..start + frames {
+        for (id, phone) in phones.iter_mut() {
+            if phone.colour != Yuv::from_rgb(0, 0, 0) {
+                for packet in phone.camera(f) {
+                    room.receive_rtp(*t, *id, &packet);
+                }
+            }
+        }
+        let mut out: Vec<(VideoLegId, Vec<u8>, bool)> = Vec::new();
+        room.tick(*t, 0, |id, d| out.push(owned(id, d)));
+        room.compose(*t);
+        room.encode(|id, d| out.push(owned(id, d)));
+        for (id, bytes, rtp) in out {
+            let phone = &mut phones.iter_mut().find(|(p, _)| *p == id).unwrap().1;
+            phone.take(if rtp { Datagram::Rtp(&bytes) } else { Datagram::Rtcp(&bytes) });
+        }
+        *t += Duration::from_millis(100);
+    }
+}
+
+fn owned(id: VideoLegId, d: Datagram<'_>) -> (VideoLegId, Vec<u8>, bool) {
+    match d {
+        Datagram::Rtp(b) => (id, b.to_vec(), true),
+        Datagram::Rtcp(b) => (id, b.to_vec(), false),
+    }
+}
+
+fn centre(frame: &Frame, x: usize, y: usize, w: usize, h: usize) -> Yuv {
+    frame.mean(x + w / 4, y + h / 4, w / 2, h / 2)
+}
+
+#[test]
+fn every_viewer_sees_the_sources_in_the_grid_in_either_packetization_mode() {
+    let (red, blue) = (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220));
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true));
+    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true));
+    let c = room.add_leg(leg(3, PacketizationMode::SingleNal, true, false));
+    let mut phones =
+        [(a, Phone::new(red, 100)), (b, Phone::new(blue, 200)), (c, Phone::new(Yuv::from_rgb(0, 0, 0), 300))];
+    run(&mut room, &mut t, &mut phones, 20, 0);
+    for (_, phone) in phones.iter_mut() {
+        for bytes in &phone.received {
+            let packet = rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
+            assert!(packet.payload.len() <= MTU);
+        }
+    }
+    // The mode 0 viewer gets single NAL units only: no STAP-A (24) or FU-A (28).
+    assert!(phones[2].1.received.iter().all(|b| !matches!(b[12] & 0x1F, 24..=29)));
+    for (_, phone) in phones.iter_mut() {
+        phone.decode();
+        let frame = phone.last.as_ref().expect("a picture");
+        assert_eq!((frame.width, frame.height), (320, 240));
+        // Two sources: a 2×2 grid, in join order.
+        assert!(centre(frame, 0, 0, 160, 120).distance(red) <= 10, "{:?}", centre(frame, 0, 0, 160, 120));
+        assert!(centre(frame, 160, 0, 160, 120).distance(blue) <= 10);
+        assert!(centre(frame, 0, 120, 160, 120).distance(Yuv::from_rgb(0, 0, 0)) <= 10);
+    }
+    // One encode per picture, whatever the number of viewers.
+    let stats = room.stats();
+    assert_eq!(stats.encodes, stats.pictures);
+    assert_eq!(stats.encodes, 20);
+    assert_eq!(room.leg_stats(a).unwrap().frames_decoded, 20);
+}
+
+#[test]
+fn a_layout_change_moves_the_speaker_to_the_whole_canvas() {
+    let (red, blue) = (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220));
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true));
+    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true));
+    let mut phones = [(a, Phone::new(red, 100)), (b, Phone::new(blue, 200))];
+    run(&mut room, &mut t, &mut phones, 5, 0);
+    room.set_layout(Layout::Speaker);
+    room.set_talking(b, true);
+    run(&mut room, &mut t, &mut phones, 15, 5);
+    let phone = &mut phones[0].1;
+    phone.decode();
+    let frame = phone.last.as_ref().unwrap();
+    assert!(frame.mean(40, 40, 240, 160).distance(blue) <= 10, "the one talking fills the picture");
+}
+
+#[test]
+fn a_flood_of_keyframe_requests_makes_a_bounded_number_of_keyframes() {
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false));
+    let pli = rtcp_session::encode(&[pli(555, 1)]).unwrap();
+    let mut sent = 0;
+    // A second: a hundred PLIs, ten pictures.
+    for step in 0..100 {
+        room.receive_rtcp(t, a, &pli, |_| {});
+        if step % 10 == 0 {
+            room.tick(t, 0, |_, _| {});
+            room.compose(t);
+            room.encode(|_, _| sent += 1);
+        }
+        t += Duration::from_millis(10);
+    }
+    let stats = room.stats();
+    assert_eq!(stats.keyframe_requests, 100);
+    // The first picture, then at most one per 500 ms.
+    assert!(stats.keyframes <= 3, "{stats:?}");
+    assert!(stats.keyframes >= 2, "requests are served: {stats:?}");
+    assert!(sent > 0);
+}
+
+#[test]
+fn a_source_is_asked_for_a_keyframe_by_pli_else_by_info_and_not_more_often_than_allowed() {
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let with_pli = room.add_leg(leg(1, PacketizationMode::NonInterleaved, false, true));
+    let mut plain = leg(2, PacketizationMode::NonInterleaved, false, true);
+    plain.feedback = FeedbackSupport::default();
+    let without = room.add_leg(plain);
+    // A delta picture with no keyframe before it: its decoder needs one.
+    let mut phone = Phone::new(Yuv::from_rgb(200, 200, 200), 77);
+    phone.camera(0);
+    for packet in phone.camera(1) {
+        room.receive_rtp(t, with_pli, &packet);
+    }
+    let mut rtcp = Vec::new();
+    for _ in 0..10 {
+        room.tick(t, 0, |id, d| rtcp.push(owned(id, d)));
+        t += Duration::from_millis(100);
+    }
+    let plis: usize = rtcp
+        .iter()
+        .filter(|(id, _, rtp)| *id == with_pli && !rtp)
+        .filter_map(|(_, bytes, _)| rtcp_session::decode(bytes))
+        .map(|packets| {
+            packets
+                .iter()
+                .filter(|p| {
+                    p.as_any()
+                        .downcast_ref::<rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                        .is_some_and(|pli| pli.media_ssrc == 77 && pli.sender_ssrc == 1)
+                })
+                .count()
+        })
+        .sum();
+    // A second at one request per 300 ms.
+    assert!((3..=4).contains(&plis), "{plis} PLIs");
+    let infos = std::iter::from_fn(|| room.poll_event())
+        .filter(|e| *e == VideoRoomEvent::KeyframeByInfo { leg: without })
+        .count();
+    assert!((3..=4).contains(&infos), "{infos} INFO requests");
+    assert_eq!(room.leg_stats(with_pli).unwrap().keyframes_asked as usize, plis);
+}
+
+#[test]
+fn a_nack_is_answered_with_the_packet_sent() {
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false));
+    let mut phones = [(a, Phone::new(Yuv::from_rgb(0, 0, 0), 9))];
+    run(&mut room, &mut t, &mut phones, 3, 0);
+    let first = phones[0].1.received[1].clone();
+    let seq = u16::from_be_bytes([first[2], first[3]]);
+    let nack: Box<dyn rtcp::packet::Packet> = Box::new(TransportLayerNack {
+        sender_ssrc: 9,
+        media_ssrc: 1,
+        nacks: vec![NackPair { packet_id: seq, lost_packets: 0 }],
+    });
+    let nack = rtcp_session::encode(&[nack]).unwrap();
+    let mut again = Vec::new();
+    room.receive_rtcp(t, a, &nack, |d| again.push(owned(a, d).1));
+    assert_eq!(again, vec![first]);
+    assert_eq!(room.leg_stats(a).unwrap().retransmitted, 1);
+}
