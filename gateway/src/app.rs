@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::http;
 use crate::media::prompts::Prompts;
-use crate::media::Media;
+use crate::media::{Media, VideoPlane};
 use crate::signalling::sip;
 use crate::state::Shared;
 use crate::storage::Storage;
@@ -65,8 +65,16 @@ pub async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let video = &shared.config.video;
+    let video = video.enabled.then(|| VideoPlane {
+        workers: match video.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
+        room: crate::media::video::room_config(video),
+    });
     let (media, events) =
-        Media::start(workers, rate, rtp_timeout, hold_timeout, source_policy, &shared.metrics)
+        Media::start(workers, rate, rtp_timeout, hold_timeout, source_policy, video, &shared.metrics)
             .context("starting the media workers")?;
     let mut tasks = JoinSet::new();
     let sip = sip.serve(&shared, &mut tasks);

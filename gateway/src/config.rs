@@ -39,6 +39,7 @@ pub struct Config {
     pub conference: ConferenceConfig,
     pub prompts: PromptsConfig,
     pub webrtc: WebrtcConfig,
+    pub video: VideoConfig,
     pub limits: LimitsConfig,
     /// Upstream SIP trunks and MCUs (`[[trunk]]` tables).
     #[serde(rename = "trunk")]
@@ -298,6 +299,69 @@ pub enum SrtpMode {
     Optional,
     /// Plain `RTP/AVP` offers are refused (488); a call without an offer is offered SRTP.
     Required,
+}
+
+/// Video calls: each room's composed picture, encoded once for all its viewers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// Answer `m=video` (H.264) and send the room's picture; false refuses video lines
+    /// (port 0) and calls stay audio.
+    pub enabled: bool,
+    /// The room's canvas, in pixels (even), and its frame rate.
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: u32,
+    /// The shared encoder's bitrate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// What phones are asked to send at most (`b=AS`), kbit/s.
+    pub max_receive_kbps: u32,
+    /// Rooms' layout until the API sets another.
+    pub layout: VideoLayout,
+    /// How a camera whose shape differs from its tile fills it.
+    pub fit: VideoFit,
+    /// The fewest milliseconds between two keyframes made on viewers' requests.
+    pub keyframe_interval_ms: u32,
+    /// Video worker threads (apart from the audio ones); 0: one per available core.
+    pub workers: usize,
+}
+
+impl Default for VideoConfig {
+    fn default() -> VideoConfig {
+        VideoConfig {
+            enabled: true,
+            width: 1280,
+            height: 720,
+            frame_rate: 30,
+            bitrate_kbps: 1500,
+            max_receive_kbps: 2500,
+            layout: VideoLayout::Grid,
+            fit: VideoFit::Crop,
+            keyframe_interval_ms: 500,
+            workers: 0,
+        }
+    }
+}
+
+/// How a room's canvas is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VideoLayout {
+    /// The active speaker alone.
+    Speaker,
+    /// Everyone with video in a 2×2, 3×3 or 4×4 grid, by their number.
+    Grid,
+    /// The active speaker large, four others in a strip below.
+    SpeakerStrip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoFit {
+    /// Filling the tile, the overflow cut off.
+    Crop,
+    /// Whole, with bars.
+    Letterbox,
 }
 
 /// How conferences and their IVR behave.

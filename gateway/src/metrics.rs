@@ -102,6 +102,19 @@ pub struct RoomCodecLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomLabels {
+    pub room: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VideoStageLabels {
+    pub room: String,
+    /// `decode` (receiving and decoding since the last picture), `compose`, `encode` (and
+    /// sending to every viewer).
+    pub stage: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EncodeLabels {
     /// `shared`: one encode sent to every listener hearing the same mix; `personal`: a
     /// talker's own mix (everyone but them).
@@ -114,7 +127,7 @@ pub struct WorkerLabels {
     pub worker: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn tick_histogram() -> Histogram {
     // 10 µs to ~40 ms: a tick must stay well under its 20 ms.
@@ -179,6 +192,10 @@ pub struct MediaMetrics {
     pub rtp_foreign_packets: Counter,
     /// Legs each media worker carries.
     pub worker_legs: Family<WorkerLabels, Gauge>,
+    /// Time of each stage of a room's video, per picture.
+    pub video_seconds: HistogramFamily<VideoStageLabels>,
+    /// Video encoder runs per room: one per picture, whatever the number of viewers.
+    pub video_encodes: Family<RoomLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -326,6 +343,18 @@ impl MediaMetrics {
                 r,
                 "media_worker_legs",
                 "Legs each media worker thread carries",
+                Family::default(),
+            ),
+            video_seconds: add(
+                r,
+                "video_stage_seconds",
+                "Time of one picture's decode, compose and encode stages, by room",
+                Family::new_with_constructor(tick_histogram as fn() -> Histogram),
+            ),
+            video_encodes: add(
+                r,
+                "video_encodes",
+                "Video encoder runs by room: one per picture, shared by every viewer",
                 Family::default(),
             ),
         }

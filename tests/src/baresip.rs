@@ -92,6 +92,8 @@ impl Baresip {
         let log = std::fs::File::create(dir.path().join("baresip.log"))?;
         let child = Command::new("baresip")
             .args(["-f", &dir.path().display().to_string()])
+            // Snapshots are written where it runs.
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -27,6 +27,7 @@ use sip_stack::message::{response_bytes, InboundRequest, InboundResponse};
 use sip_stack::name_addr::NameAddr;
 use sip_stack::response::{push_header, response_to, set_body};
 use sip_stack::sdp::sdes::{Key, Srtp};
+use sip_stack::sdp::video::VideoStream;
 use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio, SdpError};
 use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
@@ -45,6 +46,7 @@ use crate::control::{
 use crate::ids::RoomNumber;
 use crate::limits::{shrink_sparse, shrink_sparse_set};
 use crate::media::ports::PortPair;
+use crate::media::video::VideoCommand;
 use crate::media::{Audience, LegSetup, MediaCommand, MediaEvent, ParticipantId, Wire};
 use crate::metrics::{CallLabels, RoomCodecLabels};
 use crate::signalling::sip::new_tag;
@@ -54,6 +56,7 @@ mod admission;
 mod events;
 mod in_dialog;
 mod teardown;
+mod video;
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
@@ -97,6 +100,8 @@ pub struct Call {
     media: Media,
     party: Party,
     sdp: Negotiation,
+    /// None for an audio call.
+    video: Option<video::CallVideo>,
     timers: Timers,
     leg: LegState,
 }
@@ -269,8 +274,13 @@ pub struct Calls {
 
 #[derive(Debug, Clone, Copy)]
 enum Outgoing {
-    Refresh { id: ParticipantId, invite_seq: Option<u32> },
+    Refresh {
+        id: ParticipantId,
+        invite_seq: Option<u32>,
+    },
     Bye,
+    /// A keyframe asked by INFO: its answer changes nothing.
+    Info,
 }
 
 impl Calls {
@@ -481,6 +491,8 @@ impl Core {
                 codec,
                 reoffer: None,
             },
+            // Calls out offer audio only, for now.
+            video: None,
             timers: Timers {
                 ok: None,
                 session: timer.map(|(interval, refresher)| {
@@ -727,7 +739,8 @@ fn pin_source(caller: &Caller, from_uri: &str, addr: IpAddr) -> PinSource {
 mod tests {
     use super::*;
 
-    fn info(content_type: &str, body: &str) -> InboundRequest {
+    /// An in-dialog INFO with a body.
+    pub(super) fn info(content_type: &str, body: &str) -> InboundRequest {
         let text = format!(
             "INFO sip:1000@gw SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
              To: <sip:1000@gw>;tag=2\r\nCall-ID: c\r\nCSeq: 2 INFO\r\nContent-Type: {content_type}\r\n\

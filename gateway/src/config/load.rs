@@ -68,6 +68,7 @@ impl Config {
         self.validate_rtp()?;
         self.validate_limits()?;
         self.validate_conference()?;
+        self.validate_video()?;
         self.validate_database()?;
         for (i, trunk) in self.trunks.iter().enumerate() {
             self.validate_trunk(i, trunk)?;
@@ -237,6 +238,36 @@ impl Config {
                 "conference.session_expires_secs",
                 format!("expected at least 90 (RFC 4028), got {}", c.session_expires_secs),
             );
+        }
+        Ok(())
+    }
+
+    /// The canvas, its rate and bitrate.
+    fn validate_video(&self) -> Result<(), ConfigError> {
+        let v = &self.video;
+        if !(128..=1920).contains(&v.width) || v.width % 2 == 1 {
+            return key("video.width", format!("expected an even width of 128-1920, got {}", v.width));
+        }
+        if !(96..=1088).contains(&v.height) || v.height % 2 == 1 {
+            return key("video.height", format!("expected an even height of 96-1088, got {}", v.height));
+        }
+        if !(1..=60).contains(&v.frame_rate) {
+            return key("video.frame_rate", format!("expected 1-60, got {}", v.frame_rate));
+        }
+        if !(64..=20_000).contains(&v.bitrate_kbps) {
+            return key("video.bitrate_kbps", format!("expected 64-20000, got {}", v.bitrate_kbps));
+        }
+        if !(64..=20_000).contains(&v.max_receive_kbps) {
+            return key("video.max_receive_kbps", format!("expected 64-20000, got {}", v.max_receive_kbps));
+        }
+        if !(100..=10_000).contains(&v.keyframe_interval_ms) {
+            return key(
+                "video.keyframe_interval_ms",
+                format!("expected 100-10000, got {}", v.keyframe_interval_ms),
+            );
+        }
+        if v.workers > 1024 {
+            return key("video.workers", format!("expected 0 (one per core) to 1024, got {}", v.workers));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ mod placement;
 pub mod ports;
 pub mod prompts;
 pub mod srtp;
+pub mod video;
 mod worker;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -17,11 +18,13 @@ use std::time::Duration;
 
 use mixer::conference::{LegConfig, LegStats};
 use mixer::source::SourcePolicy;
+use mixer::video::room::{VideoLegStats, VideoRoomConfig};
 use prometheus_client::metrics::gauge::Gauge;
 use sip_stack::sdp::sdes::SrtpKeys;
 use tokio::sync::mpsc;
 
 use self::placement::Placement;
+use self::video::{VideoCommand, VideoWorker, VideoWorkerConfig};
 use self::worker::{Worker, WorkerConfig};
 use crate::ids::RoomNumber;
 use crate::metrics::{EncodeLabels, Metrics, WorkerLabels};
@@ -95,6 +98,8 @@ pub enum MediaCommand {
     SetMuted(ParticipantId, bool),
     SetDeaf(ParticipantId, bool),
     Play(Audience, Arc<[i16]>),
+    /// For the video workers.
+    Video(VideoCommand),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +132,14 @@ pub enum MediaEvent {
         /// leg's learnt source.
         foreign_packets: u64,
     },
+    /// Ask the leg's phone for a keyframe by SIP INFO (it negotiated no RTCP feedback).
+    VideoKeyframeByInfo {
+        id: ParticipantId,
+    },
+    VideoStats {
+        id: ParticipantId,
+        stats: VideoLegStats,
+    },
 }
 
 /// Call control's handle on the workers. The workers stop when it is dropped.
@@ -135,17 +148,28 @@ pub struct Media {
     placement: Placement,
     /// Legs on each worker, as the metric shows them.
     legs: Vec<Gauge>,
+    /// The video workers (none with video off), and which carries each room's video.
+    video: Vec<std_mpsc::Sender<VideoCommand>>,
+    video_placement: Placement,
+}
+
+/// How many video workers to start, and each room's picture.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoPlane {
+    pub workers: usize,
+    pub room: VideoRoomConfig,
 }
 
 impl Media {
     /// Starts `workers` media threads (at least one); every conference mixes at `rate`
-    /// (16000 or 48000).
+    /// (16000 or 48000). With `video`, its video workers too.
     pub fn start(
         workers: usize,
         rate: u32,
         rtp_timeout: Duration,
         hold_timeout: Option<Duration>,
         source_policy: SourcePolicy,
+        video: Option<VideoPlane>,
         metrics: &Metrics,
     ) -> std::io::Result<(Media, mpsc::Receiver<MediaEvent>)> {
         let (events, event_rx) = mpsc::channel(8192);
@@ -158,13 +182,20 @@ impl Media {
             rtp_timeout,
             hold_timeout,
             source_policy,
-            events,
+            events: events.clone(),
             foreign_packets: metrics.media.rtp_foreign_packets.clone(),
             shared_encodes,
             personal_encodes,
         };
         let workers = workers.max(1);
-        let mut media = Media { workers: Vec::new(), placement: Placement::new(workers), legs: Vec::new() };
+        let video_workers = video.map_or(0, |v| v.workers.max(1));
+        let mut media = Media {
+            workers: Vec::new(),
+            placement: Placement::new(workers),
+            legs: Vec::new(),
+            video: Vec::new(),
+            video_placement: Placement::new(video_workers.max(1)),
+        };
         for n in 0..workers {
             let (commands, command_rx) = std_mpsc::channel();
             let labels = WorkerLabels { worker: n.to_string() };
@@ -176,7 +207,23 @@ impl Media {
             gauge.set(0);
             media.legs.push(gauge);
         }
-        tracing::info!(workers, "media workers started");
+        if let Some(video) = video {
+            let config = VideoWorkerConfig {
+                room: video.room,
+                source_policy,
+                events,
+                foreign_packets: metrics.media.rtp_foreign_packets.clone(),
+                stage_seconds: metrics.media.video_seconds.clone(),
+                encodes: metrics.media.video_encodes.clone(),
+            };
+            for n in 0..video_workers {
+                let (commands, command_rx) = std_mpsc::channel();
+                let worker = VideoWorker::new(config.clone(), command_rx)?;
+                std::thread::Builder::new().name(format!("video-{n}")).spawn(move || worker.run())?;
+                media.video.push(commands);
+            }
+        }
+        tracing::info!(workers, video_workers, "media workers started");
         Ok((media, event_rx))
     }
 
@@ -184,7 +231,12 @@ impl Media {
     /// leg's room is placed first); false once that worker is gone. A command for a leg or
     /// room no worker carries is dropped.
     pub fn send(&mut self, command: MediaCommand) -> bool {
+        let command = match command {
+            MediaCommand::Video(command) => return self.send_video(command),
+            command => command,
+        };
         let worker = match &command {
+            MediaCommand::Video(_) => None,
             MediaCommand::Add(setup) => Some(self.placement.add(setup.id, &setup.room)),
             MediaCommand::Remove(id) => self.placement.remove(*id),
             MediaCommand::Update { id, .. }
@@ -194,11 +246,32 @@ impl Media {
             | MediaCommand::Play(Audience::Leg(id), _) => self.placement.worker_of(*id),
             MediaCommand::Play(Audience::Room(room), _) => self.placement.room_worker(room),
         };
+        if let MediaCommand::Remove(id) = command {
+            // A leg's video goes with it.
+            self.send_video(VideoCommand::Remove(id));
+        }
         let Some(worker) = worker else { return true };
         if matches!(command, MediaCommand::Add(_) | MediaCommand::Remove(_)) {
             self.legs[worker].set(self.placement.load(worker) as i64);
         }
         self.workers[worker].send(command).is_ok()
+    }
+
+    /// [`Media::send`] for the video workers: a room's video is placed on the one with the
+    /// fewest legs. Dropped with video off, or for a leg without video.
+    fn send_video(&mut self, command: VideoCommand) -> bool {
+        if self.video.is_empty() {
+            return true;
+        }
+        let worker = match (&command, command.participant()) {
+            (VideoCommand::Add(setup), _) => Some(self.video_placement.add(setup.id, &setup.room)),
+            (VideoCommand::Remove(id), _) => self.video_placement.remove(*id),
+            (VideoCommand::Layout(room, _), _) => self.video_placement.room_worker(room),
+            (_, Some(id)) => self.video_placement.worker_of(id),
+            (_, None) => None,
+        };
+        let Some(worker) = worker else { return true };
+        self.video[worker].send(command).is_ok()
     }
 }
 

@@ -244,6 +244,8 @@ impl Worker {
                     room.conference.play(PlayTarget::Everyone, samples);
                 }
             }
+            // Routed to the video workers before it gets here.
+            MediaCommand::Video(_) => {}
         }
     }
 
@@ -529,13 +531,13 @@ impl Worker {
 }
 
 /// A leg's RTP (`kind` 0) or RTCP (1) socket's token.
-fn token(id: ParticipantId, kind: usize) -> Token {
+pub(super) fn token(id: ParticipantId, kind: usize) -> Token {
     Token(id.0 as usize * 2 + kind)
 }
 
 /// RTP or RTCP to the peer, protected first on an SRTP leg by `protect`. A full send buffer,
 /// an unreachable peer or a packet that does not protect loses this packet only.
-fn send(
+pub(super) fn send(
     socket: &UdpSocket,
     target: SocketAddr,
     packet: &[u8],
@@ -580,7 +582,7 @@ fn receive_rtcp(
 
 /// Events never block the media thread: when call control is that far behind, figures are
 /// dropped (the next ones follow within a second) and the loss is logged.
-fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
+pub(super) fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
     if let Err(mpsc::error::TrySendError::Full(event)) = events.try_send(event) {
         tracing::warn!(?event, "media event dropped: call control is behind");
     }
@@ -588,7 +590,7 @@ fn emit(events: &mpsc::Sender<MediaEvent>, event: MediaEvent) {
 
 /// The wall clock as a 64-bit NTP timestamp (RFC 3550 §4).
 #[allow(clippy::disallowed_methods)] // RTCP sender reports carry the wall clock
-fn ntp_now() -> u64 {
+pub(super) fn ntp_now() -> u64 {
     const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() + UNIX_TO_NTP_SECS;
@@ -597,7 +599,7 @@ fn ntp_now() -> u64 {
 }
 
 /// RFC 5761 §4: RTCP packet types 192–223 in the second byte tell RTCP from RTP on one port.
-fn is_rtcp(datagram: &[u8]) -> bool {
+pub(super) fn is_rtcp(datagram: &[u8]) -> bool {
     datagram.len() >= 2 && (192..=223).contains(&datagram[1])
 }
 

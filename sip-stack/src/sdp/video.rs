@@ -355,7 +355,7 @@ pub struct VideoStream {
 }
 
 /// Whether the offer's video m-line is the one we take: the main picture, not slides.
-pub(super) fn is_main_video(m: &Media) -> bool {
+pub fn is_main_video(m: &Media) -> bool {
     m.media.eq_ignore_ascii_case("video")
         && attr(m, "content").flatten().all(|c| c.split(',').any(|c| c.trim().eq_ignore_ascii_case("main")))
 }
@@ -499,6 +499,12 @@ pub(super) fn answer_media(
         media.attributes.push(Attribute::with_value("crypto", crypto.value()));
     }
     media
+}
+
+/// Whether an offer has a video stream [`super::answer_av`] would look at: the moment to
+/// set ports aside for it.
+pub fn offers_video(offer: &Session) -> bool {
+    offer.medias.iter().any(|m| m.port != 0 && is_main_video(m))
 }
 
 /// Our offer's video m-line: each codec of ours (H.264 in packetization mode 1 and then 0,

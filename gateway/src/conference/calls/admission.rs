@@ -137,6 +137,7 @@ impl Core {
                 codec: answer.codec,
                 reoffer: None,
             },
+            video: answer.video,
             timers: Timers {
                 ok: Some(PendingOk {
                     timer: OkRetransmit::new(now, self.layer.config().t1, self.layer.config().t2),
@@ -204,10 +205,21 @@ impl Core {
         };
         let advertised = self.advertised_ip(from.addr);
         let local = local_audio(advertised, ports.port, srtp_policy(self.shared.config.rtp.srtp));
+        let video_ports = self.video_ports(offer.as_ref());
+        let local_video = video_ports.as_ref().map(|p| {
+            video::local_video(&self.shared.config.video, p.port, srtp_policy(self.shared.config.rtp.srtp))
+        });
         let sdp_session = rand::random::<u32>() as u64;
+        let mut video = None;
         let (body, stream, our_offer) = match offer {
-            Some(offer) => match sdp::answer(&offer, &local, sdp_session, 1) {
-                Ok((answer, stream)) => (answer, stream, None),
+            Some(offer) => match sdp::answer_av(&offer, &local, local_video.as_ref(), sdp_session, 1) {
+                Ok((answer, stream, video_stream)) => {
+                    // Ports of a video line not taken go back now.
+                    video = video_stream
+                        .zip(local_video.zip(video_ports))
+                        .map(|(stream, (local, ports))| video::CallVideo::new(local, stream, ports));
+                    (answer, stream, None)
+                }
                 Err(e) => {
                     tracing::info!(error = %e, "SDP offer refused");
                     let reason = match e {
@@ -226,7 +238,7 @@ impl Core {
         let Some(codec) = audio_codec(&stream.codec) else {
             return Err(Refusal(StatusCode::NotAcceptableHere, "no codec in common"));
         };
-        Ok(Answer { ports, advertised, local, sdp_session, body, stream, codec, our_offer })
+        Ok(Answer { ports, advertised, local, sdp_session, body, stream, codec, our_offer, video })
     }
 
     /// The 200 with our SDP, and the session timer it agrees to.
@@ -322,6 +334,7 @@ impl Core {
         let room = call.room.number.clone();
         if call.joined() {
             self.announce_join(id, &room);
+            self.start_video(id);
             self.publish(id);
         } else {
             self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));
@@ -353,6 +366,7 @@ struct Answer {
     stream: AudioStream,
     codec: AudioCodec,
     our_offer: Option<sdp::Session>,
+    video: Option<video::CallVideo>,
 }
 
 /// The INVITE's offer; none asks us to offer, and the answer comes in the ACK (RFC 3261

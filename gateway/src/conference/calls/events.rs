@@ -64,6 +64,7 @@ impl Core {
                     self.out.media(MediaCommand::SetDeaf(id, true));
                 }
                 self.announce_join(id, &room);
+                self.start_video(id);
                 self.publish(id);
             }
         }
@@ -80,7 +81,15 @@ impl Core {
                 if let Some(browser) = self.calls.browsers.get_mut(&id) {
                     browser.talking = talking;
                 }
+                // The active speaker of the room's picture.
+                self.out.media(MediaCommand::Video(VideoCommand::Talking(id, talking)));
                 self.publish(id);
+            }
+            MediaEvent::VideoKeyframeByInfo { id } => self.ask_keyframe_by_info(id),
+            MediaEvent::VideoStats { id, stats } => {
+                if let Some(video) = self.calls.calls.get_mut(&id).and_then(|c| c.video.as_mut()) {
+                    video.stats = Some(stats);
+                }
             }
             MediaEvent::PromptFinished { id } => {
                 let Some(call) = self.calls.call_mut(id) else { return };

@@ -35,9 +35,13 @@ impl Core {
             Method::Invite | Method::Update => self.on_offer(tx, id, &request, from, now),
             Method::Info => {
                 let digit = info_digit(&request);
+                let keyframe = video::asks_keyframe(&request);
                 self.respond(tx, ok(self));
                 if let Some(digit) = digit {
                     self.on_digit(id, digit, now);
+                }
+                if keyframe {
+                    self.out.media(MediaCommand::Video(VideoCommand::KeyframeRequested(id)));
                 }
             }
             Method::Options => {
@@ -76,7 +80,7 @@ impl Core {
             let srtp_mode = self.shared.config.rtp.srtp;
             let answered =
                 sdp::parse(&request.request.body).and_then(|offer| call.answer_offer(&offer, srtp_mode));
-            let (answer, stream) = match answered {
+            let (answer, stream, video_stream) = match answered {
                 Ok(answered) => answered,
                 Err(e) => {
                     tracing::info!(participant = %id, error = %e, "re-offer refused");
@@ -86,7 +90,7 @@ impl Core {
                 }
             };
             let Some(codec) = audio_codec(&stream.codec) else { return };
-            update = Some(call.use_stream(codec, stream));
+            update = Some((call.use_stream(codec, stream), video_stream));
             set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
         } else if method == Method::Invite {
             // An offerless re-INVITE: we offer our current stream; its answer comes in the ACK.
@@ -103,8 +107,9 @@ impl Core {
             });
         }
         self.respond(tx, response);
-        if let Some(update) = update {
+        if let Some((update, video_stream)) = update {
             self.out.media(update);
+            self.use_video_stream(id, video_stream);
         }
     }
 
@@ -309,9 +314,12 @@ impl Call {
         &mut self,
         offer: &sdp::Session,
         srtp_mode: SrtpMode,
-    ) -> Result<(sdp::Session, AudioStream), SdpError> {
+    ) -> Result<(sdp::Session, AudioStream, Option<VideoStream>), SdpError> {
         self.sdp.sdp_version += 1;
-        let answered = sdp::answer(offer, &self.sdp.local, self.sdp.sdp_session, self.sdp.sdp_version)?;
+        // The call's video keeps its port; a call without video refuses a video line.
+        let video = self.video.as_ref().map(|v| &v.local);
+        let (session, version) = (self.sdp.sdp_session, self.sdp.sdp_version);
+        let answered = sdp::answer_av(offer, &self.sdp.local, video, session, version)?;
         // Another suite means new contexts: under our old key they would use its keystream
         // again (RFC 3711 §9.1), so a new key goes with it.
         let suite = |s: &AudioStream| s.srtp.map(|k| k.suite);
@@ -319,7 +327,8 @@ impl Call {
             && suite(&self.sdp.stream).is_some_and(|old| Some(old) != suite(&answered.1))
         {
             self.sdp.local.srtp = srtp_policy(srtp_mode);
-            return sdp::answer(offer, &self.sdp.local, self.sdp.sdp_session, self.sdp.sdp_version);
+            let video = self.video.as_ref().map(|v| &v.local);
+            return sdp::answer_av(offer, &self.sdp.local, video, session, version);
         }
         Ok(answered)
     }

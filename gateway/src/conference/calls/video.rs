@@ -1,0 +1,179 @@
+//! A call's video: the answer's video line, the leg in the room's video once it has joined
+//! (a caller still at the PIN prompt neither sees the room nor is seen), and keyframes asked
+//! by SIP INFO both ways (RFC 5168) for phones that negotiated no RTCP feedback.
+
+use mixer::video::h264_rtp::PacketizationMode;
+use mixer::video::room::{FeedbackSupport, VideoLegConfig, VideoLegStats};
+use sip_stack::sdp::video::{Feedback, LocalVideo, VideoCodec, VideoKind, VideoStream};
+
+use super::*;
+use crate::config::VideoConfig;
+use crate::media::video::{VideoCommand, VideoSetup};
+
+/// The body of an INFO asking for a keyframe (RFC 5168 §3).
+const PICTURE_FAST_UPDATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control>\r\n  \
+     <vc_primitive>\r\n    <to_encoder>\r\n      <picture_fast_update/>\r\n    </to_encoder>\r\n  \
+     </vc_primitive>\r\n</media_control>\r\n";
+const MEDIA_CONTROL: &str = "application/media_control+xml";
+/// The H.264 level we take from phones: 3.1, 1280×720 at 30 frames a second.
+const H264_LEVEL: u8 = 31;
+
+/// The call's video, when its offer had a stream we answered.
+#[derive(Debug)]
+pub(super) struct CallVideo {
+    pub local: LocalVideo,
+    pub stream: VideoStream,
+    /// The sockets, until the leg joins the room's video.
+    pub ports: Option<PortPair>,
+    /// Ours towards the phone, random (RFC 3550 §5.1).
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub first_timestamp: u32,
+    pub stats: Option<VideoLegStats>,
+}
+
+impl CallVideo {
+    pub fn new(local: LocalVideo, stream: VideoStream, ports: PortPair) -> CallVideo {
+        CallVideo {
+            local,
+            stream,
+            ports: Some(ports),
+            ssrc: rand::random(),
+            first_seq: rand::random(),
+            first_timestamp: rand::random(),
+            stats: None,
+        }
+    }
+
+    /// The room's view of the leg's video.
+    pub fn leg_config(&self) -> VideoLegConfig {
+        let stream = &self.stream;
+        let mode = match stream.codec {
+            VideoCodec::H264(h) if h.packetization_mode == 1 => PacketizationMode::NonInterleaved,
+            _ => PacketizationMode::SingleNal,
+        };
+        let fb = stream.feedback;
+        VideoLegConfig {
+            payload_type: stream.payload_type,
+            mode,
+            feedback: FeedbackSupport { nack: fb.nack, pli: fb.pli, fir: fb.fir },
+            send: stream.direction.sends() && stream.remote.is_some(),
+            receive: stream.direction.receives(),
+            ssrc: self.ssrc,
+            first_seq: self.first_seq,
+            first_timestamp: self.first_timestamp,
+        }
+    }
+}
+
+/// Our side of a call's video: H.264 at our level, the feedback we act on, our bandwidth.
+pub(super) fn local_video(config: &VideoConfig, port: u16, srtp: Srtp) -> LocalVideo {
+    LocalVideo {
+        port,
+        codecs: vec![VideoKind::H264],
+        h264_level_idc: H264_LEVEL,
+        max_fs: 3600,
+        max_fr: config.frame_rate.max(30),
+        max_receive_kbps: config.max_receive_kbps,
+        direction: Direction::SendRecv,
+        feedback: Feedback { nack: true, pli: true, fir: true, remb: false, tmmbr: false },
+        srtp,
+    }
+}
+
+/// Whether an INFO asks for a keyframe (RFC 5168's `picture_fast_update`).
+pub(super) fn asks_keyframe(request: &InboundRequest) -> bool {
+    let media_control = request.request.headers.iter().any(|h| match h {
+        Header::ContentType(c) => c.value().trim().to_ascii_lowercase().starts_with(MEDIA_CONTROL),
+        _ => false,
+    });
+    media_control
+        && std::str::from_utf8(&request.request.body).is_ok_and(|body| body.contains("picture_fast_update"))
+}
+
+impl Core {
+    /// Ports for the offer's video, when video is on and the offer has some.
+    pub(super) fn video_ports(&mut self, offer: Option<&sdp::Session>) -> Option<PortPair> {
+        if !self.shared.config.video.enabled || !offer.is_some_and(sdp::video::offers_video) {
+            return None;
+        }
+        match self.ports.allocate() {
+            Ok(ports) => Some(ports),
+            Err(e) => {
+                tracing::warn!(error = %e, "no RTP port for video: the call is answered with audio only");
+                None
+            }
+        }
+    }
+
+    /// A joined call's video into its room's.
+    pub(in crate::conference) fn start_video(&mut self, id: ParticipantId) {
+        let Some(call) = self.calls.call_mut(id) else { return };
+        if !call.joined() || !matches!(call.media, Media::Running) {
+            return;
+        }
+        let name = call.party.display_name.clone();
+        let room = call.room.number.clone();
+        let Some(video) = &mut call.video else { return };
+        let Some(ports) = video.ports.take() else { return };
+        let setup = VideoSetup {
+            id,
+            room,
+            config: video.leg_config(),
+            rtp: ports.rtp,
+            rtcp: (!video.stream.rtcp_mux).then_some(ports.rtcp),
+            remote: video.stream.remote,
+            srtp: video.stream.srtp,
+            name: if name.is_empty() { call.party.user.clone() } else { name },
+        };
+        tracing::info!(participant = %id, mode = ?setup.config.mode, send = setup.config.send, receive = setup.config.receive, "video started");
+        self.out.media(MediaCommand::Video(VideoCommand::Add(Box::new(setup))));
+    }
+
+    /// The answered video stream in force after a re-INVITE or UPDATE; none stops the
+    /// leg's video both ways (its m-line refused or gone).
+    pub(super) fn use_video_stream(&mut self, id: ParticipantId, stream: Option<VideoStream>) {
+        let Some(call) = self.calls.call_mut(id) else { return };
+        let Some(video) = &mut call.video else { return };
+        let config = match stream {
+            Some(stream) => {
+                video.stream = stream;
+                video.leg_config()
+            }
+            None => VideoLegConfig { send: false, receive: false, ..video.leg_config() },
+        };
+        let (remote, srtp) = (video.stream.remote, video.stream.srtp);
+        self.out.media(MediaCommand::Video(VideoCommand::Update { id, config, remote, srtp }));
+    }
+
+    /// Asks a phone for a keyframe by INFO.
+    pub(in crate::conference) fn ask_keyframe_by_info(&mut self, id: ParticipantId) {
+        let Some(call) = self.calls.call_mut(id) else { return };
+        let via = call.via();
+        let mut request = call.dialog.request(Method::Info, &via, &new_branch());
+        request.headers.retain(|h| !matches!(h, Header::ContentLength(_)));
+        request.headers.push(Header::ContentType(MEDIA_CONTROL.into()));
+        request.headers.push(Header::ContentLength((PICTURE_FAST_UPDATE.len() as u32).into()));
+        request.body = PICTURE_FAST_UPDATE.as_bytes().to_vec();
+        match self.layer.send_request(self.now.at, request, call.peer) {
+            Ok(tx) => {
+                self.calls.requests.insert(tx, Outgoing::Info);
+            }
+            Err(e) => tracing::debug!(participant = %id, error = %e, "keyframe INFO not sent"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::info;
+    use super::*;
+
+    #[test]
+    fn picture_fast_update_is_read_in_its_content_type_only() {
+        assert!(asks_keyframe(&info(MEDIA_CONTROL, PICTURE_FAST_UPDATE)));
+        assert!(asks_keyframe(&info("Application/Media_Control+XML; charset=utf-8", PICTURE_FAST_UPDATE)));
+        assert!(!asks_keyframe(&info("text/plain", PICTURE_FAST_UPDATE)));
+        assert!(!asks_keyframe(&info(MEDIA_CONTROL, "<media_control/>")));
+    }
+}

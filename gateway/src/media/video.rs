@@ -1,0 +1,577 @@
+//! Video workers: threads apart from the audio ones, so that decoding and encoding pictures
+//! never delays a 20 ms audio tick. Each owns some rooms' video ([`VideoRoom`]) and their video
+//! legs' sockets: it sleeps in `poll` until a socket has data or a room's next deadline (a
+//! picture to compose, a gap given up, a keyframe to ask for, an RTCP report), drains the
+//! sockets that have data, and runs the rooms that are due.
+//!
+//! A leg's packets are checked as the audio worker checks them: SRTP authenticated first,
+//! then only from the learnt source ([`SourceGuard`]); symmetric RTP sends the room's picture
+//! back to where the leg's packets come from.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll};
+use mixer::source::{SourceGuard, SourcePolicy, Verdict};
+use mixer::video::compose::{Fit, Layout};
+use mixer::video::frame::Yuv;
+use mixer::video::room::{Datagram, VideoLegConfig, VideoLegId, VideoRoom, VideoRoomConfig, VideoRoomEvent};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use rtc_shared::marshal::Unmarshal;
+use rustc_hash::FxHashMap;
+use sip_stack::sdp::sdes::SrtpKeys;
+use tokio::sync::mpsc;
+
+use super::srtp::Srtp;
+use super::worker::{emit, is_rtcp, ntp_now, send, token};
+use super::{rtcp_beside, MediaEvent, ParticipantId};
+use crate::config::{VideoConfig, VideoFit, VideoLayout};
+use crate::ids::RoomNumber;
+use crate::limits::shrink_sparse;
+use crate::metrics::{HistogramFamily, RoomLabels, VideoStageLabels};
+
+/// The longest a command from call control waits for the worker to look.
+const COMMAND_LATENCY: Duration = Duration::from_millis(10);
+/// How often each leg's figures go to call control.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Datagrams taken from one socket before the others get their turn: a flood on one leg
+/// cannot starve the rest.
+const DRAIN_BATCH: usize = 256;
+const EVENTS: usize = 1024;
+/// How often a source that owes us a keyframe is asked again.
+const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(500);
+/// The largest RTP payload we send: with the headers, within a 1500-byte Ethernet MTU on
+/// every path, tunnels included.
+const MTU: usize = 1200;
+
+/// Each room's picture as the configuration describes it.
+pub fn room_config(config: &VideoConfig) -> VideoRoomConfig {
+    VideoRoomConfig {
+        width: config.width as usize,
+        height: config.height as usize,
+        frame_rate: config.frame_rate,
+        bitrate_bps: config.bitrate_kbps.saturating_mul(1000),
+        layout: layout(config.layout),
+        fit: match config.fit {
+            VideoFit::Crop => Fit::Crop,
+            VideoFit::Letterbox => Fit::Letterbox,
+        },
+        background: Yuv::from_rgb(16, 16, 16),
+        keyframe_interval: Duration::from_millis(u64::from(config.keyframe_interval_ms)),
+        ask_interval: KEYFRAME_ASK_INTERVAL,
+        mtu: MTU,
+    }
+}
+
+pub fn layout(layout: VideoLayout) -> Layout {
+    match layout {
+        VideoLayout::Speaker => Layout::Speaker,
+        VideoLayout::Grid => Layout::Grid,
+        VideoLayout::SpeakerStrip => Layout::SpeakerStrip,
+    }
+}
+
+/// A new video leg: its sockets, its peer, and how its RTP looks.
+#[derive(Debug)]
+pub struct VideoSetup {
+    pub id: ParticipantId,
+    pub room: RoomNumber,
+    pub config: VideoLegConfig,
+    pub rtp: UdpSocket,
+    /// None with `rtcp-mux`.
+    pub rtcp: Option<UdpSocket>,
+    pub remote: Option<SocketAddr>,
+    pub srtp: Option<SrtpKeys>,
+    /// Whose name the leg's tile shows.
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub enum VideoCommand {
+    Add(Box<VideoSetup>),
+    Remove(ParticipantId),
+    /// After a re-INVITE: direction, packetization, the peer's address, the keys.
+    Update {
+        id: ParticipantId,
+        config: VideoLegConfig,
+        remote: Option<SocketAddr>,
+        srtp: Option<SrtpKeys>,
+    },
+    /// Voice activity from the audio mix.
+    Talking(ParticipantId, bool),
+    VideoMuted(ParticipantId, bool),
+    /// SIP INFO `picture_fast_update` from the leg.
+    KeyframeRequested(ParticipantId),
+    Layout(RoomNumber, Layout),
+}
+
+impl VideoCommand {
+    /// The leg the command is about (`None`: a room's).
+    pub(super) fn participant(&self) -> Option<ParticipantId> {
+        match self {
+            VideoCommand::Add(setup) => Some(setup.id),
+            VideoCommand::Remove(id)
+            | VideoCommand::Update { id, .. }
+            | VideoCommand::Talking(id, _)
+            | VideoCommand::VideoMuted(id, _)
+            | VideoCommand::KeyframeRequested(id) => Some(*id),
+            VideoCommand::Layout(..) => None,
+        }
+    }
+}
+
+/// What every video worker is started with.
+#[derive(Clone)]
+pub(super) struct VideoWorkerConfig {
+    pub room: VideoRoomConfig,
+    pub source_policy: SourcePolicy,
+    pub events: mpsc::Sender<MediaEvent>,
+    pub foreign_packets: Counter,
+    pub stage_seconds: HistogramFamily<VideoStageLabels>,
+    pub encodes: Family<RoomLabels, Counter>,
+}
+
+struct Room {
+    room: VideoRoom,
+    participants: FxHashMap<VideoLegId, ParticipantId>,
+    /// Receiving and decoding since the last picture.
+    decode_time: Duration,
+    decode_seconds: Histogram,
+    compose_seconds: Histogram,
+    encode_seconds: Histogram,
+    encodes: Counter,
+}
+
+struct Leg {
+    room: RoomNumber,
+    leg: VideoLegId,
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+    remote: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    sdp_remote: Option<SocketAddr>,
+    sdp_rtcp: Option<SocketAddr>,
+    srtp: Option<Srtp>,
+    source: SourceGuard,
+    foreign_reported: u64,
+    ready: [bool; 2],
+    next_stats: Instant,
+}
+
+pub(super) struct VideoWorker {
+    config: VideoWorkerConfig,
+    commands: std_mpsc::Receiver<VideoCommand>,
+    rooms: FxHashMap<RoomNumber, Room>,
+    legs: FxHashMap<ParticipantId, Leg>,
+    poll: Poll,
+    events: Events,
+    buffer: Vec<u8>,
+}
+
+impl VideoWorker {
+    pub(super) fn new(
+        config: VideoWorkerConfig,
+        commands: std_mpsc::Receiver<VideoCommand>,
+    ) -> std::io::Result<VideoWorker> {
+        Ok(VideoWorker {
+            config,
+            commands,
+            rooms: FxHashMap::default(),
+            legs: FxHashMap::default(),
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS),
+            buffer: vec![0; 2048],
+        })
+    }
+
+    /// Runs until call control drops its handle.
+    #[allow(clippy::disallowed_methods)] // the video worker's loop keeps its rooms' time
+    pub(super) fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            if !self.take_commands(now) {
+                return;
+            }
+            let next = self.rooms.values().map(|r| r.room.poll_timeout(now)).min();
+            let wait =
+                next.map_or(COMMAND_LATENCY, |at| at.saturating_duration_since(now).min(COMMAND_LATENCY));
+            self.wait_for_sockets(wait);
+            let now = Instant::now();
+            self.receive(now);
+            self.run_rooms(now);
+            self.report(now);
+        }
+    }
+
+    fn take_commands(&mut self, now: Instant) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(now, command),
+                Err(std_mpsc::TryRecvError::Empty) => return true,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, command: VideoCommand) {
+        match command {
+            VideoCommand::Add(setup) => self.add(now, *setup),
+            VideoCommand::Remove(id) => self.remove(id),
+            VideoCommand::Update { id, config, remote, srtp } => {
+                let Some(leg) = self.legs.get_mut(&id) else { return };
+                if let Err(e) = Srtp::rekey(&mut leg.srtp, srtp) {
+                    tracing::error!(participant = %id, error = %e, "video SRTP keys not taken");
+                }
+                if let Some(new) = remote.filter(|new| leg.sdp_remote != Some(*new)) {
+                    leg.sdp_remote = Some(new);
+                    leg.sdp_rtcp = rtcp_beside(new);
+                    leg.source.expect(new);
+                    leg.remote = Some(new);
+                    leg.remote_rtcp = if leg.rtcp.is_some() { rtcp_beside(new) } else { Some(new) };
+                }
+                leg.source.set_held(!config.receive);
+                if let Some(room) = self.rooms.get_mut(&leg.room) {
+                    room.room.update_leg(leg.leg, config);
+                }
+            }
+            VideoCommand::Talking(id, talking) => {
+                self.with_leg(id, |room, leg| room.set_talking(leg, talking))
+            }
+            VideoCommand::VideoMuted(id, muted) => {
+                self.with_leg(id, |room, leg| room.set_video_muted(leg, muted))
+            }
+            VideoCommand::KeyframeRequested(id) => {
+                self.with_leg(id, |room, leg| room.keyframe_requested(leg))
+            }
+            VideoCommand::Layout(room, layout) => {
+                if let Some(room) = self.rooms.get_mut(&room) {
+                    room.room.set_layout(layout);
+                }
+            }
+        }
+    }
+
+    fn with_leg(&mut self, id: ParticipantId, f: impl FnOnce(&mut VideoRoom, VideoLegId)) {
+        if let Some(leg) = self.legs.get(&id) {
+            if let Some(room) = self.rooms.get_mut(&leg.room) {
+                f(&mut room.room, leg.leg);
+            }
+        }
+    }
+
+    fn add(&mut self, now: Instant, setup: VideoSetup) {
+        if self.legs.contains_key(&setup.id) {
+            return;
+        }
+        let srtp = match setup.srtp.map(Srtp::new).transpose() {
+            Ok(srtp) => srtp,
+            Err(e) => {
+                tracing::error!(participant = %setup.id, error = %e, "video SRTP keys not taken; no video");
+                return;
+            }
+        };
+        for (socket, kind) in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()).zip(0..) {
+            let fd = socket.as_raw_fd();
+            let registered = socket.set_nonblocking(true).and_then(|()| {
+                self.poll.registry().register(&mut SourceFd(&fd), token(setup.id, kind), Interest::READABLE)
+            });
+            if let Err(e) = registered {
+                tracing::error!(error = %e, "video socket cannot be polled; no video");
+                if kind == 1 {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&setup.rtp.as_raw_fd()));
+                }
+                return;
+            }
+        }
+        if !self.rooms.contains_key(&setup.room) {
+            match VideoRoom::new(self.config.room) {
+                Ok(room) => {
+                    let stage = |stage: &'static str| {
+                        let labels = VideoStageLabels { room: setup.room.to_string(), stage };
+                        self.config.stage_seconds.get_or_create(&labels).clone()
+                    };
+                    let room = Room {
+                        room,
+                        participants: FxHashMap::default(),
+                        decode_time: Duration::ZERO,
+                        decode_seconds: stage("decode"),
+                        compose_seconds: stage("compose"),
+                        encode_seconds: stage("encode"),
+                        encodes: self
+                            .config
+                            .encodes
+                            .get_or_create(&RoomLabels { room: setup.room.to_string() })
+                            .clone(),
+                    };
+                    self.rooms.insert(setup.room.clone(), room);
+                }
+                Err(e) => {
+                    tracing::error!(room = %setup.room, error = %e, "room's video cannot start");
+                    for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(room) = self.rooms.get_mut(&setup.room) else { return };
+        let leg = room.room.add_leg(setup.config);
+        room.participants.insert(leg, setup.id);
+        tracing::debug!(participant = %setup.id, room = %setup.room, name = setup.name, "video leg added");
+        let remote_rtcp = match (&setup.rtcp, setup.remote) {
+            (Some(_), remote) => remote.and_then(rtcp_beside),
+            (None, remote) => remote,
+        };
+        self.legs.insert(
+            setup.id,
+            Leg {
+                room: setup.room,
+                leg,
+                rtp: setup.rtp,
+                rtcp: setup.rtcp,
+                remote: setup.remote,
+                remote_rtcp,
+                sdp_remote: setup.remote,
+                sdp_rtcp: setup.remote.and_then(rtcp_beside),
+                srtp,
+                source: SourceGuard::new(self.config.source_policy, setup.remote),
+                foreign_reported: 0,
+                ready: [true, true],
+                next_stats: now + STATS_INTERVAL,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: ParticipantId) {
+        let Some(leg) = self.legs.remove(&id) else { return };
+        for socket in std::iter::once(&leg.rtp).chain(leg.rtcp.as_ref()) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+        }
+        shrink_sparse(&mut self.legs);
+        if let Some(room) = self.rooms.get_mut(&leg.room) {
+            room.room.remove_leg(leg.leg);
+            room.participants.remove(&leg.leg);
+            if room.room.is_empty() {
+                self.rooms.remove(&leg.room);
+                shrink_sparse(&mut self.rooms);
+            }
+        }
+    }
+
+    fn wait_for_sockets(&mut self, wait: Duration) {
+        let mut wait = Some(wait);
+        loop {
+            if let Err(e) = self.poll.poll(&mut self.events, wait) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::warn!(error = %e, "video sockets not polled");
+                }
+                return;
+            }
+            let mut n = 0;
+            for event in &self.events {
+                n += 1;
+                let (id, kind) = (ParticipantId((event.token().0 / 2) as u64), event.token().0 % 2);
+                if let Some(leg) = self.legs.get_mut(&id) {
+                    leg.ready[kind] = true;
+                }
+            }
+            if n < EVENTS {
+                return;
+            }
+            wait = Some(Duration::ZERO);
+        }
+    }
+
+    /// Drains the sockets that have data into their rooms; a socket left with data after its
+    /// batch stays marked for the next round.
+    fn receive(&mut self, now: Instant) {
+        for (&id, leg) in &mut self.legs {
+            let [rtp_ready, rtcp_ready] = std::mem::take(&mut leg.ready);
+            if !rtp_ready && !rtcp_ready {
+                continue;
+            }
+            let Some(room) = self.rooms.get_mut(&leg.room) else { continue };
+            #[allow(clippy::disallowed_methods)] // decode time, for the metric
+            let started = Instant::now();
+            if rtp_ready {
+                leg.ready[0] = drain_rtp(now, id, leg, &mut room.room, &mut self.buffer);
+            }
+            if rtcp_ready && leg.rtcp.is_some() {
+                leg.ready[1] = drain_rtcp(now, leg, &mut room.room, &mut self.buffer);
+            }
+            room.decode_time += started.elapsed();
+        }
+    }
+
+    /// Each room that is due: housekeeping, and its picture composed, encoded and sent.
+    #[allow(clippy::disallowed_methods)] // stage times, for the metrics
+    fn run_rooms(&mut self, now: Instant) {
+        let ntp = ntp_now();
+        for room in self.rooms.values_mut() {
+            if room.room.poll_timeout(now) > now {
+                continue;
+            }
+            let (legs, participants) = (&mut self.legs, &room.participants);
+            room.room.tick(now, ntp, |leg, datagram| transmit(legs, participants, leg, datagram));
+            if room.room.frame_due(now) {
+                let started = Instant::now();
+                room.room.compose(now);
+                let composed = Instant::now();
+                let encodes = room.room.stats().encodes;
+                room.room.encode(|leg, datagram| transmit(legs, participants, leg, datagram));
+                room.encode_seconds.observe(composed.elapsed().as_secs_f64());
+                room.compose_seconds.observe((composed - started).as_secs_f64());
+                room.decode_seconds.observe(std::mem::take(&mut room.decode_time).as_secs_f64());
+                room.encodes.inc_by(room.room.stats().encodes - encodes);
+            }
+            while let Some(event) = room.room.poll_event() {
+                match event {
+                    VideoRoomEvent::KeyframeByInfo { leg } => {
+                        if let Some(&id) = room.participants.get(&leg) {
+                            emit(&self.config.events, MediaEvent::VideoKeyframeByInfo { id });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each leg's figures, once a second.
+    fn report(&mut self, now: Instant) {
+        for (&id, leg) in &mut self.legs {
+            if now < leg.next_stats {
+                continue;
+            }
+            leg.next_stats = now + STATS_INTERVAL;
+            let foreign = leg.source.foreign_packets();
+            self.config.foreign_packets.inc_by(foreign - leg.foreign_reported);
+            leg.foreign_reported = foreign;
+            let room = self.rooms.get(&leg.room);
+            if let Some((stats, room)) =
+                room.and_then(|room| Some((room.room.leg_stats(leg.leg)?, room.room.stats())))
+            {
+                tracing::trace!(participant = %id, ?stats, ?room, remote = ?leg.remote, "video leg");
+                emit(&self.config.events, MediaEvent::VideoStats { id, stats });
+            }
+        }
+    }
+}
+
+/// Reads one batch of a leg's RTP socket (with RTCP on it under `rtcp-mux`); true when the
+/// batch ended with data still there.
+fn drain_rtp(
+    now: Instant,
+    id: ParticipantId,
+    leg: &mut Leg,
+    room: &mut VideoRoom,
+    buffer: &mut [u8],
+) -> bool {
+    for _ in 0..DRAIN_BATCH {
+        let (n, src) = match leg.rtp.recv_from(buffer) {
+            Ok(got) => got,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "video RTP receive failed");
+                return false;
+            }
+        };
+        let datagram = &buffer[..n];
+        if is_rtcp(datagram) {
+            if leg.source.check_rtcp(src, leg.sdp_rtcp) {
+                receive_rtcp(now, leg, room, datagram);
+            }
+            continue;
+        }
+        let mut bytes = match &mut leg.srtp {
+            Some(srtp) => match srtp.unprotect_rtp(datagram) {
+                Some(plain) => plain.freeze(),
+                None => continue,
+            },
+            None => bytes::Bytes::copy_from_slice(datagram),
+        };
+        let Ok(packet) = rtp::Packet::unmarshal(&mut bytes) else { continue };
+        if packet.header.version != 2 {
+            continue;
+        }
+        match leg.source.check_rtp(now, src, packet.header.ssrc, packet.header.sequence_number) {
+            Verdict::Accept => {}
+            Verdict::Learned => {
+                tracing::debug!(participant = %id, remote = %src, "video RTP source learned");
+                leg.remote = Some(src);
+                if leg.rtcp.is_none() {
+                    leg.remote_rtcp = Some(src);
+                }
+            }
+            Verdict::Drop => continue,
+        }
+        room.receive_rtp(now, leg.leg, &packet);
+    }
+    true
+}
+
+/// Reads one batch of a leg's own RTCP socket; true when data is left.
+fn drain_rtcp(now: Instant, leg: &mut Leg, room: &mut VideoRoom, buffer: &mut [u8]) -> bool {
+    for _ in 0..DRAIN_BATCH {
+        let Some(socket) = &leg.rtcp else { return false };
+        let (n, src) = match socket.recv_from(buffer) {
+            Ok(got) => got,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+            Err(_) => return false,
+        };
+        if leg.source.check_rtcp(src, leg.sdp_rtcp) && receive_rtcp(now, leg, room, &buffer[..n]) {
+            leg.remote_rtcp = Some(src);
+        }
+    }
+    true
+}
+
+/// One RTCP datagram into the room, unprotected first on an SRTP leg; retransmissions it
+/// asks for go out at once. False when it does not authenticate.
+fn receive_rtcp(now: Instant, leg: &mut Leg, room: &mut VideoRoom, datagram: &[u8]) -> bool {
+    let plain = match &mut leg.srtp {
+        Some(srtp) => match srtp.unprotect_rtcp(datagram) {
+            Some(plain) => plain.freeze(),
+            None => return false,
+        },
+        None => bytes::Bytes::copy_from_slice(datagram),
+    };
+    let Leg { rtp, remote, srtp, leg: id, .. } = leg;
+    room.receive_rtcp(now, *id, &plain, |datagram| {
+        if let (Datagram::Rtp(packet), Some(remote)) = (datagram, *remote) {
+            send(rtp, remote, packet, srtp, Srtp::protect_rtp);
+        }
+    });
+    true
+}
+
+/// A room's datagram to its leg's peer: RTP to where its packets come from, RTCP to its
+/// RTCP address.
+fn transmit(
+    legs: &mut FxHashMap<ParticipantId, Leg>,
+    participants: &FxHashMap<VideoLegId, ParticipantId>,
+    leg: VideoLegId,
+    datagram: Datagram<'_>,
+) {
+    let Some(leg) = participants.get(&leg).and_then(|id| legs.get_mut(id)) else { return };
+    match datagram {
+        Datagram::Rtp(packet) => {
+            if let Some(remote) = leg.remote {
+                send(&leg.rtp, remote, packet, &mut leg.srtp, Srtp::protect_rtp);
+            }
+        }
+        Datagram::Rtcp(packet) => {
+            let target = leg.remote_rtcp.or(leg.remote.and_then(rtcp_beside));
+            if let Some(target) = target {
+                let socket = leg.rtcp.as_ref().unwrap_or(&leg.rtp);
+                send(socket, target, packet, &mut leg.srtp, Srtp::protect_rtcp);
+            }
+        }
+    }
+}
