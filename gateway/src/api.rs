@@ -26,7 +26,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
         .route("/api/v1/rooms/{number}", get(show_room).patch(update_room).delete(delete_room))
         .route("/api/v1/conferences", get(list_conferences))
-        .route("/api/v1/conferences/{room}", get(show_conference))
+        .route("/api/v1/conferences/{room}", get(show_conference).patch(update_conference))
         .route("/api/v1/conferences/{room}/dial", post(dial))
         .route("/api/v1/conferences/{room}/participants/{id}", axum::routing::delete(kick))
         .route("/api/v1/conferences/{room}/participants/{id}/{action}", post(participant_action))
@@ -76,7 +76,8 @@ impl From<StorageError> for ApiError {
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         let status = match e {
-            ControlError::NoSuchParticipant => StatusCode::NOT_FOUND,
+            ControlError::NoSuchParticipant | ControlError::NoSuchConference => StatusCode::NOT_FOUND,
+            ControlError::VideoOff => StatusCode::CONFLICT,
             ControlError::BadTarget(_) => StatusCode::BAD_REQUEST,
             ControlError::NoPorts | ControlError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -287,6 +288,29 @@ async fn show_conference(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no conference in room `{room}`")))
 }
 
+/// What a conference's PATCH may change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConferenceUpdate {
+    layout: crate::config::VideoLayout,
+}
+
+/// Changes a live conference: the layout of its picture (`speaker`, `grid`, `speaker-strip`).
+async fn update_conference(
+    State(shared): State<Arc<Shared>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<ConferenceView>, ApiError> {
+    authorize(&shared, &headers, Access::Admin)?;
+    let update: ConferenceUpdate = body(&bytes)?;
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || ApiError::from(ControlError::Unavailable);
+    let request = Control::Layout { room: room.into(), layout: update.layout, reply };
+    shared.control.send(request).await.map_err(|_| unavailable())?;
+    Ok(Json(answer.await.map_err(|_| unavailable())??))
+}
+
 /// Calls out of a room: the answer is the new participant, `calling`; how the call goes shows
 /// in the conference (`ringing`, then `joined`) and, when it fails, in its call record.
 async fn dial(
@@ -341,11 +365,15 @@ async fn participant_action(
         "unmute" => ParticipantAction::Mute(false),
         "deaf" => ParticipantAction::Deaf(true),
         "undeaf" => ParticipantAction::Deaf(false),
+        "video-mute" => ParticipantAction::VideoMute(true),
+        "video-unmute" => ParticipantAction::VideoMute(false),
         "kick" => ParticipantAction::Kick,
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("unknown action `{other}`: mute, unmute, deaf, undeaf or kick"),
+                format!(
+                    "unknown action `{other}`: mute, unmute, deaf, undeaf, video-mute, video-unmute or kick"
+                ),
             ))
         }
     };

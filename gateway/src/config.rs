@@ -320,6 +320,12 @@ pub struct VideoConfig {
     pub layout: VideoLayout,
     /// How a camera whose shape differs from its tile fills it.
     pub fit: VideoFit,
+    /// Participants without a camera (audio-only phones, browsers) get a tile with their name
+    /// in rooms with video; false shows cameras only.
+    pub name_tiles: bool,
+    /// Names drawn over cameras' tiles too (a camera hidden by video-mute always shows its
+    /// name).
+    pub show_names: bool,
     /// The fewest milliseconds between two keyframes made on viewers' requests.
     pub keyframe_interval_ms: u32,
     /// Video worker threads (apart from the audio ones); 0: one per available core.
@@ -337,6 +343,8 @@ impl Default for VideoConfig {
             max_receive_kbps: 2500,
             layout: VideoLayout::Grid,
             fit: VideoFit::Crop,
+            name_tiles: true,
+            show_names: true,
             keyframe_interval_ms: 500,
             workers: 0,
         }

@@ -79,6 +79,8 @@ pub struct ParticipantFlags {
     pub muted: bool,
     pub deaf: bool,
     pub on_hold: bool,
+    /// Its camera hidden from the room's picture (its tile is empty).
+    pub video_muted: bool,
 }
 
 /// A participant's media: codec, encryption and what its packets went through.
@@ -95,6 +97,33 @@ pub struct MediaView {
     /// Frames not decoded because the sender marked them as silence (RFC 6464 audio level):
     /// 20 ms each for Opus, 10 ms for G.711 and G.722.
     pub quiet_frames: u64,
+    /// The participant's video, when it has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<Box<VideoView>>,
+}
+
+/// A participant's video as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VideoView {
+    pub codec: &'static str,
+    pub packetization_mode: u8,
+    /// What we send it and it sends us: `sendrecv`, `sendonly`, `recvonly`, `inactive`.
+    pub direction: &'static str,
+    /// Of its camera, as last decoded.
+    pub width: usize,
+    pub height: usize,
+    /// Pictures of its camera decoded a second, over the last second.
+    pub fps: f64,
+    pub frames_decoded: u64,
+    /// Share of its video packets lost on the way in (0-1).
+    pub packet_loss: f64,
+    /// Keyframes we asked of its camera, and it asked of the room's picture.
+    pub keyframes_asked: u64,
+    pub keyframe_requests: u64,
+    pub packets_sent: u64,
+    pub retransmitted: u64,
+    /// The most it said it takes (REMB or TMMBR), bit/s.
+    pub max_bitrate_bps: Option<u64>,
 }
 
 impl MediaView {
@@ -113,6 +142,7 @@ impl MediaView {
             jitter_ms: stats.map_or(0.0, |s| s.jitter_ms),
             foreign_packets,
             quiet_frames: stats.map_or(0, |s| s.quiet_frames),
+            video: None,
         }
     }
 }
@@ -156,6 +186,9 @@ impl TrunkView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConferenceView {
     pub room: RoomNumber,
+    /// The layout of the room's picture, when video is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<crate::config::VideoLayout>,
     pub participants: Vec<ParticipantView>,
 }
 
@@ -163,6 +196,8 @@ pub struct ConferenceView {
 pub enum ParticipantAction {
     Mute(bool),
     Deaf(bool),
+    /// Its camera hidden from (or shown again in) the room's picture.
+    VideoMute(bool),
     Kick,
 }
 
@@ -188,6 +223,10 @@ pub enum ControlError {
     NoPorts,
     #[error("the gateway is shutting down")]
     Unavailable,
+    #[error("no conference in this room")]
+    NoSuchConference,
+    #[error("video is off in this gateway's config")]
+    VideoOff,
 }
 
 /// What the API asks of call control.
@@ -208,6 +247,12 @@ pub enum Control {
         action: ParticipantAction,
         /// The participant after the action; `None` once kicked.
         reply: oneshot::Sender<Result<Option<ParticipantView>, ControlError>>,
+    },
+    /// The layout of a live conference's picture.
+    Layout {
+        room: RoomNumber,
+        layout: crate::config::VideoLayout,
+        reply: oneshot::Sender<Result<ConferenceView, ControlError>>,
     },
     /// A browser asks to join (before its peer connection exists).
     BrowserJoin {

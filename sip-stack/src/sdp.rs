@@ -71,7 +71,8 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn token(self) -> &'static str {
+    /// As SDP writes it (`a=sendrecv`).
+    pub fn token(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
             Direction::SendOnly => "sendonly",

@@ -6,8 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::baresip::Baresip;
-use e2e::room::{dial, gateway, phone_playing};
-use e2e::{require_program, wait_until, write_tone_wav, Gateway};
+use e2e::room::{dial, gateway, participant, phone_playing};
+use e2e::{http_request, metric, require_program, wait_until, write_tone_wav, Gateway, API_TOKEN};
+use serde_json::Value;
 
 /// A few seconds of one colour as H.264 in MP4, for a phone's camera (`avformat` loops it).
 fn colour_video(dir: &Path, colour: &str) -> PathBuf {
@@ -45,40 +46,52 @@ fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64) -> Baresi
     phone_playing(gw, user, &wav, "PCMU;video_codecs=H264", &extra)
 }
 
-/// What `phone` shows now: its last decoded picture (the `snapshot` module's PNG), scaled by
-/// ffmpeg to 64×36 RGB pixels.
+/// The room's canvas in these tests.
+const W: usize = 640;
+const H: usize = 360;
+
+/// What `phone` shows now: its last decoded picture (the `snapshot` module's PNG), as RGB
+/// pixels through ffmpeg.
 fn picture(phone: &mut Baresip, name: &str) -> Vec<[u8; 3]> {
     let png = phone.dir().join(format!("{name}.png"));
     phone.command("snapshot_recv", &png.display().to_string()).unwrap();
     assert!(wait_until(Duration::from_secs(5), || png.exists()), "no snapshot\n{}", phone.log());
-    // Written once complete, but give a writer that is still flushing its last bytes a moment.
+    // The file appears before its last bytes may be written: read until it decodes whole.
     let mut raw = Vec::new();
     let ok = wait_until(Duration::from_secs(5), || {
         let out = Command::new("ffmpeg")
             .args(["-loglevel", "error", "-i"])
             .arg(&png)
-            .args(["-vf", "scale=64:36", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .args(["-vf", &format!("scale={W}:{H}"), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .output()
             .unwrap();
         raw = out.stdout;
-        raw.len() == 64 * 36 * 3
+        raw.len() == W * H * 3
     });
     assert!(ok, "snapshot does not decode");
     raw.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect()
 }
 
-/// The mean colour of a rectangle of a 64×36 picture, in its middle half.
+/// The mean colour of the middle half of a rectangle.
 fn mean(picture: &[[u8; 3]], x: usize, y: usize, w: usize, h: usize) -> [u8; 3] {
-    let (mut sum, mut n) = ([0u32; 3], 0);
+    let (mut sum, mut n) = ([0u64; 3], 0);
     for row in y + h / 4..y + h * 3 / 4 {
         for col in x + w / 4..x + w * 3 / 4 {
             for c in 0..3 {
-                sum[c] += u32::from(picture[row * 64 + col][c]);
+                sum[c] += u64::from(picture[row * W + col][c]);
             }
             n += 1;
         }
     }
     sum.map(|s| (s / n) as u8)
+}
+
+/// Pixels of a rectangle bright enough to be letters of a name.
+fn letters(picture: &[[u8; 3]], x: usize, y: usize, w: usize, h: usize) -> usize {
+    (y..y + h)
+        .flat_map(|row| (x..x + w).map(move |col| picture[row * W + col]))
+        .filter(|p| p.iter().all(|&c| c > 180))
+        .count()
 }
 
 /// Whether `rgb` is near `expected`, channel by channel.
@@ -91,24 +104,109 @@ const BLUE: [u8; 3] = [0, 0, 255];
 /// The canvas's background.
 const BACKGROUND: [u8; 3] = [16, 16, 16];
 
+/// What a check sees of a picture: the mean colour of each quarter (top left, top right,
+/// bottom left, bottom right, in their middle halves) and the letters in each.
+#[derive(Debug, Clone, Copy)]
+struct Quarters {
+    colour: [[u8; 3]; 4],
+    letters: [usize; 4],
+}
+
+impl Quarters {
+    fn of(picture: &[[u8; 3]]) -> Quarters {
+        let corner = |i: usize| ((i % 2) * W / 2, (i / 2) * H / 2);
+        Quarters {
+            colour: [0, 1, 2, 3].map(|i| mean(picture, corner(i).0, corner(i).1, W / 2, H / 2)),
+            letters: [0, 1, 2, 3].map(|i| letters(picture, corner(i).0, corner(i).1, W / 2, H / 2)),
+        }
+    }
+}
+
+/// Waits until `phone`'s picture passes `check`.
+fn wait_for_picture(
+    gw: &Gateway,
+    phone: &mut Baresip,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Quarters) -> bool,
+) {
+    let mut seen = Vec::new();
+    let ok = wait_until(Duration::from_secs(15), || {
+        let p = picture(phone, &format!("{name}-{}", seen.len()));
+        seen.push(Quarters::of(&p));
+        check(&seen[seen.len() - 1])
+    });
+    assert!(ok, "{name} never saw {what}: {seen:?}\n{}", gw.log());
+}
+
+fn patch_layout(gw: &Gateway, layout: &str) -> Value {
+    let body = format!(r#"{{"layout":"{layout}"}}"#);
+    let (status, text) =
+        http_request(gw.http, "PATCH", "/api/v1/conferences/1000", Some(API_TOKEN), Some(&body)).unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A name drawn large in an empty tile: some letters, the rest the background.
+const NAME_LETTERS: usize = 300;
+
 #[test]
-fn two_video_phones_see_each_other_in_the_grid() {
-    let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\n");
+fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_changes_the_picture() {
+    let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\nshow_names = false\n");
     gw.admin(&["room", "add", "--number", "1000"]);
     let mut red = video_phone(&gw, "red", "red", 440.0);
     let mut blue = video_phone(&gw, "blue", "blue", 660.0);
+    let mut carol = e2e::room::phone(&gw, "carol", 880.0, "PCMU", &[]);
     dial(&mut red, &gw, "1000");
     dial(&mut blue, &gw, "1000");
-    // Both phones see both cameras, in join order: red top left, blue top right, the
-    // bottom row empty.
-    for (phone, name) in [(&mut red, "red"), (&mut blue, "blue")] {
-        let mut seen = Vec::new();
-        let ok = wait_until(Duration::from_secs(15), || {
-            let p = picture(phone, &format!("{name}-{}", seen.len()));
-            seen.push([mean(&p, 0, 0, 32, 18), mean(&p, 32, 0, 32, 18), mean(&p, 0, 18, 64, 18)]);
-            let [left, right, bottom] = seen[seen.len() - 1];
-            near(left, RED) && near(right, BLUE) && near(bottom, BACKGROUND)
-        });
-        assert!(ok, "{name} saw {seen:?}\n{}", gw.log());
-    }
+    dial(&mut carol, &gw, "1000");
+    // Both video phones see the room in join order: red top left, blue top right, the audio
+    // phone's name bottom left, and the last quarter empty.
+    let grid = |q: &Quarters| {
+        near(q.colour[0], RED)
+            && near(q.colour[1], BLUE)
+            && q.letters[2] > NAME_LETTERS
+            && near(q.colour[3], BACKGROUND)
+            && q.letters[0] + q.letters[1] + q.letters[3] == 0
+    };
+    wait_for_picture(&gw, &mut red, "red", "the grid", grid);
+    wait_for_picture(&gw, &mut blue, "blue", "the grid", grid);
+
+    // The API shows each camera as decoded; the room encodes once per picture for both.
+    let ok = wait_until(Duration::from_secs(5), || {
+        let video = &participant(&gw, "1000", "red")["video"];
+        video["codec"] == "H264"
+            && video["width"] == 320
+            && video["height"] == 240
+            && video["fps"].as_f64() > Some(0.0)
+    });
+    assert!(ok, "{}", participant(&gw, "1000", "red"));
+    assert!(participant(&gw, "1000", "carol").get("video").is_none());
+    let encodes = metric(&gw, r#"gateway_video_encodes_total{room="1000"}"#);
+    let sent: u64 = ["red", "blue"]
+        .iter()
+        .map(|u| participant(&gw, "1000", u)["video"]["packets_sent"].as_u64().unwrap())
+        .sum();
+    assert!(encodes > 0.0 && sent as f64 >= encodes, "{encodes} encodes, {sent} packets");
+
+    // Everyone talks (each sends a tone): the speaker layout shows the first to have taken
+    // the floor, red, on the whole canvas.
+    let conference = patch_layout(&gw, "speaker");
+    assert_eq!(conference["layout"], "speaker");
+    wait_for_picture(&gw, &mut blue, "blue-speaker", "red alone", |q| q.colour.iter().all(|&c| near(c, RED)));
+    // Red's camera hidden: red, still the speaker, is shown by its name.
+    let path =
+        format!("/api/v1/conferences/1000/participants/{}/video-mute", participant(&gw, "1000", "red")["id"]);
+    let (status, text) = http_request(gw.http, "POST", &path, Some(API_TOKEN), None).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["video_muted"], true);
+    wait_for_picture(&gw, &mut blue, "blue-named", "red's name alone", |q| {
+        q.letters.iter().sum::<usize>() > NAME_LETTERS
+            && q.colour.iter().all(|&c| !near(c, RED) && !near(c, BLUE))
+    });
+    // Back to the grid: red's tile has its name in place of its camera.
+    patch_layout(&gw, "grid");
+    wait_for_picture(&gw, &mut blue, "blue-grid", "red's name in its tile", |q| {
+        q.letters[0] > NAME_LETTERS && near(q.colour[1], BLUE)
+    });
 }

@@ -53,6 +53,10 @@ enum Stage {
 
 impl Browser {
     /// In the room's mix (hearing and heard), not still connecting.
+    pub(super) fn name(&self) -> &str {
+        &self.display_name
+    }
+
     pub(super) fn in_mix(&self) -> bool {
         matches!(self.stage, Stage::InMix { .. })
     }
@@ -93,6 +97,7 @@ impl Browser {
                 muted: self.muted,
                 deaf: self.deaf,
                 on_hold: false,
+                video_muted: false,
             },
             media: MediaView::new(BROWSER_CODEC, true, self.stats.as_ref(), 0),
         }
@@ -207,6 +212,7 @@ impl Core {
         self.shared.metrics.media.active_legs.get_or_create(&browser.labels()).inc();
         self.write_record(record);
         self.announce_join(id, &room);
+        self.show_without_video(id);
         self.publish(id);
     }
 

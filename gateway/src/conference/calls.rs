@@ -38,7 +38,7 @@ use super::dialout::Dialing;
 use super::invite::{Admission, Caller};
 use super::schedule::Schedule;
 use crate::conference::ivr::{PinBlock, PinEntry, PinGuard, PinSource, PinStep};
-use crate::config::SrtpMode;
+use crate::config::{SrtpMode, VideoLayout};
 use crate::control::{
     Cause, ConferenceView, ControlError, MediaView, ParticipantAction, ParticipantFlags, ParticipantView,
     RoomEvent,
@@ -153,6 +153,7 @@ struct LegState {
     muted: bool,
     deaf: bool,
     on_hold: bool,
+    video_muted: bool,
     stats: Option<LegStats>,
     /// Lost packets already counted in the metrics.
     lost_reported: u64,
@@ -196,6 +197,13 @@ impl Call {
         matches!(self.stage, Stage::Joined { .. })
     }
 
+    /// What the room's picture calls it: its display name, else its user.
+    fn name(&self) -> String {
+        let name =
+            if self.party.display_name.is_empty() { &self.party.user } else { &self.party.display_name };
+        name.clone()
+    }
+
     /// The call's record: open (`end` None) or ended at `end`'s time for its cause.
     pub(super) fn record(&self, end: Option<(i64, &str)>) -> CallRecord {
         CallRecord {
@@ -228,13 +236,17 @@ impl Call {
                 muted: self.leg.muted,
                 deaf: self.leg.deaf,
                 on_hold: self.leg.on_hold,
+                video_muted: self.leg.video_muted,
             },
-            media: MediaView::new(
-                self.sdp.codec.name(),
-                self.sdp.stream.srtp.is_some(),
-                self.leg.stats.as_ref(),
-                self.leg.foreign_packets,
-            ),
+            media: MediaView {
+                video: self.video.as_ref().map(|v| Box::new(v.view())),
+                ..MediaView::new(
+                    self.sdp.codec.name(),
+                    self.sdp.stream.srtp.is_some(),
+                    self.leg.stats.as_ref(),
+                    self.leg.foreign_packets,
+                )
+            },
         }
     }
 }
@@ -262,6 +274,9 @@ pub struct Calls {
     pub(super) browsers: HashMap<ParticipantId, Browser>,
     /// Participants who pressed `*`: the next digit is a command.
     star: HashSet<ParticipantId>,
+    /// Layouts the API set for live conferences (one entry per room at most, gone with the
+    /// room's last call).
+    layouts: HashMap<RoomNumber, VideoLayout>,
     /// Each call's next deadline.
     schedule: Schedule<ParticipantId>,
     /// The ring deadline of each call out still ringing.
@@ -294,6 +309,7 @@ impl Calls {
             answered: HashMap::new(),
             browsers: HashMap::new(),
             star: HashSet::new(),
+            layouts: HashMap::new(),
             schedule: Schedule::default(),
             ringing: Schedule::default(),
             touched: HashSet::new(),
@@ -312,6 +328,7 @@ impl Calls {
         shrink_sparse(&mut self.answered);
         shrink_sparse(&mut self.browsers);
         shrink_sparse_set(&mut self.star);
+        shrink_sparse(&mut self.layouts);
         self.schedule.compact();
         self.ringing.compact();
     }
@@ -402,7 +419,9 @@ impl Calls {
         }
     }
 
-    pub fn conferences(&self) -> Vec<ConferenceView> {
+    /// Every live conference; `default_layout` is the layout of rooms the API set none for
+    /// (`None` with video off).
+    pub fn conferences(&self, default_layout: Option<VideoLayout>) -> Vec<ConferenceView> {
         let mut rooms: HashMap<&RoomNumber, Vec<ParticipantView>> = HashMap::new();
         for call in self.calls.values() {
             rooms.entry(&call.room.number).or_default().push(call.view());
@@ -429,7 +448,8 @@ impl Calls {
             .into_iter()
             .map(|(room, mut participants)| {
                 participants.sort_by_key(|p| p.id);
-                ConferenceView { room: room.clone(), participants }
+                let layout = default_layout.map(|d| self.layouts.get(room).copied().unwrap_or(d));
+                ConferenceView { room: room.clone(), layout, participants }
             })
             .collect();
         views.sort_by(|a, b| a.room.cmp(&b.room));
@@ -530,6 +550,10 @@ impl Core {
                 call.leg.deaf = deaf;
                 self.out.media(MediaCommand::SetDeaf(id, deaf || !call.joined()));
             }
+            ParticipantAction::VideoMute(muted) => {
+                call.leg.video_muted = muted;
+                self.out.media(MediaCommand::Video(VideoCommand::VideoMuted(id, muted)));
+            }
             ParticipantAction::Kick => {
                 self.end_call(id, Cause::Kicked, true);
                 return Ok(None);
@@ -550,6 +574,8 @@ impl Core {
                 browser.deaf = deaf;
                 self.out.media(MediaCommand::SetDeaf(id, deaf));
             }
+            // Browsers send no video yet.
+            ParticipantAction::VideoMute(_) => {}
             ParticipantAction::Kick => {
                 self.end_browser(id, Cause::Kicked, true);
                 return None;

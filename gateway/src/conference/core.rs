@@ -318,7 +318,10 @@ impl Core {
     fn on_control(&mut self, request: Control) {
         match request {
             Control::Conferences(reply) => {
-                let _ = reply.send(self.calls.conferences());
+                let _ = reply.send(self.calls.conferences(self.default_layout()));
+            }
+            Control::Layout { room, layout, reply } => {
+                let _ = reply.send(self.set_layout(room, layout));
             }
             Control::Dial { room, request, next_hop, reply } => {
                 let result = if self.draining {

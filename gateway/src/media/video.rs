@@ -66,6 +66,8 @@ pub fn room_config(config: &VideoConfig) -> VideoRoomConfig {
         keyframe_interval: Duration::from_millis(u64::from(config.keyframe_interval_ms)),
         ask_interval: KEYFRAME_ASK_INTERVAL,
         mtu: MTU,
+        name_tiles: config.name_tiles,
+        show_names: config.show_names,
     }
 }
 
@@ -95,6 +97,12 @@ pub struct VideoSetup {
 #[derive(Debug)]
 pub enum VideoCommand {
     Add(Box<VideoSetup>),
+    /// A participant without video, in a room with some: shown by its name.
+    AddWithoutVideo {
+        id: ParticipantId,
+        room: RoomNumber,
+        name: String,
+    },
     Remove(ParticipantId),
     /// After a re-INVITE: direction, packetization, the peer's address, the keys.
     Update {
@@ -116,7 +124,8 @@ impl VideoCommand {
     pub(super) fn participant(&self) -> Option<ParticipantId> {
         match self {
             VideoCommand::Add(setup) => Some(setup.id),
-            VideoCommand::Remove(id)
+            VideoCommand::AddWithoutVideo { id, .. }
+            | VideoCommand::Remove(id)
             | VideoCommand::Update { id, .. }
             | VideoCommand::Talking(id, _)
             | VideoCommand::VideoMuted(id, _)
@@ -169,6 +178,8 @@ pub(super) struct VideoWorker {
     commands: std_mpsc::Receiver<VideoCommand>,
     rooms: FxHashMap<RoomNumber, Room>,
     legs: FxHashMap<ParticipantId, Leg>,
+    /// Participants without video, by their room's leg.
+    without_video: FxHashMap<ParticipantId, (RoomNumber, VideoLegId)>,
     poll: Poll,
     events: Events,
     buffer: Vec<u8>,
@@ -184,6 +195,7 @@ impl VideoWorker {
             commands,
             rooms: FxHashMap::default(),
             legs: FxHashMap::default(),
+            without_video: FxHashMap::default(),
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS),
             buffer: vec![0; 2048],
@@ -222,6 +234,7 @@ impl VideoWorker {
     fn apply(&mut self, now: Instant, command: VideoCommand) {
         match command {
             VideoCommand::Add(setup) => self.add(now, *setup),
+            VideoCommand::AddWithoutVideo { id, room, name } => self.add_without_video(id, room, &name),
             VideoCommand::Remove(id) => self.remove(id),
             VideoCommand::Update { id, config, remote, srtp } => {
                 let Some(leg) = self.legs.get_mut(&id) else { return };
@@ -258,11 +271,64 @@ impl VideoWorker {
     }
 
     fn with_leg(&mut self, id: ParticipantId, f: impl FnOnce(&mut VideoRoom, VideoLegId)) {
-        if let Some(leg) = self.legs.get(&id) {
-            if let Some(room) = self.rooms.get_mut(&leg.room) {
-                f(&mut room.room, leg.leg);
+        let found = match (self.legs.get(&id), self.without_video.get(&id)) {
+            (Some(leg), _) => Some((&leg.room, leg.leg)),
+            (_, Some((room, leg))) => Some((room, *leg)),
+            _ => None,
+        };
+        if let Some((room, leg)) = found {
+            if let Some(room) = self.rooms.get_mut(room) {
+                f(&mut room.room, leg);
             }
         }
+    }
+
+    /// The room's video on this worker, started with its first leg.
+    fn room(&mut self, number: &RoomNumber) -> Option<&mut Room> {
+        if !self.rooms.contains_key(number) {
+            let room = match VideoRoom::new(self.config.room) {
+                Ok(room) => room,
+                Err(e) => {
+                    tracing::error!(room = %number, error = %e, "room's video cannot start");
+                    return None;
+                }
+            };
+            let stage = |stage: &'static str| {
+                let labels = VideoStageLabels { room: number.to_string(), stage };
+                self.config.stage_seconds.get_or_create(&labels).clone()
+            };
+            let room = Room {
+                room,
+                participants: FxHashMap::default(),
+                decode_time: Duration::ZERO,
+                decode_seconds: stage("decode"),
+                compose_seconds: stage("compose"),
+                encode_seconds: stage("encode"),
+                encodes: self.config.encodes.get_or_create(&RoomLabels { room: number.to_string() }).clone(),
+            };
+            self.rooms.insert(number.clone(), room);
+        }
+        self.rooms.get_mut(number)
+    }
+
+    fn add_without_video(&mut self, id: ParticipantId, number: RoomNumber, name: &str) {
+        if self.legs.contains_key(&id) || self.without_video.contains_key(&id) {
+            return;
+        }
+        let Some(room) = self.room(&number) else { return };
+        let none = VideoLegConfig {
+            payload_type: 0,
+            mode: mixer::video::h264_rtp::PacketizationMode::SingleNal,
+            feedback: Default::default(),
+            send: false,
+            receive: false,
+            ssrc: 0,
+            first_seq: 0,
+            first_timestamp: 0,
+        };
+        let leg = room.room.add_leg(none, name);
+        room.participants.insert(leg, id);
+        self.without_video.insert(id, (number, leg));
     }
 
     fn add(&mut self, now: Instant, setup: VideoSetup) {
@@ -289,39 +355,14 @@ impl VideoWorker {
                 return;
             }
         }
-        if !self.rooms.contains_key(&setup.room) {
-            match VideoRoom::new(self.config.room) {
-                Ok(room) => {
-                    let stage = |stage: &'static str| {
-                        let labels = VideoStageLabels { room: setup.room.to_string(), stage };
-                        self.config.stage_seconds.get_or_create(&labels).clone()
-                    };
-                    let room = Room {
-                        room,
-                        participants: FxHashMap::default(),
-                        decode_time: Duration::ZERO,
-                        decode_seconds: stage("decode"),
-                        compose_seconds: stage("compose"),
-                        encode_seconds: stage("encode"),
-                        encodes: self
-                            .config
-                            .encodes
-                            .get_or_create(&RoomLabels { room: setup.room.to_string() })
-                            .clone(),
-                    };
-                    self.rooms.insert(setup.room.clone(), room);
-                }
-                Err(e) => {
-                    tracing::error!(room = %setup.room, error = %e, "room's video cannot start");
-                    for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
-                    }
-                    return;
-                }
+        if self.room(&setup.room).is_none() {
+            for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
             }
+            return;
         }
         let Some(room) = self.rooms.get_mut(&setup.room) else { return };
-        let leg = room.room.add_leg(setup.config);
+        let leg = room.room.add_leg(setup.config, &setup.name);
         room.participants.insert(leg, setup.id);
         tracing::debug!(participant = %setup.id, room = %setup.room, name = setup.name, "video leg added");
         let remote_rtcp = match (&setup.rtcp, setup.remote) {
@@ -349,16 +390,23 @@ impl VideoWorker {
     }
 
     fn remove(&mut self, id: ParticipantId) {
-        let Some(leg) = self.legs.remove(&id) else { return };
-        for socket in std::iter::once(&leg.rtp).chain(leg.rtcp.as_ref()) {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
-        }
-        shrink_sparse(&mut self.legs);
-        if let Some(room) = self.rooms.get_mut(&leg.room) {
-            room.room.remove_leg(leg.leg);
-            room.participants.remove(&leg.leg);
+        let (number, leg) = if let Some(leg) = self.legs.remove(&id) {
+            for socket in std::iter::once(&leg.rtp).chain(leg.rtcp.as_ref()) {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+            }
+            shrink_sparse(&mut self.legs);
+            (leg.room, leg.leg)
+        } else if let Some(found) = self.without_video.remove(&id) {
+            shrink_sparse(&mut self.without_video);
+            found
+        } else {
+            return;
+        };
+        if let Some(room) = self.rooms.get_mut(&number) {
+            room.room.remove_leg(leg);
+            room.participants.remove(&leg);
             if room.room.is_empty() {
-                self.rooms.remove(&leg.room);
+                self.rooms.remove(&number);
                 shrink_sparse(&mut self.rooms);
             }
         }

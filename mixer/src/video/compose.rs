@@ -10,6 +10,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::frame::{Frame, Yuv};
+use super::text;
 
 /// How the canvas is divided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,13 @@ pub struct Rect {
     pub y: usize,
     pub w: usize,
     pub h: usize,
+}
+
+/// One tile's content: a picture, and a name (empty for none).
+#[derive(Debug, Clone, Copy)]
+pub struct Tile<'a> {
+    pub picture: Option<&'a Frame>,
+    pub name: &'a str,
 }
 
 /// The most sources a grid shows.
@@ -122,14 +130,45 @@ impl Compositor {
     /// The canvas with `sources` laid out by `layout`; a source of `None` (no picture yet, or
     /// its camera off) leaves its tile to the background.
     pub fn compose(&mut self, layout: Layout, sources: &[Option<&Frame>]) -> Result<&Frame, ComposeError> {
+        let tiles: Vec<Tile<'_>> = sources.iter().map(|&picture| Tile { picture, name: "" }).collect();
+        self.compose_named(layout, &tiles)
+    }
+
+    /// [`Compositor::compose`] with names: each tile's name goes in its bottom left corner
+    /// over its picture, or large in its middle when it has none.
+    pub fn compose_named(&mut self, layout: Layout, sources: &[Tile<'_>]) -> Result<&Frame, ComposeError> {
         let (width, height) = (self.canvas.width, self.canvas.height);
         self.canvas.fill_rect(0, 0, width, height, self.background);
         for (tile, source) in tiles(layout, sources.len(), width, height).into_iter().zip(sources) {
-            if let Some(frame) = source.filter(|f| f.width >= 2 && f.height >= 2) {
+            let picture = source.picture.filter(|f| f.width >= 2 && f.height >= 2);
+            if let Some(frame) = picture {
                 self.place(frame, tile)?;
+            }
+            if !source.name.is_empty() {
+                self.label(tile, source.name, picture.is_some());
             }
         }
         Ok(&self.canvas)
+    }
+
+    /// A tile's name: small in its corner over a picture, large in its middle without one.
+    fn label(&mut self, tile: Rect, name: &str, over_picture: bool) {
+        let (white, shade) = (Yuv::from_rgb(240, 240, 240), Yuv::from_rgb(24, 24, 24));
+        let margin = (tile.h / 40).max(2);
+        let max_w = tile.w.saturating_sub(2 * margin);
+        if over_picture {
+            let scale = (tile.h / 120).max(1);
+            let (_, h) = text::measure(name, scale, max_w);
+            let y = (tile.y + tile.h).saturating_sub(h + margin);
+            let style = text::Style { scale, colour: white, shade };
+            text::draw(&mut self.canvas, (tile.x + margin, y), max_w, name, style);
+        } else {
+            let scale = (tile.h / 60).max(1);
+            let (w, h) = text::measure(name, scale, max_w);
+            let (x, y) = (tile.x + tile.w.saturating_sub(w) / 2, tile.y + tile.h.saturating_sub(h) / 2);
+            let style = text::Style { scale, colour: white, shade: self.background };
+            text::draw(&mut self.canvas, (x, y), max_w, name, style);
+        }
     }
 
     /// The last picture composed.

@@ -98,8 +98,8 @@ impl Frame {
 
     /// Paints a rectangle (clipped to the picture; corners rounded to even).
     pub fn fill_rect(&mut self, x: usize, y: usize, w: usize, h: usize, colour: Yuv) {
-        let (x0, y0) = (x & !1, y & !1);
         let (x1, y1) = ((x + w).min(self.width) & !1, (y + h).min(self.height) & !1);
+        let (x0, y0) = ((x & !1).min(x1), (y & !1).min(y1));
         for row in y0..y1 {
             self.y[row * self.width + x0..row * self.width + x1].fill(colour.y);
         }

@@ -13,6 +13,7 @@
 //! - [`reorder`]: a source's packets put back in order, a gap waited for briefly.
 //! - [`room`]: one room's video: legs in, one picture composed and encoded, viewers out.
 //! - [`speaker`]: the active speaker from voice activity, with hold times.
+//! - [`text`]: names drawn on tiles from bitmap glyphs.
 //! - [`vp8_rtp`]: VP8 frames to RTP payloads and back (RFC 7741).
 
 pub mod compose;
@@ -25,4 +26,5 @@ pub mod keyframes;
 pub mod reorder;
 pub mod room;
 pub mod speaker;
+pub mod text;
 pub mod vp8_rtp;

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use rtc_shared::marshal::{Marshal, MarshalSize};
 use rtcp::receiver_report::ReceiverReport;
 
-use super::compose::{Compositor, Fit, Layout};
+use super::compose::{Compositor, Fit, Layout, Tile};
 use super::feedback::{fir, pli, FeedbackReader, VideoFeedback};
 use super::frame::{Frame, Yuv};
 use super::h264::{EncoderSettings, H264Decoder, H264Encoder, VideoCodecError};
@@ -93,6 +93,11 @@ pub struct VideoRoomConfig {
     pub ask_interval: Duration,
     /// The largest RTP payload.
     pub mtu: usize,
+    /// Participants without a camera (phones, browsers without video, a camera stopped by
+    /// re-INVITE) get a tile with their name; else only cameras get tiles.
+    pub name_tiles: bool,
+    /// Names drawn on the tiles of cameras too.
+    pub show_names: bool,
 }
 
 /// What goes to a leg's peer.
@@ -168,6 +173,7 @@ struct Arrived {
 
 struct VideoLeg {
     config: VideoLegConfig,
+    name: String,
     // Receiving.
     receiver: RtpReceiver,
     reorder: Reorder<Arrived>,
@@ -264,7 +270,14 @@ impl VideoRoom {
         self.legs.is_empty()
     }
 
-    pub fn add_leg(&mut self, config: VideoLegConfig) -> VideoLegId {
+    /// Whether anyone is sent the room's picture: without viewers nothing is composed.
+    fn has_viewers(&self) -> bool {
+        self.legs.iter().any(|(_, l)| l.config.send)
+    }
+
+    /// A participant: a video leg, or with neither `send` nor `receive` one without video,
+    /// shown by its name. `name` is what its tile says.
+    pub fn add_leg(&mut self, config: VideoLegConfig, name: &str) -> VideoLegId {
         let id = VideoLegId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
         if config.send {
@@ -275,6 +288,7 @@ impl VideoRoom {
         asker.set_needed(config.receive);
         let leg = VideoLeg {
             config,
+            name: name.chars().filter(|c| !c.is_control()).take(super::text::MAX_CHARS + 1).collect(),
             receiver: RtpReceiver::new(CLOCK as u32),
             reorder: Reorder::new(REORDER_WAIT, REORDER_CAPACITY),
             depacketizer: Depacketizer::new(),
@@ -436,7 +450,8 @@ impl VideoRoom {
             if leg.asker.ask_now(now) {
                 ask_keyframe(*id, leg, &mut self.events, &mut out);
             }
-            if leg.next_rtcp.is_none_or(|at| now >= at) {
+            let has_video = leg.config.send || leg.config.receive;
+            if has_video && leg.next_rtcp.is_none_or(|at| now >= at) {
                 leg.next_rtcp = Some(now + RTCP_INTERVAL);
                 let elapsed = now.saturating_duration_since(origin);
                 let rtp_time = leg.config.first_timestamp.wrapping_add(ticks_90k(elapsed));
@@ -468,20 +483,34 @@ impl VideoRoom {
         let next = self.next_frame.map_or(now, |at| at + self.frame_interval);
         // Behind by more than a frame: the next one is a whole interval away, not a burst.
         self.next_frame = Some(if next <= now { now + self.frame_interval } else { next });
-        let talking = self.legs.iter().find(|(_, l)| l.talking && shows(l)).map(|(id, _)| *id);
+        if !self.has_viewers() {
+            return;
+        }
+        let name_tiles = self.config.name_tiles;
+        let tiled = |l: &VideoLeg| l.config.receive || name_tiles;
+        let talking = self.legs.iter().find(|(_, l)| l.talking && tiled(l)).map(|(id, _)| *id);
         let speaker = self.speaker.update(now, talking).copied();
+        let speaker_first = matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip);
         let mut order: Vec<&VideoLeg> = Vec::with_capacity(self.legs.len());
-        if matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip) {
-            order.extend(self.legs.iter().filter(|(id, l)| Some(*id) == speaker && shows(l)).map(|(_, l)| l));
+        if speaker_first {
+            order.extend(self.legs.iter().filter(|(id, l)| Some(*id) == speaker && tiled(l)).map(|(_, l)| l));
         }
         for (id, leg) in &self.legs {
-            let first = matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip) && Some(*id) == speaker;
-            if leg.config.receive && !first {
+            if tiled(leg) && !(speaker_first && Some(*id) == speaker) {
                 order.push(leg);
             }
         }
-        let sources: Vec<Option<&Frame>> = order.iter().map(|l| shows(l).then_some(&l.picture)).collect();
-        if let Err(e) = self.compositor.compose(self.layout, &sources) {
+        let show_names = self.config.show_names;
+        let tiles: Vec<Tile<'_>> = order
+            .iter()
+            .map(|l| {
+                let picture = shows(l).then_some(&l.picture);
+                // A tile without a picture always says whose it is.
+                let name = if show_names || picture.is_none() { l.name.as_str() } else { "" };
+                Tile { picture, name }
+            })
+            .collect();
+        if let Err(e) = self.compositor.compose_named(self.layout, &tiles) {
             // Sources are our own decodes, cut to even sizes: a failure is a bug, not input.
             debug_assert!(false, "{e}");
         }

@@ -335,6 +335,7 @@ impl Core {
         if call.joined() {
             self.announce_join(id, &room);
             self.start_video(id);
+            self.show_without_video(id);
             self.publish(id);
         } else {
             self.out.media(MediaCommand::Play(Audience::Leg(id), self.prompts.enter_pin.clone()));

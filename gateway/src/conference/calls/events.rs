@@ -65,6 +65,7 @@ impl Core {
                 }
                 self.announce_join(id, &room);
                 self.start_video(id);
+                self.show_without_video(id);
                 self.publish(id);
             }
         }
@@ -88,7 +89,7 @@ impl Core {
             MediaEvent::VideoKeyframeByInfo { id } => self.ask_keyframe_by_info(id),
             MediaEvent::VideoStats { id, stats } => {
                 if let Some(video) = self.calls.calls.get_mut(&id).and_then(|c| c.video.as_mut()) {
-                    video.stats = Some(stats);
+                    video.report(now, stats);
                 }
             }
             MediaEvent::PromptFinished { id } => {

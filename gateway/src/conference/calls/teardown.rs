@@ -36,6 +36,9 @@ impl Core {
         }
         self.count_call(cause.as_str());
         self.calls.star.remove(&id);
+        if self.calls.in_room(&call.room.number).next().is_none() {
+            self.calls.layouts.remove(&call.room.number);
+        }
         self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");
         self.write_record(call.record(Some((self.now.unix_ms, cause.as_str()))));

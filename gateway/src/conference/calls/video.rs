@@ -7,7 +7,8 @@ use mixer::video::room::{FeedbackSupport, VideoLegConfig, VideoLegStats};
 use sip_stack::sdp::video::{Feedback, LocalVideo, VideoCodec, VideoKind, VideoStream};
 
 use super::*;
-use crate::config::VideoConfig;
+use crate::config::{VideoConfig, VideoLayout};
+use crate::control::VideoView;
 use crate::media::video::{VideoCommand, VideoSetup};
 
 /// The body of an INFO asking for a keyframe (RFC 5168 §3).
@@ -30,6 +31,9 @@ pub(super) struct CallVideo {
     pub first_seq: u16,
     pub first_timestamp: u32,
     pub stats: Option<VideoLegStats>,
+    /// Pictures decoded a second, from the last two reports.
+    pub fps: f64,
+    last_report: Option<(Instant, u64)>,
 }
 
 impl CallVideo {
@@ -42,6 +46,43 @@ impl CallVideo {
             first_seq: rand::random(),
             first_timestamp: rand::random(),
             stats: None,
+            fps: 0.0,
+            last_report: None,
+        }
+    }
+
+    /// The video worker's report at `now`.
+    pub fn report(&mut self, now: Instant, stats: VideoLegStats) {
+        if let Some((at, frames)) = self.last_report {
+            let seconds = now.saturating_duration_since(at).as_secs_f64();
+            if seconds > 0.0 {
+                self.fps = stats.frames_decoded.saturating_sub(frames) as f64 / seconds;
+            }
+        }
+        self.last_report = Some((now, stats.frames_decoded));
+        self.stats = Some(stats);
+    }
+
+    pub fn view(&self) -> VideoView {
+        let stats = self.stats.unwrap_or_default();
+        let (received, lost) = (stats.packets_received, stats.packets_lost);
+        VideoView {
+            codec: "H264",
+            packetization_mode: match self.stream.codec {
+                VideoCodec::H264(h) => h.packetization_mode,
+                VideoCodec::Vp8(_) => 0,
+            },
+            direction: self.stream.direction.token(),
+            width: stats.width,
+            height: stats.height,
+            fps: (self.fps * 10.0).round() / 10.0,
+            frames_decoded: stats.frames_decoded,
+            packet_loss: if received + lost == 0 { 0.0 } else { lost as f64 / (received + lost) as f64 },
+            keyframes_asked: stats.keyframes_asked,
+            keyframe_requests: stats.keyframe_requests,
+            packets_sent: stats.packets_sent,
+            retransmitted: stats.retransmitted,
+            max_bitrate_bps: stats.max_bitrate_bps,
         }
     }
 
@@ -106,13 +147,54 @@ impl Core {
         }
     }
 
-    /// A joined call's video into its room's.
+    /// Whether some call in the room has its video running.
+    fn room_has_video(&self, room: &RoomNumber) -> bool {
+        self.calls.in_room(room).any(|c| c.video.as_ref().is_some_and(|v| v.ports.is_none()))
+    }
+
+    /// A joined participant without video (a call without, a browser) shown by its name in
+    /// its room's picture, when the room has video.
+    pub(in crate::conference) fn show_without_video(&mut self, id: ParticipantId) {
+        let (room, name) = match (self.calls.calls.get(&id), self.calls.browsers.get(&id)) {
+            (Some(call), _) if call.video.is_none() && call.joined() => {
+                (call.room.number.clone(), call.name())
+            }
+            (_, Some(browser)) if browser.in_mix() => {
+                (browser.room.number.clone(), browser.name().to_string())
+            }
+            _ => return,
+        };
+        if self.room_has_video(&room) {
+            self.out.media(MediaCommand::Video(VideoCommand::AddWithoutVideo { id, room, name }));
+        }
+    }
+
+    /// A joined call's video into its room's; the first in a room brings in everyone there
+    /// without video, by name.
     pub(in crate::conference) fn start_video(&mut self, id: ParticipantId) {
+        let first = self.calls.calls.get(&id).is_some_and(|c| !self.room_has_video(&c.room.number));
+        self.start_own_video(id);
+        let Some(room) = self.calls.calls.get(&id).map(|c| c.room.number.clone()) else { return };
+        if first && self.room_has_video(&room) {
+            let others: Vec<ParticipantId> = self
+                .calls
+                .in_room(&room)
+                .map(|c| c.id)
+                .chain(self.calls.browsers.values().filter(|b| b.room.number == room).map(|b| b.id))
+                .filter(|&other| other != id)
+                .collect();
+            for other in others {
+                self.show_without_video(other);
+            }
+        }
+    }
+
+    fn start_own_video(&mut self, id: ParticipantId) {
         let Some(call) = self.calls.call_mut(id) else { return };
         if !call.joined() || !matches!(call.media, Media::Running) {
             return;
         }
-        let name = call.party.display_name.clone();
+        let name = call.name();
         let room = call.room.number.clone();
         let Some(video) = &mut call.video else { return };
         let Some(ports) = video.ports.take() else { return };
@@ -124,10 +206,43 @@ impl Core {
             rtcp: (!video.stream.rtcp_mux).then_some(ports.rtcp),
             remote: video.stream.remote,
             srtp: video.stream.srtp,
-            name: if name.is_empty() { call.party.user.clone() } else { name },
+            name,
         };
+        let layout = self.calls.layouts.get(&setup.room).copied();
         tracing::info!(participant = %id, mode = ?setup.config.mode, send = setup.config.send, receive = setup.config.receive, "video started");
+        let room = setup.room.clone();
         self.out.media(MediaCommand::Video(VideoCommand::Add(Box::new(setup))));
+        if let Some(layout) = layout {
+            // The room's video may start afresh, in the configured layout.
+            self.out
+                .media(MediaCommand::Video(VideoCommand::Layout(room, crate::media::video::layout(layout))));
+        }
+    }
+
+    /// The layout of rooms the API set none for; `None` with video off.
+    pub(in crate::conference) fn default_layout(&self) -> Option<VideoLayout> {
+        let video = &self.shared.config.video;
+        video.enabled.then_some(video.layout)
+    }
+
+    /// A live conference's layout, from the API.
+    pub(in crate::conference) fn set_layout(
+        &mut self,
+        room: RoomNumber,
+        layout: VideoLayout,
+    ) -> Result<ConferenceView, ControlError> {
+        let Some(default) = self.default_layout() else { return Err(ControlError::VideoOff) };
+        if self.calls.in_room(&room).next().is_none() {
+            return Err(ControlError::NoSuchConference);
+        }
+        tracing::info!(room = %room, ?layout, "layout set");
+        self.calls.layouts.insert(room.clone(), layout);
+        self.out.media(MediaCommand::Video(VideoCommand::Layout(
+            room.clone(),
+            crate::media::video::layout(layout),
+        )));
+        let view = self.calls.conferences(Some(default)).into_iter().find(|c| c.room == room);
+        view.ok_or(ControlError::NoSuchConference)
     }
 
     /// The answered video stream in force after a re-INVITE or UPDATE; none stops the

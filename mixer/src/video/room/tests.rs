@@ -24,6 +24,8 @@ fn room(layout: Layout) -> VideoRoom {
         keyframe_interval: Duration::from_millis(500),
         ask_interval: Duration::from_millis(300),
         mtu: MTU,
+        name_tiles: false,
+        show_names: false,
     })
     .unwrap()
 }
@@ -142,7 +144,8 @@ fn run(room: &mut VideoRoom, t: &mut Instant, phones: &mut [(VideoLegId, Phone)]
         room.compose(*t);
         room.encode(|id, d| out.push(owned(id, d)));
         for (id, bytes, rtp) in out {
-            let phone = &mut phones.iter_mut().find(|(p, _)| *p == id).unwrap().1;
+            // A participant without a phone here (no video) gets only its RTCP reports.
+            let Some((_, phone)) = phones.iter_mut().find(|(p, _)| *p == id) else { continue };
             phone.take(if rtp { Datagram::Rtp(&bytes) } else { Datagram::Rtcp(&bytes) });
         }
         *t += Duration::from_millis(100);
@@ -165,9 +168,9 @@ fn every_viewer_sees_the_sources_in_the_grid_in_either_packetization_mode() {
     let (red, blue) = (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220));
     let mut room = room(Layout::Grid);
     let mut t = t0();
-    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true));
-    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true));
-    let c = room.add_leg(leg(3, PacketizationMode::SingleNal, true, false));
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true), "");
+    let c = room.add_leg(leg(3, PacketizationMode::SingleNal, true, false), "");
     let mut phones =
         [(a, Phone::new(red, 100)), (b, Phone::new(blue, 200)), (c, Phone::new(Yuv::from_rgb(0, 0, 0), 300))];
     run(&mut room, &mut t, &mut phones, 20, 0);
@@ -200,8 +203,8 @@ fn a_layout_change_moves_the_speaker_to_the_whole_canvas() {
     let (red, blue) = (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220));
     let mut room = room(Layout::Grid);
     let mut t = t0();
-    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true));
-    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true));
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true), "");
     let mut phones = [(a, Phone::new(red, 100)), (b, Phone::new(blue, 200))];
     run(&mut room, &mut t, &mut phones, 5, 0);
     room.set_layout(Layout::Speaker);
@@ -217,7 +220,7 @@ fn a_layout_change_moves_the_speaker_to_the_whole_canvas() {
 fn a_flood_of_keyframe_requests_makes_a_bounded_number_of_keyframes() {
     let mut room = room(Layout::Grid);
     let mut t = t0();
-    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false));
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false), "");
     let pli = rtcp_session::encode(&[pli(555, 1)]).unwrap();
     let mut sent = 0;
     // A second: a hundred PLIs, ten pictures.
@@ -242,10 +245,10 @@ fn a_flood_of_keyframe_requests_makes_a_bounded_number_of_keyframes() {
 fn a_source_is_asked_for_a_keyframe_by_pli_else_by_info_and_not_more_often_than_allowed() {
     let mut room = room(Layout::Grid);
     let mut t = t0();
-    let with_pli = room.add_leg(leg(1, PacketizationMode::NonInterleaved, false, true));
+    let with_pli = room.add_leg(leg(1, PacketizationMode::NonInterleaved, false, true), "");
     let mut plain = leg(2, PacketizationMode::NonInterleaved, false, true);
     plain.feedback = FeedbackSupport::default();
-    let without = room.add_leg(plain);
+    let without = room.add_leg(plain, "");
     // A delta picture with no keyframe before it: its decoder needs one.
     let mut phone = Phone::new(Yuv::from_rgb(200, 200, 200), 77);
     phone.camera(0);
@@ -285,7 +288,7 @@ fn a_source_is_asked_for_a_keyframe_by_pli_else_by_info_and_not_more_often_than_
 fn a_nack_is_answered_with_the_packet_sent() {
     let mut room = room(Layout::Grid);
     let mut t = t0();
-    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false));
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, false), "");
     let mut phones = [(a, Phone::new(Yuv::from_rgb(0, 0, 0), 9))];
     run(&mut room, &mut t, &mut phones, 3, 0);
     let first = phones[0].1.received[1].clone();
@@ -300,4 +303,41 @@ fn a_nack_is_answered_with_the_packet_sent() {
     room.receive_rtcp(t, a, &nack, |d| again.push(owned(a, d).1));
     assert_eq!(again, vec![first]);
     assert_eq!(room.leg_stats(a).unwrap().retransmitted, 1);
+}
+
+/// Bright pixels (letters) in a rectangle of a decoded picture.
+fn bright(frame: &Frame, x: usize, y: usize, w: usize, h: usize) -> usize {
+    (y..y + h)
+        .flat_map(|row| (x..x + w).map(move |col| (row, col)))
+        .filter(|&(r, c)| frame.y[r * frame.width + c] > 180)
+        .count()
+}
+
+#[test]
+fn a_participant_without_a_camera_has_a_tile_with_its_name_when_configured() {
+    let red = Yuv::from_rgb(220, 30, 30);
+    for name_tiles in [true, false] {
+        let mut room = VideoRoom::new(VideoRoomConfig { name_tiles, ..room(Layout::Grid).config }).unwrap();
+        let mut t = t0();
+        let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "Alice");
+        let phone = VideoLegConfig {
+            send: false,
+            receive: false,
+            ..leg(2, PacketizationMode::SingleNal, false, false)
+        };
+        room.add_leg(phone, "Bob");
+        let mut phones = [(a, Phone::new(red, 100))];
+        run(&mut room, &mut t, &mut phones, 10, 0);
+        phones[0].1.decode();
+        let frame = phones[0].1.last.as_ref().unwrap();
+        if name_tiles {
+            // Two tiles: the camera, with no name over it, and Bob's name on the background.
+            assert!(centre(frame, 0, 0, 160, 120).distance(red) <= 10);
+            assert_eq!(bright(frame, 0, 0, 160, 120), 0, "names over cameras are off");
+            assert!(bright(frame, 160, 40, 160, 40) > 30, "Bob's name");
+        } else {
+            // One camera alone fills the canvas; Bob has no tile.
+            assert!(frame.mean(40, 40, 240, 160).distance(red) <= 10);
+        }
+    }
 }
