@@ -19,6 +19,8 @@ pub struct ScriptedCall {
     cseq: u32,
     /// Where the gateway wants this leg's RTP (its SDP answer).
     pub gateway_rtp: SocketAddr,
+    /// And its video's, when the answer took the video line.
+    pub gateway_video: Option<SocketAddr>,
 }
 
 /// Calls `number` at `gateway` as `user`, offering PCMU to `rtp` (the address in the SDP).
@@ -38,7 +40,15 @@ pub enum Offer {
     Pcmu,
     /// Opus only (payload type [`OPUS_PT`]), with DTX, as browsers offer it.
     Opus,
+    /// PCMU, and H.264 in packetization mode 1 (payload type [`H264_PT`]) to `video` with
+    /// `rtcp-mux`, NACK, PLI and FIR, as a room system offers it.
+    PcmuAndVideo {
+        video: SocketAddr,
+    },
 }
+
+/// The payload type of H.264 in an [`Offer::PcmuAndVideo`].
+pub const H264_PT: u8 = 109;
 
 /// The payload type of Opus in an [`Offer::Opus`].
 pub const OPUS_PT: u8 = 111;
@@ -59,14 +69,24 @@ pub fn call_offering(
     let from = format!("<sip:{user}@{gateway}>;tag=s{}", local.port());
     let uri = format!("sip:{number}@{gateway}");
     let audio = match offer {
-        Offer::Pcmu => "0 101\r\na=rtpmap:0 PCMU/8000\r\n".to_string(),
+        Offer::Pcmu | Offer::PcmuAndVideo { .. } => "0 101\r\na=rtpmap:0 PCMU/8000\r\n".to_string(),
         Offer::Opus => format!(
             "{OPUS_PT} 101\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} useinbandfec=1;usedtx=1\r\n"
         ),
     };
+    let video = match offer {
+        Offer::PcmuAndVideo { video } => format!(
+            "m=video {port} RTP/AVP {H264_PT}\r\na=rtpmap:{H264_PT} H264/90000\r\n\
+             a=fmtp:{H264_PT} profile-level-id=42e01f;packetization-mode=1\r\n\
+             a=rtcp-fb:{H264_PT} nack\r\na=rtcp-fb:{H264_PT} nack pli\r\na=rtcp-fb:{H264_PT} ccm fir\r\n\
+             a=rtcp-mux\r\na=content:main\r\na=sendrecv\r\n",
+            port = video.port()
+        ),
+        _ => String::new(),
+    };
     let sdp = format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {audio}\
-         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n{video}",
         ip = rtp.ip(),
         port = rtp.port()
     );
@@ -107,7 +127,12 @@ pub fn call_offering(
     let port = body.lines().find_map(|l| l.strip_prefix("m=audio ")).context("no m= line")?;
     let port: u16 = port.split(' ').next().unwrap_or("").parse()?;
     let gateway_rtp = SocketAddr::new(ip.parse()?, port);
-    let call = ScriptedCall { sip, gateway, call_id, from, to, cseq, gateway_rtp };
+    let video_port = body.lines().find_map(|l| l.strip_prefix("m=video ")).and_then(|l| l.split(' ').next());
+    let gateway_video = video_port
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|&p| p != 0)
+        .map(|p| SocketAddr::new(gateway_rtp.ip(), p));
+    let call = ScriptedCall { sip, gateway, call_id, from, to, cseq, gateway_rtp, gateway_video };
     call.send(&call.request("ACK", cseq))?;
     Ok(call)
 }

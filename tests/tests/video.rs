@@ -1,12 +1,14 @@
 //! Video phones in a room: baresip phones sending H.264 of known colours through the gateway's
 //! composed picture, each decoding what it receives.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::baresip::Baresip;
 use e2e::room::{dial, gateway, participant, phone_playing};
+use e2e::sipua::{self, Offer};
 use e2e::{http_request, metric, require_program, wait_until, write_tone_wav, Gateway, API_TOKEN};
 use serde_json::Value;
 
@@ -25,8 +27,10 @@ fn colour_video(dir: &Path, colour: &str) -> PathBuf {
     path
 }
 
-/// A registered phone whose camera shows `colour`, offering H.264 in `mode`.
-fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64) -> Baresip {
+/// A registered phone whose camera shows `colour`. baresip offers H.264 in packetization mode 0
+/// when its account names `H264` (the first of its two H.264 codecs), and in mode 1 beside
+/// mode 0 and other codecs with its defaults.
+fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64, codecs: &str) -> Baresip {
     let wav = gw.dir.path().join(format!("{user}.wav"));
     write_tone_wav(&wav, 8000, frequency, 60).unwrap();
     let video = colour_video(gw.dir.path(), colour);
@@ -43,7 +47,7 @@ fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64) -> Baresi
         "video_bitrate 300000".into(),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    phone_playing(gw, user, &wav, "PCMU;video_codecs=H264", &extra)
+    phone_playing(gw, user, &wav, &format!("PCMU{codecs}"), &extra)
 }
 
 /// The room's canvas in these tests.
@@ -154,8 +158,8 @@ const NAME_LETTERS: usize = 300;
 fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_changes_the_picture() {
     let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\nshow_names = false\n");
     gw.admin(&["room", "add", "--number", "1000"]);
-    let mut red = video_phone(&gw, "red", "red", 440.0);
-    let mut blue = video_phone(&gw, "blue", "blue", 660.0);
+    let mut red = video_phone(&gw, "red", "red", 440.0, ";video_codecs=H264");
+    let mut blue = video_phone(&gw, "blue", "blue", 660.0, "");
     let mut carol = e2e::room::phone(&gw, "carol", 880.0, "PCMU", &[]);
     dial(&mut red, &gw, "1000");
     dial(&mut blue, &gw, "1000");
@@ -181,6 +185,9 @@ fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_cha
             && video["fps"].as_f64() > Some(0.0)
     });
     assert!(ok, "{}", participant(&gw, "1000", "red"));
+    // Receivers in both packetization modes decoded the one stream above.
+    assert_eq!(participant(&gw, "1000", "red")["video"]["packetization_mode"], 0);
+    assert_eq!(participant(&gw, "1000", "blue")["video"]["packetization_mode"], 1);
     assert!(participant(&gw, "1000", "carol").get("video").is_none());
     let encodes = metric(&gw, r#"gateway_video_encodes_total{room="1000"}"#);
     let sent: u64 = ["red", "blue"]
@@ -209,4 +216,94 @@ fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_cha
     wait_for_picture(&gw, &mut blue, "blue-grid", "red's name in its tile", |q| {
         q.letters[0] > NAME_LETTERS && near(q.colour[1], BLUE)
     });
+}
+
+/// What a scripted viewer got of the room's picture: when each keyframe (IDR) began, and the
+/// media SSRC.
+struct Viewer {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+    ssrc: Option<u32>,
+    keyframes: Vec<Instant>,
+}
+
+impl Viewer {
+    /// Reads what came for `time`; each packet starting an IDR picture (a single IDR NAL unit,
+    /// or the first fragment of one) is a keyframe.
+    fn watch(&mut self, time: Duration) {
+        let end = Instant::now() + time;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < end {
+            let Ok(n) = self.socket.recv(&mut buf) else { continue };
+            let packet = &buf[..n];
+            if n < 14 || (192..=223).contains(&packet[1]) {
+                continue; // RTCP
+            }
+            self.ssrc = Some(u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]));
+            let payload = &packet[12..];
+            let starts_idr = match payload[0] & 0x1F {
+                5 => true,
+                28 => payload[1] & 0x80 != 0 && payload[1] & 0x1F == 5,
+                _ => false,
+            };
+            if starts_idr {
+                self.keyframes.push(Instant::now());
+            }
+        }
+    }
+
+    /// A PLI for the room's picture (RFC 4585 §6.3.1), on the video port (rtcp-mux).
+    fn pli(&self) {
+        let media = self.ssrc.expect("RTP seen first");
+        let mut pli = vec![0x81, 206, 0, 2, 0, 0, 0x12, 0x34];
+        pli.extend_from_slice(&media.to_be_bytes());
+        self.socket.send_to(&pli, self.gateway).unwrap();
+    }
+}
+
+#[test]
+fn a_viewers_pli_gets_a_keyframe_soon_and_a_flood_of_them_a_bounded_number() {
+    let gw = gateway("[video]\nwidth = 320\nheight = 180\nframe_rate = 15\nkeyframe_interval_ms = 500\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    gw.admin(&["user", "add", "viewer", "--password", "viewer-pass-1"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+    let video = socket.local_addr().unwrap();
+    let audio = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = Offer::PcmuAndVideo { video };
+    let call =
+        sipua::call_offering(gw.sip, "viewer", "viewer-pass-1", "1000", audio.local_addr().unwrap(), offer)
+            .unwrap();
+    let gateway = call.gateway_video.expect("the video line answered");
+    let mut viewer = Viewer { socket, gateway, ssrc: None, keyframes: Vec::new() };
+    // A new viewer starts at a keyframe; none follows unasked.
+    viewer.watch(Duration::from_secs(2));
+    assert_eq!(viewer.keyframes.len(), 1, "one keyframe to start with\n{}", gw.log());
+
+    // One PLI: a keyframe within a frame or two (the last one is long past the interval).
+    let asked = Instant::now();
+    viewer.pli();
+    viewer.watch(Duration::from_secs(1));
+    assert_eq!(viewer.keyframes.len(), 2, "a keyframe for the PLI");
+    let delay = viewer.keyframes[1] - asked;
+    assert!(delay < Duration::from_millis(400), "keyframe {delay:?} after the PLI");
+
+    // A hundred PLIs in a second: at most one keyframe per 500 ms, and the last request is
+    // still served.
+    let before = viewer.keyframes.len();
+    let start = Instant::now();
+    for i in 1..=100 {
+        viewer.pli();
+        viewer.watch((start + Duration::from_millis(10 * i)).saturating_duration_since(Instant::now()));
+    }
+    let flooded = start.elapsed();
+    viewer.watch(Duration::from_secs(1));
+    let flood = viewer.keyframes.len() - before;
+    // The first at once, then one per 500 ms: three in a second, and one more at most for a
+    // flood that overran its second.
+    let most = 2 + (flooded.as_millis() / 500) as usize;
+    assert!((2..=most).contains(&flood), "{flood} keyframes for 100 PLIs in {flooded:?}");
+    let requests = participant(&gw, "1000", "viewer")["video"]["keyframe_requests"].as_u64().unwrap();
+    assert!(requests >= 100, "{requests} requests counted");
+    call.hang_up().unwrap();
 }

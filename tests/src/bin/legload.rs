@@ -239,7 +239,9 @@ fn set_up(o: &Options) -> Vec<Leg> {
                 let frequency = if talks { 400.0 + 300.0 * i as f64 } else { 0.0 };
                 let ssrc = 0x1000_0000 + i as u32;
                 let (source, ear) = match o.codec {
-                    Offer::Pcmu => (Source::Pcmu(ToneStream::new(ssrc, frequency)), Decoder::Pcmu),
+                    Offer::Pcmu | Offer::PcmuAndVideo { .. } => {
+                        (Source::Pcmu(ToneStream::new(ssrc, frequency)), Decoder::Pcmu)
+                    }
                     Offer::Opus => {
                         let frames = talks.then(|| Rc::new(opus_tone(frequency)));
                         let stream = OpusStream {
