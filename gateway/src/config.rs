@@ -330,6 +330,26 @@ pub struct VideoConfig {
     pub keyframe_interval_ms: u32,
     /// Video worker threads (apart from the audio ones); 0: one per available core.
     pub workers: usize,
+    /// The tier for weak receivers.
+    pub low: LowTierConfig,
+}
+
+/// The second encoding of a room's picture, for viewers that cannot take the canvas (their
+/// H.264 level, their bandwidth, their REMB/TMMBR) or lose packets.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LowTierConfig {
+    pub enabled: bool,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: u32,
+    pub bitrate_kbps: u32,
+}
+
+impl Default for LowTierConfig {
+    fn default() -> LowTierConfig {
+        LowTierConfig { enabled: true, width: 640, height: 360, frame_rate: 15, bitrate_kbps: 500 }
+    }
 }
 
 impl Default for VideoConfig {
@@ -347,6 +367,7 @@ impl Default for VideoConfig {
             show_names: true,
             keyframe_interval_ms: 500,
             workers: 0,
+            low: LowTierConfig::default(),
         }
     }
 }

@@ -124,6 +124,8 @@ pub struct VideoView {
     pub retransmitted: u64,
     /// The most it said it takes (REMB or TMMBR), bit/s.
     pub max_bitrate_bps: Option<u64>,
+    /// The encoding it is sent: 0 the room's canvas, 1 the low tier.
+    pub tier: usize,
 }
 
 impl MediaView {

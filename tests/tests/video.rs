@@ -252,6 +252,17 @@ impl Viewer {
         }
     }
 
+    /// A REMB (draft-alvestrand-rmcat-remb) asking for at most `bps` of the room's picture.
+    fn remb(&self, bps: u32) {
+        assert!(bps < 1 << 18, "exponent 0");
+        let media = self.ssrc.expect("RTP seen first");
+        let mut remb = vec![0x8F, 206, 0, 5, 0, 0, 0x12, 0x34, 0, 0, 0, 0];
+        remb.extend_from_slice(b"REMB");
+        remb.extend_from_slice(&[1, (bps >> 16) as u8, (bps >> 8) as u8, bps as u8]);
+        remb.extend_from_slice(&media.to_be_bytes());
+        self.socket.send_to(&remb, self.gateway).unwrap();
+    }
+
     /// A PLI for the room's picture (RFC 4585 §6.3.1), on the video port (rtcp-mux).
     fn pli(&self) {
         let media = self.ssrc.expect("RTP seen first");
@@ -262,8 +273,11 @@ impl Viewer {
 }
 
 #[test]
-fn a_viewers_pli_gets_a_keyframe_soon_and_a_flood_of_them_a_bounded_number() {
-    let gw = gateway("[video]\nwidth = 320\nheight = 180\nframe_rate = 15\nkeyframe_interval_ms = 500\n");
+fn a_viewers_pli_gets_a_keyframe_soon_a_flood_a_bounded_number_and_its_remb_the_low_tier() {
+    let gw = gateway(
+        "[video]\nwidth = 320\nheight = 180\nframe_rate = 15\nkeyframe_interval_ms = 500\n\
+         [video.low]\nwidth = 160\nheight = 90\nframe_rate = 5\n",
+    );
     gw.admin(&["room", "add", "--number", "1000"]);
     gw.admin(&["user", "add", "viewer", "--password", "viewer-pass-1"]);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -305,5 +319,17 @@ fn a_viewers_pli_gets_a_keyframe_soon_and_a_flood_of_them_a_bounded_number() {
     assert!((2..=most).contains(&flood), "{flood} keyframes for 100 PLIs in {flooded:?}");
     let requests = participant(&gw, "1000", "viewer")["video"]["keyframe_requests"].as_u64().unwrap();
     assert!(requests >= 100, "{requests} requests counted");
+
+    // Asking for less than the canvas's bitrate moves the viewer to the low tier, which
+    // starts with a keyframe, at its own frame rate.
+    assert_eq!(participant(&gw, "1000", "viewer")["video"]["tier"], 0);
+    viewer.watch(Duration::from_secs(1));
+    let before = viewer.keyframes.len();
+    viewer.remb(100_000);
+    let ok = wait_until(Duration::from_secs(5), || participant(&gw, "1000", "viewer")["video"]["tier"] == 1);
+    assert!(ok, "{}", participant(&gw, "1000", "viewer"));
+    viewer.watch(Duration::from_secs(1));
+    assert!(viewer.keyframes.len() > before, "the low tier starts at a keyframe");
+    assert_eq!(participant(&gw, "1000", "viewer")["video"]["max_bitrate_bps"], 100_000);
     call.hang_up().unwrap();
 }

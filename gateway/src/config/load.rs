@@ -269,6 +269,40 @@ impl Config {
         if v.workers > 1024 {
             return key("video.workers", format!("expected 0 (one per core) to 1024, got {}", v.workers));
         }
+        let low = &v.low;
+        if !low.enabled {
+            return Ok(());
+        }
+        if !(32..=v.width).contains(&low.width) || low.width % 2 == 1 {
+            return key(
+                "video.low.width",
+                format!(
+                    "expected an even width of 32 to video.width, got {} (or video.low.enabled = false)",
+                    low.width
+                ),
+            );
+        }
+        if !(32..=v.height).contains(&low.height) || low.height % 2 == 1 {
+            return key(
+                "video.low.height",
+                format!(
+                    "expected an even height of 32 to video.height, got {} (or video.low.enabled = false)",
+                    low.height
+                ),
+            );
+        }
+        if !(1..=v.frame_rate).contains(&low.frame_rate) {
+            return key(
+                "video.low.frame_rate",
+                format!("expected 1 to video.frame_rate, got {}", low.frame_rate),
+            );
+        }
+        if !(32..=v.bitrate_kbps).contains(&low.bitrate_kbps) {
+            return key(
+                "video.low.bitrate_kbps",
+                format!("expected 32 to video.bitrate_kbps, got {}", low.bitrate_kbps),
+            );
+        }
         Ok(())
     }
 

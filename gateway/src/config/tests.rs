@@ -157,3 +157,18 @@ fn environment_overrides() {
     let err = Config::default().apply_env(|v| (v == ENV_SIP_TCP).then(|| "nope".into()));
     assert!(matches!(err, Err(ConfigError::Env { var: ENV_SIP_TCP, .. })));
 }
+
+#[test]
+fn video_values_are_checked_and_name_their_key() {
+    assert_eq!(key_error("[video]\nwidth = 1281\n").0, "video.width");
+    assert_eq!(key_error("[video]\nframe_rate = 0\n").0, "video.frame_rate");
+    assert_eq!(key_error("[video]\nlayout = \"mosaic\"\n").0, "video.layout");
+    // The low tier may not be larger than the canvas, unless it is off.
+    let (key, message) = key_error("[video]\nwidth = 320\nheight = 180\n");
+    assert_eq!(key, "video.low.width");
+    assert!(message.contains("video.low.enabled = false"), "{message}");
+    parse("[video]\nwidth = 320\nheight = 180\n[video.low]\nenabled = false\n").unwrap();
+    let config = parse("[video]\nlayout = \"speaker-strip\"\n[video.low]\nframe_rate = 10\n").unwrap();
+    assert_eq!(config.video.layout, VideoLayout::SpeakerStrip);
+    assert_eq!(config.video.low.frame_rate, 10);
+}

@@ -19,7 +19,9 @@ use mio::{Events, Interest, Poll};
 use mixer::source::{SourceGuard, SourcePolicy, Verdict};
 use mixer::video::compose::{Fit, Layout};
 use mixer::video::frame::Yuv;
-use mixer::video::room::{Datagram, VideoLegConfig, VideoLegId, VideoRoom, VideoRoomConfig, VideoRoomEvent};
+use mixer::video::room::{
+    Datagram, TierConfig, VideoLegConfig, VideoLegId, VideoRoom, VideoRoomConfig, VideoRoomEvent,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -68,6 +70,12 @@ pub fn room_config(config: &VideoConfig) -> VideoRoomConfig {
         mtu: MTU,
         name_tiles: config.name_tiles,
         show_names: config.show_names,
+        low_tier: config.low.enabled.then(|| TierConfig {
+            width: config.low.width as usize,
+            height: config.low.height as usize,
+            frame_rate: config.low.frame_rate,
+            bitrate_bps: config.low.bitrate_kbps.saturating_mul(1000),
+        }),
     }
 }
 
@@ -325,6 +333,7 @@ impl VideoWorker {
             ssrc: 0,
             first_seq: 0,
             first_timestamp: 0,
+            limits: Default::default(),
         };
         let leg = room.room.add_leg(none, name);
         room.participants.insert(leg, id);

@@ -25,13 +25,17 @@ use bytes::Bytes;
 use rtc_shared::marshal::{Marshal, MarshalSize};
 use rtcp::receiver_report::ReceiverReport;
 
+mod tier;
+
+use self::tier::Tier;
+pub use self::tier::{TierConfig, ViewerLimits, MAX_TIERS};
 use super::compose::{Compositor, Fit, Layout, Tile};
 use super::feedback::{fir, pli, FeedbackReader, VideoFeedback};
 use super::frame::{Frame, Yuv};
-use super::h264::{EncoderSettings, H264Decoder, H264Encoder, VideoCodecError};
-use super::h264_rtp::{AccessUnit, Depacketizer, PacketizationMode, Packetizer};
+use super::h264::{H264Decoder, VideoCodecError};
+use super::h264_rtp::{AccessUnit, Depacketizer, PacketizationMode};
 use super::history::SendHistory;
-use super::keyframes::{KeyframeAsker, KeyframeGate};
+use super::keyframes::KeyframeAsker;
 use super::reorder::Reorder;
 use super::speaker::{SpeakerPolicy, SpeakerSelector};
 use crate::rtcp_session::{self, RtcpSession, SendingStats};
@@ -48,6 +52,10 @@ const REORDER_WAIT: Duration = Duration::from_millis(40);
 const REORDER_CAPACITY: usize = 512;
 /// The largest source picture decoded and shown, in macroblocks (1920×1088).
 const MAX_SOURCE_MACROBLOCKS: usize = 8160;
+/// A viewer whose reports say it lost more than this share of our packets moves to the lower
+/// tier, and stays there this long after its last lossy report.
+const LOSSY_FRACTION: f64 = 0.10;
+const LOSSY_HOLD: Duration = Duration::from_secs(10);
 
 /// A leg of a room's video, named by the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +83,8 @@ pub struct VideoLegConfig {
     pub ssrc: u32,
     pub first_seq: u16,
     pub first_timestamp: u32,
+    /// What it takes at most, as its SDP says.
+    pub limits: ViewerLimits,
 }
 
 /// A room's picture and its encoding.
@@ -98,6 +108,9 @@ pub struct VideoRoomConfig {
     pub name_tiles: bool,
     /// Names drawn on the tiles of cameras too.
     pub show_names: bool,
+    /// The tier for viewers that cannot take the canvas (its size, rate or bitrate), lose
+    /// packets, or ask for less.
+    pub low_tier: Option<TierConfig>,
 }
 
 /// What goes to a leg's peer.
@@ -135,16 +148,22 @@ pub struct VideoLegStats {
     /// What it said it takes at most (REMB or TMMBR).
     pub max_bitrate_bps: Option<u64>,
     pub video_muted: bool,
+    /// The tier it is sent (0: the canvas).
+    pub tier: usize,
 }
 
 /// The room's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VideoRoomStats {
     pub pictures: u64,
+    /// Encoder runs, all tiers together and per tier.
     pub encodes: u64,
+    pub encodes_per_tier: [u64; MAX_TIERS],
     pub keyframes: u64,
     pub keyframe_requests: u64,
     pub encode_errors: u64,
+    /// Viewers moved from a tier to another.
+    pub tier_changes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +213,9 @@ struct VideoLeg {
     rtcp: RtcpSession,
     next_rtcp: Option<Instant>,
     talking: bool,
+    /// Its tier, and until when its loss keeps it low.
+    tier: usize,
+    lossy_until: Option<Instant>,
     stats: VideoLegStats,
 }
 
@@ -204,8 +226,8 @@ pub struct VideoRoom {
     next_id: u32,
     layout: Layout,
     compositor: Compositor,
-    encoder: H264Encoder,
-    gate: KeyframeGate,
+    /// The canvas's tier first.
+    tiers: Vec<Tier>,
     speaker: SpeakerSelector<VideoLegId>,
     frame_interval: Duration,
     /// The first frame's time, the RTP timestamps' origin.
@@ -213,8 +235,6 @@ pub struct VideoRoom {
     next_frame: Option<Instant>,
     /// A picture composed and not yet encoded, with its time.
     composed: Option<Instant>,
-    /// The encoded picture's payloads, per packetization mode (0: single NAL, 1: non-interleaved).
-    payloads: [Vec<Bytes>; 2],
     units: Vec<AccessUnit>,
     feedback: Vec<VideoFeedback>,
     buffer: Vec<u8>,
@@ -238,17 +258,24 @@ impl VideoRoom {
                 frame_rate: fps,
             });
         }
-        let encoder = H264Encoder::new(EncoderSettings {
-            bitrate_bps: config.bitrate_bps,
-            frame_rate: fps,
-            // Every NAL unit in one packet: receivers in packetization mode 0 take the stream.
-            max_nal_bytes: Some(config.mtu as u32),
-        })?;
+        let main = TierConfig { width: w, height: h, frame_rate: fps, bitrate_bps: config.bitrate_bps };
+        let mut tiers = Vec::with_capacity(MAX_TIERS);
+        for tier in std::iter::once(main).chain(config.low_tier) {
+            let (tw, th, tfps) = (tier.width & !1, tier.height & !1, tier.frame_rate);
+            if tw < 16 || th < 16 || tw > w || th > h || !(1..=fps).contains(&tfps) {
+                return Err(VideoRoomError::Canvas {
+                    width: tier.width,
+                    height: tier.height,
+                    frame_rate: tfps,
+                });
+            }
+            let tier = TierConfig { width: tw, height: th, ..tier };
+            tiers.push(Tier::new(tier, (w, h), config.background, config.keyframe_interval, config.mtu));
+        }
         Ok(VideoRoom {
             compositor: Compositor::new(w, h, config.background, config.fit),
             layout: config.layout,
-            encoder,
-            gate: KeyframeGate::new(config.keyframe_interval),
+            tiers,
             speaker: SpeakerSelector::new(SpeakerPolicy::default()),
             frame_interval: Duration::from_secs(1) / fps,
             config,
@@ -257,7 +284,6 @@ impl VideoRoom {
             origin: None,
             next_frame: None,
             composed: None,
-            payloads: [Vec::new(), Vec::new()],
             units: Vec::new(),
             feedback: Vec::new(),
             buffer: vec![0; 1500],
@@ -280,9 +306,10 @@ impl VideoRoom {
     pub fn add_leg(&mut self, config: VideoLegConfig, name: &str) -> VideoLegId {
         let id = VideoLegId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
+        let tier = self.tier_for(&config.limits, false);
         if config.send {
             // A new viewer starts at a keyframe.
-            self.gate.request();
+            self.tiers[tier].gate.request();
         }
         let mut asker = KeyframeAsker::new(self.config.ask_interval);
         asker.set_needed(config.receive);
@@ -306,6 +333,8 @@ impl VideoRoom {
             rtcp: RtcpSession::new(),
             next_rtcp: None,
             talking: false,
+            tier,
+            lossy_until: None,
             stats: VideoLegStats::default(),
         };
         self.legs.push((id, leg));
@@ -330,8 +359,34 @@ impl VideoRoom {
         if !config.receive {
             leg.has_picture = false;
         }
+        let tier = leg.tier;
         if starts_sending {
-            self.gate.request();
+            self.tiers[tier].gate.request();
+        }
+    }
+
+    /// The first tier a viewer with `limits` takes (the last when it takes none); past the
+    /// first when it is `lossy`.
+    fn tier_for(&self, limits: &ViewerLimits, lossy: bool) -> usize {
+        let skip = usize::from(lossy && self.tiers.len() > 1);
+        let last = self.tiers.len() - 1;
+        self.tiers.iter().enumerate().skip(skip).find(|(_, t)| t.config.fits(limits)).map_or(last, |(i, _)| i)
+    }
+
+    /// Moves a viewer to the tier its limits, its bitrate requests and its loss call for.
+    fn retier(&mut self, now: Instant, index: usize) {
+        let (_, leg) = &self.legs[index];
+        let mut limits = leg.config.limits;
+        if let Some(asked) = leg.stats.max_bitrate_bps {
+            limits.max_bitrate_bps = Some(limits.max_bitrate_bps.map_or(asked, |sdp| sdp.min(asked)));
+        }
+        let lossy = leg.lossy_until.is_some_and(|until| now < until);
+        let tier = self.tier_for(&limits, lossy);
+        let (_, leg) = &mut self.legs[index];
+        if tier != leg.tier {
+            leg.tier = tier;
+            self.stats.tier_changes += 1;
+            self.tiers[tier].gate.request();
         }
     }
 
@@ -342,7 +397,7 @@ impl VideoRoom {
     pub fn set_layout(&mut self, layout: Layout) {
         if layout != self.layout {
             self.layout = layout;
-            self.gate.request();
+            self.tiers.iter_mut().for_each(|t| t.gate.request());
         }
     }
 
@@ -368,7 +423,8 @@ impl VideoRoom {
     pub fn keyframe_requested(&mut self, id: VideoLegId) {
         if let Some(leg) = self.leg_mut(id) {
             leg.stats.keyframe_requests += 1;
-            self.gate.request();
+            let tier = leg.tier;
+            self.tiers[tier].gate.request();
         }
     }
 
@@ -400,8 +456,12 @@ impl VideoRoom {
         mut out: impl FnMut(Datagram<'_>),
     ) {
         let Some(packets) = rtcp_session::decode(datagram) else { return };
-        let Some((_, leg)) = self.legs.iter_mut().find(|(leg, _)| *leg == id) else { return };
+        let Some(index) = self.legs.iter().position(|(leg, _)| *leg == id) else { return };
+        let (_, leg) = &mut self.legs[index];
         leg.rtcp.receive(now, &packets, leg.config.ssrc);
+        if leg.rtcp.remote.is_some_and(|r| r.fraction_lost > LOSSY_FRACTION) {
+            leg.lossy_until = Some(now + LOSSY_HOLD);
+        }
         self.feedback.clear();
         leg.reader.read(&packets, leg.config.ssrc, &mut self.feedback);
         for feedback in &self.feedback {
@@ -409,7 +469,7 @@ impl VideoRoom {
                 VideoFeedback::KeyframeRequest => {
                     leg.stats.keyframe_requests += 1;
                     self.stats.keyframe_requests += 1;
-                    self.gate.request();
+                    self.tiers[leg.tier].gate.request();
                 }
                 VideoFeedback::Nack(seq) if leg.config.feedback.nack => {
                     if let Some(sent) = leg.history.get(seq).cloned() {
@@ -424,6 +484,7 @@ impl VideoRoom {
                 VideoFeedback::MaxBitrate(bps) => leg.stats.max_bitrate_bps = Some(bps),
             }
         }
+        self.retier(now, index);
     }
 
     /// When [`VideoRoom::tick`] is due next.
@@ -442,6 +503,7 @@ impl VideoRoom {
     /// reports (`ntp`, the wall clock, goes in sender reports). Each leg's datagrams go
     /// through `out`.
     pub fn tick(&mut self, now: Instant, ntp: u64, mut out: impl FnMut(VideoLegId, Datagram<'_>)) {
+        self.loss_expired(now);
         let origin = *self.origin.get_or_insert(now);
         for (id, leg) in &mut self.legs {
             drain(now, leg, &mut self.units);
@@ -466,6 +528,17 @@ impl VideoRoom {
                 if let Some(bytes) = rtcp_session::encode(&[report]) {
                     out(*id, Datagram::Rtcp(&bytes));
                 }
+            }
+        }
+    }
+
+    /// Viewers whose loss kept them in a lower tier are looked at again once it is past.
+    fn loss_expired(&mut self, now: Instant) {
+        for index in 0..self.legs.len() {
+            let leg = &mut self.legs[index].1;
+            if leg.lossy_until.is_some_and(|until| now >= until) {
+                leg.lossy_until = None;
+                self.retier(now, index);
             }
         }
     }
@@ -519,57 +592,48 @@ impl VideoRoom {
     }
 
     /// Encodes the picture composed last, once, and sends it to every viewer.
+    /// Encodes the picture composed last once per tier that has viewers and is due, and
+    /// sends each viewer its tier's.
     pub fn encode(&mut self, mut out: impl FnMut(VideoLegId, Datagram<'_>)) {
         let Some(at) = self.composed.take() else { return };
-        if !self.legs.iter().any(|(_, l)| l.config.send) {
-            return;
-        }
         let origin = *self.origin.get_or_insert(at);
         let elapsed = at.saturating_duration_since(origin);
-        let asked = self.gate.keyframe_now(at);
-        if asked {
-            self.encoder.ask_keyframe();
-        }
-        let encoded = match self.encoder.encode(self.compositor.canvas(), elapsed.as_millis() as u64) {
-            Ok(encoded) => encoded,
-            Err(_) => {
-                self.stats.encode_errors += 1;
-                return;
+        let canvas = self.compositor.canvas();
+        for (t, tier) in self.tiers.iter_mut().enumerate() {
+            let viewers = || self.legs.iter().filter(|(_, l)| l.config.send && l.tier == t);
+            if viewers().next().is_none() {
+                tier.idle();
+                continue;
             }
-        };
-        self.stats.encodes += 1;
-        if encoded.keyframe {
-            self.stats.keyframes += 1;
-            if !asked {
-                self.gate.made_keyframe(at);
-            }
-        }
-        let mtu = self.config.mtu;
-        for (i, mode) in
-            [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved].into_iter().enumerate()
-        {
-            self.payloads[i].clear();
-            if self.legs.iter().any(|(_, l)| l.config.send && l.config.mode == mode) {
-                // A NAL unit past the MTU in mode 0 loses this picture for those viewers; the
-                // next keyframe is asked for them.
-                if (Packetizer { mode, mtu }).packetize(encoded.nals(), &mut self.payloads[i]).is_err() {
-                    self.gate.request();
+            let modes = [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved]
+                .map(|mode| viewers().any(|(_, l)| l.config.mode == mode));
+            let (encodes, keyframes) = (tier.encodes, tier.keyframes);
+            match tier.encode(at, elapsed.as_millis() as u64, canvas, modes) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    continue;
                 }
             }
-        }
-        let timestamp = ticks_90k(elapsed);
-        for (id, leg) in self.legs.iter_mut().filter(|(_, l)| l.config.send) {
-            let payloads = &self.payloads[usize::from(leg.config.mode == PacketizationMode::NonInterleaved)];
-            let timestamp = leg.config.first_timestamp.wrapping_add(timestamp);
-            for (n, payload) in payloads.iter().enumerate() {
-                let marker = n + 1 == payloads.len();
-                let header = rtp_header(&leg.config, leg.seq, timestamp, marker);
-                let Some(len) = write_rtp(&mut self.buffer, &header, payload) else { continue };
-                leg.history.push(leg.seq, Sent { timestamp, marker, payload: payload.clone() });
-                leg.seq = leg.seq.wrapping_add(1);
-                leg.stats.packets_sent += 1;
-                leg.octets += payload.len() as u64;
-                out(*id, Datagram::Rtp(&self.buffer[..len]));
+            self.stats.encodes += tier.encodes - encodes;
+            self.stats.encodes_per_tier[t] += tier.encodes - encodes;
+            self.stats.keyframes += tier.keyframes - keyframes;
+            let timestamp = ticks_90k(elapsed);
+            for (id, leg) in self.legs.iter_mut().filter(|(_, l)| l.config.send && l.tier == t) {
+                let payloads =
+                    &tier.payloads[usize::from(leg.config.mode == PacketizationMode::NonInterleaved)];
+                let timestamp = leg.config.first_timestamp.wrapping_add(timestamp);
+                for (n, payload) in payloads.iter().enumerate() {
+                    let marker = n + 1 == payloads.len();
+                    let header = rtp_header(&leg.config, leg.seq, timestamp, marker);
+                    let Some(len) = write_rtp(&mut self.buffer, &header, payload) else { continue };
+                    leg.history.push(leg.seq, Sent { timestamp, marker, payload: payload.clone() });
+                    leg.seq = leg.seq.wrapping_add(1);
+                    leg.stats.packets_sent += 1;
+                    leg.octets += payload.len() as u64;
+                    out(*id, Datagram::Rtp(&self.buffer[..len]));
+                }
             }
         }
     }
@@ -584,6 +648,7 @@ impl VideoRoom {
             stats.packets_lost = leg.reorder.lost;
             stats.packets_late = leg.reorder.late;
             stats.keyframes_asked = leg.asker.asked;
+            stats.tier = leg.tier;
             stats
         })
     }

@@ -3,7 +3,7 @@
 //! by SIP INFO both ways (RFC 5168) for phones that negotiated no RTCP feedback.
 
 use mixer::video::h264_rtp::PacketizationMode;
-use mixer::video::room::{FeedbackSupport, VideoLegConfig, VideoLegStats};
+use mixer::video::room::{FeedbackSupport, VideoLegConfig, VideoLegStats, ViewerLimits};
 use sip_stack::sdp::video::{Feedback, LocalVideo, VideoCodec, VideoKind, VideoStream};
 
 use super::*;
@@ -83,6 +83,7 @@ impl CallVideo {
             packets_sent: stats.packets_sent,
             retransmitted: stats.retransmitted,
             max_bitrate_bps: stats.max_bitrate_bps,
+            tier: stats.tier,
         }
     }
 
@@ -94,6 +95,18 @@ impl CallVideo {
             _ => PacketizationMode::SingleNal,
         };
         let fb = stream.feedback;
+        let limits = match stream.codec {
+            VideoCodec::H264(h) => ViewerLimits {
+                max_bitrate_bps: stream.max_send_bps,
+                max_frame_macroblocks: Some(h.max_frame_macroblocks()),
+                max_macroblocks_per_second: Some(h.max_macroblocks_per_second()),
+            },
+            VideoCodec::Vp8(v) => ViewerLimits {
+                max_bitrate_bps: stream.max_send_bps,
+                max_frame_macroblocks: v.max_fs,
+                max_macroblocks_per_second: v.max_fs.zip(v.max_fr).map(|(fs, fr)| fs.saturating_mul(fr)),
+            },
+        };
         VideoLegConfig {
             payload_type: stream.payload_type,
             mode,
@@ -103,6 +116,7 @@ impl CallVideo {
             ssrc: self.ssrc,
             first_seq: self.first_seq,
             first_timestamp: self.first_timestamp,
+            limits,
         }
     }
 }

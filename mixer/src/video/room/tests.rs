@@ -4,6 +4,8 @@ use rtc_shared::marshal::Unmarshal;
 use rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 
 use super::*;
+use crate::video::h264::{EncoderSettings, H264Encoder};
+use crate::video::h264_rtp::Packetizer;
 
 #[allow(clippy::disallowed_methods)] // the origin of virtual time
 fn t0() -> Instant {
@@ -26,6 +28,7 @@ fn room(layout: Layout) -> VideoRoom {
         mtu: MTU,
         name_tiles: false,
         show_names: false,
+        low_tier: None,
     })
     .unwrap()
 }
@@ -40,6 +43,7 @@ fn leg(ssrc: u32, mode: PacketizationMode, send: bool, receive: bool) -> VideoLe
         ssrc,
         first_seq: 65_500,
         first_timestamp: ssrc.wrapping_mul(7),
+        limits: ViewerLimits::default(),
     }
 }
 
@@ -340,4 +344,49 @@ fn a_participant_without_a_camera_has_a_tile_with_its_name_when_configured() {
             assert!(frame.mean(40, 40, 240, 160).distance(red) <= 10);
         }
     }
+}
+
+#[test]
+fn each_tier_is_encoded_once_per_picture_for_its_viewers_and_remb_moves_a_viewer_down() {
+    let low = TierConfig { width: 160, height: 90, frame_rate: 5, bitrate_bps: 100_000 };
+    let mut room =
+        VideoRoom::new(VideoRoomConfig { low_tier: Some(low), ..room(Layout::Grid).config }).unwrap();
+    let mut t = t0();
+    let red = Yuv::from_rgb(220, 30, 30);
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    // A viewer whose level takes 99 macroblocks (176×144) at most: the low tier.
+    let small = ViewerLimits { max_frame_macroblocks: Some(99), ..ViewerLimits::default() };
+    let b = room
+        .add_leg(VideoLegConfig { limits: small, ..leg(2, PacketizationMode::SingleNal, true, false) }, "");
+    let mut phones = [(a, Phone::new(red, 100)), (b, Phone::new(Yuv::from_rgb(0, 0, 0), 200))];
+    run(&mut room, &mut t, &mut phones, 10, 0);
+    // A second at 10 pictures a second: the canvas 10 times, the low tier 5.
+    assert_eq!(room.stats().encodes_per_tier, [10, 5]);
+    assert_eq!((room.leg_stats(a).unwrap().tier, room.leg_stats(b).unwrap().tier), (0, 1));
+    for (_, phone) in phones.iter_mut() {
+        phone.decode();
+    }
+    let (big, little) = (phones[0].1.last.clone().unwrap(), phones[1].1.last.clone().unwrap());
+    assert_eq!((big.width, big.height, little.width, little.height), (320, 240, 160, 90));
+    // The low tier is the canvas scaled: the source's colour in the same place.
+    assert!(centre(&little, 0, 0, 80, 45).distance(centre(&big, 0, 0, 160, 120)) <= 12);
+
+    // A REMB below the canvas's bitrate moves the first viewer down; the low tier then has
+    // both, the canvas's encoder none.
+    let remb: Box<dyn rtcp::packet::Packet> = Box::new(
+        rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 100,
+            bitrate: 200_000.0,
+            ssrcs: vec![1],
+        },
+    );
+    room.receive_rtcp(t, a, &rtcp_session::encode(&[remb]).unwrap(), |_| {});
+    assert_eq!(room.leg_stats(a).unwrap().tier, 1);
+    let before = room.stats().encodes_per_tier;
+    run(&mut room, &mut t, &mut phones, 10, 10);
+    let after = room.stats().encodes_per_tier;
+    assert_eq!((after[0] - before[0], after[1] - before[1]), (0, 5));
+    phones[0].1.decode();
+    assert_eq!(phones[0].1.last.as_ref().map(|f| (f.width, f.height)), Some((160, 90)));
+    assert_eq!(room.stats().tier_changes, 1);
 }
