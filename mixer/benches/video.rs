@@ -114,6 +114,7 @@ fn leg(ssrc: u32, send: bool, receive: bool, limits: ViewerLimits) -> VideoLegCo
         first_seq: 0,
         first_timestamp: 0,
         limits,
+        cascade: false,
     }
 }
 

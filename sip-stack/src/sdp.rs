@@ -553,7 +553,10 @@ fn answer_media(local: &LocalAudio, stream: &AudioStream, offered: &Media, crypt
 
 /// Reads the peer's answer to our `offer`.
 pub fn read_answer(offer: &Session, answer: &Session, local: &LocalAudio) -> Result<AudioStream, SdpError> {
-    if answer.medias.len() != offer.medias.len() {
+    // RFC 3264 §6 wants every offered m-line answered. An answer that leaves off lines after
+    // the audio's (an audio-only far end ignoring our video) is read as refusing them; one
+    // with lines we never offered is not ours.
+    if answer.medias.len() > offer.medias.len() {
         return Err(SdpError::MlineCount { expected: offer.medias.len(), got: answer.medias.len() });
     }
     let (mline, m) = answer

@@ -179,6 +179,8 @@ fn calls_out_through_a_trunk_present_its_caller_id() {
     let mut buf = [0u8; 4096];
     let (n, _) = carrier.recv_from(&mut buf).expect("an INVITE at the carrier");
     let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // With its video line, still small enough for UDP (RFC 3261 §18.1.1).
+    assert!(n <= 1300 && invite.contains("m=video "), "{n} bytes: {invite}");
     let expected_uri = format!("INVITE sip:+15557654321@{} SIP/2.0\r\n", carrier.local_addr().unwrap());
     assert!(invite.starts_with(&expected_uri), "{invite}");
     assert!(invite.contains("From: <sip:+15550001111@127.0.0.1"), "{invite}");

@@ -333,3 +333,47 @@ fn a_viewers_pli_gets_a_keyframe_soon_a_flood_a_bounded_number_and_its_remb_the_
     assert_eq!(participant(&gw, "1000", "viewer")["video"]["max_bitrate_bps"], 100_000);
     call.hang_up().unwrap();
 }
+
+#[test]
+fn two_gateways_cascaded_by_a_call_out_show_each_other_without_feeding_back() {
+    let video = "[video]\nwidth = 640\nheight = 360\nframe_rate = 15\n";
+    let b = gateway(video);
+    b.admin(&["room", "add", "--number", "2000"]);
+    b.admin(&["user", "add", "gateway-a", "--password", "cascade-secret"]);
+    let a = gateway(&format!(
+        "{video}[[trunk]]\nname = \"b\"\nproxy = \"sip:{}\"\nusername = \"gateway-a\"\n\
+         password = \"cascade-secret\"\nregister = false\n",
+        b.sip
+    ));
+    a.admin(&["room", "add", "--number", "1000"]);
+    let mut red = video_phone(&a, "red", "red", 440.0, ";video_codecs=H264");
+    let mut blue = video_phone(&b, "blue", "blue", 660.0, "");
+    dial(&mut red, &a, "1000");
+    dial(&mut blue, &b, "2000");
+    let body = format!(r#"{{"to": "sip:2000@{}", "trunk": "b"}}"#, b.sip);
+    let (status, text) =
+        http_request(a.http, "POST", "/api/v1/conferences/1000/dial", Some(API_TOKEN), Some(&body)).unwrap();
+    assert_eq!(status, 202, "{text}");
+    // Each side sees its phone and the other room as one tile. Neither room's picture comes
+    // back to it: the other room's tile is that room's phone alone, whole, not a grid with
+    // this room's picture in it.
+    let seen = |colour| move |q: &Quarters| near(q.colour[1], colour) && near(q.colour[2], BACKGROUND);
+    wait_for_picture(&a, &mut red, "red", "red and the other room", move |q| {
+        near(q.colour[0], RED) && seen(BLUE)(q)
+    });
+    wait_for_picture(&b, &mut blue, "blue", "blue and the other room", move |q| {
+        near(q.colour[0], BLUE) && seen(RED)(q)
+    });
+    let cascade = participants_with_video(&b, "2000", "gateway-a");
+    assert_eq!(cascade["video"]["codec"], "H264", "{cascade}");
+}
+
+/// The participant authenticated as `user`, once it reports video.
+fn participants_with_video(gw: &Gateway, room: &str, user: &str) -> Value {
+    let mut found = Value::Null;
+    wait_until(Duration::from_secs(5), || {
+        found = participant(gw, room, user);
+        found["video"]["frames_decoded"].as_u64() > Some(0)
+    });
+    found
+}

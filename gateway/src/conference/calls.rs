@@ -56,7 +56,7 @@ mod admission;
 mod events;
 mod in_dialog;
 mod teardown;
-mod video;
+pub(super) mod video;
 
 /// Codecs we answer with, most preferred first: wideband before narrowband, and G.722 before
 /// Opus where a phone has both (as good at a 16 kHz mix, and far cheaper to decode).
@@ -467,6 +467,7 @@ impl Core {
         dialog: Dialog,
         response: &InboundResponse,
         media: Option<(AudioStream, AudioCodec)>,
+        video: Option<video::CallVideo>,
     ) -> Call {
         let now = self.now.at;
         let (stream, codec) = media.unwrap_or_else(|| (no_stream_yet(), AudioCodec::G722));
@@ -511,8 +512,7 @@ impl Core {
                 codec,
                 reoffer: None,
             },
-            // Calls out offer audio only, for now.
-            video: None,
+            video,
             timers: Timers {
                 ok: None,
                 session: timer.map(|(interval, refresher)| {

@@ -22,10 +22,12 @@ use sip_stack::digest::{ChallengeOutcome, DigestClient};
 use sip_stack::message::{request_bytes, InboundResponse};
 use sip_stack::request::NewRequest;
 use sip_stack::sdp::sdes::Srtp;
+use sip_stack::sdp::video::LocalVideo;
 use sip_stack::sdp::{self, AudioStream, LocalAudio};
 use sip_stack::transaction::{ClientTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
 
+use super::calls::video::{is_focus, local_video, CallVideo};
 use super::calls::{audio_codec, leg_config, local_audio, new_branch};
 use super::core::{Core, ALLOW};
 use crate::config::IdentityHeader;
@@ -103,6 +105,8 @@ pub(super) struct DialSdp {
     pub(super) ports: Option<PortPair>,
     /// The stream of early media, once it started.
     pub(super) early: Option<(AudioStream, AudioCodec)>,
+    /// Our video offer (its m-line follows the audio's) and its sockets.
+    pub(super) video: Option<(LocalVideo, PortPair)>,
 }
 
 /// How a dial request was turned into a request-URI and a next hop.
@@ -135,7 +139,15 @@ impl Core {
         // Our offers are plain RTP/AVP: what a trunk or MCU on the other side surely takes.
         let local = local_audio(advertised, ports.port, Srtp::Off);
         let sdp_session = u64::from(rand::random::<u32>());
-        let offer = sdp::offer(&local, sdp_session, 1);
+        let mut offer = sdp::offer(&local, sdp_session, 1);
+        // Video too (an MCU conference, a room on another gateway, a video phone), when on and
+        // a port pair is free; a call out without it is an audio call.
+        let video =
+            self.shared.config.video.enabled.then(|| self.ports.allocate().ok()).flatten().map(|ports| {
+                let local = local_video(&self.shared.config.video, ports.port, Srtp::Off);
+                offer.medias.push(sdp::video::offer_media(&local, None));
+                (local, ports)
+            });
         let body = offer.to_string();
         let call_id = format!("{:016x}@{advertised}", rand::random::<u64>());
         let session_expires = self.shared.config.conference.session_expires_secs;
@@ -161,6 +173,13 @@ impl Core {
             body: Some(("application/sdp".into(), body.into_bytes())),
         }
         .build();
+        // RFC 4579 §5: the room calling out is a conference focus.
+        let mut invite = invite;
+        for h in invite.headers.iter_mut() {
+            if let Header::Contact(_) = h {
+                *h = Header::Contact(format!("<{contact}>;isfocus").into());
+            }
+        }
         let peer = Peer { transport: route.transport, addr: route.peer, connection: None };
         let tx = self.layer.send_request(now, invite.clone(), peer).map_err(|e| {
             tracing::warn!(error = %e, "INVITE not sent");
@@ -183,7 +202,7 @@ impl Core {
                 via_host,
                 contact,
                 auth: DialAuth { credentials: route.credentials, digest: DigestClient::default() },
-                sdp: DialSdp { local, offer, sdp_session, ports: Some(ports), early: None },
+                sdp: DialSdp { local, offer, sdp_session, ports: Some(ports), early: None, video },
                 ring_deadline: now + ring,
             },
         );
@@ -413,7 +432,7 @@ impl Core {
 
     /// A 2xx: ACK, the dialog, and the leg joins the room.
     fn dial_answered(&mut self, tx: ClientTx, response: &InboundResponse) {
-        let Some(d) = self.calls.stop_dialing(tx) else { return };
+        let Some(mut d) = self.calls.stop_dialing(tx) else { return };
         let seq = d.invite.cseq_header().ok().and_then(|c| c.typed().ok()).map_or(1, |c| c.seq);
         let dialog = match Dialog::uac(&d.invite, response, &d.contact) {
             Ok(dialog) => dialog,
@@ -427,13 +446,21 @@ impl Core {
         let ack = Bytes::from(request_bytes(&ack));
         self.layer.send_stateless(d.peer, ack.clone());
         self.calls.answered.insert(tx, (d.peer, ack));
-        let answered = sdp::parse(&response.response.body)
-            .and_then(|answer| sdp::read_answer(&d.sdp.offer, &answer, &d.sdp.local))
-            .ok()
+        let answer = sdp::parse(&response.response.body).ok();
+        let answered = answer
+            .as_ref()
+            .and_then(|answer| sdp::read_answer(&d.sdp.offer, answer, &d.sdp.local).ok())
             .and_then(|stream| audio_codec(&stream.codec).map(|codec| (stream, codec)));
+        // Our video m-line is the second; an answer that refused it leaves an audio call.
+        let video = d.sdp.video.take().zip(answer.as_ref()).and_then(|((local, ports), answer)| {
+            let stream = sdp::video::read_answer(&d.sdp.offer, answer, 1, &local).ok().flatten()?;
+            let mut video = CallVideo::new(local, stream, ports);
+            video.cascade = is_focus(&response.response.headers);
+            Some(video)
+        });
         let Some((stream, codec)) = answered else {
             tracing::info!(participant = %d.id, "2xx without a usable SDP answer: hanging up");
-            let call = self.outbound_call(tx, d, dialog, response, None);
+            let call = self.outbound_call(tx, d, dialog, response, None, None);
             let id = call.id();
             self.calls.insert(call);
             return self.end_call(id, Cause::BadSdp, true);
@@ -444,7 +471,7 @@ impl Core {
         let config = leg_config(codec, &stream);
         let remote = stream.remote;
         let on_hold = !stream.direction.sends();
-        let call = self.outbound_call(tx, d, dialog, response, Some((stream, codec)));
+        let call = self.outbound_call(tx, d, dialog, response, Some((stream, codec)), video);
         let id = call.id();
         self.write_record(call.record(None));
         self.calls.insert(call);
@@ -462,6 +489,8 @@ impl Core {
                 self.out.media(MediaCommand::Update { id, config, remote, on_hold, srtp: None });
                 self.out.media(MediaCommand::Join(id));
                 self.announce_join(id, &room);
+                self.start_video(id);
+                self.show_without_video(id);
                 self.publish(id);
             }
         }

@@ -334,6 +334,7 @@ impl VideoWorker {
             first_seq: 0,
             first_timestamp: 0,
             limits: Default::default(),
+            cascade: false,
         };
         let leg = room.room.add_leg(none, name);
         room.participants.insert(leg, id);

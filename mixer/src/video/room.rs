@@ -85,6 +85,11 @@ pub struct VideoLegConfig {
     pub first_timestamp: u32,
     /// What it takes at most, as its SDP says.
     pub limits: ViewerLimits,
+    /// The far end is a conference focus (RFC 4579 `isfocus`: an MCU, a room on another
+    /// gateway): what it sends is its room's picture, and it is sent ours without its own
+    /// tile, so that no picture comes back to where it came from. That costs one compose and
+    /// one encode of its own.
+    pub cascade: bool,
 }
 
 /// A room's picture and its encoding.
@@ -164,6 +169,8 @@ pub struct VideoRoomStats {
     pub encode_errors: u64,
     /// Viewers moved from a tier to another.
     pub tier_changes: u64,
+    /// Encodes of cascades' own pictures (in `encodes` too).
+    pub cascade_encodes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +222,16 @@ struct VideoLeg {
     talking: bool,
     /// Its tier, and until when its loss keeps it low.
     tier: usize,
+    /// A cascade's own picture (the room without its tile) and its encoding.
+    own: Option<Box<Own>>,
     lossy_until: Option<Instant>,
     stats: VideoLegStats,
+}
+
+/// A cascade leg's picture: the room without the leg's own tile.
+struct Own {
+    compositor: Compositor,
+    tier: Tier,
 }
 
 /// One room's video; see the module's documentation.
@@ -292,6 +307,25 @@ impl VideoRoom {
         })
     }
 
+    /// A cascade's own picture: the canvas's size, rate and bitrate.
+    fn own_picture(&self) -> Own {
+        let c = &self.config;
+        let main = self.tiers[0].config;
+        Own {
+            compositor: Compositor::new(main.width, main.height, c.background, c.fit),
+            tier: Tier::new(main, (main.width, main.height), c.background, c.keyframe_interval, c.mtu),
+        }
+    }
+
+    /// Asks a viewer's encoder for a keyframe: its own picture's, or its tier's.
+    fn ask_keyframe_for(&mut self, index: usize) {
+        let (_, leg) = &mut self.legs[index];
+        match &mut leg.own {
+            Some(own) => own.tier.gate.request(),
+            None => self.tiers[leg.tier].gate.request(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.legs.is_empty()
     }
@@ -307,8 +341,9 @@ impl VideoRoom {
         let id = VideoLegId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
         let tier = self.tier_for(&config.limits, false);
-        if config.send {
-            // A new viewer starts at a keyframe.
+        let own = (config.cascade && config.send).then(|| Box::new(self.own_picture()));
+        if config.send && own.is_none() {
+            // A new viewer starts at a keyframe (an own picture's first one is).
             self.tiers[tier].gate.request();
         }
         let mut asker = KeyframeAsker::new(self.config.ask_interval);
@@ -334,6 +369,7 @@ impl VideoRoom {
             next_rtcp: None,
             talking: false,
             tier,
+            own,
             lossy_until: None,
             stats: VideoLegStats::default(),
         };
@@ -359,9 +395,10 @@ impl VideoRoom {
         if !config.receive {
             leg.has_picture = false;
         }
-        let tier = leg.tier;
         if starts_sending {
-            self.tiers[tier].gate.request();
+            if let Some(index) = self.legs.iter().position(|(leg, _)| *leg == id) {
+                self.ask_keyframe_for(index);
+            }
         }
     }
 
@@ -376,6 +413,9 @@ impl VideoRoom {
     /// Moves a viewer to the tier its limits, its bitrate requests and its loss call for.
     fn retier(&mut self, now: Instant, index: usize) {
         let (_, leg) = &self.legs[index];
+        if leg.own.is_some() {
+            return;
+        }
         let mut limits = leg.config.limits;
         if let Some(asked) = leg.stats.max_bitrate_bps {
             limits.max_bitrate_bps = Some(limits.max_bitrate_bps.map_or(asked, |sdp| sdp.min(asked)));
@@ -398,6 +438,11 @@ impl VideoRoom {
         if layout != self.layout {
             self.layout = layout;
             self.tiers.iter_mut().for_each(|t| t.gate.request());
+            for (_, leg) in &mut self.legs {
+                if let Some(own) = &mut leg.own {
+                    own.tier.gate.request();
+                }
+            }
         }
     }
 
@@ -421,10 +466,9 @@ impl VideoRoom {
 
     /// A viewer asked for a keyframe outside RTCP (SIP INFO `picture_fast_update`).
     pub fn keyframe_requested(&mut self, id: VideoLegId) {
-        if let Some(leg) = self.leg_mut(id) {
-            leg.stats.keyframe_requests += 1;
-            let tier = leg.tier;
-            self.tiers[tier].gate.request();
+        if let Some(index) = self.legs.iter().position(|(leg, _)| *leg == id) {
+            self.legs[index].1.stats.keyframe_requests += 1;
+            self.ask_keyframe_for(index);
         }
     }
 
@@ -469,7 +513,10 @@ impl VideoRoom {
                 VideoFeedback::KeyframeRequest => {
                     leg.stats.keyframe_requests += 1;
                     self.stats.keyframe_requests += 1;
-                    self.tiers[leg.tier].gate.request();
+                    match &mut leg.own {
+                        Some(own) => own.tier.gate.request(),
+                        None => self.tiers[leg.tier].gate.request(),
+                    }
                 }
                 VideoFeedback::Nack(seq) if leg.config.feedback.nack => {
                     if let Some(sent) = leg.history.get(seq).cloned() {
@@ -559,39 +606,30 @@ impl VideoRoom {
         if !self.has_viewers() {
             return;
         }
-        let name_tiles = self.config.name_tiles;
-        let tiled = |l: &VideoLeg| l.config.receive || name_tiles;
-        let talking = self.legs.iter().find(|(_, l)| l.talking && tiled(l)).map(|(id, _)| *id);
+        let (name_tiles, show_names, layout) = (self.config.name_tiles, self.config.show_names, self.layout);
+        let talking = self.legs.iter().find(|(_, l)| l.talking && tiled(l, name_tiles)).map(|(id, _)| *id);
         let speaker = self.speaker.update(now, talking).copied();
-        let speaker_first = matches!(self.layout, Layout::Speaker | Layout::SpeakerStrip);
-        let mut order: Vec<&VideoLeg> = Vec::with_capacity(self.legs.len());
-        if speaker_first {
-            order.extend(self.legs.iter().filter(|(id, l)| Some(*id) == speaker && tiled(l)).map(|(_, l)| l));
-        }
-        for (id, leg) in &self.legs {
-            if tiled(leg) && !(speaker_first && Some(*id) == speaker) {
-                order.push(leg);
+        let look = Look { layout, speaker, name_tiles, show_names };
+        if self.legs.iter().any(|(_, l)| l.config.send && l.own.is_none()) {
+            let tiles = tiles_of(&self.legs, look, None);
+            if let Err(e) = self.compositor.compose_named(layout, &tiles) {
+                // Sources are our own decodes, cut to even sizes: a failure is a bug, not input.
+                debug_assert!(false, "{e}");
             }
         }
-        let show_names = self.config.show_names;
-        let tiles: Vec<Tile<'_>> = order
-            .iter()
-            .map(|l| {
-                let picture = shows(l).then_some(&l.picture);
-                // A tile without a picture always says whose it is.
-                let name = if show_names || picture.is_none() { l.name.as_str() } else { "" };
-                Tile { picture, name }
-            })
-            .collect();
-        if let Err(e) = self.compositor.compose_named(self.layout, &tiles) {
-            // Sources are our own decodes, cut to even sizes: a failure is a bug, not input.
-            debug_assert!(false, "{e}");
+        for index in 0..self.legs.len() {
+            let Some(mut own) = self.legs[index].1.own.take() else { continue };
+            let tiles = tiles_of(&self.legs, look, Some(self.legs[index].0));
+            if let Err(e) = own.compositor.compose_named(layout, &tiles) {
+                debug_assert!(false, "{e}");
+            }
+            drop(tiles);
+            self.legs[index].1.own = Some(own);
         }
         self.stats.pictures += 1;
         self.composed = Some(now);
     }
 
-    /// Encodes the picture composed last, once, and sends it to every viewer.
     /// Encodes the picture composed last once per tier that has viewers and is due, and
     /// sends each viewer its tier's.
     pub fn encode(&mut self, mut out: impl FnMut(VideoLegId, Datagram<'_>)) {
@@ -600,7 +638,8 @@ impl VideoRoom {
         let elapsed = at.saturating_duration_since(origin);
         let canvas = self.compositor.canvas();
         for (t, tier) in self.tiers.iter_mut().enumerate() {
-            let viewers = || self.legs.iter().filter(|(_, l)| l.config.send && l.tier == t);
+            let viewers =
+                || self.legs.iter().filter(|(_, l)| l.config.send && l.tier == t && l.own.is_none());
             if viewers().next().is_none() {
                 tier.idle();
                 continue;
@@ -620,20 +659,36 @@ impl VideoRoom {
             self.stats.encodes_per_tier[t] += tier.encodes - encodes;
             self.stats.keyframes += tier.keyframes - keyframes;
             let timestamp = ticks_90k(elapsed);
-            for (id, leg) in self.legs.iter_mut().filter(|(_, l)| l.config.send && l.tier == t) {
+            for (id, leg) in
+                self.legs.iter_mut().filter(|(_, l)| l.config.send && l.tier == t && l.own.is_none())
+            {
                 let payloads =
                     &tier.payloads[usize::from(leg.config.mode == PacketizationMode::NonInterleaved)];
-                let timestamp = leg.config.first_timestamp.wrapping_add(timestamp);
-                for (n, payload) in payloads.iter().enumerate() {
-                    let marker = n + 1 == payloads.len();
-                    let header = rtp_header(&leg.config, leg.seq, timestamp, marker);
-                    let Some(len) = write_rtp(&mut self.buffer, &header, payload) else { continue };
-                    leg.history.push(leg.seq, Sent { timestamp, marker, payload: payload.clone() });
-                    leg.seq = leg.seq.wrapping_add(1);
-                    leg.stats.packets_sent += 1;
-                    leg.octets += payload.len() as u64;
-                    out(*id, Datagram::Rtp(&self.buffer[..len]));
+                send_picture(*id, leg, payloads, timestamp, &mut self.buffer, &mut out);
+            }
+        }
+        for (id, leg) in &mut self.legs {
+            let Some(own) = &mut leg.own else { continue };
+            let modes = [
+                leg.config.mode == PacketizationMode::SingleNal,
+                leg.config.mode == PacketizationMode::NonInterleaved,
+            ];
+            let (encodes, keyframes) = (own.tier.encodes, own.tier.keyframes);
+            match own.tier.encode(at, elapsed.as_millis() as u64, own.compositor.canvas(), modes) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    continue;
                 }
+            }
+            self.stats.encodes += own.tier.encodes - encodes;
+            self.stats.cascade_encodes += own.tier.encodes - encodes;
+            self.stats.keyframes += own.tier.keyframes - keyframes;
+            let payloads = std::mem::take(&mut own.tier.payloads[usize::from(modes[1])]);
+            send_picture(*id, leg, &payloads, ticks_90k(elapsed), &mut self.buffer, &mut out);
+            if let Some(own) = &mut leg.own {
+                own.tier.payloads[usize::from(modes[1])] = payloads;
             }
         }
     }
@@ -655,6 +710,68 @@ impl VideoRoom {
 
     pub fn stats(&self) -> VideoRoomStats {
         self.stats
+    }
+}
+
+/// What decides the tiles of a picture.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    layout: Layout,
+    speaker: Option<VideoLegId>,
+    name_tiles: bool,
+    show_names: bool,
+}
+
+/// Whether a leg has a tile: a camera, or anyone when names have tiles.
+fn tiled(leg: &VideoLeg, name_tiles: bool) -> bool {
+    leg.config.receive || name_tiles
+}
+
+/// The tiles of a picture in their order (the speaker first for the layouts that show one
+/// large, join order otherwise), without `exclude`'s.
+fn tiles_of(legs: &[(VideoLegId, VideoLeg)], look: Look, exclude: Option<VideoLegId>) -> Vec<Tile<'_>> {
+    let speaker_first = matches!(look.layout, Layout::Speaker | Layout::SpeakerStrip);
+    let speaker = look.speaker.filter(|s| Some(*s) != exclude);
+    let shown = |id: VideoLegId, leg: &VideoLeg| tiled(leg, look.name_tiles) && Some(id) != exclude;
+    let mut order: Vec<&VideoLeg> = Vec::with_capacity(legs.len());
+    if speaker_first {
+        order.extend(legs.iter().filter(|(id, l)| Some(*id) == speaker && shown(*id, l)).map(|(_, l)| l));
+    }
+    for (id, leg) in legs {
+        if shown(*id, leg) && !(speaker_first && Some(*id) == speaker) {
+            order.push(leg);
+        }
+    }
+    order
+        .iter()
+        .map(|l| {
+            let picture = shows(l).then_some(&l.picture);
+            // A tile without a picture always says whose it is.
+            let name = if look.show_names || picture.is_none() { l.name.as_str() } else { "" };
+            Tile { picture, name }
+        })
+        .collect()
+}
+
+/// One encoded picture's payloads to a viewer, each with its own header, kept for its NACKs.
+fn send_picture(
+    id: VideoLegId,
+    leg: &mut VideoLeg,
+    payloads: &[Bytes],
+    timestamp: u32,
+    buffer: &mut [u8],
+    out: &mut impl FnMut(VideoLegId, Datagram<'_>),
+) {
+    let timestamp = leg.config.first_timestamp.wrapping_add(timestamp);
+    for (n, payload) in payloads.iter().enumerate() {
+        let marker = n + 1 == payloads.len();
+        let header = rtp_header(&leg.config, leg.seq, timestamp, marker);
+        let Some(len) = write_rtp(buffer, &header, payload) else { continue };
+        leg.history.push(leg.seq, Sent { timestamp, marker, payload: payload.clone() });
+        leg.seq = leg.seq.wrapping_add(1);
+        leg.stats.packets_sent += 1;
+        leg.octets += payload.len() as u64;
+        out(id, Datagram::Rtp(&buffer[..len]));
     }
 }
 

@@ -299,8 +299,8 @@ impl Feedback {
         }
     }
 
-    /// `a=rtcp-fb` lines for payload type `pt`.
-    fn attributes(self, pt: u8) -> Vec<Attribute> {
+    /// `a=rtcp-fb` lines for payload type `pt` (`*`: every one of the m-line).
+    fn attributes(self, pt: impl std::fmt::Display) -> Vec<Attribute> {
         [
             (self.nack, "nack"),
             (self.pli, "nack pli"),
@@ -541,11 +541,13 @@ pub fn offer_media(local: &LocalVideo, crypto: Option<Crypto>) -> Media {
     let fmt = codecs.iter().map(|(pt, _)| pt.to_string()).collect::<Vec<_>>().join(" ");
     let mut media =
         Media::new(sdp_types::MediaType::Video, local.port, sdp_types::TransportProto::RtpAvp, fmt);
-    media.bandwidths = our_bandwidths(local);
+    // `b=AS` only, and one set of `a=rtcp-fb:*` lines: a request over 1300 bytes would have to
+    // leave a UDP trunk for TCP (RFC 3261 §18.1.1), which not every carrier takes.
+    media.bandwidths = our_bandwidths(local).into_iter().filter(|b| b.bwtype == "AS").collect();
     for (pt, codec) in &codecs {
         media.attributes.extend(rtpmap_and_fmtp(*pt, codec));
-        media.attributes.extend(local.feedback.attributes(*pt));
     }
+    media.attributes.extend(local.feedback.attributes("*"));
     media.attributes.push(Attribute::with_value("content", "main"));
     media.attributes.push(Attribute::new(local.direction.token()));
     media.attributes.push(Attribute::new("rtcp-mux"));

@@ -80,10 +80,13 @@ impl Core {
             self.count_call("422");
             return self.respond(tx, response);
         }
-        let answer = match self.negotiate(offer, from) {
+        let mut answer = match self.negotiate(offer, from) {
             Ok(answer) => answer,
             Err(refusal) => return refused(self, refusal),
         };
+        if let Some(video) = &mut answer.video {
+            video.cascade = video::is_focus(&request.request.headers);
+        }
         let tag = new_tag();
         let contact = self.contact(&room.number, answer.advertised, from.transport);
         let mut dialog = match Dialog::uas(&request, &tag, &contact, rand::random::<u16>() as u32) {
@@ -251,7 +254,9 @@ impl Core {
         body: &sdp::Session,
     ) -> (rsip::Response, Option<SessionTimer>, u32) {
         let mut ok = response_to(request, StatusCode::OK, Some(tag), self.server());
-        push_header(&mut ok, Header::Contact(format!("<{contact}>").into()));
+        // RFC 4579 §5: a conference focus says so, so that an MCU or gateway on the other side
+        // knows it is cascaded to a room.
+        push_header(&mut ok, Header::Contact(format!("<{contact}>;isfocus").into()));
         push_header(&mut ok, Header::Allow(ALLOW.into()));
         push_header(&mut ok, Header::Supported("timer".into()));
         let (session, interval) = match *timer {

@@ -71,7 +71,7 @@ impl Core {
         let Some(call) = self.calls.call_mut(id) else { return };
         let method = request.request.method;
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
-        push_header(&mut response, Header::Contact(format!("<{}>", call.dialog_contact()).into()));
+        push_header(&mut response, Header::Contact(format!("<{}>;isfocus", call.dialog_contact()).into()));
         push_header(&mut response, Header::Allow(ALLOW.into()));
         let max_session_expires = self.shared.config.conference.max_session_expires_secs;
         call.refreshed_by(&request.request, now, max_session_expires, &mut response);

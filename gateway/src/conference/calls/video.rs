@@ -21,7 +21,7 @@ const H264_LEVEL: u8 = 31;
 
 /// The call's video, when its offer had a stream we answered.
 #[derive(Debug)]
-pub(super) struct CallVideo {
+pub(in crate::conference) struct CallVideo {
     pub local: LocalVideo,
     pub stream: VideoStream,
     /// The sockets, until the leg joins the room's video.
@@ -31,6 +31,9 @@ pub(super) struct CallVideo {
     pub first_seq: u16,
     pub first_timestamp: u32,
     pub stats: Option<VideoLegStats>,
+    /// The far end is a conference focus (its Contact says `isfocus`): it is sent the room
+    /// without its own tile.
+    pub cascade: bool,
     /// Pictures decoded a second, from the last two reports.
     pub fps: f64,
     last_report: Option<(Instant, u64)>,
@@ -46,6 +49,7 @@ impl CallVideo {
             first_seq: rand::random(),
             first_timestamp: rand::random(),
             stats: None,
+            cascade: false,
             fps: 0.0,
             last_report: None,
         }
@@ -117,12 +121,13 @@ impl CallVideo {
             first_seq: self.first_seq,
             first_timestamp: self.first_timestamp,
             limits,
+            cascade: self.cascade,
         }
     }
 }
 
 /// Our side of a call's video: H.264 at our level, the feedback we act on, our bandwidth.
-pub(super) fn local_video(config: &VideoConfig, port: u16, srtp: Srtp) -> LocalVideo {
+pub(in crate::conference) fn local_video(config: &VideoConfig, port: u16, srtp: Srtp) -> LocalVideo {
     LocalVideo {
         port,
         codecs: vec![VideoKind::H264],
@@ -134,6 +139,15 @@ pub(super) fn local_video(config: &VideoConfig, port: u16, srtp: Srtp) -> LocalV
         feedback: Feedback { nack: true, pli: true, fir: true, remb: false, tmmbr: false },
         srtp,
     }
+}
+
+/// Whether a request's or response's Contact is a conference focus's (RFC 4579 §5: an MCU,
+/// a conference server, another gateway's room).
+pub(in crate::conference) fn is_focus(headers: &rsip::Headers) -> bool {
+    headers.iter().any(|h| match h {
+        Header::Contact(c) => NameAddr::parse(c.value()).is_ok_and(|n| n.param("isfocus").is_some()),
+        _ => false,
+    })
 }
 
 /// Whether an INFO asks for a keyframe (RFC 5168's `picture_fast_update`).
@@ -304,5 +318,21 @@ mod tests {
         assert!(asks_keyframe(&info("Application/Media_Control+XML; charset=utf-8", PICTURE_FAST_UPDATE)));
         assert!(!asks_keyframe(&info("text/plain", PICTURE_FAST_UPDATE)));
         assert!(!asks_keyframe(&info(MEDIA_CONTROL, "<media_control/>")));
+    }
+
+    #[test]
+    fn a_focus_is_known_by_its_contact() {
+        let headers = |contact: &str| {
+            let mut headers = rsip::Headers::default();
+            headers.push(Header::Contact(contact.into()));
+            headers
+        };
+        assert!(is_focus(&headers("<sip:conf1@192.0.2.4>;isfocus")));
+        assert!(is_focus(&headers("\"MCU\" <sip:conf1@192.0.2.4;transport=tcp>;expires=60;isfocus")));
+        assert!(
+            !is_focus(&headers("<sip:alice@192.0.2.4;isfocus>")),
+            "a URI parameter is not the feature tag"
+        );
+        assert!(!is_focus(&headers("<sip:alice@192.0.2.4>")));
     }
 }

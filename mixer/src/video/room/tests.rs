@@ -44,6 +44,7 @@ fn leg(ssrc: u32, mode: PacketizationMode, send: bool, receive: bool) -> VideoLe
         first_seq: 65_500,
         first_timestamp: ssrc.wrapping_mul(7),
         limits: ViewerLimits::default(),
+        cascade: false,
     }
 }
 
@@ -389,4 +390,36 @@ fn each_tier_is_encoded_once_per_picture_for_its_viewers_and_remb_moves_a_viewer
     phones[0].1.decode();
     assert_eq!(phones[0].1.last.as_ref().map(|f| (f.width, f.height)), Some((160, 90)));
     assert_eq!(room.stats().tier_changes, 1);
+}
+
+#[test]
+fn a_cascade_is_sent_the_room_without_its_own_tile_by_an_encode_of_its_own() {
+    let (red, blue, green) =
+        (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220), Yuv::from_rgb(30, 200, 30));
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    let b = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, true), "");
+    // The other room's picture comes in green, as one tile.
+    let c = room.add_leg(
+        VideoLegConfig { cascade: true, ..leg(3, PacketizationMode::NonInterleaved, true, true) },
+        "",
+    );
+    let mut phones = [(a, Phone::new(red, 100)), (b, Phone::new(blue, 200)), (c, Phone::new(green, 300))];
+    run(&mut room, &mut t, &mut phones, 10, 0);
+    for (_, phone) in phones.iter_mut() {
+        phone.decode();
+    }
+    // The phones see all three, the other room among them.
+    let seen = phones[0].1.last.as_ref().unwrap();
+    assert!(centre(seen, 0, 0, 160, 120).distance(red) <= 10);
+    assert!(centre(seen, 160, 0, 160, 120).distance(blue) <= 10);
+    assert!(centre(seen, 0, 120, 160, 120).distance(green) <= 10);
+    // The cascade sees the two phones and not itself.
+    let cascade = phones[2].1.last.as_ref().unwrap();
+    assert!(centre(cascade, 0, 0, 160, 120).distance(red) <= 10);
+    assert!(centre(cascade, 160, 0, 160, 120).distance(blue) <= 10);
+    assert!(centre(cascade, 0, 120, 160, 120).distance(Yuv::from_rgb(0, 0, 0)) <= 10, "no tile of its own");
+    let stats = room.stats();
+    assert_eq!((stats.encodes, stats.cascade_encodes), (20, 10), "one shared encode and the cascade's own");
 }
