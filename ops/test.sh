@@ -11,9 +11,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Test peers and servers, from Debian's packages (procps: `kill`, which tests use to stop and
 # freeze processes; chromium with its WebDriver: the join page's tests; nasm: the bundled H.264
-# codec's assembly, without which it builds slow; baresip-ffmpeg: H.264 and video files for the
-# video phones).
-PACKAGES=(libopus-dev pkg-config nasm procps iproute2 sipsak baresip-core baresip-ffmpeg kamailio ffmpeg
+# codec's assembly, without which it builds slow; libvpx-dev: VP8; baresip-ffmpeg: H.264 and
+# video files for the video phones).
+PACKAGES=(libopus-dev libvpx-dev pkg-config nasm procps iproute2 sipsak baresip-core baresip-ffmpeg kamailio ffmpeg
     postgresql postgresql-client
     chromium chromium-driver)
 command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)

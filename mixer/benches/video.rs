@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mixer::video::h264::{EncoderSettings, H264Decoder, H264Encoder};
 use mixer::video::h264_rtp::{annex_b_nals, PacketizationMode, Packetizer};
 use mixer::video::room::{
-    FeedbackSupport, TierConfig, VideoLegConfig, VideoRoom, VideoRoomConfig, ViewerLimits,
+    FeedbackSupport, TierConfig, VideoCodecKind, VideoLegConfig, VideoRoom, VideoRoomConfig, ViewerLimits,
 };
 
 const WIDTH: usize = 1280;
@@ -105,6 +105,7 @@ fn packets(source: &[Vec<u8>], ssrc: u32) -> Vec<Vec<rtp::Packet>> {
 
 fn leg(ssrc: u32, send: bool, receive: bool, limits: ViewerLimits) -> VideoLegConfig {
     VideoLegConfig {
+        codec: VideoCodecKind::H264,
         payload_type: 96,
         mode: PacketizationMode::NonInterleaved,
         feedback: FeedbackSupport { nack: true, pli: true, fir: false },

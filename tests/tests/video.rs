@@ -27,10 +27,21 @@ fn colour_video(dir: &Path, colour: &str) -> PathBuf {
     path
 }
 
-/// A registered phone whose camera shows `colour`. baresip offers H.264 in packetization mode 0
+/// A registered phone whose camera shows `colour` (its `extra` config lines added). baresip offers H.264 in packetization mode 0
 /// when its account names `H264` (the first of its two H.264 codecs), and in mode 1 beside
 /// mode 0 and other codecs with its defaults.
 fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64, codecs: &str) -> Baresip {
+    video_phone_with(gw, user, colour, frequency, codecs, &[])
+}
+
+fn video_phone_with(
+    gw: &Gateway,
+    user: &str,
+    colour: &str,
+    frequency: f64,
+    codecs: &str,
+    more: &[&str],
+) -> Baresip {
     let wav = gw.dir.path().join(format!("{user}.wav"));
     write_tone_wav(&wav, 8000, frequency, 60).unwrap();
     let video = colour_video(gw.dir.path(), colour);
@@ -46,7 +57,7 @@ fn video_phone(gw: &Gateway, user: &str, colour: &str, frequency: f64, codecs: &
         "video_fps 15".into(),
         "video_bitrate 300000".into(),
     ];
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).chain(more.iter().copied()).collect();
     phone_playing(gw, user, &wav, &format!("PCMU{codecs}"), &extra)
 }
 
@@ -105,6 +116,8 @@ fn near(rgb: [u8; 3], expected: [u8; 3]) -> bool {
 
 const RED: [u8; 3] = [255, 0, 0];
 const BLUE: [u8; 3] = [0, 0, 255];
+/// ffmpeg's `lime`.
+const GREEN: [u8; 3] = [0, 255, 0];
 /// The canvas's background.
 const BACKGROUND: [u8; 3] = [16, 16, 16];
 
@@ -376,4 +389,19 @@ fn participants_with_video(gw: &Gateway, room: &str, user: &str) -> Value {
         found["video"]["frames_decoded"].as_u64() > Some(0)
     });
     found
+}
+
+#[test]
+fn a_vp8_phone_and_an_h264_phone_see_each_other() {
+    let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let mut red = video_phone(&gw, "red", "red", 440.0, ";video_codecs=H264");
+    let mut green = video_phone_with(&gw, "green", "lime", 660.0, ";video_codecs=VP8", &["module vp8.so"]);
+    dial(&mut red, &gw, "1000");
+    dial(&mut green, &gw, "1000");
+    let both = |q: &Quarters| near(q.colour[0], RED) && near(q.colour[1], GREEN);
+    wait_for_picture(&gw, &mut red, "red", "red and green", both);
+    wait_for_picture(&gw, &mut green, "green", "red and green", both);
+    assert_eq!(participants_with_video(&gw, "1000", "green")["video"]["codec"], "VP8");
+    assert_eq!(participant(&gw, "1000", "red")["video"]["codec"], "H264");
 }

@@ -325,6 +325,7 @@ impl VideoWorker {
         }
         let Some(room) = self.room(&number) else { return };
         let none = VideoLegConfig {
+            codec: mixer::video::room::VideoCodecKind::H264,
             payload_type: 0,
             mode: mixer::video::h264_rtp::PacketizationMode::SingleNal,
             feedback: Default::default(),

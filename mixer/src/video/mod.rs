@@ -14,6 +14,7 @@
 //! - [`room`]: one room's video: legs in, one picture composed and encoded, viewers out.
 //! - [`speaker`]: the active speaker from voice activity, with hold times.
 //! - [`text`]: names drawn on tiles from bitmap glyphs.
+//! - [`vp8`]: VP8 encoding and decoding (libvpx).
 //! - [`vp8_rtp`]: VP8 frames to RTP payloads and back (RFC 7741).
 
 pub mod compose;
@@ -27,4 +28,5 @@ pub mod reorder;
 pub mod room;
 pub mod speaker;
 pub mod text;
+pub mod vp8;
 pub mod vp8_rtp;

@@ -28,7 +28,7 @@ use rtcp::receiver_report::ReceiverReport;
 mod tier;
 
 use self::tier::Tier;
-pub use self::tier::{TierConfig, ViewerLimits, MAX_TIERS};
+pub use self::tier::{TierConfig, VideoCodecKind, ViewerLimits, MAX_TIERS};
 use super::compose::{Compositor, Fit, Layout, Tile};
 use super::feedback::{fir, pli, FeedbackReader, VideoFeedback};
 use super::frame::{Frame, Yuv};
@@ -38,6 +38,8 @@ use super::history::SendHistory;
 use super::keyframes::KeyframeAsker;
 use super::reorder::Reorder;
 use super::speaker::{SpeakerPolicy, SpeakerSelector};
+use super::vp8::Vp8Decoder;
+use super::vp8_rtp::{self, Vp8Frame};
 use crate::rtcp_session::{self, RtcpSession, SendingStats};
 use crate::rtp_stream::RtpReceiver;
 
@@ -72,8 +74,10 @@ pub struct FeedbackSupport {
 /// How one leg's video looks on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoLegConfig {
+    pub codec: VideoCodecKind,
     /// The payload type both ways.
     pub payload_type: u8,
+    /// H.264's packetization mode.
     pub mode: PacketizationMode,
     pub feedback: FeedbackSupport,
     /// We send it the room's picture / it sends us its camera.
@@ -203,8 +207,7 @@ struct VideoLeg {
     // Receiving.
     receiver: RtpReceiver,
     reorder: Reorder<Arrived>,
-    depacketizer: Depacketizer,
-    decoder: Option<H264Decoder>,
+    source: Source,
     /// A decode failed: nothing but a keyframe is decoded until one comes.
     decoder_broken: bool,
     picture: Frame,
@@ -226,6 +229,50 @@ struct VideoLeg {
     own: Option<Box<Own>>,
     lossy_until: Option<Instant>,
     stats: VideoLegStats,
+}
+
+/// A camera's packets back into pictures, in its codec.
+enum Source {
+    H264 { depacketizer: Depacketizer, decoder: Option<H264Decoder> },
+    Vp8 { depacketizer: vp8_rtp::Depacketizer, decoder: Option<Vp8Decoder> },
+}
+
+impl Source {
+    fn new(codec: VideoCodecKind) -> Source {
+        match codec {
+            VideoCodecKind::H264 => Source::H264 { depacketizer: Depacketizer::new(), decoder: None },
+            VideoCodecKind::Vp8 => {
+                Source::Vp8 { depacketizer: vp8_rtp::Depacketizer::default(), decoder: None }
+            }
+        }
+    }
+
+    fn needs_keyframe(&self) -> bool {
+        match self {
+            Source::H264 { depacketizer, .. } => depacketizer.needs_keyframe(),
+            Source::Vp8 { depacketizer, .. } => depacketizer.needs_keyframe(),
+        }
+    }
+
+    /// Decodes one picture into `frame`; true when it completed one.
+    fn decode(&mut self, data: &[u8], frame: &mut Frame) -> Result<bool, VideoCodecError> {
+        match self {
+            Source::H264 { decoder, .. } => {
+                let decoder = match decoder {
+                    Some(decoder) => decoder,
+                    None => decoder.insert(H264Decoder::new()?),
+                };
+                decoder.decode_into(data, frame)
+            }
+            Source::Vp8 { decoder, .. } => {
+                let decoder = match decoder {
+                    Some(decoder) => decoder,
+                    None => decoder.insert(Vp8Decoder::new()?),
+                };
+                decoder.decode_into(data, frame)
+            }
+        }
+    }
 }
 
 /// A cascade leg's picture: the room without the leg's own tile.
@@ -251,6 +298,7 @@ pub struct VideoRoom {
     /// A picture composed and not yet encoded, with its time.
     composed: Option<Instant>,
     units: Vec<AccessUnit>,
+    frames: Vec<Vp8Frame>,
     feedback: Vec<VideoFeedback>,
     buffer: Vec<u8>,
     events: VecDeque<VideoRoomEvent>,
@@ -275,17 +323,21 @@ impl VideoRoom {
         }
         let main = TierConfig { width: w, height: h, frame_rate: fps, bitrate_bps: config.bitrate_bps };
         let mut tiers = Vec::with_capacity(MAX_TIERS);
-        for tier in std::iter::once(main).chain(config.low_tier) {
-            let (tw, th, tfps) = (tier.width & !1, tier.height & !1, tier.frame_rate);
-            if tw < 16 || th < 16 || tw > w || th > h || !(1..=fps).contains(&tfps) {
-                return Err(VideoRoomError::Canvas {
-                    width: tier.width,
-                    height: tier.height,
-                    frame_rate: tfps,
-                });
+        // Per codec, the canvas's tier first: one encode per (codec, size) with viewers.
+        for codec in VideoCodecKind::ALL {
+            for tier in std::iter::once(main).chain(config.low_tier) {
+                let (tw, th, tfps) = (tier.width & !1, tier.height & !1, tier.frame_rate);
+                if tw < 16 || th < 16 || tw > w || th > h || !(1..=fps).contains(&tfps) {
+                    return Err(VideoRoomError::Canvas {
+                        width: tier.width,
+                        height: tier.height,
+                        frame_rate: tfps,
+                    });
+                }
+                let tier = TierConfig { width: tw, height: th, ..tier };
+                let (background, interval, mtu) = (config.background, config.keyframe_interval, config.mtu);
+                tiers.push(Tier::new(tier, codec, (w, h), background, interval, mtu));
             }
-            let tier = TierConfig { width: tw, height: th, ..tier };
-            tiers.push(Tier::new(tier, (w, h), config.background, config.keyframe_interval, config.mtu));
         }
         Ok(VideoRoom {
             compositor: Compositor::new(w, h, config.background, config.fit),
@@ -300,6 +352,7 @@ impl VideoRoom {
             next_frame: None,
             composed: None,
             units: Vec::new(),
+            frames: Vec::new(),
             feedback: Vec::new(),
             buffer: vec![0; 1500],
             events: VecDeque::new(),
@@ -308,12 +361,13 @@ impl VideoRoom {
     }
 
     /// A cascade's own picture: the canvas's size, rate and bitrate.
-    fn own_picture(&self) -> Own {
+    fn own_picture(&self, codec: VideoCodecKind) -> Own {
         let c = &self.config;
         let main = self.tiers[0].config;
+        let canvas = (main.width, main.height);
         Own {
             compositor: Compositor::new(main.width, main.height, c.background, c.fit),
-            tier: Tier::new(main, (main.width, main.height), c.background, c.keyframe_interval, c.mtu),
+            tier: Tier::new(main, codec, canvas, c.background, c.keyframe_interval, c.mtu),
         }
     }
 
@@ -340,8 +394,8 @@ impl VideoRoom {
     pub fn add_leg(&mut self, config: VideoLegConfig, name: &str) -> VideoLegId {
         let id = VideoLegId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
-        let tier = self.tier_for(&config.limits, false);
-        let own = (config.cascade && config.send).then(|| Box::new(self.own_picture()));
+        let tier = self.tier_for(config.codec, &config.limits, false);
+        let own = (config.cascade && config.send).then(|| Box::new(self.own_picture(config.codec)));
         if config.send && own.is_none() {
             // A new viewer starts at a keyframe (an own picture's first one is).
             self.tiers[tier].gate.request();
@@ -353,8 +407,7 @@ impl VideoRoom {
             name: name.chars().filter(|c| !c.is_control()).take(super::text::MAX_CHARS + 1).collect(),
             receiver: RtpReceiver::new(CLOCK as u32),
             reorder: Reorder::new(REORDER_WAIT, REORDER_CAPACITY),
-            depacketizer: Depacketizer::new(),
-            decoder: None,
+            source: Source::new(config.codec),
             decoder_broken: false,
             picture: Frame::filled(0, 0, self.config.background),
             has_picture: false,
@@ -404,10 +457,11 @@ impl VideoRoom {
 
     /// The first tier a viewer with `limits` takes (the last when it takes none); past the
     /// first when it is `lossy`.
-    fn tier_for(&self, limits: &ViewerLimits, lossy: bool) -> usize {
-        let skip = usize::from(lossy && self.tiers.len() > 1);
-        let last = self.tiers.len() - 1;
-        self.tiers.iter().enumerate().skip(skip).find(|(_, t)| t.config.fits(limits)).map_or(last, |(i, _)| i)
+    fn tier_for(&self, codec: VideoCodecKind, limits: &ViewerLimits, lossy: bool) -> usize {
+        let of_codec: Vec<usize> = (0..self.tiers.len()).filter(|&i| self.tiers[i].codec == codec).collect();
+        let skip = usize::from(lossy && of_codec.len() > 1);
+        let last = of_codec.last().copied().unwrap_or(0);
+        of_codec.into_iter().skip(skip).find(|&i| self.tiers[i].config.fits(limits)).unwrap_or(last)
     }
 
     /// Moves a viewer to the tier its limits, its bitrate requests and its loss call for.
@@ -421,7 +475,7 @@ impl VideoRoom {
             limits.max_bitrate_bps = Some(limits.max_bitrate_bps.map_or(asked, |sdp| sdp.min(asked)));
         }
         let lossy = leg.lossy_until.is_some_and(|until| now < until);
-        let tier = self.tier_for(&limits, lossy);
+        let tier = self.tier_for(leg.config.codec, &limits, lossy);
         let (_, leg) = &mut self.legs[index];
         if tier != leg.tier {
             leg.tier = tier;
@@ -487,7 +541,7 @@ impl VideoRoom {
             payload: packet.payload.clone(),
         };
         leg.reorder.push(now, packet.header.sequence_number, arrived);
-        drain(now, leg, &mut self.units);
+        drain(now, leg, &mut self.units, &mut self.frames);
     }
 
     /// One RTCP datagram (already unprotected) from a leg: its reports, keyframe requests,
@@ -553,8 +607,8 @@ impl VideoRoom {
         self.loss_expired(now);
         let origin = *self.origin.get_or_insert(now);
         for (id, leg) in &mut self.legs {
-            drain(now, leg, &mut self.units);
-            let needed = leg.config.receive && (leg.depacketizer.needs_keyframe() || leg.decoder_broken);
+            drain(now, leg, &mut self.units, &mut self.frames);
+            let needed = leg.config.receive && (leg.source.needs_keyframe() || leg.decoder_broken);
             leg.asker.set_needed(needed);
             if leg.asker.ask_now(now) {
                 ask_keyframe(*id, leg, &mut self.events, &mut out);
@@ -644,8 +698,7 @@ impl VideoRoom {
                 tier.idle();
                 continue;
             }
-            let modes = [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved]
-                .map(|mode| viewers().any(|(_, l)| l.config.mode == mode));
+            let modes = [0, 1].map(|set| viewers().any(|(_, l)| payload_set(&l.config) == set));
             let (encodes, keyframes) = (tier.encodes, tier.keyframes);
             match tier.encode(at, elapsed.as_millis() as u64, canvas, modes) {
                 Ok(true) => {}
@@ -662,17 +715,14 @@ impl VideoRoom {
             for (id, leg) in
                 self.legs.iter_mut().filter(|(_, l)| l.config.send && l.tier == t && l.own.is_none())
             {
-                let payloads =
-                    &tier.payloads[usize::from(leg.config.mode == PacketizationMode::NonInterleaved)];
+                let payloads = &tier.payloads[payload_set(&leg.config)];
                 send_picture(*id, leg, payloads, timestamp, &mut self.buffer, &mut out);
             }
         }
         for (id, leg) in &mut self.legs {
             let Some(own) = &mut leg.own else { continue };
-            let modes = [
-                leg.config.mode == PacketizationMode::SingleNal,
-                leg.config.mode == PacketizationMode::NonInterleaved,
-            ];
+            let set = payload_set(&leg.config);
+            let modes = [set == 0, set == 1];
             let (encodes, keyframes) = (own.tier.encodes, own.tier.keyframes);
             match own.tier.encode(at, elapsed.as_millis() as u64, own.compositor.canvas(), modes) {
                 Ok(true) => {}
@@ -685,10 +735,10 @@ impl VideoRoom {
             self.stats.encodes += own.tier.encodes - encodes;
             self.stats.cascade_encodes += own.tier.encodes - encodes;
             self.stats.keyframes += own.tier.keyframes - keyframes;
-            let payloads = std::mem::take(&mut own.tier.payloads[usize::from(modes[1])]);
+            let payloads = std::mem::take(&mut own.tier.payloads[set]);
             send_picture(*id, leg, &payloads, ticks_90k(elapsed), &mut self.buffer, &mut out);
             if let Some(own) = &mut leg.own {
-                own.tier.payloads[usize::from(modes[1])] = payloads;
+                own.tier.payloads[set] = payloads;
             }
         }
     }
@@ -775,31 +825,33 @@ fn send_picture(
     }
 }
 
+/// Which of a tier's payload sets a viewer takes: H.264's in its packetization mode (0 or 1),
+/// VP8's (in both).
+fn payload_set(config: &VideoLegConfig) -> usize {
+    usize::from(config.codec == VideoCodecKind::Vp8 || config.mode == PacketizationMode::NonInterleaved)
+}
+
 /// Whether a leg's tile shows its picture.
 fn shows(leg: &VideoLeg) -> bool {
     leg.config.receive && leg.has_picture && !leg.stats.video_muted
 }
 
 /// Releases what a source's reorder buffer has in order, depacketizes and decodes it.
-fn drain(now: Instant, leg: &mut VideoLeg, units: &mut Vec<AccessUnit>) {
+fn drain(now: Instant, leg: &mut VideoLeg, units: &mut Vec<AccessUnit>, frames: &mut Vec<Vp8Frame>) {
     while let Some((seq, packet)) = leg.reorder.pop(now) {
-        leg.depacketizer.push(seq, packet.timestamp, packet.marker, &packet.payload, units);
+        let (timestamp, marker, payload) = (packet.timestamp, packet.marker, &packet.payload);
+        match &mut leg.source {
+            Source::H264 { depacketizer, .. } => depacketizer.push(seq, timestamp, marker, payload, units),
+            Source::Vp8 { depacketizer, .. } => depacketizer.push(seq, timestamp, marker, payload, frames),
+        }
     }
-    for unit in units.drain(..) {
-        if leg.decoder_broken && !unit.keyframe {
+    let pictures =
+        units.drain(..).map(|u| (u.data, u.keyframe)).chain(frames.drain(..).map(|f| (f.data, f.keyframe)));
+    for (data, keyframe) in pictures {
+        if leg.decoder_broken && !keyframe {
             continue;
         }
-        let decoder = match &mut leg.decoder {
-            Some(decoder) => decoder,
-            None => match H264Decoder::new() {
-                Ok(decoder) => leg.decoder.insert(decoder),
-                Err(_) => {
-                    leg.stats.undecodable += 1;
-                    continue;
-                }
-            },
-        };
-        match decoder.decode_into(&unit.data, &mut leg.picture) {
+        match leg.source.decode(&data, &mut leg.picture) {
             Ok(true) if leg.picture.width * leg.picture.height <= MAX_SOURCE_MACROBLOCKS * 256 => {
                 leg.decoder_broken = false;
                 leg.has_picture = leg.picture.width >= 2 && leg.picture.height >= 2;

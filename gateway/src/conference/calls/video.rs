@@ -3,7 +3,7 @@
 //! by SIP INFO both ways (RFC 5168) for phones that negotiated no RTCP feedback.
 
 use mixer::video::h264_rtp::PacketizationMode;
-use mixer::video::room::{FeedbackSupport, VideoLegConfig, VideoLegStats, ViewerLimits};
+use mixer::video::room::{FeedbackSupport, VideoCodecKind, VideoLegConfig, VideoLegStats, ViewerLimits};
 use sip_stack::sdp::video::{Feedback, LocalVideo, VideoCodec, VideoKind, VideoStream};
 
 use super::*;
@@ -71,7 +71,10 @@ impl CallVideo {
         let stats = self.stats.unwrap_or_default();
         let (received, lost) = (stats.packets_received, stats.packets_lost);
         VideoView {
-            codec: "H264",
+            codec: match self.stream.codec {
+                VideoCodec::H264(_) => "H264",
+                VideoCodec::Vp8(_) => "VP8",
+            },
             packetization_mode: match self.stream.codec {
                 VideoCodec::H264(h) => h.packetization_mode,
                 VideoCodec::Vp8(_) => 0,
@@ -112,6 +115,10 @@ impl CallVideo {
             },
         };
         VideoLegConfig {
+            codec: match stream.codec {
+                VideoCodec::H264(_) => VideoCodecKind::H264,
+                VideoCodec::Vp8(_) => VideoCodecKind::Vp8,
+            },
             payload_type: stream.payload_type,
             mode,
             feedback: FeedbackSupport { nack: fb.nack, pli: fb.pli, fir: fb.fir },
@@ -126,11 +133,13 @@ impl CallVideo {
     }
 }
 
-/// Our side of a call's video: H.264 at our level, the feedback we act on, our bandwidth.
+/// Our side of a call's video: H.264 at our level and VP8, the feedback we act on, our
+/// bandwidth.
 pub(in crate::conference) fn local_video(config: &VideoConfig, port: u16, srtp: Srtp) -> LocalVideo {
     LocalVideo {
         port,
-        codecs: vec![VideoKind::H264],
+        // H.264 first: what room systems and MCUs have in common; VP8 for what offers only it.
+        codecs: vec![VideoKind::H264, VideoKind::Vp8],
         h264_level_idc: H264_LEVEL,
         max_fs: 3600,
         max_fr: config.frame_rate.max(30),

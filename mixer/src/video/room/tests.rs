@@ -35,6 +35,7 @@ fn room(layout: Layout) -> VideoRoom {
 
 fn leg(ssrc: u32, mode: PacketizationMode, send: bool, receive: bool) -> VideoLegConfig {
     VideoLegConfig {
+        codec: VideoCodecKind::H264,
         payload_type: 97,
         mode,
         feedback: FeedbackSupport { nack: true, pli: true, fir: true },
@@ -362,7 +363,7 @@ fn each_tier_is_encoded_once_per_picture_for_its_viewers_and_remb_moves_a_viewer
     let mut phones = [(a, Phone::new(red, 100)), (b, Phone::new(Yuv::from_rgb(0, 0, 0), 200))];
     run(&mut room, &mut t, &mut phones, 10, 0);
     // A second at 10 pictures a second: the canvas 10 times, the low tier 5.
-    assert_eq!(room.stats().encodes_per_tier, [10, 5]);
+    assert_eq!(room.stats().encodes_per_tier, [10, 5, 0, 0]);
     assert_eq!((room.leg_stats(a).unwrap().tier, room.leg_stats(b).unwrap().tier), (0, 1));
     for (_, phone) in phones.iter_mut() {
         phone.decode();
@@ -422,4 +423,78 @@ fn a_cascade_is_sent_the_room_without_its_own_tile_by_an_encode_of_its_own() {
     assert!(centre(cascade, 0, 120, 160, 120).distance(Yuv::from_rgb(0, 0, 0)) <= 10, "no tile of its own");
     let stats = room.stats();
     assert_eq!((stats.encodes, stats.cascade_encodes), (20, 10), "one shared encode and the cascade's own");
+}
+
+#[test]
+fn vp8_and_h264_legs_share_one_room_with_one_encode_per_codec() {
+    use crate::video::vp8::{Vp8Decoder, Vp8Encoder};
+    use crate::video::vp8_rtp;
+    let (red, blue) = (Yuv::from_rgb(220, 30, 30), Yuv::from_rgb(30, 30, 220));
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    let vp8 = |ssrc| VideoLegConfig {
+        codec: VideoCodecKind::Vp8,
+        payload_type: 96,
+        ..leg(ssrc, PacketizationMode::SingleNal, true, true)
+    };
+    let b = room.add_leg(vp8(2), "");
+    let mut phone = Phone::new(red, 100);
+    let settings = EncoderSettings { bitrate_bps: 300_000, frame_rate: 10, max_nal_bytes: None };
+    let mut camera = Vp8Encoder::new(settings);
+    let mut packetizer = vp8_rtp::Packetizer { mtu: MTU, picture_id: 1 };
+    let (mut depacketizer, mut decoder) = (vp8_rtp::Depacketizer::default(), Vp8Decoder::new().unwrap());
+    let mut seen = Frame::filled(0, 0, red);
+    let mut seq = 0u16;
+    for f in 0..10u32 {
+        for packet in phone.camera(f) {
+            room.receive_rtp(t, a, &packet);
+        }
+        let encoded = camera.encode(&Frame::filled(160, 120, blue), u64::from(f) * 100).unwrap();
+        let mut payloads = Vec::new();
+        packetizer.packetize(encoded.data, &mut payloads);
+        let count = payloads.len();
+        for (n, payload) in payloads.into_iter().enumerate() {
+            seq = seq.wrapping_add(1);
+            let header = rtp::header::Header {
+                version: 2,
+                marker: n + 1 == count,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: f * 9000,
+                ssrc: 200,
+                ..Default::default()
+            };
+            room.receive_rtp(t, b, &rtp::Packet { header, payload });
+        }
+        let mut out: Vec<(VideoLegId, Vec<u8>, bool)> = Vec::new();
+        room.tick(t, 0, |id, d| out.push(owned(id, d)));
+        room.compose(t);
+        room.encode(|id, d| out.push(owned(id, d)));
+        let mut frames = Vec::new();
+        for (id, bytes, rtp) in out {
+            if id == a {
+                phone.take(if rtp { Datagram::Rtp(&bytes) } else { Datagram::Rtcp(&bytes) });
+            } else if rtp {
+                let packet = rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
+                assert_eq!(packet.header.payload_type, 96);
+                let h = &packet.header;
+                depacketizer.push(h.sequence_number, h.timestamp, h.marker, &packet.payload, &mut frames);
+            }
+        }
+        for frame in frames {
+            decoder.decode_into(&frame.data, &mut seen).unwrap();
+        }
+        t += Duration::from_millis(100);
+    }
+    phone.decode();
+    // Both viewers see both cameras, whichever codec each sent and takes.
+    for picture in [phone.last.as_ref().unwrap(), &seen] {
+        assert_eq!((picture.width, picture.height), (320, 240));
+        assert!(centre(picture, 0, 0, 160, 120).distance(red) <= 12);
+        assert!(centre(picture, 160, 0, 160, 120).distance(blue) <= 12);
+    }
+    let stats = room.stats();
+    // No low tier here: the canvas in H.264, then in VP8.
+    assert_eq!(stats.encodes_per_tier, [10, 10, 0, 0], "one encode per codec per picture");
 }

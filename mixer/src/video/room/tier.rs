@@ -1,4 +1,5 @@
-//! The room's picture encoded for one class of viewers: a size, a frame rate and a bitrate.
+//! The room's picture encoded for one class of viewers: a codec, a size, a frame rate and a
+//! bitrate.
 //! The first tier is the canvas itself; a smaller one is the canvas scaled down to it (one
 //! composition for every tier). Each tier has its own encoder, made when its first viewer
 //! comes and dropped when its last goes, and its own keyframe gate.
@@ -12,9 +13,27 @@ use super::super::frame::{Frame, Yuv};
 use super::super::h264::{EncoderSettings, H264Encoder, VideoCodecError};
 use super::super::h264_rtp::{PacketizationMode, Packetizer};
 use super::super::keyframes::KeyframeGate;
+use super::super::vp8::Vp8Encoder;
+use super::super::vp8_rtp;
 
-/// The most tiers a room has: the canvas, and one for weak receivers.
-pub const MAX_TIERS: usize = 2;
+/// The codecs pictures are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodecKind {
+    H264,
+    Vp8,
+}
+
+impl VideoCodecKind {
+    pub const ALL: [VideoCodecKind; 2] = [VideoCodecKind::H264, VideoCodecKind::Vp8];
+}
+
+/// The most tiers a room has: the canvas and one for weak receivers, in each codec.
+pub const MAX_TIERS: usize = 4;
+
+enum Encoder {
+    H264(Box<H264Encoder>),
+    Vp8(Vp8Encoder, vp8_rtp::Packetizer),
+}
 
 /// One class of viewers' picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +70,16 @@ impl TierConfig {
 
 pub(super) struct Tier {
     pub config: TierConfig,
-    encoder: Option<H264Encoder>,
+    pub codec: VideoCodecKind,
+    encoder: Option<Encoder>,
     pub gate: KeyframeGate,
     /// For a tier smaller than the canvas: the canvas scaled to it.
     scaler: Option<Compositor>,
     interval: Duration,
     next: Option<Instant>,
     mtu: usize,
-    /// The last picture's payloads, per packetization mode (0: single NAL, 1: non-interleaved).
+    /// The last picture's payloads: for H.264 per packetization mode (0: single NAL, 1:
+    /// non-interleaved); for VP8 the same in both.
     pub payloads: [Vec<Bytes>; 2],
     pub encodes: u64,
     pub keyframes: u64,
@@ -67,6 +88,7 @@ pub(super) struct Tier {
 impl Tier {
     pub fn new(
         config: TierConfig,
+        codec: VideoCodecKind,
         canvas: (usize, usize),
         background: Yuv,
         keyframe_interval: Duration,
@@ -77,6 +99,7 @@ impl Tier {
             scaler: scaled.then(|| Compositor::new(config.width, config.height, background, Fit::Letterbox)),
             interval: Duration::from_secs(1) / config.frame_rate.max(1),
             config,
+            codec,
             encoder: None,
             gate: KeyframeGate::new(keyframe_interval),
             next: None,
@@ -117,36 +140,57 @@ impl Tier {
             },
             None => canvas,
         };
+        let settings = EncoderSettings {
+            bitrate_bps: self.config.bitrate_bps,
+            frame_rate: self.config.frame_rate,
+            // Every NAL unit in one packet: receivers in packetization mode 0 take the stream.
+            max_nal_bytes: Some(self.mtu as u32),
+        };
         let encoder = match &mut self.encoder {
             Some(encoder) => encoder,
-            None => self.encoder.insert(H264Encoder::new(EncoderSettings {
-                bitrate_bps: self.config.bitrate_bps,
-                frame_rate: self.config.frame_rate,
-                // Every NAL unit in one packet: receivers in packetization mode 0 take the stream.
-                max_nal_bytes: Some(self.mtu as u32),
-            })?),
+            None => self.encoder.insert(match self.codec {
+                VideoCodecKind::H264 => Encoder::H264(Box::new(H264Encoder::new(settings)?)),
+                VideoCodecKind::Vp8 => Encoder::Vp8(
+                    Vp8Encoder::new(settings),
+                    vp8_rtp::Packetizer { mtu: self.mtu, picture_id: 0 },
+                ),
+            }),
         };
         let asked = self.gate.keyframe_now(at);
-        if asked {
-            encoder.ask_keyframe();
-        }
-        let encoded = encoder.encode(picture, elapsed_ms)?;
+        self.payloads.iter_mut().for_each(Vec::clear);
+        let keyframe = match encoder {
+            Encoder::H264(encoder) => {
+                if asked {
+                    encoder.ask_keyframe();
+                }
+                let encoded = encoder.encode(picture, elapsed_ms)?;
+                for (i, mode) in
+                    [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved].into_iter().enumerate()
+                {
+                    // A NAL unit past the MTU in mode 0 loses this picture for those viewers;
+                    // the next keyframe is asked for them.
+                    let packetizer = Packetizer { mode, mtu: self.mtu };
+                    if modes[i] && packetizer.packetize(encoded.nals(), &mut self.payloads[i]).is_err() {
+                        self.gate.request();
+                    }
+                }
+                encoded.keyframe
+            }
+            Encoder::Vp8(encoder, packetizer) => {
+                if asked {
+                    encoder.ask_keyframe();
+                }
+                let encoded = encoder.encode(picture, elapsed_ms)?;
+                packetizer.packetize(encoded.data, &mut self.payloads[1]);
+                self.payloads[0] = self.payloads[1].clone();
+                encoded.keyframe
+            }
+        };
         self.encodes += 1;
-        if encoded.keyframe {
+        if keyframe {
             self.keyframes += 1;
             if !asked {
                 self.gate.made_keyframe(at);
-            }
-        }
-        for (i, mode) in
-            [PacketizationMode::SingleNal, PacketizationMode::NonInterleaved].into_iter().enumerate()
-        {
-            self.payloads[i].clear();
-            // A NAL unit past the MTU in mode 0 loses this picture for those viewers; the
-            // next keyframe is asked for them.
-            let packetizer = Packetizer { mode, mtu: self.mtu };
-            if modes[i] && packetizer.packetize(encoded.nals(), &mut self.payloads[i]).is_err() {
-                self.gate.request();
             }
         }
         Ok(true)
