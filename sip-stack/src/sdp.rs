@@ -308,6 +308,41 @@ pub fn reoffer(local: &LocalAudio, current: &AudioStream, session_id: u64, versi
     offer_with(local, crypto, session_id, version)
 }
 
+/// The media types of a session's m-lines, in order: what every later offer in it keeps
+/// (RFC 3264 §8: m-lines are never removed; a stream not in use stays on port 0).
+pub fn mline_kinds(session: &Session) -> Vec<String> {
+    session.medias.iter().map(|m| m.media.clone()).collect()
+}
+
+/// [`reoffer`] of a session whose m-lines were `kinds`: the audio stream in force at its
+/// index, the video stream in force (with its side) at its own, every other line on port 0.
+pub fn reoffer_av(
+    local: &LocalAudio,
+    current: &AudioStream,
+    video: Option<(&LocalVideo, &VideoStream)>,
+    kinds: &[String],
+    session_id: u64,
+    version: u64,
+) -> Session {
+    let mut session = reoffer(local, current, session_id, version);
+    let Some(audio) = session.medias.pop() else { return session };
+    let lines = kinds.len().max(current.mline + 1);
+    session.medias = (0..lines)
+        .map(|i| match video {
+            _ if i == current.mline => audio.clone(),
+            Some((local, stream)) if i == stream.mline => video::reoffer_media(local, stream),
+            _ => {
+                let kind = kinds.get(i).cloned().unwrap_or_else(|| "audio".into());
+                let mut unused =
+                    Media::new(sdp_types::MediaType::Audio, 0, sdp_types::TransportProto::RtpAvp, "0");
+                unused.media = kind;
+                unused
+            }
+        })
+        .collect();
+    session
+}
+
 fn offer_with(local: &LocalAudio, crypto: Option<Crypto>, session_id: u64, version: u64) -> Session {
     let mut session = new_session(local, session_id, version);
     let mut codecs: Vec<Codec> = local.codecs.clone();

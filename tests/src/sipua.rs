@@ -178,6 +178,37 @@ impl ScriptedCall {
         self.send(&self.request("ACK", self.cseq))
     }
 
+    /// Sends a re-INVITE offering `sdp` and acknowledges its 200; returns the answer's body.
+    pub fn reinvite(&mut self, sdp: &str) -> anyhow::Result<String> {
+        self.cseq += 1;
+        let head = self.request("INVITE", self.cseq);
+        let invite = head.replace(
+            "Content-Length: 0\r\n",
+            &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n", sdp.len()),
+        ) + sdp;
+        let ok = exchange(&self.sip, self.gateway, &invite)?;
+        if !ok.starts_with("SIP/2.0 200") {
+            bail!("re-INVITE answered {ok}");
+        }
+        self.send(&self.request("ACK", self.cseq))?;
+        Ok(ok.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+    }
+
+    /// Sends an INFO with `body` of `content_type` and waits for its 200.
+    pub fn info(&mut self, content_type: &str, body: &str) -> anyhow::Result<()> {
+        self.cseq += 1;
+        let head = self.request("INFO", self.cseq);
+        let info = head.replace(
+            "Content-Length: 0\r\n",
+            &format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()),
+        ) + body;
+        let ok = exchange(&self.sip, self.gateway, &info)?;
+        if !ok.starts_with("SIP/2.0 200") {
+            bail!("INFO answered {ok}");
+        }
+        Ok(())
+    }
+
     /// Waits for a BYE from the gateway and answers it; returns whether one came in `within`.
     pub fn wait_for_bye(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;

@@ -405,3 +405,74 @@ fn a_vp8_phone_and_an_h264_phone_see_each_other() {
     assert_eq!(participants_with_video(&gw, "1000", "green")["video"]["codec"], "VP8");
     assert_eq!(participant(&gw, "1000", "red")["video"]["codec"], "H264");
 }
+
+/// An offer of PCMU to `audio` and, unless `video` is None, H.264 in mode 1 to it.
+fn offer(audio: SocketAddr, video: Option<SocketAddr>, version: u32) -> String {
+    let mut sdp = format!(
+        "v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        audio.port()
+    );
+    match video {
+        Some(video) => sdp.push_str(&format!(
+            "m=video {} RTP/AVP 109\r\na=rtpmap:109 H264/90000\r\n\
+             a=fmtp:109 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-mux\r\na=sendrecv\r\n",
+            video.port()
+        )),
+        None => sdp.push_str("m=video 0 RTP/AVP 109\r\n"),
+    }
+    sdp
+}
+
+/// The port of the answer's video line (0: refused).
+fn video_port(answer: &str) -> u16 {
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=video "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn video_added_by_reinvite_starts_a_keyframe_by_info_comes_and_removing_it_stops_the_picture() {
+    let gw = gateway("[video]\nwidth = 320\nheight = 180\nframe_rate = 15\n[video.low]\nenabled = false\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    gw.admin(&["user", "add", "late", "--password", "late-pass-1"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+    let video = socket.local_addr().unwrap();
+    let audio = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut call = sipua::call(gw.sip, "late", "late-pass-1", "1000", audio).unwrap();
+    assert_eq!(call.gateway_video, None, "an audio call");
+    // A re-INVITE adds video: the answer takes it, and the room's picture comes.
+    let answer = call.reinvite(&offer(audio, Some(video), 2)).unwrap();
+    let port = video_port(&answer);
+    assert_ne!(port, 0, "{answer}");
+    let mut viewer =
+        Viewer { socket, gateway: SocketAddr::new(gw.sip.ip(), port), ssrc: None, keyframes: Vec::new() };
+    viewer.watch(Duration::from_secs(2));
+    assert_eq!(viewer.keyframes.len(), 1, "the picture starts at a keyframe\n{}", gw.log());
+    // SIP INFO picture_fast_update (RFC 5168) asks for another.
+    let fast_update =
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control><vc_primitive><to_encoder>\
+                       <picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n";
+    call.info("application/media_control+xml", fast_update).unwrap();
+    viewer.watch(Duration::from_secs(1));
+    assert_eq!(viewer.keyframes.len(), 2, "a keyframe for the INFO");
+    assert!(participant(&gw, "1000", "late")["video"]["keyframe_requests"].as_u64() >= Some(1));
+    // A re-offer that refuses video stops the picture; the call goes on.
+    let answer = call.reinvite(&offer(audio, None, 3)).unwrap();
+    assert_eq!(video_port(&answer), 0, "{answer}");
+    viewer.watch(Duration::from_millis(300));
+    let mut buf = [0u8; 2048];
+    let mut late = 0;
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        if let Ok(n) = viewer.socket.recv(&mut buf) {
+            late += usize::from(n > 12 && !(192..=223).contains(&buf[1]));
+        }
+    }
+    assert_eq!(late, 0, "no picture after the video line was refused");
+    call.hang_up().unwrap();
+}

@@ -27,7 +27,7 @@ use sip_stack::message::{response_bytes, InboundRequest, InboundResponse};
 use sip_stack::name_addr::NameAddr;
 use sip_stack::response::{push_header, response_to, set_body};
 use sip_stack::sdp::sdes::{Key, Srtp};
-use sip_stack::sdp::video::VideoStream;
+use sip_stack::sdp::video::{LocalVideo, VideoStream};
 use sip_stack::sdp::{self, AudioStream, Direction, LocalAudio, SdpError};
 use sip_stack::transaction::{ClientTx, ServerTx, TxEvent};
 use sip_stack::transport::{Peer, Transport};
@@ -130,6 +130,8 @@ struct Negotiation {
     /// Our offer within the dialog (a refresh re-INVITE, or the 2xx to an offerless
     /// re-INVITE), until its answer comes.
     reoffer: Option<Box<sdp::Session>>,
+    /// The session's m-lines, which every re-offer keeps (RFC 3264 §8).
+    mline_kinds: Vec<String>,
 }
 
 /// The dialog's clocks: the 2xx until its ACK, the session timer and our refreshes.
@@ -511,6 +513,7 @@ impl Core {
                 stream,
                 codec,
                 reoffer: None,
+                mline_kinds: sdp::mline_kinds(&d.sdp.offer),
             },
             video,
             timers: Timers {

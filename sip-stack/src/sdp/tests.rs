@@ -535,3 +535,32 @@ fn our_video_offer_is_read_back_from_an_answer() {
         m=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 98\r\n");
     assert_eq!(video::read_answer(&offer, &refused, 1, &video).unwrap(), None);
 }
+
+#[test]
+fn a_reoffer_keeps_every_m_line_with_the_streams_in_force() {
+    use video::VideoKind::*;
+    let video = local_video(&[H264, Vp8]);
+    let offer = sdp(ROOM_SYSTEM_OFFER);
+    let ours = local(&[G722, PCMU]);
+    let (_, audio, stream) = answer_av(&offer, &ours, Some(&video), 1, 1).unwrap();
+    let stream = stream.unwrap();
+    let kinds = mline_kinds(&offer);
+    assert_eq!(kinds, ["audio", "video", "video"]);
+    let reoffer = reoffer_av(&ours, &audio, Some((&video, &stream)), &kinds, 1, 2);
+    assert_eq!(reoffer.medias.len(), 3, "{reoffer}");
+    assert!(video_line(&reoffer, 0).starts_with("m=audio 20000 "), "{reoffer}");
+    // The agreed payload type and codec, not our first offer's.
+    let line = video_line(&reoffer, 1);
+    assert!(line.starts_with("m=video 20002 RTP/AVP 110\r\n"), "{line}");
+    assert!(line.contains("a=fmtp:110 profile-level-id=42e016;packetization-mode=1\r\n"), "{line}");
+    assert!(line.contains("a=rtcp-fb:110 nack pli\r\n"), "{line}");
+    assert!(video_line(&reoffer, 2).starts_with("m=video 0 "), "the refused slides stay refused");
+    // The room system answers the re-offer as it answered the offer.
+    let room_system = LocalAudio { port: 49200, ..local(&[G722]) };
+    let (answer, _) =
+        super::answer(&parse(reoffer.to_string().as_bytes()).unwrap(), &room_system, 3, 3).unwrap();
+    assert_eq!(answer.medias.len(), 3);
+    // An audio call whose phone offered video keeps the refused line too.
+    let plain = reoffer_av(&ours, &audio, None, &kinds, 1, 3);
+    assert_eq!(plain.medias.iter().map(|m| m.port).collect::<Vec<_>>(), [20000, 0, 0]);
+}

@@ -477,6 +477,19 @@ pub(super) fn answer_media(
     offered: &Media,
     crypto: Option<Crypto>,
 ) -> Media {
+    stream_media(local, stream, offered.proto.clone(), crypto)
+}
+
+/// A re-offer's m-line for the stream in force (a session refresh, or the 2xx to an offerless
+/// re-INVITE): its payload type and codec, its feedback, its transport, with the key we send
+/// with when it is SRTP (RFC 3264 §8: a re-offer keeps the session's streams as they are).
+pub fn reoffer_media(local: &LocalVideo, stream: &VideoStream) -> Media {
+    let crypto = stream.srtp.map(|keys| Crypto { tag: 1, suite: keys.suite, key: keys.local });
+    let proto = if crypto.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
+    stream_media(local, stream, proto.into(), crypto)
+}
+
+fn stream_media(local: &LocalVideo, stream: &VideoStream, proto: String, crypto: Option<Crypto>) -> Media {
     let pt = stream.payload_type;
     let mut media = Media::new(
         sdp_types::MediaType::Video,
@@ -484,7 +497,7 @@ pub(super) fn answer_media(
         sdp_types::TransportProto::RtpAvp,
         pt.to_string(),
     );
-    media.proto = offered.proto.clone();
+    media.proto = proto;
     media.bandwidths = our_bandwidths(local);
     media.attributes = rtpmap_and_fmtp(pt, &answered_codec(stream.codec, local));
     media.attributes.extend(stream.feedback.attributes(pt));

@@ -139,6 +139,7 @@ impl Core {
                 stream: answer.stream,
                 codec: answer.codec,
                 reoffer: None,
+                mline_kinds: answer.mline_kinds,
             },
             video: answer.video,
             timers: Timers {
@@ -214,6 +215,8 @@ impl Core {
         });
         let sdp_session = rand::random::<u32>() as u64;
         let mut video = None;
+        // The session's m-lines: the offer's, or ours when the INVITE had none.
+        let mline_kinds = offer.as_ref().map(sdp::mline_kinds);
         let (body, stream, our_offer) = match offer {
             Some(offer) => match sdp::answer_av(&offer, &local, local_video.as_ref(), sdp_session, 1) {
                 Ok((answer, stream, video_stream)) => {
@@ -241,7 +244,19 @@ impl Core {
         let Some(codec) = audio_codec(&stream.codec) else {
             return Err(Refusal(StatusCode::NotAcceptableHere, "no codec in common"));
         };
-        Ok(Answer { ports, advertised, local, sdp_session, body, stream, codec, our_offer, video })
+        let mline_kinds = mline_kinds.unwrap_or_else(|| sdp::mline_kinds(&body));
+        Ok(Answer {
+            ports,
+            advertised,
+            local,
+            sdp_session,
+            body,
+            stream,
+            codec,
+            our_offer,
+            video,
+            mline_kinds,
+        })
     }
 
     /// The 200 with our SDP, and the session timer it agrees to.
@@ -373,6 +388,7 @@ struct Answer {
     codec: AudioCodec,
     our_offer: Option<sdp::Session>,
     video: Option<video::CallVideo>,
+    mline_kinds: Vec<String>,
 }
 
 /// The INVITE's offer; none asks us to offer, and the answer comes in the ACK (RFC 3261

@@ -68,6 +68,16 @@ impl Core {
         now: Instant,
     ) {
         let server = self.server().map(str::to_string);
+        let offer = (!request.request.body.is_empty()).then(|| sdp::parse(&request.request.body));
+        // Video added to a call that had none: its ports now.
+        let has_video = self.calls.calls.get(&id).is_some_and(|c| c.video.is_some());
+        let new_video = match &offer {
+            Some(Ok(offer)) if !has_video => self.video_ports(Some(offer)).map(|ports| {
+                let srtp = srtp_policy(self.shared.config.rtp.srtp);
+                (video::local_video(&self.shared.config.video, ports.port, srtp), ports)
+            }),
+            _ => None,
+        };
         let Some(call) = self.calls.call_mut(id) else { return };
         let method = request.request.method;
         let mut response = response_to(request, StatusCode::OK, None, server.as_deref());
@@ -76,10 +86,15 @@ impl Core {
         let max_session_expires = self.shared.config.conference.max_session_expires_secs;
         call.refreshed_by(&request.request, now, max_session_expires, &mut response);
         let mut update = None;
-        if !request.request.body.is_empty() {
+        let mut video_added = false;
+        if let Some(offer) = offer {
             let srtp_mode = self.shared.config.rtp.srtp;
-            let answered =
-                sdp::parse(&request.request.body).and_then(|offer| call.answer_offer(&offer, srtp_mode));
+            let new_local = new_video.as_ref().map(|(local, _)| local);
+            let answered = offer.and_then(|offer| {
+                let answered = call.answer_offer(&offer, srtp_mode, new_local)?;
+                call.sdp.mline_kinds = sdp::mline_kinds(&offer);
+                Ok(answered)
+            });
             let (answer, stream, video_stream) = match answered {
                 Ok(answered) => answered,
                 Err(e) => {
@@ -90,6 +105,14 @@ impl Core {
                 }
             };
             let Some(codec) = audio_codec(&stream.codec) else { return };
+            let video_stream = match (video_stream, new_video) {
+                (Some(stream), Some((local, ports))) => {
+                    call.video = Some(video::CallVideo::new(local, stream, ports));
+                    video_added = true;
+                    None
+                }
+                (stream, _) => stream,
+            };
             update = Some((call.use_stream(codec, stream), video_stream));
             set_body(&mut response, "application/sdp", answer.to_string().into_bytes());
         } else if method == Method::Invite {
@@ -109,7 +132,12 @@ impl Core {
         self.respond(tx, response);
         if let Some((update, video_stream)) = update {
             self.out.media(update);
-            self.use_video_stream(id, video_stream);
+            if video_added {
+                tracing::info!(participant = %id, "video added by re-INVITE");
+                self.start_video(id);
+            } else {
+                self.use_video_stream(id, video_stream);
+            }
         }
     }
 
@@ -264,7 +292,7 @@ impl Core {
             if call.leg.on_hold {
                 local.direction = call.sdp.stream.direction;
             }
-            let offer = sdp::reoffer(&local, &call.sdp.stream, call.sdp.sdp_session, call.sdp.sdp_version);
+            let offer = call.reoffer_with(&local);
             let body = offer.to_string().into_bytes();
             call.sdp.reoffer = Some(Box::new(offer));
             request.headers.push(Header::ContentType("application/sdp".into()));
@@ -314,10 +342,12 @@ impl Call {
         &mut self,
         offer: &sdp::Session,
         srtp_mode: SrtpMode,
+        new_video: Option<&LocalVideo>,
     ) -> Result<(sdp::Session, AudioStream, Option<VideoStream>), SdpError> {
         self.sdp.sdp_version += 1;
-        // The call's video keeps its port; a call without video refuses a video line.
-        let video = self.video.as_ref().map(|v| &v.local);
+        // The call's video keeps its port; a call without video takes one when it has ports
+        // for it, else refuses the video line.
+        let video = self.video.as_ref().map(|v| &v.local).or(new_video);
         let (session, version) = (self.sdp.sdp_session, self.sdp.sdp_version);
         let answered = sdp::answer_av(offer, &self.sdp.local, video, session, version)?;
         // Another suite means new contexts: under our old key they would use its keystream
@@ -327,7 +357,7 @@ impl Call {
             && suite(&self.sdp.stream).is_some_and(|old| Some(old) != suite(&answered.1))
         {
             self.sdp.local.srtp = srtp_policy(srtp_mode);
-            let video = self.video.as_ref().map(|v| &v.local);
+            let video = self.video.as_ref().map(|v| &v.local).or(new_video);
             return sdp::answer_av(offer, &self.sdp.local, video, session, version);
         }
         Ok(answered)
@@ -358,6 +388,14 @@ impl Call {
         self.sdp.sdp_version += 1;
         let mut local = self.sdp.local.clone();
         local.codecs = vec![*sdp_codec(self.sdp.codec)];
-        sdp::reoffer(&local, &self.sdp.stream, self.sdp.sdp_session, self.sdp.sdp_version)
+        self.reoffer_with(&local)
+    }
+
+    /// A re-offer of the streams in force, audio as `local` says, every m-line of the session
+    /// kept.
+    fn reoffer_with(&self, local: &LocalAudio) -> sdp::Session {
+        let video = self.video.as_ref().map(|v| (&v.local, &v.stream));
+        let (session, version) = (self.sdp.sdp_session, self.sdp.sdp_version);
+        sdp::reoffer_av(local, &self.sdp.stream, video, &self.sdp.mline_kinds, session, version)
     }
 }
