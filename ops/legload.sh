@@ -21,22 +21,9 @@ seconds=${3:-20}
 rooms=${4:-1}
 users=100
 
-cargo build --release -p gateway -p e2e --bin gateway --bin legload
-bin=target/release
-# GATEWAY=/path/to/gateway measures another build (an earlier commit's, side by side).
-gateway=${GATEWAY:-$bin/gateway}
-work=$(mktemp -d /tmp/gateway-legload.XXXXXX)
-trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-# Two sockets a leg on each side.
-ulimit -n "$(ulimit -Hn)"
-
-port=$((20000 + RANDOM % 10000))
-load_config "$work" "$port"
+load_prepare legload
+# Into the [rtp] table load_prepare wrote last.
 cat >> "$work/gateway.toml" <<TOML
-[rtp]
-address = "127.0.0.1"
-port_min = 32000
-port_max = 63999
 workers = $workers
 [conference]
 max_participants = 100000

@@ -40,3 +40,25 @@ load_start() {
     cat "$2/gateway.log" >&2
     return 1
 }
+
+# load_prepare GENERATOR: builds the release gateway and the generator binary GENERATOR, and
+# sets what a media load run needs: $bin, $gateway (GATEWAY=/path measures another build, an
+# earlier commit's, side by side), $work (removed at exit, the gateway stopped), $port, a raised
+# open-file limit (two sockets a leg on each side), and WORK/gateway.toml with SIP, HTTP, the
+# database and an [rtp] table on loopback over 32000-63999, for the script to add keys to.
+load_prepare() {
+    cargo build --release -p gateway -p e2e --bin gateway --bin "$1"
+    bin=target/release
+    gateway=${GATEWAY:-$bin/gateway}
+    work=$(mktemp -d "/tmp/gateway-$1.XXXXXX")
+    trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+    ulimit -n "$(ulimit -Hn)"
+    port=$((20000 + RANDOM % 10000))
+    load_config "$work" "$port"
+    cat >> "$work/gateway.toml" <<TOML
+[rtp]
+address = "127.0.0.1"
+port_min = 32000
+port_max = 63999
+TOML
+}

@@ -15,20 +15,8 @@ size=${4:-1280x720}
 fps=${5:-30}
 users=$((sources + viewers))
 
-cargo build --release -p gateway -p e2e --bin gateway --bin videoload
-bin=target/release
-gateway=${GATEWAY:-$bin/gateway}
-work=$(mktemp -d /tmp/gateway-videoload.XXXXXX)
-trap 'kill "$gw" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-ulimit -n "$(ulimit -Hn)"
-
-port=$((20000 + RANDOM % 10000))
-load_config "$work" "$port"
+load_prepare videoload
 cat >> "$work/gateway.toml" <<TOML
-[rtp]
-address = "127.0.0.1"
-port_min = 32000
-port_max = 63999
 [video]
 width = ${size%x*}
 height = ${size#*x}

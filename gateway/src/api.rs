@@ -293,9 +293,12 @@ async fn show_conference(
 #[serde(deny_unknown_fields)]
 struct ConferenceUpdate {
     layout: crate::config::VideoLayout,
+    /// With the `presenter` layout: the participant shown large.
+    presenter: Option<u64>,
 }
 
-/// Changes a live conference: the layout of its picture (`speaker`, `grid`, `speaker-strip`).
+/// Changes a live conference: the layout of its picture (`speaker`, `grid`, `speaker-strip`,
+/// or `presenter` with the participant shown large).
 async fn update_conference(
     State(shared): State<Arc<Shared>>,
     Path(room): Path<String>,
@@ -304,9 +307,19 @@ async fn update_conference(
 ) -> Result<Json<ConferenceView>, ApiError> {
     authorize(&shared, &headers, Access::Admin)?;
     let update: ConferenceUpdate = body(&bytes)?;
+    let presenter = match (update.layout, update.presenter) {
+        (crate::config::VideoLayout::Presenter, Some(id)) => Some(ParticipantId(id)),
+        (crate::config::VideoLayout::Presenter, None) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "the presenter layout needs `presenter`"));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "`presenter` goes with the presenter layout"));
+        }
+        (_, None) => None,
+    };
     let (reply, answer) = oneshot::channel();
     let unavailable = || ApiError::from(ControlError::Unavailable);
-    let request = Control::Layout { room: room.into(), layout: update.layout, reply };
+    let request = Control::Layout { room: room.into(), layout: update.layout, presenter, reply };
     shared.control.send(request).await.map_err(|_| unavailable())?;
     Ok(Json(answer.await.map_err(|_| unavailable())??))
 }

@@ -316,7 +316,8 @@ pub struct VideoConfig {
     pub bitrate_kbps: u32,
     /// What phones are asked to send at most (`b=AS`), kbit/s.
     pub max_receive_kbps: u32,
-    /// Rooms' layout until the API sets another.
+    /// Rooms' layout until the API sets another (not `presenter`: that names a participant).
+    #[serde(deserialize_with = "room_layout")]
     pub layout: VideoLayout,
     /// How a camera whose shape differs from its tile fills it.
     pub fit: VideoFit,
@@ -382,6 +383,17 @@ pub enum VideoLayout {
     Grid,
     /// The active speaker large, four others in a strip below.
     SpeakerStrip,
+    /// As `speaker-strip` with a participant the API names large whoever talks.
+    Presenter,
+}
+
+fn room_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VideoLayout, D::Error> {
+    match VideoLayout::deserialize(d)? {
+        VideoLayout::Presenter => Err(serde::de::Error::custom(
+            "`presenter` names a participant: the conference API sets it (PATCH /api/v1/conferences/{room})",
+        )),
+        layout => Ok(layout),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

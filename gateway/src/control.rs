@@ -191,6 +191,9 @@ pub struct ConferenceView {
     /// The layout of the room's picture, when video is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layout: Option<crate::config::VideoLayout>,
+    /// Who the `presenter` layout shows large.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presenter: Option<ParticipantId>,
     pub participants: Vec<ParticipantView>,
 }
 
@@ -254,6 +257,8 @@ pub enum Control {
     Layout {
         room: RoomNumber,
         layout: crate::config::VideoLayout,
+        /// For the `presenter` layout: who is shown large.
+        presenter: Option<ParticipantId>,
         reply: oneshot::Sender<Result<ConferenceView, ControlError>>,
     },
     /// A browser asks to join (before its peer connection exists).

@@ -205,6 +205,7 @@ fn config_errors_name_the_key() {
         ("[sip]\nudp = [\"127.0.0.1:99999\"]\n", "config key `sip.udp[0]`"),
         ("[rtp]\nport_min = 30000\nport_max = 20000\n", "config key `rtp.port_max`"),
         ("[database]\nurl = \"mysql://x\"\n", "config key `database.url`"),
+        ("[video]\nlayout = \"presenter\"\n", "config key `video.layout`: `presenter` names a participant"),
     ] {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, text).unwrap();

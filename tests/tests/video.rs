@@ -229,6 +229,25 @@ fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_cha
     wait_for_picture(&gw, &mut blue, "blue-grid", "red's name in its tile", |q| {
         q.letters[0] > NAME_LETTERS && near(q.colour[1], BLUE)
     });
+    // The presenter layout: blue large above the others, whoever talks.
+    let (status, _) = http_request(
+        gw.http,
+        "PATCH",
+        "/api/v1/conferences/1000",
+        Some(API_TOKEN),
+        Some(r#"{"layout":"presenter"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 400, "the presenter layout names its presenter");
+    let blue_id = participant(&gw, "1000", "blue")["id"].clone();
+    let body = format!(r#"{{"layout":"presenter","presenter":{blue_id}}}"#);
+    let (status, text) =
+        http_request(gw.http, "PATCH", "/api/v1/conferences/1000", Some(API_TOKEN), Some(&body)).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["presenter"], blue_id);
+    wait_for_picture(&gw, &mut red, "red-presenter", "blue presenting", |q| {
+        near(q.colour[0], BLUE) && near(q.colour[1], BLUE)
+    });
 }
 
 /// What a scripted viewer got of the room's picture: when each keyframe (IDR) began, and the

@@ -278,7 +278,7 @@ pub struct Calls {
     star: HashSet<ParticipantId>,
     /// Layouts the API set for live conferences (one entry per room at most, gone with the
     /// room's last call).
-    layouts: HashMap<RoomNumber, VideoLayout>,
+    layouts: HashMap<RoomNumber, (VideoLayout, Option<ParticipantId>)>,
     /// Each call's next deadline.
     schedule: Schedule<ParticipantId>,
     /// The ring deadline of each call out still ringing.
@@ -450,8 +450,10 @@ impl Calls {
             .into_iter()
             .map(|(room, mut participants)| {
                 participants.sort_by_key(|p| p.id);
-                let layout = default_layout.map(|d| self.layouts.get(room).copied().unwrap_or(d));
-                ConferenceView { room: room.clone(), layout, participants }
+                let set = self.layouts.get(room).copied();
+                let layout = default_layout.map(|d| set.map_or(d, |(layout, _)| layout));
+                let presenter = set.and_then(|(_, presenter)| presenter);
+                ConferenceView { room: room.clone(), layout, presenter, participants }
             })
             .collect();
         views.sort_by(|a, b| a.room.cmp(&b.room));

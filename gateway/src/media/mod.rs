@@ -267,7 +267,9 @@ impl Media {
             (VideoCommand::Add(setup), _) => Some(self.video_placement.add(setup.id, &setup.room)),
             (VideoCommand::AddWithoutVideo { id, room, .. }, _) => Some(self.video_placement.add(*id, room)),
             (VideoCommand::Remove(id), _) => self.video_placement.remove(*id),
-            (VideoCommand::Layout(room, _), _) => self.video_placement.room_worker(room),
+            (VideoCommand::Layout(room, _) | VideoCommand::Presenter(room, _), _) => {
+                self.video_placement.room_worker(room)
+            }
             (_, Some(id)) => self.video_placement.worker_of(id),
             (_, None) => None,
         };

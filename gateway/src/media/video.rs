@@ -10,12 +10,10 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll};
+use mio::{Events, Poll};
 use mixer::source::{SourceGuard, SourcePolicy, Verdict};
 use mixer::video::compose::{Fit, Layout};
 use mixer::video::frame::Yuv;
@@ -31,7 +29,7 @@ use sip_stack::sdp::sdes::SrtpKeys;
 use tokio::sync::mpsc;
 
 use super::srtp::Srtp;
-use super::worker::{emit, is_rtcp, ntp_now, send, token};
+use super::worker::{deregister, emit, is_rtcp, ntp_now, register, send, take_ready, EVENTS};
 use super::{rtcp_beside, MediaEvent, ParticipantId};
 use crate::config::{VideoConfig, VideoFit, VideoLayout};
 use crate::ids::RoomNumber;
@@ -45,7 +43,6 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Datagrams taken from one socket before the others get their turn: a flood on one leg
 /// cannot starve the rest.
 const DRAIN_BATCH: usize = 256;
-const EVENTS: usize = 1024;
 /// How often a source that owes us a keyframe is asked again.
 const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(500);
 /// The largest RTP payload we send: with the headers, within a 1500-byte Ethernet MTU on
@@ -83,7 +80,7 @@ pub fn layout(layout: VideoLayout) -> Layout {
     match layout {
         VideoLayout::Speaker => Layout::Speaker,
         VideoLayout::Grid => Layout::Grid,
-        VideoLayout::SpeakerStrip => Layout::SpeakerStrip,
+        VideoLayout::SpeakerStrip | VideoLayout::Presenter => Layout::SpeakerStrip,
     }
 }
 
@@ -125,6 +122,8 @@ pub enum VideoCommand {
     /// SIP INFO `picture_fast_update` from the leg.
     KeyframeRequested(ParticipantId),
     Layout(RoomNumber, Layout),
+    /// Who is shown large whoever talks (`None`: the active speaker).
+    Presenter(RoomNumber, Option<ParticipantId>),
 }
 
 impl VideoCommand {
@@ -138,7 +137,7 @@ impl VideoCommand {
             | VideoCommand::Talking(id, _)
             | VideoCommand::VideoMuted(id, _)
             | VideoCommand::KeyframeRequested(id) => Some(*id),
-            VideoCommand::Layout(..) => None,
+            VideoCommand::Layout(..) | VideoCommand::Presenter(..) => None,
         }
     }
 }
@@ -275,6 +274,16 @@ impl VideoWorker {
                     room.room.set_layout(layout);
                 }
             }
+            VideoCommand::Presenter(number, presenter) => {
+                let leg = presenter.and_then(|id| match (self.legs.get(&id), self.without_video.get(&id)) {
+                    (Some(leg), _) if leg.room == number => Some(leg.leg),
+                    (_, Some((room, leg))) if *room == number => Some(*leg),
+                    _ => None,
+                });
+                if let Some(room) = self.rooms.get_mut(&number) {
+                    room.room.set_presenter(leg);
+                }
+            }
         }
     }
 
@@ -346,6 +355,10 @@ impl VideoWorker {
         if self.legs.contains_key(&setup.id) {
             return;
         }
+        // Shown by its name until now (video added by re-INVITE): its camera takes the tile.
+        if self.without_video.contains_key(&setup.id) {
+            self.remove(setup.id);
+        }
         let srtp = match setup.srtp.map(Srtp::new).transpose() {
             Ok(srtp) => srtp,
             Err(e) => {
@@ -353,23 +366,12 @@ impl VideoWorker {
                 return;
             }
         };
-        for (socket, kind) in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()).zip(0..) {
-            let fd = socket.as_raw_fd();
-            let registered = socket.set_nonblocking(true).and_then(|()| {
-                self.poll.registry().register(&mut SourceFd(&fd), token(setup.id, kind), Interest::READABLE)
-            });
-            if let Err(e) = registered {
-                tracing::error!(error = %e, "video socket cannot be polled; no video");
-                if kind == 1 {
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&setup.rtp.as_raw_fd()));
-                }
-                return;
-            }
+        if let Err(e) = register(&self.poll, setup.id, &setup.rtp, setup.rtcp.as_ref()) {
+            tracing::error!(error = %e, "video socket cannot be polled; no video");
+            return;
         }
         if self.room(&setup.room).is_none() {
-            for socket in std::iter::once(&setup.rtp).chain(setup.rtcp.as_ref()) {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
-            }
+            deregister(&self.poll, &setup.rtp, setup.rtcp.as_ref());
             return;
         }
         let Some(room) = self.rooms.get_mut(&setup.room) else { return };
@@ -402,9 +404,7 @@ impl VideoWorker {
 
     fn remove(&mut self, id: ParticipantId) {
         let (number, leg) = if let Some(leg) = self.legs.remove(&id) {
-            for socket in std::iter::once(&leg.rtp).chain(leg.rtcp.as_ref()) {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
-            }
+            deregister(&self.poll, &leg.rtp, leg.rtcp.as_ref());
             shrink_sparse(&mut self.legs);
             (leg.room, leg.leg)
         } else if let Some(found) = self.without_video.remove(&id) {
@@ -424,27 +424,12 @@ impl VideoWorker {
     }
 
     fn wait_for_sockets(&mut self, wait: Duration) {
-        let mut wait = Some(wait);
-        loop {
-            if let Err(e) = self.poll.poll(&mut self.events, wait) {
-                if e.kind() != ErrorKind::Interrupted {
-                    tracing::warn!(error = %e, "video sockets not polled");
-                }
-                return;
+        let legs = &mut self.legs;
+        take_ready(&mut self.poll, &mut self.events, wait, |id, kind| {
+            if let Some(leg) = legs.get_mut(&id) {
+                leg.ready[kind] = true;
             }
-            let mut n = 0;
-            for event in &self.events {
-                n += 1;
-                let (id, kind) = (ParticipantId((event.token().0 / 2) as u64), event.token().0 % 2);
-                if let Some(leg) = self.legs.get_mut(&id) {
-                    leg.ready[kind] = true;
-                }
-            }
-            if n < EVENTS {
-                return;
-            }
-            wait = Some(Duration::ZERO);
-        }
+        });
     }
 
     /// Drains the sockets that have data into their rooms; a socket left with data after its

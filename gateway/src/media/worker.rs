@@ -42,7 +42,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Ticks run late by more than this are skipped rather than caught up in a burst.
 const MAX_LATENESS: Duration = Duration::from_millis(200);
 /// Readiness events taken from the kernel at a time.
-const EVENTS: usize = 1024;
+pub(super) const EVENTS: usize = 1024;
 
 /// What every worker is started with.
 #[derive(Clone)]
@@ -168,9 +168,7 @@ impl Worker {
             MediaCommand::Remove(id) => {
                 if let Some(leg) = self.legs.remove(&id) {
                     if let Wire::Udp { rtp, rtcp, .. } = &leg.wire {
-                        for socket in std::iter::once(rtp).chain(rtcp.as_ref()) {
-                            let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
-                        }
+                        deregister(&self.poll, rtp, rtcp.as_ref());
                     }
                     shrink_sparse(&mut self.legs);
                     if let Some(room) = self.rooms.get_mut(&leg.room) {
@@ -258,22 +256,9 @@ impl Worker {
             }
         };
         if let Wire::Udp { rtp, rtcp, .. } = &setup.wire {
-            for (socket, kind) in std::iter::once(rtp).chain(rtcp.as_ref()).zip(0..) {
-                let fd = socket.as_raw_fd();
-                let registered = socket.set_nonblocking(true).and_then(|()| {
-                    self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        token(setup.id, kind),
-                        Interest::READABLE,
-                    )
-                });
-                if let Err(e) = registered {
-                    tracing::error!(error = %e, "RTP socket cannot be polled; leg not added");
-                    if kind == 1 {
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&rtp.as_raw_fd()));
-                    }
-                    return;
-                }
+            if let Err(e) = register(&self.poll, setup.id, rtp, rtcp.as_ref()) {
+                tracing::error!(error = %e, "RTP socket cannot be polled; leg not added");
+                return;
             }
         }
         let rate = self.config.rate;
@@ -416,28 +401,14 @@ impl Worker {
         }
     }
 
-    /// Marks the sockets the kernel says have data. Readiness is edge-triggered: a socket is
-    /// reported once when data arrives, so each is drained until it would block.
+    /// Marks the sockets the kernel says have data.
     fn take_readiness(&mut self) {
-        loop {
-            if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
-                if e.kind() != ErrorKind::Interrupted {
-                    tracing::warn!(error = %e, "media sockets not polled");
-                }
-                return;
+        let legs = &mut self.legs;
+        take_ready(&mut self.poll, &mut self.events, Duration::ZERO, |id, kind| {
+            if let Some(leg) = legs.get_mut(&id) {
+                leg.ready[kind] = true;
             }
-            let mut n = 0;
-            for event in &self.events {
-                n += 1;
-                let (id, kind) = (ParticipantId((event.token().0 / 2) as u64), event.token().0 % 2);
-                if let Some(leg) = self.legs.get_mut(&id) {
-                    leg.ready[kind] = true;
-                }
-            }
-            if n < EVENTS {
-                return;
-            }
-        }
+        });
     }
 
     /// Every conference's tick; each leg's packet goes out on its socket.
@@ -527,6 +498,65 @@ impl Worker {
                 emit(&self.config.events, MediaEvent::HoldTimeout { id });
             }
         }
+    }
+}
+
+/// Hands `ready` each socket the kernel says has data, waiting up to `wait` for the first:
+/// the leg's id and which of its sockets (0 RTP, 1 RTCP). Readiness is edge-triggered: a socket
+/// is reported once when data arrives, so each is to be drained until it would block.
+pub(super) fn take_ready(
+    poll: &mut Poll,
+    events: &mut Events,
+    wait: Duration,
+    mut ready: impl FnMut(ParticipantId, usize),
+) {
+    let mut wait = Some(wait);
+    loop {
+        if let Err(e) = poll.poll(events, wait) {
+            if e.kind() != ErrorKind::Interrupted {
+                tracing::warn!(error = %e, "media sockets not polled");
+            }
+            return;
+        }
+        let mut n = 0;
+        for event in events.iter() {
+            n += 1;
+            ready(ParticipantId((event.token().0 / 2) as u64), event.token().0 % 2);
+        }
+        if n < EVENTS {
+            return;
+        }
+        wait = Some(Duration::ZERO);
+    }
+}
+
+/// Registers a leg's RTP socket and, without `rtcp-mux`, its RTCP one for readiness, made
+/// non-blocking; on failure none stays registered.
+pub(super) fn register(
+    poll: &Poll,
+    id: ParticipantId,
+    rtp: &UdpSocket,
+    rtcp: Option<&UdpSocket>,
+) -> std::io::Result<()> {
+    for (socket, kind) in std::iter::once(rtp).chain(rtcp).zip(0..) {
+        let fd = socket.as_raw_fd();
+        let registered = socket
+            .set_nonblocking(true)
+            .and_then(|()| poll.registry().register(&mut SourceFd(&fd), token(id, kind), Interest::READABLE));
+        if let Err(e) = registered {
+            if kind == 1 {
+                let _ = poll.registry().deregister(&mut SourceFd(&rtp.as_raw_fd()));
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Stops polling a leg's sockets.
+pub(super) fn deregister(poll: &Poll, rtp: &UdpSocket, rtcp: Option<&UdpSocket>) {
+    for socket in std::iter::once(rtp).chain(rtcp) {
+        let _ = poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
     }
 }
 

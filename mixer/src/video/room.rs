@@ -291,6 +291,8 @@ pub struct VideoRoom {
     /// The canvas's tier first.
     tiers: Vec<Tier>,
     speaker: SpeakerSelector<VideoLegId>,
+    /// Shown first in place of the active speaker, while set.
+    presenter: Option<VideoLegId>,
     frame_interval: Duration,
     /// The first frame's time, the RTP timestamps' origin.
     origin: Option<Instant>,
@@ -344,6 +346,7 @@ impl VideoRoom {
             layout: config.layout,
             tiers,
             speaker: SpeakerSelector::new(SpeakerPolicy::default()),
+            presenter: None,
             frame_interval: Duration::from_secs(1) / fps,
             config,
             legs: Vec::new(),
@@ -433,11 +436,30 @@ impl VideoRoom {
     pub fn remove_leg(&mut self, id: VideoLegId) {
         self.legs.retain(|(leg, _)| *leg != id);
         self.speaker.remove(&id);
+        if self.presenter == Some(id) {
+            self.presenter = None;
+        }
+    }
+
+    /// A participant shown first (large in the speaker layouts) whoever talks; `None` gives
+    /// the place back to the active speaker.
+    pub fn set_presenter(&mut self, presenter: Option<VideoLegId>) {
+        let presenter = presenter.filter(|p| self.legs.iter().any(|(id, _)| id == p));
+        if presenter != self.presenter {
+            self.presenter = presenter;
+            self.tiers.iter_mut().for_each(|t| t.gate.request());
+        }
     }
 
     /// A new direction or packetization after a re-INVITE; the leg's streams go on.
     pub fn update_leg(&mut self, id: VideoLegId, config: VideoLegConfig) {
-        let Some(leg) = self.leg_mut(id) else { return };
+        let Some(index) = self.legs.iter().position(|(leg, _)| *leg == id) else { return };
+        let (_, leg) = &self.legs[index];
+        let new_codec = config.codec != leg.config.codec;
+        let wants_own = config.cascade && config.send;
+        // A picture of its own is made only when it had none, or had one in the other codec.
+        let own = (wants_own && (leg.own.is_none() || new_codec)).then(|| self.own_picture(config.codec));
+        let (_, leg) = &mut self.legs[index];
         let starts_sending = config.send && !leg.config.send;
         leg.config = VideoLegConfig {
             ssrc: leg.config.ssrc,
@@ -445,13 +467,25 @@ impl VideoRoom {
             first_timestamp: leg.config.first_timestamp,
             ..config
         };
+        if new_codec {
+            // Another codec both ways: its camera starts over, and it joins that codec's tier.
+            leg.source = Source::new(config.codec);
+            leg.decoder_broken = false;
+            leg.has_picture = false;
+            leg.tier = usize::MAX;
+        }
         if !config.receive {
             leg.has_picture = false;
         }
-        if starts_sending {
-            if let Some(index) = self.legs.iter().position(|(leg, _)| *leg == id) {
-                self.ask_keyframe_for(index);
-            }
+        if !wants_own {
+            leg.own = None;
+        } else if let Some(own) = own {
+            leg.own = Some(Box::new(own));
+        }
+        // Its codec or limits may be others now.
+        let moved = self.retier(index);
+        if starts_sending && !moved {
+            self.ask_keyframe_for(index);
         }
     }
 
@@ -464,24 +498,30 @@ impl VideoRoom {
         of_codec.into_iter().skip(skip).find(|&i| self.tiers[i].config.fits(limits)).unwrap_or(last)
     }
 
-    /// Moves a viewer to the tier its limits, its bitrate requests and its loss call for.
-    fn retier(&mut self, now: Instant, index: usize) {
+    /// Moves a viewer to the tier its codec, its limits, its bitrate requests and its loss
+    /// (until [`VideoRoom::loss_expired`] clears it) call for; true when it moved, its new
+    /// tier then asked for a keyframe.
+    fn retier(&mut self, index: usize) -> bool {
         let (_, leg) = &self.legs[index];
         if leg.own.is_some() {
-            return;
+            return false;
         }
         let mut limits = leg.config.limits;
         if let Some(asked) = leg.stats.max_bitrate_bps {
             limits.max_bitrate_bps = Some(limits.max_bitrate_bps.map_or(asked, |sdp| sdp.min(asked)));
         }
-        let lossy = leg.lossy_until.is_some_and(|until| now < until);
-        let tier = self.tier_for(leg.config.codec, &limits, lossy);
+        let tier = self.tier_for(leg.config.codec, &limits, leg.lossy_until.is_some());
         let (_, leg) = &mut self.legs[index];
-        if tier != leg.tier {
-            leg.tier = tier;
-            self.stats.tier_changes += 1;
-            self.tiers[tier].gate.request();
+        if tier == leg.tier {
+            return false;
         }
+        // A first placement (after a codec change) is not a move between tiers.
+        if leg.tier != usize::MAX {
+            self.stats.tier_changes += 1;
+        }
+        leg.tier = tier;
+        self.tiers[tier].gate.request();
+        true
     }
 
     fn leg_mut(&mut self, id: VideoLegId) -> Option<&mut VideoLeg> {
@@ -585,7 +625,7 @@ impl VideoRoom {
                 VideoFeedback::MaxBitrate(bps) => leg.stats.max_bitrate_bps = Some(bps),
             }
         }
-        self.retier(now, index);
+        self.retier(index);
     }
 
     /// When [`VideoRoom::tick`] is due next.
@@ -639,7 +679,7 @@ impl VideoRoom {
             let leg = &mut self.legs[index].1;
             if leg.lossy_until.is_some_and(|until| now >= until) {
                 leg.lossy_until = None;
-                self.retier(now, index);
+                self.retier(index);
             }
         }
     }
@@ -663,6 +703,7 @@ impl VideoRoom {
         let (name_tiles, show_names, layout) = (self.config.name_tiles, self.config.show_names, self.layout);
         let talking = self.legs.iter().find(|(_, l)| l.talking && tiled(l, name_tiles)).map(|(id, _)| *id);
         let speaker = self.speaker.update(now, talking).copied();
+        let speaker = self.presenter.or(speaker);
         let look = Look { layout, speaker, name_tiles, show_names };
         if self.legs.iter().any(|(_, l)| l.config.send && l.own.is_none()) {
             let tiles = tiles_of(&self.legs, look, None);

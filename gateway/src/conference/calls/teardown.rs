@@ -38,6 +38,11 @@ impl Core {
         self.calls.star.remove(&id);
         if self.calls.in_room(&call.room.number).next().is_none() {
             self.calls.layouts.remove(&call.room.number);
+        } else if let Some((_, presenter)) = self.calls.layouts.get_mut(&call.room.number) {
+            // The presenter gone, the active speaker takes the place (the worker did likewise).
+            if *presenter == Some(id) {
+                *presenter = None;
+            }
         }
         self.publish_left(id, &call.room.number);
         tracing::info!(participant = %id, room = %call.room.number, cause = cause.as_str(), "call ended");

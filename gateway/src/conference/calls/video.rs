@@ -245,14 +245,16 @@ impl Core {
             srtp: video.stream.srtp,
             name,
         };
-        let layout = self.calls.layouts.get(&setup.room).copied();
-        tracing::info!(participant = %id, mode = ?setup.config.mode, send = setup.config.send, receive = setup.config.receive, "video started");
+        let set = self.calls.layouts.get(&setup.room).copied();
+        let config = setup.config;
+        tracing::info!(participant = %id, mode = ?config.mode, send = config.send, receive = config.receive, "video started");
         let room = setup.room.clone();
         self.out.media(MediaCommand::Video(VideoCommand::Add(Box::new(setup))));
-        if let Some(layout) = layout {
-            // The room's video may start afresh, in the configured layout.
-            self.out
-                .media(MediaCommand::Video(VideoCommand::Layout(room, crate::media::video::layout(layout))));
+        if let Some((layout, presenter)) = set {
+            // The room's video may start afresh, in the layout the API set.
+            let layout = crate::media::video::layout(layout);
+            self.out.media(MediaCommand::Video(VideoCommand::Layout(room.clone(), layout)));
+            self.out.media(MediaCommand::Video(VideoCommand::Presenter(room, presenter)));
         }
     }
 
@@ -267,17 +269,20 @@ impl Core {
         &mut self,
         room: RoomNumber,
         layout: VideoLayout,
+        presenter: Option<ParticipantId>,
     ) -> Result<ConferenceView, ControlError> {
         let Some(default) = self.default_layout() else { return Err(ControlError::VideoOff) };
         if self.calls.in_room(&room).next().is_none() {
             return Err(ControlError::NoSuchConference);
         }
-        tracing::info!(room = %room, ?layout, "layout set");
-        self.calls.layouts.insert(room.clone(), layout);
-        self.out.media(MediaCommand::Video(VideoCommand::Layout(
-            room.clone(),
-            crate::media::video::layout(layout),
-        )));
+        if presenter.is_some_and(|id| self.calls.view(id).is_none_or(|(r, _)| r != room)) {
+            return Err(ControlError::NoSuchParticipant);
+        }
+        tracing::info!(room = %room, ?layout, ?presenter, "layout set");
+        self.calls.layouts.insert(room.clone(), (layout, presenter));
+        let mixer_layout = crate::media::video::layout(layout);
+        self.out.media(MediaCommand::Video(VideoCommand::Layout(room.clone(), mixer_layout)));
+        self.out.media(MediaCommand::Video(VideoCommand::Presenter(room.clone(), presenter)));
         let view = self.calls.conferences(Some(default)).into_iter().find(|c| c.room == room);
         view.ok_or(ControlError::NoSuchConference)
     }

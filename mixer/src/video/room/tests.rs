@@ -220,6 +220,13 @@ fn a_layout_change_moves_the_speaker_to_the_whole_canvas() {
     phone.decode();
     let frame = phone.last.as_ref().unwrap();
     assert!(frame.mean(40, 40, 240, 160).distance(blue) <= 10, "the one talking fills the picture");
+    // A presenter takes the place whoever talks.
+    room.set_presenter(Some(a));
+    run(&mut room, &mut t, &mut phones, 5, 20);
+    let phone = &mut phones[0].1;
+    phone.decode();
+    let frame = phone.last.as_ref().unwrap();
+    assert!(frame.mean(40, 40, 240, 160).distance(red) <= 10, "the presenter fills the picture");
 }
 
 #[test]
@@ -497,4 +504,40 @@ fn vp8_and_h264_legs_share_one_room_with_one_encode_per_codec() {
     let stats = room.stats();
     // No low tier here: the canvas in H.264, then in VP8.
     assert_eq!(stats.encodes_per_tier, [10, 10, 0, 0], "one encode per codec per picture");
+}
+
+#[test]
+fn a_viewer_that_changes_codec_by_reinvite_is_sent_the_other_codecs_encode() {
+    use crate::video::vp8::Vp8Decoder;
+    use crate::video::vp8_rtp;
+    let red = Yuv::from_rgb(220, 30, 30);
+    let mut room = room(Layout::Grid);
+    let mut t = t0();
+    let a = room.add_leg(leg(1, PacketizationMode::NonInterleaved, true, true), "");
+    let v = room.add_leg(leg(2, PacketizationMode::NonInterleaved, true, false), "");
+    let mut phones = [(a, Phone::new(red, 100)), (v, Phone::new(Yuv::from_rgb(0, 0, 0), 200))];
+    run(&mut room, &mut t, &mut phones, 5, 0);
+    assert_eq!(room.stats().encodes_per_tier, [5, 0, 0, 0]);
+    let vp8 = VideoLegConfig {
+        codec: VideoCodecKind::Vp8,
+        payload_type: 96,
+        ..leg(2, PacketizationMode::NonInterleaved, true, false)
+    };
+    room.update_leg(v, vp8);
+    phones[1].1.received.clear();
+    run(&mut room, &mut t, &mut phones, 5, 5);
+    // No low tier: H.264's canvas is tier 0, VP8's tier 1.
+    assert_eq!(room.stats().encodes_per_tier, [10, 5, 0, 0]);
+    let (mut depacketizer, mut decoder) = (vp8_rtp::Depacketizer::default(), Vp8Decoder::new().unwrap());
+    let (mut frames, mut seen) = (Vec::new(), Frame::filled(0, 0, red));
+    for bytes in &phones[1].1.received {
+        let packet = rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
+        assert_eq!(packet.header.payload_type, 96);
+        let h = &packet.header;
+        depacketizer.push(h.sequence_number, h.timestamp, h.marker, &packet.payload, &mut frames);
+    }
+    for frame in frames {
+        decoder.decode_into(&frame.data, &mut seen).unwrap();
+    }
+    assert!(seen.mean(40, 40, 240, 160).distance(red) <= 12, "the camera, now in VP8");
 }
