@@ -179,13 +179,25 @@ fn calls_out_through_a_trunk_present_its_caller_id() {
     let mut buf = [0u8; 4096];
     let (n, _) = carrier.recv_from(&mut buf).expect("an INVITE at the carrier");
     let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
-    // With its video line, still small enough for UDP (RFC 3261 §18.1.1).
-    assert!(n <= 1300 && invite.contains("m=video "), "{n} bytes: {invite}");
+    // Over 1300 bytes with its video line, the INVITE tries TCP first (RFC 3261 §18.1.1);
+    // this carrier takes only UDP, and the refused connection sends it here.
+    assert!(invite.starts_with("INVITE ") && invite.contains("m=video "), "{n} bytes: {invite}");
+    assert!(invite.contains("Via: SIP/2.0/UDP "), "{invite}");
     let expected_uri = format!("INVITE sip:+15557654321@{} SIP/2.0\r\n", carrier.local_addr().unwrap());
     assert!(invite.starts_with(&expected_uri), "{invite}");
     assert!(invite.contains("From: <sip:+15550001111@127.0.0.1"), "{invite}");
     assert!(invite.contains("P-Asserted-Identity: <sip:+15550001111@127.0.0.1"), "{invite}");
     assert!(invite.contains("m=audio "), "the INVITE carries our offer: {invite}");
+    // Unanswered, it is retransmitted, then cancelled at the ring timeout with the top Via
+    // it went with (§9.1), over the same UDP.
+    let via = invite.lines().find(|l| l.starts_with("Via: ")).unwrap().to_string();
+    let cancel = (0..10)
+        .map_while(|_| {
+            carrier.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .find(|m| m.starts_with("CANCEL "))
+        .expect("a CANCEL at the ring timeout");
+    assert!(cancel.lines().any(|l| l == via), "{via}\n{cancel}");
 }
 
 #[test]

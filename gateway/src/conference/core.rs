@@ -145,6 +145,10 @@ pub(super) enum Input {
     Command(Command),
     Media(MediaEvent),
     Control(Control),
+    /// A TCP connection to `addr` could not be opened.
+    Refused {
+        addr: SocketAddr,
+    },
     /// The earliest deadline passed.
     Timer,
 }
@@ -243,6 +247,12 @@ impl Core {
             Input::Command(command) => self.on_command(command),
             Input::Media(event) => self.on_media_event(event),
             Input::Control(request) => self.on_control(request),
+            Input::Refused { addr } => {
+                let resent = self.layer.stream_refused(now, addr);
+                if resent > 0 {
+                    tracing::info!(to = %addr, requests = resent, "TCP refused: sent over UDP");
+                }
+            }
             Input::Timer => {
                 self.layer.handle_timeout(now);
                 self.trunks.handle_timeout(self.now, &mut self.layer, &self.shared.metrics);
@@ -320,8 +330,8 @@ impl Core {
             Control::Conferences(reply) => {
                 let _ = reply.send(self.calls.conferences(self.default_layout()));
             }
-            Control::Layout { room, layout, reply } => {
-                let _ = reply.send(self.set_layout(room, layout));
+            Control::Layout { room, layout, presenter, reply } => {
+                let _ = reply.send(self.set_layout(room, layout, presenter));
             }
             Control::Dial { room, request, next_hop, reply } => {
                 let result = if self.draining {

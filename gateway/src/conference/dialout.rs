@@ -541,8 +541,9 @@ impl Core {
             let Some(d) = self.calls.dialing.get_mut(&tx) else { continue };
             d.state = DialState::Cancelling;
             tracing::info!(participant = %d.id, "no answer in time: CANCEL");
-            let cancel = cancel_for(&d.invite);
-            let peer = d.peer;
+            // The INVITE as it went, which may have moved to TCP for its size and back.
+            let cancel = self.layer.client_request(tx).map_or_else(|| cancel_for(&d.invite), cancel_for);
+            let peer = self.layer.client_peer(tx).unwrap_or(d.peer);
             match cancel.map(|c| self.layer.send_request(now, c, peer)) {
                 Some(Ok(_)) => {}
                 _ => self.dial_failed(tx, "no-answer"),
@@ -556,8 +557,10 @@ impl Core {
         for tx in txs {
             let now = self.now.at;
             if let Some(d) = self.calls.dialing.get(&tx) {
-                if let Some(cancel) = cancel_for(&d.invite) {
-                    let _ = self.layer.send_request(now, cancel, d.peer);
+                let cancel = self.layer.client_request(tx).map_or_else(|| cancel_for(&d.invite), cancel_for);
+                let peer = self.layer.client_peer(tx).unwrap_or(d.peer);
+                if let Some(cancel) = cancel {
+                    let _ = self.layer.send_request(now, cancel, peer);
                 }
             }
             self.dial_failed(tx, "shutdown");

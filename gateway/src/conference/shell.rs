@@ -228,6 +228,7 @@ pub async fn run(shared: Arc<Shared>, sip: SipIo, media: MediaParts) {
                     shell.transports.connected(conn, transport, peer, writer);
                     continue;
                 }
+                Inbound::Refused { addr } => Input::Refused { addr },
                 Inbound::Closed { conn } => {
                     shell.transports.closed(conn);
                     continue;

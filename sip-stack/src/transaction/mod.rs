@@ -14,6 +14,7 @@ mod timers;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -150,6 +151,9 @@ struct Transaction {
     state: State,
     /// Answered and only absorbing retransmissions: counted in [`Lingering`].
     lingering: bool,
+    /// Client: the UDP peer a request was meant for before its size moved it to TCP, to go
+    /// back to if the TCP connection is refused (§18.1.1).
+    udp_fallback: Option<Peer>,
 }
 
 /// Server transactions that have sent their final answer and stay only to absorb
@@ -331,7 +335,7 @@ impl TransactionLayer {
     /// Starts a client transaction for `request` (any method but ACK), whose top Via must carry
     /// a fresh branch with the magic cookie (§8.1.1.7).
     /// A request over `udp_request_limit` bytes to a UDP peer goes over TCP instead, its top
-    /// Via saying so (§18.1.1).
+    /// Via saying so (§18.1.1); [`TransactionLayer::stream_refused`] sends it back to UDP.
     pub fn send_request(
         &mut self,
         now: Instant,
@@ -341,10 +345,12 @@ impl TransactionLayer {
         if request.method == Method::Ack {
             return Err(TxError::AckNotTransactional);
         }
+        let mut udp_fallback = None;
         if to.transport == Transport::Udp
             && self.udp_request_limit.is_some_and(|limit| request_bytes(&request).len() > limit)
             && via::set_transport(&mut request, Transport::Tcp)
         {
+            udp_fallback = Some(to);
             to = Peer { transport: Transport::Tcp, addr: to.addr, connection: None };
         }
         let via = request
@@ -374,6 +380,7 @@ impl TransactionLayer {
             timers: TimerTable::default(),
             state,
             lingering: false,
+            udp_fallback,
         };
         // §17.1.1.2 / §17.1.2.2: retransmit over UDP (A or E), give up after 64·T1 (B or F).
         let (retransmit, timeout) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
@@ -391,6 +398,60 @@ impl TransactionLayer {
     /// credentials).
     pub fn client_request(&self, tx: ClientTx) -> Option<&Request> {
         self.transactions.get(&tx.0).map(|t| &t.request)
+    }
+
+    /// Where a client transaction's request went, as sent: after a move to TCP or back.
+    pub fn client_peer(&self, tx: ClientTx) -> Option<Peer> {
+        self.transactions.get(&tx.0).map(|t| t.peer)
+    }
+
+    /// Reports that a TCP connection to `addr` could not be opened (§18.1.1: refused; also
+    /// when it timed out, as a UDP-only peer's firewall would make it). Requests that went over
+    /// TCP only for their size, still unanswered, go again over UDP with their Via saying so,
+    /// and retransmit there. Returns how many did.
+    pub fn stream_refused(&mut self, now: Instant, addr: SocketAddr) -> usize {
+        let t1 = self.config.t1;
+        let ids: Vec<u64> = self
+            .transactions
+            .iter()
+            .filter(|(_, t)| {
+                t.peer.transport == Transport::Tcp
+                    && t.peer.addr == addr
+                    && t.udp_fallback.is_some()
+                    && matches!(
+                        t.state,
+                        State::InviteClient(ClientInvite::Calling { .. })
+                            | State::NonInviteClient(ClientNonInvite::Trying { .. })
+                    )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut resent = 0;
+        for id in ids {
+            let Some(t) = self.transactions.get_mut(&id) else { continue };
+            let Some(udp) = t.udp_fallback.take() else { continue };
+            if !via::set_transport(&mut t.request, Transport::Udp) {
+                continue;
+            }
+            t.peer = udp;
+            t.wire = Bytes::from(request_bytes(&t.request));
+            let retransmit = match &mut t.state {
+                State::InviteClient(ClientInvite::Calling { interval }) => {
+                    *interval = t1;
+                    Timer::A
+                }
+                State::NonInviteClient(ClientNonInvite::Trying { interval }) => {
+                    *interval = t1;
+                    Timer::E
+                }
+                _ => continue,
+            };
+            let wire = t.wire.clone();
+            self.io.arm(id, t, retransmit, now + t1);
+            self.io.send(udp, wire);
+            resent += 1;
+        }
+        resent
     }
 
     /// Reports that a stream connection failed for a client transaction (§8.1.3.1).
@@ -517,6 +578,7 @@ impl TransactionLayer {
                     wire: Bytes::new(),
                     timers: TimerTable::default(),
                     lingering: false,
+                    udp_fallback: None,
                     state: State::NonInviteServer(ServerNonInvite::Trying),
                 };
                 if invite {
@@ -680,6 +742,7 @@ impl TransactionLayer {
             wire: Bytes::new(),
             timers: TimerTable::default(),
             lingering: false,
+            udp_fallback: None,
             state: State::NonInviteServer(ServerNonInvite::Trying),
         };
         self.keys.insert(cancel_key, id);

@@ -402,6 +402,44 @@ fn a_request_over_1300_bytes_goes_over_tcp_with_a_tcp_via() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // the origin of virtual time
+fn a_big_request_whose_tcp_connection_is_refused_goes_again_over_udp_and_retransmits_there() {
+    let now = Instant::now();
+    let mut big = request("INVITE", "z9hG4bKbig");
+    big.body = vec![b'v'; 1400];
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    let tx = layer.send_request(now, big, peer()).unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().to.transport, Transport::Tcp);
+    // A request that chose TCP itself stays there.
+    let chosen = layer.send_request(now, request("OPTIONS", "z9hG4bKtcp"), tcp_peer()).unwrap();
+    assert_eq!(layer.poll_transmit().unwrap().to.transport, Transport::Tcp);
+    // Refused by some other address: nothing moves.
+    assert_eq!(layer.stream_refused(now, "127.0.0.1:5999".parse().unwrap()), 0);
+
+    let refused = now + Duration::from_millis(10);
+    assert_eq!(layer.stream_refused(refused, peer().addr), 1);
+    let sent = layer.poll_transmit().unwrap();
+    assert_eq!(sent.to, peer(), "back to the UDP peer it was meant for");
+    let text = String::from_utf8_lossy(&sent.bytes);
+    assert!(text.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbig"), "{text}");
+    assert!(layer.poll_transmit().is_none(), "the OPTIONS that chose TCP is not resent");
+    assert_eq!(layer.client_peer(tx), Some(peer()));
+    assert_eq!(layer.client_peer(chosen), Some(tcp_peer()));
+    let cancel_from = layer.client_request(tx).unwrap();
+    assert!(request_bytes(cancel_from).starts_with(b"INVITE"));
+    assert!(String::from_utf8_lossy(&request_bytes(cancel_from)).contains("SIP/2.0/UDP"));
+
+    // Over UDP now: Timer A retransmits from T1 after the move, the same bytes.
+    layer.handle_timeout(refused + Duration::from_millis(499));
+    assert!(layer.poll_transmit().is_none());
+    layer.handle_timeout(refused + Duration::from_millis(500));
+    let again = layer.poll_transmit().unwrap();
+    assert_eq!((again.to, &again.bytes), (sent.to, &sent.bytes));
+    // A second refusal finds nothing left to move.
+    assert_eq!(layer.stream_refused(refused, peer().addr), 0);
+}
+
+#[test]
 fn past_the_transaction_limit_a_request_gets_a_stateless_503_and_holds_nothing() {
     let mut sim = Sim::new();
     sim.layer = TransactionLayer::new(TimerConfig::default()).with_max_transactions(2);

@@ -48,6 +48,11 @@ pub enum Inbound {
         peer: SocketAddr,
         writer: mpsc::Sender<Bytes>,
     },
+    /// A TCP connection we opened could not be: what went over it only for its size goes
+    /// over UDP (RFC 3261 §18.1.1).
+    Refused {
+        addr: SocketAddr,
+    },
     Closed {
         conn: ConnectionId,
     },
@@ -359,8 +364,18 @@ async fn open_connection(
                 }
             }
         },
-        Ok(Err(e)) => tracing::warn!(to = %addr, error = %e, "TCP connection failed"),
-        Err(_) => tracing::warn!(to = %addr, "TCP connection timed out"),
+        Ok(Err(e)) => {
+            tracing::warn!(to = %addr, error = %e, "TCP connection failed");
+            if tls.is_none() {
+                let _ = tx.send(Inbound::Refused { addr }).await;
+            }
+        }
+        Err(_) => {
+            tracing::warn!(to = %addr, "TCP connection timed out");
+            if tls.is_none() {
+                let _ = tx.send(Inbound::Refused { addr }).await;
+            }
+        }
     }
     let _ = tx.send(Inbound::Closed { conn }).await;
 }
