@@ -190,6 +190,7 @@ struct NewRoom {
     max_participants: Option<u32>,
     #[serde(default)]
     dids: Vec<String>,
+    layout: Option<crate::config::VideoLayout>,
 }
 
 #[allow(clippy::disallowed_methods)] // an HTTP handler: the I/O shell
@@ -207,6 +208,7 @@ async fn create_room(
         moderator_pin: new.moderator_pin,
         max_participants: new.max_participants,
         dids: new.dids,
+        layout: new.layout,
     };
     shared.storage.add_room(&room, crate::clock::unix_ms()).await?;
     tracing::info!(room = %room.number, "room created through the API");
@@ -240,6 +242,7 @@ fn room_update(fields: Map<String, Value>) -> Result<RoomUpdate, ApiError> {
             "moderator_pin" => update.moderator_pin = Some(field(&key, value)?),
             "max_participants" => update.max_participants = Some(field(&key, value)?),
             "dids" => update.dids = Some(field(&key, value)?),
+            "layout" => update.layout = Some(field(&key, value)?),
             _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown field `{key}`"))),
         }
     }
@@ -435,6 +438,7 @@ mod tests {
             moderator_pin: None,
             max_participants: None,
             dids: Vec::new(),
+            layout: None,
         };
         let read = room_view(&room, Access::Read);
         assert_eq!(read.get("pin"), None);

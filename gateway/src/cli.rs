@@ -93,6 +93,16 @@ pub struct RoomAdd {
     /// A number arriving through a trunk that leads to this room (repeatable).
     #[arg(long = "did")]
     pub dids: Vec<String>,
+    /// The video layout its conferences start in: speaker, grid or speaker-strip (else the
+    /// config's).
+    #[arg(long, value_parser = layout)]
+    pub layout: Option<crate::config::VideoLayout>,
+}
+
+fn layout(name: &str) -> Result<crate::config::VideoLayout, String> {
+    crate::config::VideoLayout::from_name(name)
+        .filter(|layout| *layout != crate::config::VideoLayout::Presenter)
+        .ok_or_else(|| format!("`{name}`: one of speaker, grid, speaker-strip"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,5 +159,20 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Room(RoomCommand::Add(RoomAdd { ref number, .. })) if number == "1000")
         );
+        let add = |layout: &str| {
+            Cli::try_parse_from(["gateway", "room", "add", "--number", "1", "--layout", layout])
+        };
+        let cli = add("speaker-strip").unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Room(RoomCommand::Add(RoomAdd {
+                layout: Some(crate::config::VideoLayout::SpeakerStrip),
+                ..
+            }))
+        ));
+        for bad in ["presenter", "mosaic"] {
+            let error = add(bad).unwrap_err().to_string();
+            assert!(error.contains("one of speaker, grid, speaker-strip"), "{error}");
+        }
     }
 }

@@ -387,6 +387,24 @@ pub enum VideoLayout {
     Presenter,
 }
 
+impl VideoLayout {
+    /// Its name in the config, the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoLayout::Speaker => "speaker",
+            VideoLayout::Grid => "grid",
+            VideoLayout::SpeakerStrip => "speaker-strip",
+            VideoLayout::Presenter => "presenter",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<VideoLayout> {
+        [VideoLayout::Speaker, VideoLayout::Grid, VideoLayout::SpeakerStrip, VideoLayout::Presenter]
+            .into_iter()
+            .find(|layout| layout.as_str() == name)
+    }
+}
+
 fn room_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VideoLayout, D::Error> {
     match VideoLayout::deserialize(d)? {
         VideoLayout::Presenter => Err(serde::de::Error::custom(

@@ -93,6 +93,7 @@ async fn room(config: &Config, command: RoomCommand) -> anyhow::Result<()> {
                 moderator_pin: add.moderator_pin,
                 max_participants: add.max_participants,
                 dids: add.dids,
+                layout: add.layout,
             };
             db.add_room(&room, unix_ms()).await?;
             println!("room {} added", room.number);

@@ -45,7 +45,14 @@ pub enum Offer {
     PcmuAndVideo {
         video: SocketAddr,
     },
+    /// PCMU, and VP8 (payload type [`VP8_PT`]) to `video` with `rtcp-mux` and PLI.
+    PcmuAndVp8 {
+        video: SocketAddr,
+    },
 }
+
+/// The payload type of VP8 in an [`Offer::PcmuAndVp8`].
+pub const VP8_PT: u8 = 100;
 
 /// The payload type of H.264 in an [`Offer::PcmuAndVideo`].
 pub const H264_PT: u8 = 109;
@@ -69,7 +76,9 @@ pub fn call_offering(
     let from = format!("<sip:{user}@{gateway}>;tag=s{}", local.port());
     let uri = format!("sip:{number}@{gateway}");
     let audio = match offer {
-        Offer::Pcmu | Offer::PcmuAndVideo { .. } => "0 101\r\na=rtpmap:0 PCMU/8000\r\n".to_string(),
+        Offer::Pcmu | Offer::PcmuAndVideo { .. } | Offer::PcmuAndVp8 { .. } => {
+            "0 101\r\na=rtpmap:0 PCMU/8000\r\n".to_string()
+        }
         Offer::Opus => format!(
             "{OPUS_PT} 101\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\na=fmtp:{OPUS_PT} useinbandfec=1;usedtx=1\r\n"
         ),
@@ -80,6 +89,11 @@ pub fn call_offering(
              a=fmtp:{H264_PT} profile-level-id=42e01f;packetization-mode=1\r\n\
              a=rtcp-fb:{H264_PT} nack\r\na=rtcp-fb:{H264_PT} nack pli\r\na=rtcp-fb:{H264_PT} ccm fir\r\n\
              a=rtcp-mux\r\na=content:main\r\na=sendrecv\r\n",
+            port = video.port()
+        ),
+        Offer::PcmuAndVp8 { video } => format!(
+            "m=video {port} RTP/AVP {VP8_PT}\r\na=rtpmap:{VP8_PT} VP8/90000\r\n\
+             a=rtcp-fb:{VP8_PT} nack\r\na=rtcp-fb:{VP8_PT} nack pli\r\na=rtcp-mux\r\na=sendrecv\r\n",
             port = video.port()
         ),
         _ => String::new(),
@@ -191,6 +205,22 @@ impl ScriptedCall {
             bail!("re-INVITE answered {ok}");
         }
         self.send(&self.request("ACK", self.cseq))?;
+        Ok(ok.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+    }
+
+    /// Sends a re-INVITE without an offer, and acknowledges the gateway's offer in its 200
+    /// with `answer` (RFC 3261 §14.2); returns the gateway's offer.
+    pub fn reinvite_offerless(&mut self, answer: &str) -> anyhow::Result<String> {
+        self.cseq += 1;
+        let ok = exchange(&self.sip, self.gateway, &self.request("INVITE", self.cseq))?;
+        if !ok.starts_with("SIP/2.0 200") {
+            bail!("re-INVITE answered {ok}");
+        }
+        let ack = self.request("ACK", self.cseq).replace(
+            "Content-Length: 0\r\n",
+            &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n", answer.len()),
+        ) + answer;
+        self.send(&ack)?;
         Ok(ok.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
     }
 

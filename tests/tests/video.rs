@@ -250,6 +250,49 @@ fn video_phones_see_each_other_and_a_phone_without_video_by_name_and_the_api_cha
     });
 }
 
+#[test]
+fn a_rooms_own_layout_starts_its_conferences() {
+    let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\nshow_names = false\n");
+    let create =
+        |body: &str| http_request(gw.http, "POST", "/api/v1/rooms", Some(API_TOKEN), Some(body)).unwrap();
+    for bad in [r#"{"number":"1000","layout":"presenter"}"#, r#"{"number":"1000","layout":"mosaic"}"#] {
+        let (status, text) = create(bad);
+        assert_eq!(status, 400, "{bad}: {text}");
+        assert!(text.contains("layout"), "{text}");
+    }
+    let (status, text) = create(r#"{"number":"1000","layout":"speaker"}"#);
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["layout"], "speaker");
+    // The gateway's default is the grid; this room's conference starts with the speaker alone:
+    // red, the first to talk, on blue's whole picture.
+    let mut red = video_phone(&gw, "red", "red", 440.0, "");
+    let mut blue = video_phone(&gw, "blue", "blue", 660.0, "");
+    dial(&mut red, &gw, "1000");
+    dial(&mut blue, &gw, "1000");
+    wait_for_picture(&gw, &mut blue, "blue", "red alone", |q| q.colour.iter().all(|&c| near(c, RED)));
+    let (status, text) =
+        http_request(gw.http, "GET", "/api/v1/conferences/1000", Some(API_TOKEN), None).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["layout"], "speaker");
+    // Clearing the room's layout leaves the live conference as it is.
+    let (status, text) =
+        http_request(gw.http, "PATCH", "/api/v1/rooms/1000", Some(API_TOKEN), Some(r#"{"layout":null}"#))
+            .unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["layout"], Value::Null);
+    let (_, text) = http_request(gw.http, "GET", "/api/v1/conferences/1000", Some(API_TOKEN), None).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["layout"], "speaker");
+    let (status, text) = http_request(
+        gw.http,
+        "PATCH",
+        "/api/v1/rooms/1000",
+        Some(API_TOKEN),
+        Some(r#"{"layout":"presenter"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+}
+
 /// What a scripted viewer got of the room's picture: when each keyframe (IDR) began, and the
 /// media SSRC.
 struct Viewer {
@@ -425,6 +468,84 @@ fn a_vp8_phone_and_an_h264_phone_see_each_other() {
     assert_eq!(participant(&gw, "1000", "red")["video"]["codec"], "H264");
 }
 
+/// A process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ffmpeg sending a colour as RTP to `to`, encoded with `codec` (its arguments) as payload
+/// type `pt`, at real speed: a hardware MCU's stream, from an independent encoder and
+/// packetizer.
+fn ffmpeg_rtp(colour: &str, codec: &[&str], pt: u8, to: SocketAddr) -> Killed {
+    require_program("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-nostdin", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("color=c={colour}:s=320x240:r=15"))
+        .args(["-t", "60", "-g", "15", "-pix_fmt", "yuv420p"])
+        .args(codec)
+        .args(["-payload_type", &pt.to_string(), "-f", "rtp"])
+        .arg(format!("rtp://{to}?pkt_size=1200"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
+
+#[test]
+fn mcu_streams_of_h264_and_vp8_rtp_from_ffmpeg_are_seen_by_a_phone() {
+    let gw = gateway("[video]\nwidth = 640\nheight = 360\nframe_rate = 15\nshow_names = false\n");
+    gw.admin(&["room", "add", "--number", "1000"]);
+    let mut red = video_phone(&gw, "red", "red", 440.0, "");
+    dial(&mut red, &gw, "1000");
+    // Two MCU stand-ins, each a SIP leg offering one codec, its picture from ffmpeg.
+    let mut ffmpegs = Vec::new();
+    let mut calls = Vec::new();
+    for (user, colour, pt, codec) in [
+        (
+            "mcu-h264",
+            "blue",
+            sipua::H264_PT,
+            &["-c:v", "libx264", "-profile:v", "baseline", "-tune", "zerolatency"][..],
+        ),
+        ("mcu-vp8", "lime", sipua::VP8_PT, &["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "300k"][..]),
+    ] {
+        gw.admin(&["user", "add", user, "--password", "mcu-pass-1"]);
+        let audio = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let video = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = video.local_addr().unwrap();
+        let offer = if pt == sipua::VP8_PT {
+            Offer::PcmuAndVp8 { video: at }
+        } else {
+            Offer::PcmuAndVideo { video: at }
+        };
+        let call =
+            sipua::call_offering(gw.sip, user, "mcu-pass-1", "1000", audio.local_addr().unwrap(), offer)
+                .unwrap();
+        let to = call.gateway_video.expect("the video line answered");
+        ffmpegs.push(ffmpeg_rtp(colour, codec, pt, to));
+        calls.push((call, audio, video));
+        // Join order is grid order: wait until this one shows before the next joins.
+        let (user, colour) = (user.to_string(), colour);
+        let ok = wait_until(Duration::from_secs(10), || {
+            participant(&gw, "1000", &user)["video"]["fps"].as_f64() > Some(0.0)
+        });
+        assert!(ok, "{user} ({colour}): {}\n{}", participant(&gw, "1000", &user), gw.log());
+    }
+    assert_eq!(participant(&gw, "1000", "mcu-h264")["video"]["codec"], "H264");
+    assert_eq!(participant(&gw, "1000", "mcu-vp8")["video"]["codec"], "VP8");
+    wait_for_picture(&gw, &mut red, "red", "red, blue and green", |q| {
+        near(q.colour[0], RED) && near(q.colour[1], BLUE) && near(q.colour[2], GREEN)
+    });
+    for (call, _, _) in calls {
+        call.hang_up().unwrap();
+    }
+}
+
 /// An offer of PCMU to `audio` and, unless `video` is None, H.264 in mode 1 to it.
 fn offer(audio: SocketAddr, video: Option<SocketAddr>, version: u32) -> String {
     let mut sdp = format!(
@@ -454,7 +575,8 @@ fn video_port(answer: &str) -> u16 {
 }
 
 #[test]
-fn video_added_by_reinvite_starts_a_keyframe_by_info_comes_and_removing_it_stops_the_picture() {
+fn video_added_by_reinvite_starts_a_keyframe_by_info_comes_our_reoffers_answer_moves_it_and_removing_it_stops_it(
+) {
     let gw = gateway("[video]\nwidth = 320\nheight = 180\nframe_rate = 15\n[video.low]\nenabled = false\n");
     gw.admin(&["room", "add", "--number", "1000"]);
     gw.admin(&["user", "add", "late", "--password", "late-pass-1"]);
@@ -479,19 +601,44 @@ fn video_added_by_reinvite_starts_a_keyframe_by_info_comes_and_removing_it_stops
     call.info("application/media_control+xml", fast_update).unwrap();
     viewer.watch(Duration::from_secs(1));
     assert_eq!(viewer.keyframes.len(), 2, "a keyframe for the INFO");
-    assert!(participant(&gw, "1000", "late")["video"]["keyframe_requests"].as_u64() >= Some(1));
+    // The API's figures come from the media worker's periodic report.
+    let counted = wait_until(Duration::from_secs(3), || {
+        participant(&gw, "1000", "late")["video"]["keyframe_requests"].as_u64() >= Some(1)
+    });
+    assert!(counted, "{}", participant(&gw, "1000", "late"));
+    // A re-INVITE without an offer: the gateway offers the streams in force, and the answer
+    // in the ACK moves the video to another port; the picture follows it there.
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    moved.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+    let ours = call.reinvite_offerless(&offer(audio, Some(moved.local_addr().unwrap()), 3)).unwrap();
+    assert_eq!(video_port(&ours), port, "{ours}");
+    let old = std::mem::replace(&mut viewer.socket, moved);
+    let rtp_within = |socket: &UdpSocket, time: Duration| {
+        let mut buf = [0u8; 2048];
+        let mut packets = 0;
+        let end = Instant::now() + time;
+        while Instant::now() < end {
+            if let Ok(n) = socket.recv(&mut buf) {
+                packets += usize::from(n > 12 && !(192..=223).contains(&buf[1]));
+            }
+        }
+        packets
+    };
+    assert!(
+        rtp_within(&viewer.socket, Duration::from_secs(1)) > 0,
+        "no picture at the new port\n{}",
+        gw.log()
+    );
+    rtp_within(&old, Duration::from_millis(100));
+    assert_eq!(rtp_within(&old, Duration::from_millis(300)), 0, "the picture still goes to the old port");
     // A re-offer that refuses video stops the picture; the call goes on.
-    let answer = call.reinvite(&offer(audio, None, 3)).unwrap();
+    let answer = call.reinvite(&offer(audio, None, 4)).unwrap();
     assert_eq!(video_port(&answer), 0, "{answer}");
     viewer.watch(Duration::from_millis(300));
-    let mut buf = [0u8; 2048];
-    let mut late = 0;
-    let end = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < end {
-        if let Ok(n) = viewer.socket.recv(&mut buf) {
-            late += usize::from(n > 12 && !(192..=223).contains(&buf[1]));
-        }
-    }
-    assert_eq!(late, 0, "no picture after the video line was refused");
+    assert_eq!(
+        rtp_within(&viewer.socket, Duration::from_secs(1)),
+        0,
+        "no picture after the video line was refused"
+    );
     call.hang_up().unwrap();
 }

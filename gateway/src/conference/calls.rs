@@ -423,35 +423,42 @@ impl Calls {
 
     /// Every live conference; `default_layout` is the layout of rooms the API set none for
     /// (`None` with video off).
-    pub fn conferences(&self, default_layout: Option<VideoLayout>) -> Vec<ConferenceView> {
-        let mut rooms: HashMap<&RoomNumber, Vec<ParticipantView>> = HashMap::new();
+    pub fn conferences<'a>(&'a self, default_layout: Option<VideoLayout>) -> Vec<ConferenceView> {
+        // Each room's participants, and the layout its record names.
+        let mut rooms: HashMap<&RoomNumber, (Option<VideoLayout>, Vec<ParticipantView>)> = HashMap::new();
+        let mut add = |room: &'a Room, view: ParticipantView| {
+            rooms.entry(&room.number).or_insert_with(|| (room.layout, Vec::new())).1.push(view);
+        };
         for call in self.calls.values() {
-            rooms.entry(&call.room.number).or_default().push(call.view());
+            add(&call.room, call.view());
         }
         for browser in self.browsers.values() {
-            rooms.entry(&browser.room.number).or_default().push(browser.view());
+            add(&browser.room, browser.view());
         }
         for d in self.dialing.values() {
-            rooms.entry(&d.room.number).or_default().push(ParticipantView {
-                id: d.id,
-                display_name: d.target.clone(),
-                user: d.trunk.as_deref().unwrap_or_default().to_string(),
-                direction: "outbound",
-                state: d.state.as_str(),
-                started_at_ms: d.started_ms,
-                flags: ParticipantFlags::default(),
-                media: MediaView {
-                    codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
-                    ..MediaView::default()
+            add(
+                &d.room,
+                ParticipantView {
+                    id: d.id,
+                    display_name: d.target.clone(),
+                    user: d.trunk.as_deref().unwrap_or_default().to_string(),
+                    direction: "outbound",
+                    state: d.state.as_str(),
+                    started_at_ms: d.started_ms,
+                    flags: ParticipantFlags::default(),
+                    media: MediaView {
+                        codec: d.sdp.early.as_ref().map_or("", |(_, codec)| codec.name()),
+                        ..MediaView::default()
+                    },
                 },
-            });
+            );
         }
         let mut views: Vec<ConferenceView> = rooms
             .into_iter()
-            .map(|(room, mut participants)| {
+            .map(|(room, (stored, mut participants))| {
                 participants.sort_by_key(|p| p.id);
                 let set = self.layouts.get(room).copied();
-                let layout = default_layout.map(|d| set.map_or(d, |(layout, _)| layout));
+                let layout = default_layout.map(|d| set.map_or(stored.unwrap_or(d), |(layout, _)| layout));
                 let presenter = set.and_then(|(_, presenter)| presenter);
                 ConferenceView { room: room.clone(), layout, presenter, participants }
             })

@@ -137,6 +137,7 @@ mod tests {
                 moderator_pin: None,
                 max_participants: None,
                 dids: dids.iter().map(|d| d.to_string()).collect(),
+                layout: None,
             };
             db.add_room(&room("1000", &["+15550001", "2000"]), 0).await.unwrap();
             db.add_room(&room("2000", &[]), 0).await.unwrap();

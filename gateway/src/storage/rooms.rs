@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{duplicate, Storage, StorageError, ROWS_PER_STATEMENT};
+use crate::config::VideoLayout;
 use crate::ids::RoomNumber;
 
 /// A conference room as stored.
@@ -20,6 +21,9 @@ pub struct Room {
     pub max_participants: Option<u32>,
     /// Numbers arriving through trunks that lead to this room.
     pub dids: Vec<String>,
+    /// The layout each conference here starts in; `None`: the gateway's `[video] layout`.
+    #[serde(default)]
+    pub layout: Option<VideoLayout>,
 }
 
 /// Changes to a room; `None` leaves a field alone, `Some(None)` clears an optional one.
@@ -30,6 +34,7 @@ pub struct RoomUpdate {
     pub moderator_pin: Option<Option<String>>,
     pub max_participants: Option<Option<u32>>,
     pub dids: Option<Vec<String>>,
+    pub layout: Option<Option<VideoLayout>>,
 }
 
 impl Room {
@@ -54,6 +59,12 @@ impl Room {
         }
         for did in &self.dids {
             validate_number("did", did)?;
+        }
+        if self.layout == Some(VideoLayout::Presenter) {
+            return invalid(
+                "layout",
+                "`presenter` names a participant: set it on the live conference".into(),
+            );
         }
         Ok(())
     }
@@ -80,14 +91,15 @@ impl Storage {
         room.validate()?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO rooms (number, name, pin, moderator_pin, max_participants, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO rooms (number, name, pin, moderator_pin, max_participants, layout, created_at,
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
         .bind(room.number.as_str())
         .bind(&room.name)
         .bind(&room.pin)
         .bind(&room.moderator_pin)
         .bind(room.max_participants.map(i64::from))
+        .bind(room.layout.map(VideoLayout::as_str))
         .bind(now_ms)
         .execute(&mut *tx)
         .await
@@ -100,7 +112,7 @@ impl Storage {
     /// Every room, ordered by number.
     pub async fn rooms(&self) -> Result<Vec<Room>, StorageError> {
         let rows = sqlx::query(
-            "SELECT number, name, pin, moderator_pin, max_participants FROM rooms ORDER BY number",
+            "SELECT number, name, pin, moderator_pin, max_participants, layout FROM rooms ORDER BY number",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -118,7 +130,7 @@ impl Storage {
 
     pub async fn room(&self, number: &str) -> Result<Option<Room>, StorageError> {
         let row = sqlx::query(
-            "SELECT number, name, pin, moderator_pin, max_participants FROM rooms WHERE number = $1",
+            "SELECT number, name, pin, moderator_pin, max_participants, layout FROM rooms WHERE number = $1",
         )
         .bind(number)
         .fetch_optional(&self.pool)
@@ -161,17 +173,21 @@ impl Storage {
         if let Some(dids) = &update.dids {
             room.dids = dids.clone();
         }
+        if let Some(layout) = update.layout {
+            room.layout = layout;
+        }
         room.validate()?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE rooms SET name = $2, pin = $3, moderator_pin = $4, max_participants = $5,
-             updated_at = $6 WHERE number = $1",
+             layout = $6, updated_at = $7 WHERE number = $1",
         )
         .bind(room.number.as_str())
         .bind(&room.name)
         .bind(&room.pin)
         .bind(&room.moderator_pin)
         .bind(room.max_participants.map(i64::from))
+        .bind(room.layout.map(VideoLayout::as_str))
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -212,7 +228,7 @@ impl Storage {
         let mut rooms: HashMap<String, Room> = HashMap::new();
         for chunk in names.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT r.number, r.name, r.pin, r.moderator_pin, r.max_participants, d.did
+                "SELECT r.number, r.name, r.pin, r.moderator_pin, r.max_participants, r.layout, d.did
                  FROM rooms r LEFT JOIN room_dids d ON d.room_number = r.number
                  WHERE r.number IN ({}) OR r.number IN (SELECT room_number FROM room_dids WHERE did IN ({}))
                  ORDER BY r.number, d.did",
@@ -276,6 +292,8 @@ fn room_from_row(row: &sqlx::any::AnyRow) -> Result<Room, StorageError> {
         moderator_pin: row.try_get("moderator_pin")?,
         max_participants: max.and_then(|m| u32::try_from(m).ok()),
         dids: Vec::new(),
+        // A name this version does not know (written by a newer one): the gateway's default.
+        layout: row.try_get::<Option<String>, _>("layout")?.as_deref().and_then(VideoLayout::from_name),
     })
 }
 
@@ -292,6 +310,7 @@ mod tests {
             moderator_pin: Some("9999".into()),
             max_participants: Some(10),
             dids: vec![format!("+1555000{number}")],
+            layout: Some(VideoLayout::SpeakerStrip),
         }
     }
 
@@ -320,10 +339,17 @@ mod tests {
                 pin: Some(None),
                 max_participants: Some(Some(3)),
                 dids: Some(vec!["+15559999".into()]),
+                layout: Some(Some(VideoLayout::Grid)),
                 ..RoomUpdate::default()
             };
             let updated = db.update_room("1000", &update, 4).await.unwrap();
             assert_eq!((updated.pin, updated.max_participants), (None, Some(3)));
+            assert_eq!(db.room("1000").await.unwrap().unwrap().layout, Some(VideoLayout::Grid));
+            let dialled = db.rooms_dialled(&["1000"]).await.unwrap();
+            assert_eq!(dialled["1000"].as_number.as_ref().unwrap().layout, Some(VideoLayout::Grid));
+            let cleared = RoomUpdate { layout: Some(None), ..RoomUpdate::default() };
+            assert_eq!(db.update_room("1000", &cleared, 5).await.unwrap().layout, None);
+            assert_eq!(db.room("1000").await.unwrap().unwrap().layout, None);
             assert_eq!(db.room("1000").await.unwrap().unwrap().dids, ["+15559999"]);
             assert_eq!(by_did(&db, "+15550001000").await, None);
 
@@ -344,6 +370,9 @@ mod tests {
             let mut bad = room("10 00");
             bad.pin = None;
             assert!(matches!(db.add_room(&bad, 1).await, Err(StorageError::Invalid { field: "number", .. })));
+            let mut bad = room("1000");
+            bad.layout = Some(VideoLayout::Presenter);
+            assert!(matches!(db.add_room(&bad, 1).await, Err(StorageError::Invalid { field: "layout", .. })));
             // A DID clash rolls the whole room back.
             db.add_room(&room("1000"), 1).await.unwrap();
             let mut clash = room("3000");

@@ -221,11 +221,20 @@ pub struct TransactionLayer {
     /// Transactions alive at once; a new request past it gets a stateless 503.
     max_transactions: usize,
     lingering: Lingering,
+    /// Peers whose TCP connection was refused, until when their big requests stay on UDP.
+    udp_only: HashMap<SocketAddr, Instant>,
 }
 
 /// RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) must go over a
 /// congestion-controlled transport.
 pub const UDP_REQUEST_LIMIT: usize = 1300;
+
+/// How long a peer that refused TCP gets its big requests over UDP without trying TCP again.
+const UDP_ONLY_FOR: Duration = Duration::from_secs(600);
+
+/// Peers remembered as UDP-only at most: we connect only where we send requests (trunks,
+/// calls out), but past this the oldest memory is dropped and TCP is tried again.
+const UDP_ONLY_MAX: usize = 1024;
 
 impl TransactionLayer {
     pub fn new(config: TimerConfig) -> TransactionLayer {
@@ -239,6 +248,7 @@ impl TransactionLayer {
             udp_request_limit: Some(UDP_REQUEST_LIMIT),
             max_transactions: usize::MAX,
             lingering: Lingering { max: usize::MAX, ..Lingering::default() },
+            udp_only: HashMap::new(),
         }
     }
 
@@ -348,6 +358,7 @@ impl TransactionLayer {
         let mut udp_fallback = None;
         if to.transport == Transport::Udp
             && self.udp_request_limit.is_some_and(|limit| request_bytes(&request).len() > limit)
+            && self.udp_only.get(&to.addr).is_none_or(|until| *until <= now)
             && via::set_transport(&mut request, Transport::Tcp)
         {
             udp_fallback = Some(to);
@@ -408,9 +419,19 @@ impl TransactionLayer {
     /// Reports that a TCP connection to `addr` could not be opened (§18.1.1: refused; also
     /// when it timed out, as a UDP-only peer's firewall would make it). Requests that went over
     /// TCP only for their size, still unanswered, go again over UDP with their Via saying so,
-    /// and retransmit there. Returns how many did.
+    /// and retransmit there; the next ones to that peer go over UDP for a while
+    /// ([`UDP_ONLY_FOR`]). Returns how many went again.
     pub fn stream_refused(&mut self, now: Instant, addr: SocketAddr) -> usize {
         let t1 = self.config.t1;
+        if self.udp_only.len() >= UDP_ONLY_MAX {
+            self.udp_only.retain(|_, until| *until > now);
+            if self.udp_only.len() >= UDP_ONLY_MAX {
+                if let Some(oldest) = self.udp_only.iter().min_by_key(|(_, until)| **until).map(|(a, _)| *a) {
+                    self.udp_only.remove(&oldest);
+                }
+            }
+        }
+        self.udp_only.insert(addr, now + UDP_ONLY_FOR);
         let ids: Vec<u64> = self
             .transactions
             .iter()

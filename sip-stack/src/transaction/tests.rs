@@ -437,6 +437,19 @@ fn a_big_request_whose_tcp_connection_is_refused_goes_again_over_udp_and_retrans
     assert_eq!((again.to, &again.bytes), (sent.to, &sent.bytes));
     // A second refusal finds nothing left to move.
     assert_eq!(layer.stream_refused(refused, peer().addr), 0);
+
+    // The next big request to that peer goes straight over UDP, for ten minutes.
+    let mut next = request("INVITE", "z9hG4bKnext");
+    next.body = vec![b'v'; 1400];
+    layer.send_request(refused + Duration::from_secs(60), next, peer()).unwrap();
+    while let Some(t) = layer.poll_transmit() {
+        assert_eq!(t.to, peer(), "{}", String::from_utf8_lossy(&t.bytes));
+    }
+    let mut later = request("INVITE", "z9hG4bKlater");
+    later.body = vec![b'v'; 1400];
+    layer.send_request(refused + Duration::from_secs(601), later, peer()).unwrap();
+    let tried = std::iter::from_fn(|| layer.poll_transmit()).last().unwrap();
+    assert_eq!(tried.to.transport, Transport::Tcp, "TCP is tried again later");
 }
 
 #[test]

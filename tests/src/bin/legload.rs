@@ -239,7 +239,7 @@ fn set_up(o: &Options) -> Vec<Leg> {
                 let frequency = if talks { 400.0 + 300.0 * i as f64 } else { 0.0 };
                 let ssrc = 0x1000_0000 + i as u32;
                 let (source, ear) = match o.codec {
-                    Offer::Pcmu | Offer::PcmuAndVideo { .. } => {
+                    Offer::Pcmu | Offer::PcmuAndVideo { .. } | Offer::PcmuAndVp8 { .. } => {
                         (Source::Pcmu(ToneStream::new(ssrc, frequency)), Decoder::Pcmu)
                     }
                     Offer::Opus => {

@@ -248,28 +248,46 @@ impl Core {
     }
 
     /// The answer to our offer within the dialog: new SRTP keys (a phone may re-key in any
-    /// answer) or a new address reach the media worker.
+    /// answer) or a new address reach the media workers, for audio and video alike; a video
+    /// line the answer refuses stops the video.
     pub(super) fn take_reanswer(&mut self, id: ParticipantId, offer: &sdp::Session, body: &[u8]) {
         let Some(call) = self.calls.call_mut(id) else { return };
-        let answered = sdp::parse(body).and_then(|answer| sdp::read_answer(offer, &answer, &call.sdp.local));
-        let stream = match answered {
-            Ok(stream) => stream,
+        let answered = sdp::parse(body).and_then(|answer| {
+            sdp::read_answer(offer, &answer, &call.sdp.local).map(|stream| (answer, stream))
+        });
+        let (answer, stream) = match answered {
+            Ok(answered) => answered,
             Err(e) => {
                 return tracing::warn!(participant = %id, error = %e, "answer to our re-offer not taken")
             }
         };
-        if (stream.srtp, stream.remote) == (call.sdp.stream.srtp, call.sdp.stream.remote) {
-            return;
+        if (stream.srtp, stream.remote) != (call.sdp.stream.srtp, call.sdp.stream.remote) {
+            call.sdp.stream.srtp = stream.srtp;
+            call.sdp.stream.remote = stream.remote;
+            self.out.media(MediaCommand::Update {
+                id,
+                config: leg_config(call.sdp.codec, &call.sdp.stream),
+                remote: call.sdp.stream.remote,
+                on_hold: call.leg.on_hold,
+                srtp: call.sdp.stream.srtp,
+            });
         }
-        call.sdp.stream.srtp = stream.srtp;
-        call.sdp.stream.remote = stream.remote;
-        self.out.media(MediaCommand::Update {
-            id,
-            config: leg_config(call.sdp.codec, &call.sdp.stream),
-            remote: call.sdp.stream.remote,
-            on_hold: call.leg.on_hold,
-            srtp: call.sdp.stream.srtp,
-        });
+        let Some(video) = &call.video else { return };
+        let offered = offer.medias.get(video.stream.mline).is_some_and(|m| m.port != 0);
+        match sdp::video::read_answer(offer, &answer, video.stream.mline, &video.local) {
+            Ok(Some(new)) if (new.srtp, new.remote) != (video.stream.srtp, video.stream.remote) => {
+                tracing::info!(participant = %id, remote = ?new.remote, "video moved by the answer to our re-offer");
+                let stream = VideoStream { srtp: new.srtp, remote: new.remote, ..video.stream.clone() };
+                self.use_video_stream(id, Some(stream));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) if offered => {
+                tracing::info!(participant = %id, "video refused in the answer to our re-offer");
+                self.use_video_stream(id, None);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(participant = %id, error = %e, "video answer to our re-offer not taken"),
+        }
     }
 
     /// RFC 4028 §7.4: we refresh with UPDATE where the phone allows it, else re-INVITE.

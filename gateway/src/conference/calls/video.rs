@@ -233,6 +233,7 @@ impl Core {
         }
         let name = call.name();
         let room = call.room.number.clone();
+        let stored = call.room.layout;
         let Some(video) = &mut call.video else { return };
         let Some(ports) = video.ports.take() else { return };
         let setup = VideoSetup {
@@ -245,6 +246,10 @@ impl Core {
             srtp: video.stream.srtp,
             name,
         };
+        // The room's own layout until the API sets another for this conference.
+        if let Some(layout) = stored {
+            self.calls.layouts.entry(setup.room.clone()).or_insert((layout, None));
+        }
         let set = self.calls.layouts.get(&setup.room).copied();
         let config = setup.config;
         tracing::info!(participant = %id, mode = ?config.mode, send = config.send, receive = config.receive, "video started");

@@ -90,6 +90,7 @@ impl Harness {
             moderator_pin: None,
             max_participants: None,
             dids: vec![DID.into()],
+            layout: None,
         };
         storage.add_room(&room, 0).await.unwrap();
         let pin_room =
